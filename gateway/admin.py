@@ -1,0 +1,217 @@
+"""Administrative changes: principals, keys, grants and media items.
+
+Each change and its audit record commit in one transaction, so the log never
+misses a change and never records one that did not happen. Used by the CLI
+and by the HTTP media API alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway import audit
+from gateway.audit import AuditEvent, RequestContext
+from gateway.errors import Conflict, InvalidInput, NotFound
+from gateway.keymaterial import generate_secret, new_credential_id, new_id, new_key_id
+from gateway.keyring import newest_active, seal_context
+from gateway.model import (
+    GRANT_ID_PREFIX,
+    Credential,
+    Grant,
+    KeyAlgorithm,
+    MediaItem,
+    Permission,
+    Principal,
+    PrincipalKind,
+    Rendition,
+    SigningKey,
+    Visibility,
+    check_name,
+)
+from gateway.sealing import MasterKey
+from gateway.store.base import Repos, Store
+from gateway.urlcanon import canonical_path
+
+MAX_GRANT_SECONDS = 7 * 86400
+
+
+@dataclass(frozen=True)
+class NewPrincipal:
+    principal: Principal
+    credential: Credential
+    credential_seed: bytes
+
+
+async def _require_principal(repos: Repos, principal_id: str) -> Principal:
+    principal = await repos.principals.get(principal_id)
+    if principal is None:
+        raise NotFound(f"no principal {principal_id!r}")
+    return principal
+
+
+class Admin:
+    def __init__(self, store: Store, master_key: MasterKey) -> None:
+        self._store = store
+        self._master_key = master_key
+
+    async def add_principal(
+        self,
+        ctx: RequestContext,
+        principal_id: str,
+        kind: PrincipalKind,
+        permissions: frozenset[Permission],
+        renditions: frozenset[Rendition] | None,
+        now: float,
+    ) -> NewPrincipal:
+        principal = Principal(check_name(principal_id, "principal id"), kind, permissions, now, renditions)
+        seed, public = generate_secret(KeyAlgorithm.ED25519)
+        assert public is not None
+        credential = Credential(new_credential_id(), principal.id, public, now)
+        detail = {"kind": kind.value, "permissions": sorted(permissions), "credential": credential.id}
+        if renditions is not None:
+            detail["renditions"] = sorted(renditions)
+        async with self._store.transaction() as tx:
+            await tx.principals.add(principal)
+            await tx.principals.add_credential(credential)
+            await tx.audit.append(
+                [audit.change(ctx, AuditEvent.PRINCIPAL_CREATED, now=now, subject=principal.id, detail=detail)]
+            )
+        return NewPrincipal(principal, credential, seed)
+
+    async def disable_principal(self, ctx: RequestContext, principal_id: str, now: float) -> None:
+        async with self._store.transaction() as tx:
+            await _require_principal(tx, principal_id)
+            await tx.principals.disable(principal_id, now)
+            await tx.audit.append(
+                [audit.change(ctx, AuditEvent.PRINCIPAL_DISABLED, now=now, subject=principal_id)]
+            )
+
+    async def _new_key(
+        self, principal_id: str, algorithm: KeyAlgorithm, not_after: float | None, now: float
+    ) -> SigningKey:
+        kid = new_key_id()
+        secret, public = generate_secret(algorithm)
+        sealed = await self._master_key.seal(secret, seal_context(kid))
+        return SigningKey(kid, principal_id, algorithm, sealed, now, public, not_after)
+
+    async def create_key(
+        self,
+        ctx: RequestContext,
+        principal_id: str,
+        algorithm: KeyAlgorithm,
+        now: float,
+        not_after: float | None = None,
+        event: AuditEvent = AuditEvent.KEY_CREATED,
+    ) -> SigningKey:
+        if not_after is not None and not_after <= now:
+            raise InvalidInput("not-after must be in the future")
+        key = await self._new_key(principal_id, algorithm, not_after, now)
+        async with self._store.transaction() as tx:
+            await _require_principal(tx, principal_id)
+            previous = newest_active(await tx.keys.list(principal_id), now)
+            await tx.keys.add(key)
+            detail = {"algorithm": algorithm.value, "principal": principal_id}
+            if event is AuditEvent.KEY_ROTATED and previous is not None:
+                detail["previous_kid"] = previous.kid
+            await tx.audit.append([audit.change(ctx, event, now=now, kid=key.kid, detail=detail)])
+        return key
+
+    async def rotate_key(self, ctx: RequestContext, principal_id: str, now: float) -> SigningKey:
+        """A new key that signs from now on; older keys keep verifying until revoked or expired."""
+        keys = await self._store.keys.list(principal_id)
+        current = newest_active(keys, now)
+        algorithm = current.algorithm if current else KeyAlgorithm.ED25519
+        return await self.create_key(ctx, principal_id, algorithm, now, event=AuditEvent.KEY_ROTATED)
+
+    async def revoke_key(self, ctx: RequestContext, kid: str, reason: str, now: float) -> SigningKey:
+        if not reason.strip():
+            raise InvalidInput("a revocation needs a reason")
+        async with self._store.transaction() as tx:
+            key = await tx.keys.get(kid)
+            if key is None:
+                raise NotFound(f"no key {kid!r}")
+            if key.revoked_at is not None:
+                raise Conflict(f"key {kid} was already revoked")
+            await tx.keys.revoke(kid, now, reason, ctx.actor)
+            record = audit.change(ctx, AuditEvent.KEY_REVOKED, now=now, kid=kid, reason=reason)
+            await tx.audit.append([record])
+        return await self._fetch_key(kid)
+
+    async def _fetch_key(self, kid: str) -> SigningKey:
+        key = await self._store.keys.get(kid)
+        if key is None:
+            raise NotFound(f"no key {kid!r}")
+        return key
+
+    async def add_grant(
+        self,
+        ctx: RequestContext,
+        principal_id: str,
+        media_id: str,
+        reason: str,
+        duration: float,
+        now: float,
+    ) -> Grant:
+        if not reason.strip():
+            raise InvalidInput("an access grant needs a reason")
+        if not 0 < duration <= MAX_GRANT_SECONDS:
+            raise InvalidInput(f"a grant lasts at most {MAX_GRANT_SECONDS} seconds")
+        grant = Grant(new_id(GRANT_ID_PREFIX), principal_id, media_id, reason.strip(), ctx.actor, now, now + duration)
+        async with self._store.transaction() as tx:
+            principal = await _require_principal(tx, principal_id)
+            if principal.kind is not PrincipalKind.ENGINEER:
+                raise InvalidInput("access grants are for engineers")
+            await tx.grants.add(grant)
+            detail = {"grant_id": grant.id, "principal": principal_id, "expires_at": grant.expires_at}
+            record = audit.change(
+                ctx, AuditEvent.GRANT_CREATED, now=now, media_id=media_id, reason=grant.reason, detail=detail
+            )
+            await tx.audit.append([record])
+        return grant
+
+    async def revoke_grant(self, ctx: RequestContext, grant_id: str, now: float) -> None:
+        async with self._store.transaction() as tx:
+            grant = await tx.grants.get(grant_id)
+            if grant is None:
+                raise NotFound(f"no grant {grant_id!r}")
+            await tx.grants.revoke(grant_id, now)
+            detail = {"grant_id": grant_id, "principal": grant.principal_id}
+            record = audit.change(ctx, AuditEvent.GRANT_REVOKED, now=now, media_id=grant.media_id, detail=detail)
+            await tx.audit.append([record])
+
+    async def put_media(
+        self,
+        ctx: RequestContext,
+        media_id: str,
+        owner: str,
+        workspace: str,
+        visibility: Visibility,
+        paths: Mapping[Rendition, str],
+        now: float,
+    ) -> MediaItem:
+        if not paths:
+            raise InvalidInput("a media item needs at least one rendition path")
+        item = MediaItem(
+            id=check_name(media_id, "media id"),
+            owner=check_name(owner, "owner"),
+            workspace=check_name(workspace, "workspace"),
+            visibility=visibility,
+            paths={r: canonical_path(p) for r, p in paths.items()},
+            updated_at=now,
+        )
+        detail = {"owner": owner, "workspace": workspace, "visibility": visibility.value}
+        async with self._store.transaction() as tx:
+            await tx.media.put(item)
+            record = audit.change(ctx, AuditEvent.MEDIA_PUT, now=now, media_id=media_id, detail=detail)
+            await tx.audit.append([record])
+        return item
+
+    async def delete_media(self, ctx: RequestContext, media_id: str, now: float) -> None:
+        async with self._store.transaction() as tx:
+            item = await tx.media.get(media_id)
+            if item is None or item.deleted:
+                raise NotFound(f"no media item {media_id!r}")
+            await tx.media.delete(media_id, now)
+            record = audit.change(ctx, AuditEvent.MEDIA_DELETED, now=now, media_id=media_id)
+            await tx.audit.append([record])

@@ -1,0 +1,1 @@
+"""gatewayctl: a thin command line over the gateway's core."""

@@ -1,0 +1,60 @@
+"""What every command gets: the loaded config, opened services, the actor and the time."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.audit import RequestContext
+from gateway.config import Config, load_config
+from gateway.services import Services, open_services
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or os.environ.get("GATEWAY_DATA_DIR") or ".").resolve()
+
+
+def config_file(args: argparse.Namespace) -> Path | None:
+    value = args.config or os.environ.get("GATEWAY_CONFIG")
+    return Path(value) if value else None
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(data_dir(args), config_file(args))
+
+
+def actor(args: argparse.Namespace) -> str:
+    """Who is acting, for the audit log: --actor, GATEWAY_ACTOR, or the OS user."""
+    if args.actor:
+        return str(args.actor)
+    try:
+        user = getpass.getuser()
+    except OSError:
+        user = "unknown"
+    return os.environ.get("GATEWAY_ACTOR") or f"cli:{user}"
+
+
+@dataclass
+class Cli:
+    args: argparse.Namespace
+    config: Config
+    services: Services
+    now: float
+
+    @property
+    def ctx(self) -> RequestContext:
+        return RequestContext(actor=actor(self.args), user_agent="gatewayctl")
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+
+async def open_cli(args: argparse.Namespace) -> Cli:
+    config = load(args)
+    services = await open_services(config)
+    return Cli(args, config, services, time.time())

@@ -1,0 +1,187 @@
+"""init, serve and token: setting up the embedded default, running it, minting JWTs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+)
+
+from gateway import tokens
+from gateway.cli import context
+from gateway.cli.credentials import read_credential, write_private
+from gateway.cli.output import emit
+from gateway.cli.timeparse import duration
+from gateway.config import CONFIG_FILE, DEV_IDP_ISSUER, Config
+from gateway.errors import ConfigError, InvalidInput
+from gateway.model import KeyAlgorithm, Permission, PrincipalKind
+from gateway.sealing import LocalMasterKey
+from gateway.services import open_services
+from gateway.web.app import create_app
+
+DEV_VIEWER_AUDIENCE = "media-gateway-viewers"
+_DEV_CONFIG = f"""\
+# Written by 'gatewayctl init'. DEVELOPMENT settings: the viewer identity
+# provider below is a local development key that 'gatewayctl token --viewer'
+# signs with. With environment = "production" the gateway refuses to start
+# until [viewer] names your real identity provider.
+environment = "development"
+
+[server]
+host = "127.0.0.1"
+port = 8080
+
+[signing]
+cdn_base_url = "https://cdn.example.com"
+default_ttl = 300
+max_ttl = 3600
+
+[viewer]
+issuer = "{DEV_IDP_ISSUER}"
+audience = "{DEV_VIEWER_AUDIENCE}"
+public_key_file = "keys/dev-idp.pub"
+
+[proxy]
+trusted = ["127.0.0.1/32", "::1/128"]
+"""
+
+
+def _write_dev_idp(config: Config) -> bool:
+    private_path = config.dev_idp_key_path
+    if private_path.exists():
+        return False
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    write_private(private_path, pem.strip())
+    public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    private_path.with_suffix(".pub").write_bytes(public)
+    return True
+
+
+async def run_init(args: argparse.Namespace) -> int:
+    data_dir = context.data_dir(args)
+    keys_dir = data_dir / "keys"
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(keys_dir, 0o700)
+    created: list[str] = []
+    config_path = context.config_file(args) or data_dir / CONFIG_FILE
+    if not config_path.exists():
+        config_path.write_text(_DEV_CONFIG)
+        created.append(str(config_path))
+    config = context.load(args)
+    if LocalMasterKey.create(config.master_key_path):
+        created.append(str(config.master_key_path))
+    if config.viewer.issuer == DEV_IDP_ISSUER and _write_dev_idp(config):
+        created.append(str(config.dev_idp_key_path))
+    services = await open_services(config)
+    try:
+        if await services.store.principals.get(config.pages_principal) is None:
+            ctx = context.Cli(args, config, services, time.time()).ctx
+            await services.admin.add_principal(
+                ctx, config.pages_principal, PrincipalKind.SERVICE, frozenset({Permission.SIGN}), None, time.time()
+            )
+            await services.admin.create_key(ctx, config.pages_principal, KeyAlgorithm.ED25519, time.time())
+            created.append(f"principal {config.pages_principal} (signs page-URL redirects) with its key")
+    finally:
+        await services.close()
+    summary: dict[str, Any] = {"data_dir": str(data_dir), "created": created, "database": str(config.sqlite_path)}
+    lines = [f"gateway initialised in {data_dir}"] + [f"  created {c}" for c in created]
+    emit(summary, as_json=args.json, text="\n".join(lines or ["already initialised"]))
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    config = context.load(args)
+    host = args.host or config.host
+    port = args.port if args.port is not None else config.port
+
+    async def make_app() -> web.Application:
+        return create_app(await open_services(config))
+
+    print(f"gateway ({config.environment}) serving on http://{host}:{port}", flush=True)
+    web.run_app(make_app(), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def _viewer_token(args: argparse.Namespace, config: Config, ttl: int) -> str:
+    if config.viewer.issuer != DEV_IDP_ISSUER:
+        raise ConfigError("viewer tokens come from your identity provider; the development IdP is not configured")
+    try:
+        key = load_pem_private_key(config.dev_idp_key_path.read_bytes(), None)
+    except FileNotFoundError:
+        raise ConfigError(f"{config.dev_idp_key_path} is missing: run 'gatewayctl init'") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{config.dev_idp_key_path} is not an Ed25519 key")
+    return tokens.mint_viewer_token(
+        private_key=key,
+        issuer=config.viewer.issuer,
+        audience=config.viewer.audience,
+        subject=args.viewer,
+        workspaces=args.workspace or [],
+        workspaces_claim=config.viewer.workspaces_claim,
+        now=time.time(),
+        ttl=ttl,
+    )
+
+
+async def run_token(args: argparse.Namespace) -> int:
+    config = context.load(args)
+    ttl = duration(args.ttl)
+    if (args.credential is None) == (args.viewer is None):
+        raise InvalidInput("give exactly one of --credential FILE or --viewer SUBJECT")
+    if args.viewer is not None:
+        token = _viewer_token(args, config, ttl)
+    else:
+        if ttl > config.max_token_lifetime:
+            raise InvalidInput(f"--ttl exceeds api.max_token_lifetime ({config.max_token_lifetime}s)")
+        credential = read_credential(Path(args.credential))
+        token = tokens.mint_principal_token(
+            credential_id=credential.credential_id,
+            principal_id=credential.principal,
+            private_seed=credential.seed,
+            audience=credential.audience,
+            now=time.time(),
+            ttl=ttl,
+        )
+    emit({"token": token, "ttl": ttl}, as_json=args.json, text=token)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    init = sub.add_parser(
+        "init",
+        parents=[common],
+        help="create the data directory, master key, config, database and dev IdP (idempotent)",
+        description="Set up the embedded default in --data-dir: keys/master.key (mode 0600), "
+        "gateway.toml (development settings), gateway.db, a development identity-provider key "
+        "and the 'pages' principal that signs page-URL redirects. Existing files are kept.",
+    )
+    init.set_defaults(func=run_init)
+    serve = sub.add_parser("serve", parents=[common], help="run the HTTP gateway")
+    serve.add_argument("--host", help="listen address (default: server.host)")
+    serve.add_argument("--port", type=int, help="listen port (default: server.port)")
+    serve.set_defaults(func=run_serve, sync=True)
+    token = sub.add_parser(
+        "token",
+        parents=[common],
+        help="mint a principal's API token, or a development viewer token",
+        description="--credential FILE: a short-lived Bearer JWT for the HTTP API, signed with the "
+        "principal's credential (EdDSA). --viewer SUBJECT: a viewer token from the DEVELOPMENT "
+        "identity provider created by 'init' (refused when a real IdP is configured).",
+    )
+    token.add_argument("--credential", metavar="FILE", help="principal credential file")
+    token.add_argument("--viewer", metavar="SUBJECT", help="viewer subject (development IdP only)")
+    token.add_argument("--workspace", action="append", metavar="ID", help="viewer workspace (repeatable)")
+    token.add_argument("--ttl", default="15m", help="lifetime, e.g. 90s, 15m, 1h (default 15m)")
+    token.set_defaults(func=run_token)

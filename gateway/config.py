@@ -1,0 +1,210 @@
+"""Configuration: one frozen, typed object built once at start-up.
+
+Sources, later wins: built-in defaults, the TOML file, ``GATEWAY_<SECTION>_<KEY>``
+environment variables (``GATEWAY_SERVER_PORT=9000``; lists comma-separated).
+Every problem is a ``ConfigError`` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+from gateway.netaddr import IPNetwork
+
+DEV_IDP_ISSUER = "urn:gateway:dev-idp"
+CONFIG_FILE = "gateway.toml"
+
+
+@dataclass(frozen=True)
+class ViewerConfig:
+    issuer: str = ""
+    audience: str = ""
+    jwks_url: str = ""
+    public_key_file: str = ""
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    workspaces_claim: str = "workspaces"
+    cookie: str = "gw_viewer"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    environment: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = ""
+    cdn_base_url: str = "https://cdn.example.com"
+    default_ttl: int = 300
+    max_ttl: int = 3600
+    api_audience: str = "media-gateway"
+    max_token_lifetime: int = 3600
+    pages_principal: str = "pages"
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    batch_max_items: int = 100
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.keys_dir / "master.key"
+
+    @property
+    def dev_idp_key_path(self) -> Path:
+        return self.keys_dir / "dev-idp.key"
+
+    @property
+    def sqlite_path(self) -> Path:
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return self.data_dir / "gateway.db"
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+
+def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _choice(*options: str) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        if value not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _networks(name: str, value: Any) -> tuple[IPNetwork, ...]:
+    import ipaddress
+
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in _strings(name, value))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _url(name: str, value: Any) -> str:
+    text = _text(name, value).rstrip("/")
+    if not text.startswith(("https://", "http://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return text
+
+
+# (section, key) in the file -> (field on Config or ViewerConfig, parser)
+_FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
+    ("", "environment"): ("environment", _choice("development", "production")),
+    ("server", "host"): ("host", _text),
+    ("server", "port"): ("port", _int(0, 65535)),
+    ("database", "url"): ("database_url", _text),
+    ("signing", "cdn_base_url"): ("cdn_base_url", _url),
+    ("signing", "default_ttl"): ("default_ttl", _int(1, 7 * 86400)),
+    ("signing", "max_ttl"): ("max_ttl", _int(1, 7 * 86400)),
+    ("signing", "batch_max_items"): ("batch_max_items", _int(1, 1000)),
+    ("api", "audience"): ("api_audience", _text),
+    ("api", "max_token_lifetime"): ("max_token_lifetime", _int(60, 86400)),
+    ("pages", "principal"): ("pages_principal", _text),
+    ("proxy", "trusted"): ("trusted_proxies", _networks),
+    ("viewer", "issuer"): ("issuer", _text),
+    ("viewer", "audience"): ("audience", _text),
+    ("viewer", "jwks_url"): ("jwks_url", _text),
+    ("viewer", "public_key_file"): ("public_key_file", _text),
+    ("viewer", "algorithms"): ("algorithms", _strings),
+    ("viewer", "workspaces_claim"): ("workspaces_claim", _text),
+    ("viewer", "cookie"): ("cookie", _text),
+}
+
+
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _env_name(section: str, key: str) -> str:
+    return "GATEWAY_" + "_".join(p for p in (section, key) if p).upper()
+
+
+def _from_file(path: Path) -> dict[tuple[str, str], Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    values: dict[tuple[str, str], Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            values.update({(name, k): v for k, v in value.items()})
+        else:
+            values[("", name)] = value
+    unknown = sorted(_dotted(*k) for k in values if k not in _FIELDS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s): {', '.join(unknown)}")
+    return values
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[tuple[str, str], Any]:
+    return {k: environ[_env_name(*k)] for k in _FIELDS if _env_name(*k) in environ}
+
+
+def load_config(
+    data_dir: Path, config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    environ = os.environ if environ is None else environ
+    path = config_file or data_dir / CONFIG_FILE
+    raw = {**_from_file(path), **_from_env(environ)}
+    top: dict[str, Any] = {}
+    viewer: dict[str, Any] = {}
+    for (section, key), value in raw.items():
+        attr, parse = _FIELDS[(section, key)]
+        target = viewer if section == "viewer" else top
+        target[attr] = parse(_dotted(section, key), value)
+    config = Config(data_dir=data_dir, viewer=ViewerConfig(**viewer), **top)
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    if config.default_ttl > config.max_ttl:
+        raise ConfigError("signing.default_ttl must not exceed signing.max_ttl")
+    viewer = config.viewer
+    if viewer.jwks_url and viewer.public_key_file:
+        raise ConfigError("viewer.jwks_url and viewer.public_key_file are exclusive")
+    if not config.production:
+        return
+    if not viewer.issuer or viewer.issuer == DEV_IDP_ISSUER:
+        raise ConfigError(
+            "viewer.issuer: production needs a real identity provider, not the development one"
+        )
+    if not viewer.audience or not (viewer.jwks_url or viewer.public_key_file):
+        raise ConfigError("viewer.audience and viewer.jwks_url (or public_key_file) are required")

@@ -1,0 +1,66 @@
+"""The gateway's parts, wired together in one visible place.
+
+``open_services`` is the only function that chooses implementations: the
+store (SQLite by default), the master key (a local file by default), the
+viewer key source and the dialect registry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.admin import Admin
+from gateway.config import Config
+from gateway.dialects import DialectRegistry, default_registry
+from gateway.errors import ConfigError
+from gateway.identity import Identity, viewer_keys_from
+from gateway.issuance import IssuancePolicy, Issuer
+from gateway.keyring import Keyring
+from gateway.sealing import LocalMasterKey, MasterKey
+from gateway.store import open_store
+from gateway.store.base import Store
+from gateway.verification import Verifier
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    master_key: MasterKey
+    dialects: DialectRegistry
+    keyring: Keyring
+    identity: Identity
+    issuer: Issuer
+    verifier: Verifier
+    admin: Admin
+    clock: Clock
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def open_services(config: Config, clock: Clock = time.time) -> Services:
+    master_key = LocalMasterKey.load(config.master_key_path)
+    viewer_keys = viewer_keys_from(config)
+    store = await open_store(config)
+    dialects = default_registry()
+    keyring = Keyring(store, master_key)
+    policy = IssuancePolicy(config.cdn_base_url, config.default_ttl, config.max_ttl)
+    if policy.dialect not in dialects.names():
+        raise ConfigError(f"unknown dialect {policy.dialect!r}")
+    return Services(
+        config=config,
+        store=store,
+        master_key=master_key,
+        dialects=dialects,
+        keyring=keyring,
+        identity=Identity(store, config, viewer_keys),
+        issuer=Issuer(store, keyring, dialects, policy),
+        verifier=Verifier(keyring, dialects, dialects.names()),
+        admin=Admin(store, master_key),
+        clock=clock,
+    )

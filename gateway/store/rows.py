@@ -1,0 +1,129 @@
+"""Conversions between domain values and flat database rows (shared by every SQL store)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateway.audit import AuditEvent, AuditRecord
+from gateway.model import (
+    Credential,
+    Grant,
+    KeyAlgorithm,
+    MediaItem,
+    Permission,
+    Principal,
+    PrincipalKind,
+    Rendition,
+    SigningKey,
+    Visibility,
+)
+
+Row = Mapping[str, Any]
+
+PRINCIPAL_COLUMNS = ("id", "kind", "permissions", "renditions", "created_at", "disabled_at")
+CREDENTIAL_COLUMNS = ("id", "principal_id", "public_key", "created_at", "revoked_at")
+KEY_COLUMNS = (
+    "kid", "principal_id", "algorithm", "public_key", "sealed_private", "created_at",
+    "not_after", "revoked_at", "revoked_reason", "revoked_by", "last_used_at",
+)  # fmt: skip
+MEDIA_COLUMNS = ("id", "owner", "workspace", "visibility", "paths", "updated_at", "deleted_at")
+GRANT_COLUMNS = (
+    "id", "principal_id", "media_id", "reason", "created_by", "created_at", "expires_at",
+    "revoked_at",
+)  # fmt: skip
+AUDIT_COLUMNS = (
+    "time", "event", "actor", "request_id", "kid", "media_id", "rendition", "subject",
+    "url_sha256", "expires_at", "decision", "reason", "client_ip", "user_agent", "detail",
+)  # fmt: skip
+
+
+def principal_values(p: Principal) -> tuple[Any, ...]:
+    renditions = None if p.renditions is None else json.dumps(sorted(p.renditions))
+    perms = json.dumps(sorted(p.permissions))
+    return (p.id, p.kind.value, perms, renditions, p.created_at, p.disabled_at)
+
+
+def principal_from(row: Row) -> Principal:
+    renditions = row["renditions"]
+    return Principal(
+        id=row["id"],
+        kind=PrincipalKind(row["kind"]),
+        permissions=frozenset(Permission(p) for p in json.loads(row["permissions"])),
+        renditions=None if renditions is None else frozenset(Rendition(r) for r in json.loads(renditions)),
+        created_at=row["created_at"],
+        disabled_at=row["disabled_at"],
+    )
+
+
+def credential_values(c: Credential) -> tuple[Any, ...]:
+    return (c.id, c.principal_id, c.public_key, c.created_at, c.revoked_at)
+
+
+def credential_from(row: Row) -> Credential:
+    return Credential(**{k: row[k] for k in CREDENTIAL_COLUMNS})
+
+
+def key_values(k: SigningKey) -> tuple[Any, ...]:
+    return (
+        k.kid, k.principal_id, k.algorithm.value, k.public_key, k.sealed_private, k.created_at,
+        k.not_after, k.revoked_at, k.revoked_reason, k.revoked_by, k.last_used_at,
+    )  # fmt: skip
+
+
+def key_from(row: Row) -> SigningKey:
+    data = {k: row[k] for k in KEY_COLUMNS}
+    data["algorithm"] = KeyAlgorithm(data["algorithm"])
+    for blob in ("public_key", "sealed_private"):
+        data[blob] = None if data[blob] is None else bytes(data[blob])
+    return SigningKey(**data)
+
+
+def media_values(m: MediaItem) -> tuple[Any, ...]:
+    paths = json.dumps({r.value: p for r, p in sorted(m.paths.items())})
+    return (m.id, m.owner, m.workspace, m.visibility.value, paths, m.updated_at, m.deleted_at)
+
+
+def media_from(row: Row) -> MediaItem:
+    return MediaItem(
+        id=row["id"],
+        owner=row["owner"],
+        workspace=row["workspace"],
+        visibility=Visibility(row["visibility"]),
+        paths={Rendition(r): p for r, p in json.loads(row["paths"]).items()},
+        updated_at=row["updated_at"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+def grant_values(g: Grant) -> tuple[Any, ...]:
+    return (
+        g.id, g.principal_id, g.media_id, g.reason, g.created_by, g.created_at, g.expires_at,
+        g.revoked_at,
+    )  # fmt: skip
+
+
+def grant_from(row: Row) -> Grant:
+    return Grant(**{k: row[k] for k in GRANT_COLUMNS})
+
+
+def audit_values(r: AuditRecord) -> tuple[Any, ...]:
+    detail = json.dumps(dict(r.detail), sort_keys=True)
+    return (
+        r.time, r.event.value, r.actor, r.request_id, r.kid, r.media_id, r.rendition, r.subject,
+        r.url_sha256, r.expires_at, r.decision, r.reason, r.client_ip, r.user_agent, detail,
+    )  # fmt: skip
+
+
+def audit_from(row: Row) -> AuditRecord:
+    data = {k: row[k] for k in AUDIT_COLUMNS}
+    data["event"] = AuditEvent(data["event"])
+    data["detail"] = json.loads(data["detail"] or "{}")
+    return AuditRecord(seq=row["seq"], **data)
+
+
+def placeholders(columns: Sequence[str], style: str = "?") -> str:
+    if style == "?":
+        return ", ".join("?" for _ in columns)
+    return ", ".join(f"${i}" for i in range(1, len(columns) + 1))

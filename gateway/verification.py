@@ -1,0 +1,23 @@
+"""Checking a presented signed URL: dialect, key state (revocation) and claims."""
+
+from __future__ import annotations
+
+from gateway.dialects import DialectRegistry
+from gateway.dialects.base import Redemption, Verified
+from gateway.errors import VerificationFailed
+from gateway.keyring import Keyring
+
+
+class Verifier:
+    def __init__(self, keyring: Keyring, dialects: DialectRegistry, allowed: list[str]) -> None:
+        self._keyring = keyring
+        self._dialects = dialects
+        self._allowed = list(allowed)
+
+    async def verify(self, redemption: Redemption, dialect_name: str = "native") -> Verified:
+        """Verified, or VerificationFailed carrying the precise reason."""
+        if dialect_name not in self._allowed:
+            raise VerificationFailed("dialect-not-allowed")
+        dialect = self._dialects.get(dialect_name)
+        key = await self._keyring.verification_key(dialect.key_id(redemption.url), redemption.now)
+        return dialect.verify(redemption, key)

@@ -1,0 +1,1 @@
+"""The HTTP edge: aiohttp handlers that parse, call the core, and format."""

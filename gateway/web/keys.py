@@ -1,0 +1,9 @@
+"""Typed application keys: everything handlers need, set once in ``create_app``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.services import Services
+
+SERVICES = web.AppKey("services", Services)

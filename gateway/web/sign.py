@@ -1,0 +1,125 @@
+"""POST /v1/sign and /v1/sign/batch: signed URLs for application backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.audit import RequestContext
+from gateway.errors import GatewayError, InvalidInput, PayloadTooLarge
+from gateway.identity import bearer
+from gateway.issuance import Outcome, SignItem
+from gateway.model import Principal, Rendition, Viewer, check_name
+from gateway.services import Services
+from gateway.web import parsing
+from gateway.web.keys import SERVICES
+from gateway.web.middleware import request_id
+from gateway.netaddr import resolve_client_ip
+
+
+def request_context(request: web.Request, services: Services, actor: str) -> RequestContext:
+    client_ip = resolve_client_ip(
+        request.remote,
+        request.headers.get("X-Forwarded-For"),
+        services.config.trusted_proxies,
+    )
+    return RequestContext(
+        actor=actor,
+        request_id=request_id(request),
+        client_ip=client_ip,
+        user_agent=request.headers.get("User-Agent"),
+    )
+
+
+async def authenticated_principal(request: web.Request, services: Services) -> Principal:
+    token = bearer(request.headers.get("Authorization"))
+    return await services.identity.principal(token, services.clock())
+
+
+def _item(body: dict[str, Any]) -> SignItem:
+    scope = body.get("scope", "path")
+    if scope not in ("path", "prefix"):
+        raise InvalidInput("scope must be 'path' or 'prefix'")
+    return SignItem(
+        media_id=check_name(body.get("media_id"), "media_id"),
+        rendition=parsing.choice(Rendition, body.get("rendition"), "rendition"),
+        ttl=parsing.optional_int(body, "ttl"),
+        client_ip=parsing.string(body, "client_ip", required=False),
+        prefix=scope == "prefix",
+    )
+
+
+async def _viewer(body: dict[str, Any], services: Services) -> Viewer | None:
+    token = body.get("viewer_token")
+    asserted = body.get("viewer")
+    if token is not None and asserted is not None:
+        raise InvalidInput("give viewer_token or viewer, not both")
+    if token is not None:
+        if not isinstance(token, str):
+            raise InvalidInput("viewer_token must be a string")
+        return await services.identity.viewer(token, services.clock())
+    if asserted is None:
+        return None
+    if not isinstance(asserted, dict):
+        raise InvalidInput("viewer must be an object with id and workspaces")
+    workspaces = parsing.string_list(asserted, "workspaces")
+    return Viewer(
+        subject=check_name(asserted.get("id"), "viewer.id"),
+        workspaces=frozenset(check_name(w, "workspace") for w in workspaces),
+        source="asserted",
+    )
+
+
+def issued_json(outcome: Outcome) -> dict[str, Any]:
+    base = {"media_id": outcome.item.media_id, "rendition": outcome.item.rendition.value}
+    if outcome.issued is None:
+        error = outcome.error or GatewayError("no result")
+        return {**base, "status": error.status, "error": error.code, "message": error.message}
+    issued = outcome.issued
+    return {
+        **base,
+        "status": 200,
+        "url": issued.url,
+        "expires_at": issued.expires,
+        "kid": issued.kid,
+        "issuance_id": issued.issuance_id,
+    }
+
+
+async def sign(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    principal = await authenticated_principal(request, services)
+    body = await parsing.json_object(request)
+    item = _item(body)
+    viewer = await _viewer(body, services)
+    ctx = request_context(request, services, principal.id)
+    [outcome] = await services.issuer.issue(principal, viewer, [item], ctx, services.clock())
+    if outcome.error is not None:
+        raise outcome.error
+    return web.json_response(issued_json(outcome))
+
+
+async def sign_batch(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    principal = await authenticated_principal(request, services)
+    body = await parsing.json_object(request)
+    raw_items = body.get("items")
+    if not isinstance(raw_items, list) or not raw_items:
+        raise InvalidInput("items must be a non-empty list")
+    if len(raw_items) > services.config.batch_max_items:
+        raise PayloadTooLarge(f"at most {services.config.batch_max_items} items per batch")
+    items = [_batch_item(i, raw) for i, raw in enumerate(raw_items)]
+    viewer = await _viewer(body, services)
+    ctx = request_context(request, services, principal.id)
+    outcomes = await services.issuer.issue(principal, viewer, items, ctx, services.clock())
+    return web.json_response({"results": [issued_json(o) for o in outcomes]})
+
+
+def _batch_item(index: int, raw: Any) -> SignItem:
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"items[{index}] must be an object")
+    try:
+        return _item(raw)
+    except InvalidInput as exc:
+        raise InvalidInput(f"items[{index}]: {exc.message}") from None

@@ -1,0 +1,50 @@
+"""GET /v1/verify: is this signed URL still good? For nginx auth_request and Envoy ext_authz.
+
+nginx passes the original URI in ``X-Original-URI``; Envoy's HTTP ext_authz
+sends the original method and path behind a ``path_prefix`` of ``/v1/verify``.
+200 allows, 403 denies (with no reason: the precise one is for the CLI and logs).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.dialects.base import Redemption
+from gateway.errors import InvalidInput, VerificationFailed
+from gateway.netaddr import resolve_client_ip
+from gateway.web.keys import SERVICES
+from gateway.web.middleware import error_response
+
+PREFIX = "/v1/verify"
+log = logging.getLogger("gateway.verify")
+
+
+def original_uri(request: web.Request) -> str:
+    uri = request.headers.get("X-Original-URI")
+    if uri:
+        return uri
+    tail = request.raw_path[len(PREFIX) :]
+    if not tail.startswith("/"):
+        raise InvalidInput("no URL to verify: send X-Original-URI or use /v1/verify as a path prefix")
+    return tail
+
+
+async def verify(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    uri = original_uri(request)
+    client_ip = resolve_client_ip(
+        request.remote, request.headers.get("X-Forwarded-For"), services.config.trusted_proxies
+    )
+    dialect = request.headers.get("X-Gateway-Dialect", "native")
+    redemption = Redemption(url=uri, now=services.clock(), client_ip=client_ip)
+    try:
+        verified = await services.verifier.verify(redemption, dialect)
+    except (VerificationFailed, InvalidInput) as exc:
+        log.info("deny %s: %s", request.get("request_id"), exc.reason)
+        return error_response(403, "denied", "the signed URL is not valid")
+    return web.json_response(
+        {"status": "allow", "kid": verified.kid, "expires_at": verified.expires},
+        headers={"X-Gateway-Kid": verified.kid},
+    )
