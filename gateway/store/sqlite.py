@@ -66,7 +66,8 @@ async def _connect(path: Path) -> aiosqlite.Connection:
         "PRAGMA foreign_keys=ON",
         "PRAGMA busy_timeout=10000",
     ):
-        await conn.execute(pragma)
+        async with conn.execute(pragma) as cursor:
+            await cursor.fetchall()
     return conn
 
 
@@ -127,8 +128,10 @@ class SqliteStore:
                 raise
 
     async def ping(self) -> None:
+        # An unfinished cursor would pin this reader to an old snapshot: fetch and close.
         with db_errors():
-            await self._reader.execute("SELECT 1 FROM meta LIMIT 1")
+            async with self._reader.execute("SELECT 1 FROM meta LIMIT 1") as cursor:
+                await cursor.fetchall()
 
     async def close(self) -> None:
         await self._reader.close()

@@ -23,7 +23,8 @@ def db_errors(*, audit: bool = False) -> Iterator[None]:
         yield
     except sqlite3.IntegrityError as exc:
         raise Conflict(f"already exists or conflicts: {exc}") from exc
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError) as exc:
+        # aiosqlite reports a closed connection as ValueError
         error = AuditUnavailable if audit else StoreUnavailable
         raise error(f"database error: {exc}") from exc
 

@@ -14,6 +14,7 @@ from gateway.errors import GatewayError
 log = logging.getLogger("gateway.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = web.RequestKey("request_id", str)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HTTP_CODES = {
     400: "invalid_request",
@@ -27,8 +28,7 @@ _HTTP_CODES = {
 
 
 def request_id(request: web.Request) -> str:
-    value: str = request["request_id"]
-    return value
+    return request[REQUEST_ID]
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -41,9 +41,9 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-Id", "")
-    request["request_id"] = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    request[REQUEST_ID] = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
     response = await handler(request)
-    response.headers["X-Request-Id"] = request["request_id"]
+    response.headers["X-Request-Id"] = request[REQUEST_ID]
     return response
 
 
@@ -53,7 +53,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except GatewayError as exc:
         if exc.status >= 500:
-            log.error("request %s failed: %s", request.get("request_id"), exc.message)
+            log.error("request %s failed: %s", request.get(REQUEST_ID), exc.message)
         return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -61,5 +61,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
     except Exception:
-        log.exception("unhandled error in request %s", request.get("request_id"))
+        log.exception("unhandled error in request %s", request.get(REQUEST_ID))
         return error_response(500, "internal", "internal error")

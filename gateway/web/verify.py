@@ -15,7 +15,7 @@ from gateway.dialects.base import Redemption
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.netaddr import resolve_client_ip
 from gateway.web.keys import SERVICES
-from gateway.web.middleware import error_response
+from gateway.web.middleware import REQUEST_ID, error_response
 
 PREFIX = "/v1/verify"
 log = logging.getLogger("gateway.verify")
@@ -42,7 +42,7 @@ async def verify(request: web.Request) -> web.Response:
     try:
         verified = await services.verifier.verify(redemption, dialect)
     except (VerificationFailed, InvalidInput) as exc:
-        log.info("deny %s: %s", request.get("request_id"), exc.reason)
+        log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)
         return error_response(403, "denied", "the signed URL is not valid")
     return web.json_response(
         {"status": "allow", "kid": verified.kid, "expires_at": verified.expires},

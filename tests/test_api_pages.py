@@ -1,0 +1,76 @@
+"""GET /m/{media_id}/{rendition}: the stable page URL."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.model import Visibility
+from tests.support import ADMIN, World
+
+
+@pytest.fixture
+async def pages(world: World) -> World:
+    await world.media("m1")
+    await world.media("shared", visibility=Visibility.WORKSPACE)
+    return world
+
+
+async def _get(client: TestClient, path: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    return await client.get(path, allow_redirects=False, **kwargs)
+
+
+async def test_owner_is_redirected_to_a_fresh_signed_url(client: TestClient, pages: World) -> None:
+    headers = {"Authorization": f"Bearer {pages.viewer_token('alice')}"}
+    first = await _get(client, "/m/m1/video", headers=headers)
+    assert first.status == 302
+    assert first.headers["Cache-Control"] == "no-store"
+    assert first.headers["Location"].startswith("https://cdn.example.com/v/m1/master.m3u8?gw_exp=")
+    pages.clock.advance(5)
+    second = await _get(client, "/m/m1/video", headers=headers)
+    assert second.headers["Location"] != first.headers["Location"]
+
+
+async def test_viewer_token_from_cookie(client: TestClient, pages: World) -> None:
+    cookie = pages.services.config.viewer.cookie
+    response = await _get(client, "/m/shared/thumbnail", cookies={cookie: pages.viewer_token("bob", "w1")})
+    assert response.status == 302
+    assert "/t/shared.jpg?" in response.headers["Location"]
+
+
+async def test_no_token_is_401(client: TestClient, pages: World) -> None:
+    response = await _get(client, "/m/m1/video")
+    assert response.status == 401
+    assert (await response.json())["error"] == "unauthenticated"
+
+
+async def test_forbidden_and_missing_both_answer_404(client: TestClient, pages: World) -> None:
+    headers = {"Authorization": f"Bearer {pages.viewer_token('mallory')}"}
+    forbidden = await _get(client, "/m/m1/video", headers=headers)
+    missing = await _get(client, "/m/nope/video", headers=headers)
+    assert forbidden.status == missing.status == 404
+    assert (await forbidden.json())["error"] == (await missing.json())["error"] == "not_found"
+
+
+async def test_deleted_item_answers_404(client: TestClient, pages: World) -> None:
+    await pages.services.admin.delete_media(ADMIN, "m1", pages.clock())
+    headers = {"Authorization": f"Bearer {pages.viewer_token('alice')}"}
+    assert (await _get(client, "/m/m1/video", headers=headers)).status == 404
+
+
+async def test_unknown_rendition_is_404(client: TestClient, pages: World) -> None:
+    headers = {"Authorization": f"Bearer {pages.viewer_token('alice')}"}
+    assert (await _get(client, "/m/m1/poster", headers=headers)).status == 404
+
+
+async def test_expired_viewer_token_is_401(client: TestClient, pages: World) -> None:
+    token = pages.viewer_token("alice", ttl=60)
+    pages.clock.advance(600)
+    assert (await _get(client, "/m/m1/video", headers={"Authorization": f"Bearer {token}"})).status == 401
+
+
+async def test_missing_pages_principal_fails_closed(client: TestClient, pages: World) -> None:
+    await pages.services.admin.disable_principal(ADMIN, "pages", pages.clock())
+    headers = {"Authorization": f"Bearer {pages.viewer_token('alice')}"}
+    response = await _get(client, "/m/m1/video", headers=headers)
+    assert response.status == 403 and "Location" not in response.headers

@@ -1,0 +1,133 @@
+"""gatewayctl, driven through its entry point: output, --json and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.cli.main import build_parser, main
+from gateway.config import Config
+
+
+def run(capsys: pytest.CaptureFixture[str], data_dir: Path, *argv: str) -> tuple[int, str, str]:
+    code = main([*argv, "--data-dir", str(data_dir), "--actor", "tester"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], data_dir: Path, *argv: str):  # type: ignore[no-untyped-def]
+    code, out, err = run(capsys, data_dir, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    commands = [["init"], ["serve"], ["token"], ["principals", "add"], ["principals", "list"],
+                ["principals", "disable"], ["keys", "create"], ["keys", "list"], ["keys", "show"],
+                ["keys", "revoke"], ["keys", "rotate"], ["grants", "add"], ["grants", "list"],
+                ["grants", "revoke"], ["media", "put"], ["media", "show"], ["media", "delete"],
+                ["audit", "tail"], ["audit", "search"]]  # fmt: skip
+    for command in commands:
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args([*command, "--help"])
+        assert done.value.code == 0
+        assert "usage: gatewayctl " + " ".join(command) in capsys.readouterr().out
+
+
+def test_init_is_idempotent_and_protects_keys(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, config.data_dir, "init")
+    assert data["created"] == []
+    assert os.stat(config.master_key_path).st_mode & 0o777 == 0o600
+    assert os.stat(config.dev_idp_key_path).st_mode & 0o777 == 0o600
+
+
+def test_key_lifecycle(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    d = config.data_dir
+    added = run_json(capsys, d, "principals", "add", "alice", "--kind", "engineer", "--perm", "sign")
+    assert Path(added["credential_file"]).stat().st_mode & 0o777 == 0o600
+    created = run_json(capsys, d, "keys", "create", "--principal", "alice")
+    assert created["kid"].startswith("gwk_") and created["state"] == "active"
+    rotated = run_json(capsys, d, "keys", "rotate", "--principal", "alice")
+    listed = run_json(capsys, d, "keys", "list", "--principal", "alice")
+    assert [k["kid"] for k in listed] == [created["kid"], rotated["kid"]]
+    revoked = run_json(capsys, d, "keys", "revoke", created["kid"], "--reason", "laptop lost")
+    assert revoked["state"] == "revoked" and revoked["revoked_by"] == "tester"
+    assert run_json(capsys, d, "keys", "show", created["kid"])["revoked_reason"] == "laptop lost"
+    code, _, err = run(capsys, d, "keys", "revoke", created["kid"], "--reason", "again")
+    assert code == 4 and "already revoked" in err
+    events = [r["event"] for r in run_json(capsys, d, "audit", "search", "--by", "tester")]
+    assert events == ["principal:created", "key:created", "key:rotated", "key:revoked"]
+    assert run_json(capsys, d, "audit", "search", "--event", "key:rotated")[0]["detail"]["previous_kid"] == created["kid"]
+
+
+def test_grants_and_media(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    d = config.data_dir
+    run_json(capsys, d, "principals", "add", "eve", "--kind", "engineer")
+    media = run_json(capsys, d, "media", "put", "m1", "--owner", "alice", "--workspace", "w1", "--video", "/v/m1.mp4")
+    assert media["renditions"] == {"video": "/v/m1.mp4"} and media["visibility"] == "private"
+    grant = run_json(capsys, d, "grants", "add", "--principal", "eve", "--media", "m1", "--reason", "INC-7", "--duration", "30m")
+    assert grant["live"] and grant["expires_at"] - grant["created_at"] == 1800
+    run_json(capsys, d, "grants", "revoke", grant["id"])
+    assert run_json(capsys, d, "grants", "list")[0]["live"] is False
+    run_json(capsys, d, "media", "delete", "m1")
+    code, _, err = run(capsys, d, "media", "show", "m1")
+    assert code == 3 and "no media item" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["keys", "show", "gwk_nope"], 3, "no key"),
+        (["keys", "create", "--principal", "ghost"], 3, "no principal"),
+        (["keys", "create", "--principal", "pages", "--algorithm", "rsa"], 2, "--algorithm"),
+        (["principals", "add", "bad id"], 2, "principal id"),
+        (["principals", "add", "pages"], 4, "already exists"),
+        (["grants", "add", "--principal", "pages", "--media", "m", "--reason", "x"], 2, "engineers"),
+        (["grants", "add", "--principal", "pages", "--media", "m", "--reason", "x", "--duration", "soon"], 2, "duration"),
+        (["media", "put", "m", "--owner", "a", "--workspace", "w"], 2, "--video"),
+        (["audit", "search", "--event", "nope"], 2, "--event"),
+        (["token"], 2, "exactly one"),
+        (["token", "--credential", "/nonexistent.json"], 2, "does not exist"),
+    ],
+)
+def test_errors_have_exit_codes(config: Config, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str) -> None:
+    got, _, err = run(capsys, config.data_dir, *argv)
+    assert got == code
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_config_exits_78_naming_the_key(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    (config.data_dir / "gateway.toml").write_text("[server]\nport = 'eighty'\n")
+    code, _, err = run(capsys, config.data_dir, "keys", "list")
+    assert code == 78 and "server.port" in err
+
+
+def test_missing_master_key_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, tmp_path, "keys", "list")
+    assert code == 78 and "gatewayctl init" in err
+
+
+def test_tokens_for_scripts(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    d = config.data_dir
+    added = run_json(capsys, d, "principals", "add", "svc")
+    token = run_json(capsys, d, "token", "--credential", added["credential_file"], "--ttl", "5m")
+    assert token["ttl"] == 300 and token["token"].count(".") == 2
+    code, _, err = run(capsys, d, "token", "--credential", added["credential_file"], "--ttl", "2d")
+    assert code == 2 and "max_token_lifetime" in err
+    viewer = run_json(capsys, d, "token", "--viewer", "alice", "--workspace", "w1")
+    assert viewer["token"].count(".") == 2
+
+
+def test_viewer_tokens_refused_with_a_real_idp(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    (config.data_dir / "gateway.toml").write_text("[viewer]\nissuer = 'https://idp.example'\naudience = 'a'\n")
+    code, _, err = run(capsys, config.data_dir, "token", "--viewer", "alice")
+    assert code == 78 and "identity provider" in err
+
+
+def test_audit_tail_text(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, config.data_dir, "audit", "tail", "-n", "1")
+    assert code == 0 and "key:created" in out

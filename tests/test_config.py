@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import DEV_IDP_ISSUER, load_config
+from gateway.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    config = load_config(tmp_path, environ={})
+    assert config.port == 8080 and config.max_ttl == 3600 and not config.production
+    assert config.master_key_path == tmp_path / "keys" / "master.key"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    _write(tmp_path, "[server]\nport = 9000\n[proxy]\ntrusted = ['10.0.0.0/8']\n")
+    config = load_config(tmp_path, environ={"GATEWAY_SERVER_PORT": "9100", "GATEWAY_PROXY_TRUSTED": "10.0.0.0/8,::1"})
+    assert config.port == 9100
+    assert [str(n) for n in config.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "names"),
+    [
+        ("[server]\nport = 'x'\n", {}, "server.port"),
+        ("", {"GATEWAY_SERVER_PORT": "70000"}, "server.port"),
+        ("[server]\nprot = 1\n", {}, "server.prot"),
+        ("environment = 'staging'\n", {}, "environment"),
+        ("[signing]\ncdn_base_url = 'ftp://x'\n", {}, "signing.cdn_base_url"),
+        ("[proxy]\ntrusted = ['nope']\n", {}, "proxy.trusted"),
+        ("[signing]\ndefault_ttl = 600\nmax_ttl = 60\n", {}, "signing.default_ttl"),
+        ("this is not toml", {}, "gateway.toml"),
+    ],
+)
+def test_bad_settings_name_the_offending_key(tmp_path: Path, text: str, env: dict[str, str], names: str) -> None:
+    _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
+        load_config(tmp_path, environ=env)
+
+
+def test_production_refuses_the_development_identity_provider(tmp_path: Path) -> None:
+    _write(tmp_path, f"environment = 'production'\n[viewer]\nissuer = '{DEV_IDP_ISSUER}'\naudience = 'a'\n")
+    with pytest.raises(ConfigError, match="viewer.issuer"):
+        load_config(tmp_path, environ={})
+
+
+def test_production_refuses_to_start_without_an_issuer(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="viewer.issuer"):
+        load_config(tmp_path, environ={"GATEWAY_ENVIRONMENT": "production"})
+
+
+def test_production_with_a_real_issuer_loads(tmp_path: Path) -> None:
+    _write(tmp_path, "environment = 'production'\n[viewer]\nissuer = 'https://idp.example'\n"
+           "audience = 'app'\njwks_url = 'https://idp.example/jwks'\n")  # fmt: skip
+    assert load_config(tmp_path, environ={}).production

@@ -1,0 +1,160 @@
+"""The native GW1 format: published vectors, canonicalisation, and attempts to break it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.dialects.base import Redemption, SignRequest
+from gateway.dialects.native import NativeDialect, string_to_sign
+from gateway.errors import InvalidInput, VerificationFailed
+from gateway.keymaterial import KeyMaterial, ed25519_public
+from gateway.model import KeyAlgorithm
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "native.json").read_text())
+SEED = bytes.fromhex(VECTORS["keys"]["ed25519_seed_hex"])
+HMAC_KEY = bytes.fromhex(VECTORS["keys"]["hmac_sha256_key_hex"])
+ED = KeyMaterial("gwk_testvectored25519", KeyAlgorithm.ED25519, ed25519_public(SEED), SEED)
+HS = KeyMaterial("gwk_testvectorhmac256", KeyAlgorithm.HMAC_SHA256, None, HMAC_KEY)
+ED_VERIFY_ONLY = KeyMaterial(ED.kid, ED.algorithm, ED.public, None)
+NOW = 1_800_000_100
+native = NativeDialect()
+
+
+def _key(algorithm: str) -> KeyMaterial:
+    return ED if algorithm == "ed25519" else HS
+
+
+def _request(inp: dict[str, object]) -> SignRequest:
+    return SignRequest(**inp)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["name"])
+def test_signing_reproduces_the_published_vector(vector: dict) -> None:
+    assert native.sign(_request(vector["input"]), _key(vector["algorithm"])) == vector["signed_url"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["name"])
+def test_published_vector_verifies_with_the_public_half(vector: dict) -> None:
+    key = ED_VERIFY_ONLY if vector["algorithm"] == "ed25519" else HS
+    ip = "203.0.113.99" if "203.0.113" in vector["signed_url"] else "2001:db8:1234:ffff::9"
+    now = vector["input"]["expires"] - 30
+    verified = native.verify(Redemption(vector["signed_url"], now, ip), key)
+    assert verified.kid == vector["kid"]
+    assert verified.expires == vector["input"]["expires"]
+
+
+def test_string_to_sign_matches_the_spec_layout() -> None:
+    first = VECTORS["vectors"][1]
+    message = string_to_sign(
+        algorithm="ed25519", kid=ED.kid, expires=1800000300, starts=1800000000,
+        ip="203.0.113.0/24", scope="path:/v/abc/master.m3u8", query="",
+    )  # fmt: skip
+    assert message.decode() == first["string_to_sign"]
+
+
+def _signed(**kwargs: object) -> str:
+    base = {"url": "https://cdn.example.com/v/abc/master.m3u8", "expires": NOW + 100}
+    return native.sign(SignRequest(**{**base, **kwargs}), ED)  # type: ignore[arg-type]
+
+
+def _reason(url: str, client_ip: str | None = None, now: float = NOW) -> str:
+    with pytest.raises(VerificationFailed) as caught:
+        native.verify(Redemption(url, now, client_ip), ED)
+    return caught.value.reason
+
+
+def test_expired_and_not_yet_valid() -> None:
+    url = _signed(starts=NOW + 10)
+    assert _reason(url, now=NOW) == "not-yet-valid"
+    assert native.verify(Redemption(url, NOW + 10, None), ED).kid == ED.kid
+    assert _reason(url, now=NOW + 100) == "expired"
+
+
+def test_ip_binding_v4_and_v6() -> None:
+    v4 = _signed(ip="198.51.100.0/24")
+    assert native.verify(Redemption(v4, NOW, "198.51.100.200"), ED)
+    assert native.verify(Redemption(v4, NOW, "::ffff:198.51.100.7"), ED)
+    assert _reason(v4, "198.51.101.1") == "wrong-ip"
+    assert _reason(v4, None) == "wrong-ip"
+    v6 = _signed(ip="2001:db8:aa::/48")
+    assert native.verify(Redemption(v6, NOW, "2001:db8:aa:1::1"), ED)
+    assert _reason(v6, "2001:db8:ab::1") == "wrong-ip"
+    assert _reason(v6, "198.51.100.1") == "wrong-ip"
+
+
+def test_prefix_token_opens_segments_but_not_a_sibling_directory() -> None:
+    url = _signed(prefix="/v/abc/")
+    query = url.split("?", 1)[1]
+    assert native.verify(Redemption(f"/v/abc/seg-00001.ts?{query}", NOW, None), ED)
+    assert native.verify(Redemption(f"/v/abc/720p/seg-1.ts?{query}", NOW, None), ED)
+    assert _reason(f"/v/abcd/seg-1.ts?{query}") == "outside-prefix"
+    assert _reason(f"/v/ab/seg-1.ts?{query}") == "outside-prefix"
+    assert _reason(f"/v/abc/../abcd/seg-1.ts?{query}") == "malformed"
+    assert _reason(f"/v/abc/%2e%2e/abcd/x.ts?{query}") == "malformed"
+    assert _reason(f"/v/abc/..%2fabcd/x.ts?{query}") == "malformed"
+    assert _reason(f"/v/abc//x.ts?{query}") == "malformed"
+
+
+def test_prefix_must_be_a_directory_and_contain_the_url() -> None:
+    with pytest.raises(InvalidInput):
+        _signed(prefix="/v/ab")
+    with pytest.raises(InvalidInput):
+        _signed(prefix="/t/")
+
+
+def test_path_token_does_not_open_another_path() -> None:
+    url = _signed()
+    assert _reason(url.replace("master.m3u8", "other.m3u8")) == "bad-signature"
+
+
+def test_query_parameters_are_covered_for_path_tokens() -> None:
+    url = native.sign(SignRequest("https://cdn.example.com/v/a.mp4?response-content-disposition=inline", NOW + 9), ED)
+    assert native.verify(Redemption(url, NOW, None), ED)
+    assert _reason(url.replace("inline", "attachment")) == "bad-signature"
+    assert _reason(url + "&extra=1") == "bad-signature"
+
+
+def test_equivalent_percent_encodings_verify() -> None:
+    url = _signed(url="https://cdn.example.com/v/a~b/x.mp4")
+    assert native.verify(Redemption(url.replace("a~b", "a%7Eb"), NOW, None), ED)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda u: u.replace("gw_exp=", "gw_exp=9"),
+        lambda u: u.replace("gw_kid=gwk_testvectored25519", "gwk_kid=x"),
+        lambda u: u + "&gw_exp=1",
+        lambda u: u.replace("&gw_sig=", "&gw_sig=A"),
+        lambda u: u.split("&gw_sig=")[0],
+        lambda u: u + "&gw_unknown=1",
+        lambda u: u.replace("gw_exp=", "gw_exp=-"),
+    ],
+    ids=["exp-changed", "kid-removed", "duplicate-param", "sig-garbled", "sig-stripped", "unknown-param", "exp-negative"],
+)
+def test_tampering_is_refused(mutate) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(VerificationFailed):
+        native.verify(Redemption(mutate(_signed()), NOW, None), ED)
+
+
+def test_a_url_signed_by_one_key_does_not_verify_under_another_kid() -> None:
+    other = KeyMaterial("gwk_other", KeyAlgorithm.ED25519, ED.public, ED.secret)
+    url = _signed()
+    assert native.verify(Redemption(url, NOW, None), ED)
+    with pytest.raises(VerificationFailed, match="not valid"):
+        native.verify(Redemption(url, NOW, None), other)
+
+
+def test_hmac_url_does_not_verify_as_ed25519_and_back() -> None:
+    hs_url = native.sign(SignRequest("https://c/v/a.mp4", NOW + 9), HS)
+    as_ed = KeyMaterial(HS.kid, KeyAlgorithm.ED25519, ED.public, None)
+    with pytest.raises(VerificationFailed):
+        native.verify(Redemption(hs_url, NOW, None), as_ed)
+
+
+def test_url_already_carrying_gw_params_is_refused_at_signing() -> None:
+    with pytest.raises(InvalidInput):
+        _signed(url="https://cdn.example.com/v/a.mp4?gw_exp=1")

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from gateway.errors import InvalidInput
+from gateway.netaddr import mask_ip, parse_network, resolve_client_ip
+
+TRUSTED = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        ("203.0.113.77", "203.0.113.0/24"),
+        ("2001:db8:1234:5678::1", "2001:db8:1234::/48"),
+        ("::ffff:198.51.100.9", "198.51.100.0/24"),
+        ("not-an-ip", None),
+        (None, None),
+    ],
+)
+def test_mask_ip(raw: str | None, masked: str | None) -> None:
+    assert mask_ip(raw) == masked
+
+
+def test_parse_network_normalises_and_refuses_garbage() -> None:
+    assert str(parse_network("10.1.2.3/24")) == "10.1.2.0/24"
+    assert str(parse_network("2001:db8::1")) == "2001:db8::1/128"
+    with pytest.raises(InvalidInput):
+        parse_network("10.0.0.0/33")
+
+
+def test_forwarded_header_is_ignored_from_untrusted_peers() -> None:
+    assert resolve_client_ip("198.51.100.1", "1.2.3.4", TRUSTED) == "198.51.100.1"
+
+
+def test_forwarded_header_is_read_right_to_left_behind_trusted_proxies() -> None:
+    # the client spoofed 6.6.6.6; the proxy chain appended the real address
+    assert resolve_client_ip("10.0.0.5", "6.6.6.6, 203.0.113.9, 10.0.0.7", TRUSTED) == "203.0.113.9"
+    assert resolve_client_ip("::1", "2001:db8::5", TRUSTED) == "2001:db8::5"
+    assert resolve_client_ip("10.0.0.5", None, TRUSTED) == "10.0.0.5"

@@ -1,0 +1,112 @@
+"""The store contract, run against every implementation by overriding one fixture."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import AuditEvent, AuditRecord
+from gateway.errors import Conflict
+from gateway.model import (
+    Credential, Grant, KeyAlgorithm, MediaItem, Permission, Principal, PrincipalKind, Rendition,
+    SigningKey, Visibility,
+)  # fmt: skip
+from gateway.store.base import AuditQuery, Store
+from gateway.store.sqlite import SqliteStore
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await SqliteStore.open(tmp_path / "contract.db")
+    yield opened
+    await opened.close()
+
+
+P = Principal("svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0, frozenset({Rendition.THUMBNAIL}))
+
+
+async def _with_principal(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.principals.add(P)
+
+
+async def test_principals_roundtrip_and_disable(store: Store) -> None:
+    await _with_principal(store)
+    assert await store.principals.get("svc") == P
+    async with store.transaction() as tx:
+        await tx.principals.disable("svc", 5.0)
+        await tx.principals.add_credential(Credential("gwc_1", "svc", b"k" * 32, 2.0))
+    assert (await store.principals.get("svc")).disabled_at == 5.0  # type: ignore[union-attr]
+    assert (await store.principals.credential("gwc_1")).public_key == b"k" * 32  # type: ignore[union-attr]
+    assert await store.principals.get("nobody") is None
+
+
+async def test_duplicate_principal_is_a_conflict(store: Store) -> None:
+    await _with_principal(store)
+    with pytest.raises(Conflict):
+        await _with_principal(store)
+
+
+async def test_keys_revoke_once_and_touch(store: Store) -> None:
+    await _with_principal(store)
+    key = SigningKey("gwk_a", "svc", KeyAlgorithm.ED25519, b"sealed", 3.0, b"p" * 32)
+    async with store.transaction() as tx:
+        await tx.keys.add(key)
+    assert await store.keys.get("gwk_a") == key
+    async with store.transaction() as tx:
+        await tx.keys.revoke("gwk_a", 10.0, "leaked", "admin")
+        await tx.keys.revoke("gwk_a", 20.0, "again", "admin")  # the first revocation stands
+        await tx.keys.touch("gwk_a", 9.0)
+    got = await store.keys.get("gwk_a")
+    assert got is not None and (got.revoked_at, got.revoked_reason, got.last_used_at) == (10.0, "leaked", 9.0)
+    assert [k.kid for k in await store.keys.list("svc")] == ["gwk_a"]
+    assert await store.keys.list("other") == []
+
+
+async def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.principals.add(P)
+            await tx.audit.append([AuditRecord(1.0, AuditEvent.PRINCIPAL_CREATED, "x")])
+            raise RuntimeError("boom")
+    assert await store.principals.get("svc") is None
+    assert await store.audit.tail(10) == []
+
+
+async def test_media_put_replace_delete(store: Store) -> None:
+    item = MediaItem("m1", "alice", "w1", Visibility.PRIVATE, {Rendition.VIDEO: "/v/m1.mp4"}, 1.0)
+    async with store.transaction() as tx:
+        await tx.media.put(item)
+        await tx.media.put(MediaItem("m1", "alice", "w1", Visibility.PUBLIC, item.paths, 2.0))
+    assert (await store.media.get("m1")).visibility is Visibility.PUBLIC  # type: ignore[union-attr]
+    async with store.transaction() as tx:
+        await tx.media.delete("m1", 3.0)
+    assert (await store.media.get("m1")).deleted  # type: ignore[union-attr]
+
+
+async def test_grants_for_media_skip_revoked(store: Store) -> None:
+    await _with_principal(store)
+    async with store.transaction() as tx:
+        await tx.grants.add(Grant("gwg_1", "svc", "m1", "r", "a", 1.0, 100.0))
+        await tx.grants.add(Grant("gwg_2", "svc", "m1", "r", "a", 1.0, 100.0))
+        await tx.grants.revoke("gwg_2", 2.0)
+    assert [g.id for g in await store.grants.for_media("svc", "m1")] == ["gwg_1"]
+    assert len(await store.grants.list("svc")) == 2
+
+
+async def test_audit_append_orders_and_searches(store: Store) -> None:
+    records = [
+        AuditRecord(float(i), AuditEvent.URL_ISSUED if i % 2 else AuditEvent.URL_DENIED, "svc", kid=f"k{i % 3}",
+                    detail={"i": i})
+        for i in range(10)
+    ]  # fmt: skip
+    async with store.transaction() as tx:
+        seqs = await tx.audit.append(records)
+    assert seqs == sorted(seqs) and len(set(seqs)) == 10
+    tail = await store.audit.tail(3)
+    assert [r.detail["i"] for r in tail] == [7, 8, 9]
+    found = await store.audit.search(AuditQuery(event="url:issued", kid="k1", since=2.0))
+    assert [r.detail["i"] for r in found] == [7]
+    assert found[0].seq == seqs[7]
