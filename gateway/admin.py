@@ -68,14 +68,21 @@ class Admin:
         seed, public = generate_secret(KeyAlgorithm.ED25519)
         assert public is not None
         credential = Credential(new_credential_id(), principal.id, public, now)
-        detail = {"kind": kind.value, "permissions": sorted(permissions), "credential": credential.id}
-        if renditions is not None:
-            detail["renditions"] = sorted(renditions)
+        detail: dict[str, object] = {
+            "kind": kind.value,
+            "permissions": sorted(permissions),
+            "credential": credential.id,
+            "renditions": None if renditions is None else sorted(renditions),
+        }
         async with self._store.transaction() as tx:
             await tx.principals.add(principal)
             await tx.principals.add_credential(credential)
             await tx.audit.append(
-                [audit.change(ctx, AuditEvent.PRINCIPAL_CREATED, now=now, subject=principal.id, detail=detail)]
+                [
+                    audit.change(
+                        ctx, AuditEvent.PRINCIPAL_CREATED, now=now, subject=principal.id, detail=detail
+                    )
+                ]
             )
         return NewPrincipal(principal, credential, seed)
 
@@ -109,7 +116,7 @@ class Admin:
         key = await self._new_key(principal_id, algorithm, not_after, now)
         async with self._store.transaction() as tx:
             await _require_principal(tx, principal_id)
-            previous = newest_active(await tx.keys.list(principal_id), now)
+            previous = newest_active(await tx.keys.all(principal_id), now)
             await tx.keys.add(key)
             detail = {"algorithm": algorithm.value, "principal": principal_id}
             if event is AuditEvent.KEY_ROTATED and previous is not None:
@@ -119,7 +126,7 @@ class Admin:
 
     async def rotate_key(self, ctx: RequestContext, principal_id: str, now: float) -> SigningKey:
         """A new key that signs from now on; older keys keep verifying until revoked or expired."""
-        keys = await self._store.keys.list(principal_id)
+        keys = await self._store.keys.all(principal_id)
         current = newest_active(keys, now)
         algorithm = current.algorithm if current else KeyAlgorithm.ED25519
         return await self.create_key(ctx, principal_id, algorithm, now, event=AuditEvent.KEY_ROTATED)
@@ -157,7 +164,9 @@ class Admin:
             raise InvalidInput("an access grant needs a reason")
         if not 0 < duration <= MAX_GRANT_SECONDS:
             raise InvalidInput(f"a grant lasts at most {MAX_GRANT_SECONDS} seconds")
-        grant = Grant(new_id(GRANT_ID_PREFIX), principal_id, media_id, reason.strip(), ctx.actor, now, now + duration)
+        grant = Grant(
+            new_id(GRANT_ID_PREFIX), principal_id, media_id, reason.strip(), ctx.actor, now, now + duration
+        )
         async with self._store.transaction() as tx:
             principal = await _require_principal(tx, principal_id)
             if principal.kind is not PrincipalKind.ENGINEER:
@@ -177,7 +186,9 @@ class Admin:
                 raise NotFound(f"no grant {grant_id!r}")
             await tx.grants.revoke(grant_id, now)
             detail = {"grant_id": grant_id, "principal": grant.principal_id}
-            record = audit.change(ctx, AuditEvent.GRANT_REVOKED, now=now, media_id=grant.media_id, detail=detail)
+            record = audit.change(
+                ctx, AuditEvent.GRANT_REVOKED, now=now, media_id=grant.media_id, detail=detail
+            )
             await tx.audit.append([record])
 
     async def put_media(

@@ -94,8 +94,8 @@ def decide(
         return refusal
     if media.deleted:
         return _deny("media-deleted")
-    if viewer is not None and viewer.source == "asserted":
-        if not principal.has(Permission.SIGN_ON_BEHALF):
-            return _deny("missing-permission:sign:on-behalf")
+    asserted = viewer is not None and viewer.source == "asserted"
+    if asserted and not principal.has(Permission.SIGN_ON_BEHALF):
+        return _deny("missing-permission:sign:on-behalf")
     decision = _viewer_decision(viewer, media) or _grant_decision(principal, media, grants, now)
     return decision or _deny("not-permitted")

@@ -203,8 +203,6 @@ def _check(config: Config) -> None:
     if not config.production:
         return
     if not viewer.issuer or viewer.issuer == DEV_IDP_ISSUER:
-        raise ConfigError(
-            "viewer.issuer: production needs a real identity provider, not the development one"
-        )
+        raise ConfigError("viewer.issuer: production needs a real identity provider, not the development one")
     if not viewer.audience or not (viewer.jwks_url or viewer.public_key_file):
         raise ConfigError("viewer.audience and viewer.jwks_url (or public_key_file) are required")

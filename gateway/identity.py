@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Protocol
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway import tokens
@@ -15,10 +14,11 @@ from gateway.config import Config
 from gateway.errors import ConfigError, Unauthenticated, Unavailable
 from gateway.model import Principal, Viewer
 from gateway.store.base import Store
+from gateway.tokens import VerifyKey
 
 
 class ViewerKeys(Protocol):
-    async def key_for(self, token: str) -> PublicKeyTypes: ...
+    async def key_for(self, token: str) -> VerifyKey: ...
 
 
 class PemViewerKey:
@@ -26,11 +26,14 @@ class PemViewerKey:
 
     def __init__(self, path: Path) -> None:
         try:
-            self._key = load_pem_public_key(path.read_bytes())
+            key = load_pem_public_key(path.read_bytes())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"viewer.public_key_file: cannot load {path}: {exc}") from None
+        if not isinstance(key, VerifyKey):
+            raise ConfigError(f"viewer.public_key_file: {path} is not an RSA, EC or EdDSA public key")
+        self._key: VerifyKey = key
 
-    async def key_for(self, token: str) -> PublicKeyTypes:
+    async def key_for(self, token: str) -> VerifyKey:
         return self._key
 
 
@@ -40,19 +43,21 @@ class JwksViewerKeys:
     def __init__(self, url: str) -> None:
         self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
 
-    async def key_for(self, token: str) -> PublicKeyTypes:
+    async def key_for(self, token: str) -> VerifyKey:
         try:
             signing_key = await asyncio.to_thread(self._client.get_signing_key_from_jwt, token)
         except jwt.PyJWKClientConnectionError as exc:
             raise Unavailable(f"identity provider keys unavailable: {exc}") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid viewer token: {exc}") from None
-        key: PublicKeyTypes = signing_key.key
+        key = signing_key.key
+        if not isinstance(key, VerifyKey):
+            raise Unauthenticated("the identity provider's key type is not accepted")
         return key
 
 
 class NoViewerKeys:
-    async def key_for(self, token: str) -> PublicKeyTypes:
+    async def key_for(self, token: str) -> VerifyKey:
         raise Unauthenticated("viewer tokens are not configured (viewer.issuer)")
 
 

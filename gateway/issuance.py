@@ -17,7 +17,7 @@ from gateway.dialects import DialectRegistry
 from gateway.dialects.base import SignRequest
 from gateway.errors import AuditUnavailable, Forbidden, GatewayError, InvalidInput, NotFound
 from gateway.keyring import Keyring
-from gateway.model import MediaItem, Principal, PrincipalKind, Rendition, Viewer
+from gateway.model import Grant, MediaItem, Principal, PrincipalKind, Rendition, Viewer
 from gateway.netaddr import parse_network
 from gateway.store.base import Store
 from gateway.urlcanon import canonical_path
@@ -143,7 +143,7 @@ class Issuer:
     async def _authorise(
         self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, now: float
     ) -> tuple[str, str | None]:
-        grants = []
+        grants: list[Grant] = []
         if principal.kind is PrincipalKind.ENGINEER:
             grants = await self._store.grants.for_media(principal.id, media.id)
         decision = decide(principal, viewer, media, item.rendition, grants, now)

@@ -40,7 +40,7 @@ class Keyring:
 
     async def signing_key(self, principal_id: str, now: float) -> KeyMaterial:
         """The principal's newest active key: rotation means newest signs, all verify."""
-        key = newest_active(await self._store.keys.list(principal_id), now)
+        key = newest_active(await self._store.keys.all(principal_id), now)
         if key is None:
             raise Forbidden(f"principal {principal_id} has no active signing key", code="no_active_key")
         return KeyMaterial(key.kid, key.algorithm, key.public_key, await self._secret(key))

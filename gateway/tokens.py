@@ -12,12 +12,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from gateway.errors import Unauthenticated
 from gateway.model import CREDENTIAL_ID_PREFIX, Viewer, check_name
 
+# The public key types viewer tokens may be signed with (no shared secrets).
+VerifyKey = RSAPublicKey | EllipticCurvePublicKey | Ed25519PublicKey | Ed448PublicKey
 PRINCIPAL_ALGORITHMS = ["EdDSA"]
 _LEEWAY = 30  # seconds of clock skew tolerated between caller and gateway
 _DECODE_OPTIONS: Any = {
@@ -41,7 +45,7 @@ def unverified_key_id(token: str) -> str:
 
 def _decode(
     token: str,
-    key: PublicKeyTypes,
+    key: VerifyKey,
     algorithms: Sequence[str],
     audience: str,
     issuer: str | None,
@@ -119,7 +123,7 @@ def mint_principal_token(
 
 def viewer_from_token(
     token: str,
-    key: PublicKeyTypes,
+    key: VerifyKey,
     *,
     algorithms: Sequence[str],
     issuer: str,

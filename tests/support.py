@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from gateway import tokens
 from gateway.audit import RequestContext
@@ -87,7 +87,9 @@ class World:
         visibility: Visibility = Visibility.PRIVATE,
     ) -> None:
         paths = {Rendition.VIDEO: f"/v/{media_id}/master.m3u8", Rendition.THUMBNAIL: f"/t/{media_id}.jpg"}
-        await self.services.admin.put_media(ADMIN, media_id, owner, workspace, visibility, paths, self.clock())
+        await self.services.admin.put_media(
+            ADMIN, media_id, owner, workspace, visibility, paths, self.clock()
+        )
 
 
 def wall_clock() -> float:

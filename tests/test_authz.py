@@ -6,14 +6,29 @@ import pytest
 
 from gateway.authz import decide
 from gateway.model import (
-    Grant, MediaItem, Permission, Principal, PrincipalKind, Rendition, Viewer, Visibility,
+    Grant,
+    MediaItem,
+    Permission,
+    Principal,
+    PrincipalKind,
+    Rendition,
+    Viewer,
+    Visibility,
 )  # fmt: skip
 
 NOW = 1_800_000_000.0
 V, T = Rendition.VIDEO, Rendition.THUMBNAIL
 SVC = Principal("svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 0)
-ON_BEHALF = Principal("web", PrincipalKind.SERVICE, frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF}), 0)
-THUMBS = Principal("thumbs", PrincipalKind.SERVICE, frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF}), 0, frozenset({T}))
+ON_BEHALF = Principal(
+    "web", PrincipalKind.SERVICE, frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF}), 0
+)
+THUMBS = Principal(
+    "thumbs",
+    PrincipalKind.SERVICE,
+    frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF}),
+    0,
+    frozenset({T}),
+)
 ENG = Principal("eve", PrincipalKind.ENGINEER, frozenset({Permission.SIGN}), 0)
 NOSIGN = Principal("ro", PrincipalKind.SERVICE, frozenset({Permission.MEDIA_WRITE}), 0)
 DISABLED = Principal("old", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 0, disabled_at=1)
@@ -21,7 +36,9 @@ ADMIN = Principal("root", PrincipalKind.SERVICE, frozenset({Permission.ADMIN}), 
 
 
 def media(visibility: Visibility, deleted: bool = False) -> MediaItem:
-    return MediaItem("m1", "alice", "w1", visibility, {V: "/v/m1/a.m3u8", T: "/t/m1.jpg"}, 0, 1 if deleted else None)
+    return MediaItem(
+        "m1", "alice", "w1", visibility, {V: "/v/m1/a.m3u8", T: "/t/m1.jpg"}, 0, 1 if deleted else None
+    )
 
 
 ALICE = Viewer("alice", frozenset())
@@ -56,7 +73,9 @@ TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("principal", "viewer", "visibility", "rendition", "grants", "allowed", "reason"), TABLE)
+@pytest.mark.parametrize(
+    ("principal", "viewer", "visibility", "rendition", "grants", "allowed", "reason"), TABLE
+)
 def test_authorization_table(principal, viewer, visibility, rendition, grants, allowed, reason) -> None:  # type: ignore[no-untyped-def]
     decision = decide(principal, viewer, media(visibility), rendition, grants, NOW)
     assert (decision.allowed, decision.reason) == (allowed, reason)

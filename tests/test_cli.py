@@ -61,15 +61,33 @@ def test_key_lifecycle(config: Config, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 4 and "already revoked" in err
     events = [r["event"] for r in run_json(capsys, d, "audit", "search", "--by", "tester")]
     assert events == ["principal:created", "key:created", "key:rotated", "key:revoked"]
-    assert run_json(capsys, d, "audit", "search", "--event", "key:rotated")[0]["detail"]["previous_kid"] == created["kid"]
+    assert (
+        run_json(capsys, d, "audit", "search", "--event", "key:rotated")[0]["detail"]["previous_kid"]
+        == created["kid"]
+    )
 
 
 def test_grants_and_media(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
     d = config.data_dir
     run_json(capsys, d, "principals", "add", "eve", "--kind", "engineer")
-    media = run_json(capsys, d, "media", "put", "m1", "--owner", "alice", "--workspace", "w1", "--video", "/v/m1.mp4")
+    media = run_json(
+        capsys, d, "media", "put", "m1", "--owner", "alice", "--workspace", "w1", "--video", "/v/m1.mp4"
+    )
     assert media["renditions"] == {"video": "/v/m1.mp4"} and media["visibility"] == "private"
-    grant = run_json(capsys, d, "grants", "add", "--principal", "eve", "--media", "m1", "--reason", "INC-7", "--duration", "30m")
+    grant = run_json(
+        capsys,
+        d,
+        "grants",
+        "add",
+        "--principal",
+        "eve",
+        "--media",
+        "m1",
+        "--reason",
+        "INC-7",
+        "--duration",
+        "30m",
+    )
     assert grant["live"] and grant["expires_at"] - grant["created_at"] == 1800
     run_json(capsys, d, "grants", "revoke", grant["id"])
     assert run_json(capsys, d, "grants", "list")[0]["live"] is False
@@ -87,14 +105,20 @@ def test_grants_and_media(config: Config, capsys: pytest.CaptureFixture[str]) ->
         (["principals", "add", "bad id"], 2, "principal id"),
         (["principals", "add", "pages"], 4, "already exists"),
         (["grants", "add", "--principal", "pages", "--media", "m", "--reason", "x"], 2, "engineers"),
-        (["grants", "add", "--principal", "pages", "--media", "m", "--reason", "x", "--duration", "soon"], 2, "duration"),
+        (
+            ["grants", "add", "--principal", "pages", "--media", "m", "--reason", "x", "--duration", "soon"],
+            2,
+            "duration",
+        ),
         (["media", "put", "m", "--owner", "a", "--workspace", "w"], 2, "--video"),
         (["audit", "search", "--event", "nope"], 2, "--event"),
         (["token"], 2, "exactly one"),
         (["token", "--credential", "/nonexistent.json"], 2, "does not exist"),
     ],
 )
-def test_errors_have_exit_codes(config: Config, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str) -> None:
+def test_errors_have_exit_codes(
+    config: Config, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str
+) -> None:
     got, _, err = run(capsys, config.data_dir, *argv)
     assert got == code
     assert message in err and "Traceback" not in err
@@ -123,7 +147,9 @@ def test_tokens_for_scripts(config: Config, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_viewer_tokens_refused_with_a_real_idp(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
-    (config.data_dir / "gateway.toml").write_text("[viewer]\nissuer = 'https://idp.example'\naudience = 'a'\n")
+    (config.data_dir / "gateway.toml").write_text(
+        "[viewer]\nissuer = 'https://idp.example'\naudience = 'a'\n"
+    )
     code, _, err = run(capsys, config.data_dir, "token", "--viewer", "alice")
     assert code == 78 and "identity provider" in err
 

@@ -111,7 +111,9 @@ def test_path_token_does_not_open_another_path() -> None:
 
 
 def test_query_parameters_are_covered_for_path_tokens() -> None:
-    url = native.sign(SignRequest("https://cdn.example.com/v/a.mp4?response-content-disposition=inline", NOW + 9), ED)
+    url = native.sign(
+        SignRequest("https://cdn.example.com/v/a.mp4?response-content-disposition=inline", NOW + 9), ED
+    )
     assert native.verify(Redemption(url, NOW, None), ED)
     assert _reason(url.replace("inline", "attachment")) == "bad-signature"
     assert _reason(url + "&extra=1") == "bad-signature"
@@ -133,7 +135,15 @@ def test_equivalent_percent_encodings_verify() -> None:
         lambda u: u + "&gw_unknown=1",
         lambda u: u.replace("gw_exp=", "gw_exp=-"),
     ],
-    ids=["exp-changed", "kid-removed", "duplicate-param", "sig-garbled", "sig-stripped", "unknown-param", "exp-negative"],
+    ids=[
+        "exp-changed",
+        "kid-removed",
+        "duplicate-param",
+        "sig-garbled",
+        "sig-stripped",
+        "unknown-param",
+        "exp-negative",
+    ],
 )
 def test_tampering_is_refused(mutate) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(VerificationFailed):

@@ -10,8 +10,16 @@ import pytest
 from gateway.audit import AuditEvent, AuditRecord
 from gateway.errors import Conflict
 from gateway.model import (
-    Credential, Grant, KeyAlgorithm, MediaItem, Permission, Principal, PrincipalKind, Rendition,
-    SigningKey, Visibility,
+    Credential,
+    Grant,
+    KeyAlgorithm,
+    MediaItem,
+    Permission,
+    Principal,
+    PrincipalKind,
+    Rendition,
+    SigningKey,
+    Visibility,
 )  # fmt: skip
 from gateway.store.base import AuditQuery, Store
 from gateway.store.sqlite import SqliteStore
@@ -24,7 +32,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await opened.close()
 
 
-P = Principal("svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0, frozenset({Rendition.THUMBNAIL}))
+P = Principal(
+    "svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0, frozenset({Rendition.THUMBNAIL})
+)
 
 
 async def _with_principal(store: Store) -> None:
@@ -61,8 +71,8 @@ async def test_keys_revoke_once_and_touch(store: Store) -> None:
         await tx.keys.touch("gwk_a", 9.0)
     got = await store.keys.get("gwk_a")
     assert got is not None and (got.revoked_at, got.revoked_reason, got.last_used_at) == (10.0, "leaked", 9.0)
-    assert [k.kid for k in await store.keys.list("svc")] == ["gwk_a"]
-    assert await store.keys.list("other") == []
+    assert [k.kid for k in await store.keys.all("svc")] == ["gwk_a"]
+    assert await store.keys.all("other") == []
 
 
 async def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
@@ -93,12 +103,13 @@ async def test_grants_for_media_skip_revoked(store: Store) -> None:
         await tx.grants.add(Grant("gwg_2", "svc", "m1", "r", "a", 1.0, 100.0))
         await tx.grants.revoke("gwg_2", 2.0)
     assert [g.id for g in await store.grants.for_media("svc", "m1")] == ["gwg_1"]
-    assert len(await store.grants.list("svc")) == 2
+    assert len(await store.grants.all("svc")) == 2
 
 
 async def test_audit_append_orders_and_searches(store: Store) -> None:
     records = [
-        AuditRecord(float(i), AuditEvent.URL_ISSUED if i % 2 else AuditEvent.URL_DENIED, "svc", kid=f"k{i % 3}",
+        AuditRecord(float(i), AuditEvent.URL_ISSUED if i % 2 else AuditEvent.URL_DENIED, "svc",
+                    kid=f"k{i % 3}",
                     detail={"i": i})
         for i in range(10)
     ]  # fmt: skip

@@ -96,7 +96,11 @@ def _viewer(token: str, now: float = NOW):  # type: ignore[no-untyped-def]
 def _viewer_token(**claims: object) -> str:
     base = {"iss": "idp", "aud": "app", "sub": "alice", "ws": ["w1"], "iat": NOW, "exp": NOW + 60}
     base.update(claims)
-    return jwt.encode({k: v for k, v in base.items() if v is not None}, Ed25519PrivateKey.from_private_bytes(SEED), algorithm="EdDSA")
+    return jwt.encode(
+        {k: v for k, v in base.items() if v is not None},
+        Ed25519PrivateKey.from_private_bytes(SEED),
+        algorithm="EdDSA",
+    )
 
 
 def test_viewer_token_gives_subject_and_workspaces() -> None:
@@ -106,7 +110,15 @@ def test_viewer_token_gives_subject_and_workspaces() -> None:
 
 @pytest.mark.parametrize(
     "claims",
-    [{"iss": "evil"}, {"aud": "other"}, {"sub": None}, {"sub": "a b"}, {"ws": "w1"}, {"ws": ["bad space"]}, {"exp": None}],
+    [
+        {"iss": "evil"},
+        {"aud": "other"},
+        {"sub": None},
+        {"sub": "a b"},
+        {"ws": "w1"},
+        {"ws": ["bad space"]},
+        {"exp": None},
+    ],
     ids=["issuer", "audience", "no-sub", "bad-sub", "ws-not-list", "bad-ws", "no-exp"],
 )
 def test_bad_viewer_tokens_are_refused(claims: dict) -> None:

@@ -24,7 +24,19 @@ def test_canonical_path(raw: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["v/abc", "/v/../x", "/v/./x", "/v/%2e%2E/x", "/v/a%2fb", "/v/a%5cb", "/v/a\\b", "/v/%00", "/v//x", "/v/%zz", "/v/%4"],
+    [
+        "v/abc",
+        "/v/../x",
+        "/v/./x",
+        "/v/%2e%2E/x",
+        "/v/a%2fb",
+        "/v/a%5cb",
+        "/v/a\\b",
+        "/v/%00",
+        "/v//x",
+        "/v/%zz",
+        "/v/%4",
+    ],
 )
 def test_unsafe_paths_are_refused(raw: str) -> None:
     with pytest.raises(InvalidInput):

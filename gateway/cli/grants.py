@@ -36,20 +36,28 @@ async def run_add(cli: Cli) -> int:
 
 
 async def run_list(cli: Cli) -> int:
-    grants = await cli.services.store.grants.list(cli.args.principal)
+    grants = await cli.services.store.grants.all(cli.args.principal)
     data = [grant_json(g, cli.now) for g in grants]
     rows = [{**d, "expires": when(d["expires_at"])} for d in data]
-    emit(data, as_json=cli.json, text=table(rows, ["id", "principal", "media_id", "live", "expires", "reason"]))
+    emit(
+        data, as_json=cli.json, text=table(rows, ["id", "principal", "media_id", "live", "expires", "reason"])
+    )
     return 0
 
 
 async def run_revoke(cli: Cli) -> int:
     await cli.services.admin.revoke_grant(cli.ctx, cli.args.grant_id, cli.now)
-    emit({"id": cli.args.grant_id, "revoked": True}, as_json=cli.json, text=f"grant {cli.args.grant_id} revoked")
+    emit(
+        {"id": cli.args.grant_id, "revoked": True},
+        as_json=cli.json,
+        text=f"grant {cli.args.grant_id} revoked",
+    )
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     group = sub.add_parser("grants", help="time-boxed access grants for engineers")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = cmds.add_parser("add", parents=[common], help="let an engineer sign for a media item for a while")

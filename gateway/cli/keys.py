@@ -54,10 +54,14 @@ async def run_revoke(cli: Cli) -> int:
 
 
 async def run_list(cli: Cli) -> int:
-    keys = await cli.services.store.keys.list(cli.args.principal)
+    keys = await cli.services.store.keys.all(cli.args.principal)
     data = [key_json(k, cli.now) for k in keys]
     rows = [{**d, "created": when(d["created_at"]), "last_used": when(d["last_used_at"])} for d in data]
-    emit(data, as_json=cli.json, text=table(rows, ["kid", "principal", "algorithm", "state", "created", "last_used"]))
+    emit(
+        data,
+        as_json=cli.json,
+        text=table(rows, ["kid", "principal", "algorithm", "state", "created", "last_used"]),
+    )
     return 0
 
 
@@ -71,7 +75,9 @@ async def run_show(cli: Cli) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     group = sub.add_parser("keys", help="per-principal URL-signing keys")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = cmds.add_parser("create", parents=[common], help="create a signing key for a principal")

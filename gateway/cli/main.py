@@ -46,8 +46,12 @@ _EPILOG = """exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 co
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="database and keys directory (env GATEWAY_DATA_DIR; default .)")
-    common.add_argument("--config", help="TOML config file (env GATEWAY_CONFIG; default DATA_DIR/gateway.toml)")
-    common.add_argument("--actor", help="who is acting, for the audit log (env GATEWAY_ACTOR; default cli:$USER)")
+    common.add_argument(
+        "--config", help="TOML config file (env GATEWAY_CONFIG; default DATA_DIR/gateway.toml)"
+    )
+    common.add_argument(
+        "--actor", help="who is acting, for the audit log (env GATEWAY_ACTOR; default cli:$USER)"
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
     return common
 

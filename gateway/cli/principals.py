@@ -27,19 +27,35 @@ def principal_json(p: Principal) -> dict[str, Any]:
 async def run_add(cli: Cli) -> int:
     args = cli.args
     permissions = frozenset(choice(Permission, p, "--perm") for p in args.perm or ["sign"])
-    renditions = frozenset(choice(Rendition, r, "--rendition") for r in args.rendition) if args.rendition else None
+    renditions = (
+        frozenset(choice(Rendition, r, "--rendition") for r in args.rendition) if args.rendition else None
+    )
     kind = choice(PrincipalKind, args.kind, "--kind")
     created = await cli.services.admin.add_principal(cli.ctx, args.id, kind, permissions, renditions, cli.now)
-    credential = CredentialFile(created.principal.id, created.credential.id, created.credential_seed, cli.config.api_audience)
-    path = Path(args.credential_out) if args.credential_out else cli.config.keys_dir / "credentials" / f"{args.id}.json"
+    credential = CredentialFile(
+        created.principal.id, created.credential.id, created.credential_seed, cli.config.api_audience
+    )
+    path = (
+        Path(args.credential_out)
+        if args.credential_out
+        else cli.config.keys_dir / "credentials" / f"{args.id}.json"
+    )
     write_private(path, credential.to_json())
-    result = {**principal_json(created.principal), "credential_id": created.credential.id, "credential_file": str(path)}
-    emit(result, as_json=cli.json, text=f"principal {args.id} created; credential written to {path} (mode 0600)")
+    result = {
+        **principal_json(created.principal),
+        "credential_id": created.credential.id,
+        "credential_file": str(path),
+    }
+    emit(
+        result,
+        as_json=cli.json,
+        text=f"principal {args.id} created; credential written to {path} (mode 0600)",
+    )
     return 0
 
 
 async def run_list(cli: Cli) -> int:
-    principals = await cli.services.store.principals.list()
+    principals = await cli.services.store.principals.all()
     rows = [
         {**principal_json(p), "permissions": ",".join(sorted(p.permissions)),
          "renditions": "all" if p.renditions is None else ",".join(sorted(p.renditions)),
@@ -57,7 +73,9 @@ async def run_disable(cli: Cli) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     group = sub.add_parser("principals", help="engineers and services that may sign")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = cmds.add_parser(
@@ -67,12 +85,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )  # fmt: skip
     add.add_argument("id", help="principal id, e.g. alice or svc-web")
     add.add_argument("--kind", default="service", help="engineer or service (default service)")
-    add.add_argument("--perm", action="append", help="sign, sign:on-behalf, media:write, admin (repeatable; default sign)")
+    add.add_argument(
+        "--perm", action="append", help="sign, sign:on-behalf, media:write, admin (repeatable; default sign)"
+    )
     add.add_argument("--rendition", action="append", help="limit signing to this rendition (repeatable)")
     add.add_argument("--credential-out", metavar="FILE", help="where to write the credential")
     add.set_defaults(func=run_add)
     lst = cmds.add_parser("list", parents=[common], help="list principals")
     lst.set_defaults(func=run_list)
-    disable = cmds.add_parser("disable", parents=[common], help="disable a principal (its tokens and URLs stop working)")
+    disable = cmds.add_parser(
+        "disable", parents=[common], help="disable a principal (its tokens and URLs stop working)"
+    )
     disable.add_argument("id")
     disable.set_defaults(func=run_disable)

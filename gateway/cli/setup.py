@@ -89,13 +89,22 @@ async def run_init(args: argparse.Namespace) -> int:
         if await services.store.principals.get(config.pages_principal) is None:
             ctx = context.Cli(args, config, services, time.time()).ctx
             await services.admin.add_principal(
-                ctx, config.pages_principal, PrincipalKind.SERVICE, frozenset({Permission.SIGN}), None, time.time()
+                ctx,
+                config.pages_principal,
+                PrincipalKind.SERVICE,
+                frozenset({Permission.SIGN}),
+                None,
+                time.time(),
             )
             await services.admin.create_key(ctx, config.pages_principal, KeyAlgorithm.ED25519, time.time())
             created.append(f"principal {config.pages_principal} (signs page-URL redirects) with its key")
     finally:
         await services.close()
-    summary: dict[str, Any] = {"data_dir": str(data_dir), "created": created, "database": str(config.sqlite_path)}
+    summary: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "created": created,
+        "database": str(config.sqlite_path),
+    }
     lines = [f"gateway initialised in {data_dir}"] + [f"  created {c}" for c in created]
     emit(summary, as_json=args.json, text="\n".join(lines or ["already initialised"]))
     return 0
@@ -116,7 +125,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _viewer_token(args: argparse.Namespace, config: Config, ttl: int) -> str:
     if config.viewer.issuer != DEV_IDP_ISSUER:
-        raise ConfigError("viewer tokens come from your identity provider; the development IdP is not configured")
+        raise ConfigError(
+            "viewer tokens come from your identity provider; the development IdP is not configured"
+        )
     try:
         key = load_pem_private_key(config.dev_idp_key_path.read_bytes(), None)
     except FileNotFoundError:
@@ -158,7 +169,9 @@ async def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     init = sub.add_parser(
         "init",
         parents=[common],

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from gateway.audit import AuditEvent, AuditRecord
 from gateway.model import (
@@ -20,7 +20,12 @@ from gateway.model import (
     Visibility,
 )
 
-Row = Mapping[str, Any]
+
+class Row(Protocol):
+    """What every driver's row offers: access by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
 
 PRINCIPAL_COLUMNS = ("id", "kind", "permissions", "renditions", "created_at", "disabled_at")
 CREDENTIAL_COLUMNS = ("id", "principal_id", "public_key", "created_at", "revoked_at")

@@ -10,6 +10,7 @@ locking, so a revocation made by ``gatewayctl`` is seen by the next request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -114,10 +115,9 @@ class SqliteStore:
             await self._commit(repos)
 
     async def _rollback(self) -> None:
-        try:
+        # Nothing to undo when the failed statement already ended the transaction.
+        with contextlib.suppress(sqlite3.Error):
             await self._writer.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
     async def _commit(self, repos: SqliteRepos) -> None:
         with db_errors(audit=repos.audit.appended):

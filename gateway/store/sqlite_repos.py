@@ -49,7 +49,9 @@ class _Repo:
 
 
 def _insert(table: str, columns: Sequence[str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({rows.placeholders(columns)})"
+    # Table and column names are constants from this package; values are always bound.
+    names = ", ".join(columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({rows.placeholders(columns)})"  # noqa: S608
 
 
 class SqlitePrincipals(_Repo):
@@ -60,7 +62,7 @@ class SqlitePrincipals(_Repo):
         row = await self._one("SELECT * FROM principals WHERE id = ?", (principal_id,))
         return None if row is None else rows.principal_from(row)
 
-    async def list(self) -> list[Principal]:
+    async def all(self) -> list[Principal]:
         return [rows.principal_from(r) for r in await self._all("SELECT * FROM principals ORDER BY id")]
 
     async def disable(self, principal_id: str, at: float) -> None:
@@ -85,7 +87,7 @@ class SqliteKeys(_Repo):
         row = await self._one("SELECT * FROM keys WHERE kid = ?", (kid,))
         return None if row is None else rows.key_from(row)
 
-    async def list(self, principal_id: str | None = None) -> list[SigningKey]:
+    async def all(self, principal_id: str | None = None) -> list[SigningKey]:
         if principal_id is None:
             found = await self._all("SELECT * FROM keys ORDER BY created_at, kid")
         else:
@@ -114,9 +116,7 @@ class SqliteMedia(_Repo):
         return None if row is None else rows.media_from(row)
 
     async def delete(self, media_id: str, at: float) -> None:
-        await self._run(
-            "UPDATE media SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (at, media_id)
-        )
+        await self._run("UPDATE media SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (at, media_id))
 
 
 class SqliteGrants(_Repo):
@@ -127,7 +127,7 @@ class SqliteGrants(_Repo):
         row = await self._one("SELECT * FROM grants WHERE id = ?", (grant_id,))
         return None if row is None else rows.grant_from(row)
 
-    async def list(self, principal_id: str | None = None) -> list[Grant]:
+    async def all(self, principal_id: str | None = None) -> list[Grant]:
         if principal_id is None:
             found = await self._all("SELECT * FROM grants ORDER BY created_at")
         else:
@@ -165,7 +165,7 @@ class SqliteAudit(_Repo):
     async def search(self, query: AuditQuery) -> list[AuditRecord]:
         clauses, params = _audit_filters(query)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM audit {where} ORDER BY seq LIMIT ?"
+        sql = f"SELECT * FROM audit {where} ORDER BY seq LIMIT ?"  # noqa: S608 (fixed clauses, bound values)
         return [rows.audit_from(r) for r in await self._all(sql, [*params, query.limit])]
 
 

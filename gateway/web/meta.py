@@ -23,8 +23,15 @@ async def jwks(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     now = services.clock()
     keys = [
-        {"kty": "OKP", "crv": "Ed25519", "x": b64url(k.public_key), "kid": k.kid, "use": "sig", "alg": "EdDSA"}
-        for k in await services.store.keys.list()
+        {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64url(k.public_key),
+            "kid": k.kid,
+            "use": "sig",
+            "alg": "EdDSA",
+        }
+        for k in await services.store.keys.all()
         if k.algorithm is KeyAlgorithm.ED25519 and k.public_key and k.state(now) is KeyState.ACTIVE
     ]
     return web.json_response({"keys": keys}, headers={"Cache-Control": "max-age=60"})

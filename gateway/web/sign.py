@@ -11,11 +11,11 @@ from gateway.errors import GatewayError, InvalidInput, PayloadTooLarge
 from gateway.identity import bearer
 from gateway.issuance import Outcome, SignItem
 from gateway.model import Principal, Rendition, Viewer, check_name
+from gateway.netaddr import resolve_client_ip
 from gateway.services import Services
 from gateway.web import parsing
 from gateway.web.keys import SERVICES
 from gateway.web.middleware import request_id
-from gateway.netaddr import resolve_client_ip
 
 
 def request_context(request: web.Request, services: Services, actor: str) -> RequestContext:
