@@ -108,7 +108,7 @@ class Issuer:
             ip=item.client_ip,
             prefix=_directory_of(path) if item.prefix else None,
         )
-        url = self._dialects.get(self._policy.dialect).sign(request, key)
+        url = self._dialects.get(self._policy.dialect).sign(request, key).url
         issued = Issued(url=url, expires=expires, kid=key.kid, issuance_id=_issuance_id())
         detail = {"issuance_id": issued.issuance_id, "dialect": self._policy.dialect}
         if grant_id:

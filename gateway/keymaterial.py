@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_der_public_key,
+)
 
 from gateway.model import CREDENTIAL_ID_PREFIX, KEY_ID_PREFIX, KeyAlgorithm
 
@@ -60,14 +67,22 @@ class KeyMaterial:
     def __repr__(self) -> str:
         return f"KeyMaterial(kid={self.kid!r}, algorithm={self.algorithm.value!r})"
 
-    def sign(self, message: bytes) -> bytes:
+    def require_secret(self) -> bytes:
         if self.secret is None:
             raise ValueError(f"key {self.kid} has no private material here")
+        return self.secret
+
+    def sign(self, message: bytes) -> bytes:
+        """Ed25519 or HMAC-SHA256 (the native format's primitives)."""
         if self.algorithm is KeyAlgorithm.ED25519:
-            return Ed25519PrivateKey.from_private_bytes(self.secret).sign(message)
-        return hmac.new(self.secret, message, hashlib.sha256).digest()
+            return Ed25519PrivateKey.from_private_bytes(self.require_secret()).sign(message)
+        if self.algorithm is KeyAlgorithm.HMAC_SHA256:
+            return hmac.new(self.require_secret(), message, hashlib.sha256).digest()
+        raise ValueError(f"{self.algorithm.value} keys do not sign native URLs")
 
     def verify(self, message: bytes, signature: bytes) -> bool:
+        if self.algorithm not in (KeyAlgorithm.ED25519, KeyAlgorithm.HMAC_SHA256):
+            return False
         if self.algorithm is KeyAlgorithm.ED25519:
             if self.public is None:
                 return False
@@ -83,11 +98,39 @@ class KeyMaterial:
 
 
 def generate_secret(algorithm: KeyAlgorithm) -> tuple[bytes, bytes | None]:
-    """(secret, public): an Ed25519 seed and its public key, or a 256-bit HMAC secret."""
+    """(secret, public) for a new key.
+
+    Ed25519: the 32-byte seed and raw public key. RSA-2048 and ECDSA P-256:
+    PKCS#8 DER private key and SubjectPublicKeyInfo DER. HMAC-SHA1 (Cloud CDN):
+    16 random bytes. HMAC-SHA256 and shared secrets: 32 random bytes.
+    """
     if algorithm is KeyAlgorithm.ED25519:
         private = Ed25519PrivateKey.generate()
         return private.private_bytes_raw(), ed25519_public(private.private_bytes_raw())
+    if algorithm is KeyAlgorithm.RSA_2048:
+        return _der_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    if algorithm is KeyAlgorithm.ECDSA_P256:
+        return _der_pair(ec.generate_private_key(ec.SECP256R1()))
+    if algorithm is KeyAlgorithm.HMAC_SHA1:
+        return secrets.token_bytes(16), None
     return secrets.token_bytes(32), None
+
+
+def _der_pair(private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
+    secret = private.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    public = private.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return secret, public
+
+
+def public_pem(algorithm: KeyAlgorithm, public: bytes) -> str | None:
+    """The public key as PEM (to upload to CloudFront, say), when the key has one."""
+    if algorithm in (KeyAlgorithm.RSA_2048, KeyAlgorithm.ECDSA_P256):
+        key = load_der_public_key(public)
+    elif algorithm is KeyAlgorithm.ED25519:
+        key = Ed25519PublicKey.from_public_bytes(public)
+    else:
+        return None
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def ed25519_public(seed: bytes) -> bytes:

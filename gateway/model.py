@@ -53,6 +53,12 @@ class Visibility(StrEnum):
 class KeyAlgorithm(StrEnum):
     ED25519 = "ed25519"
     HMAC_SHA256 = "hmac-sha256"
+    # CDN-specific key types: CloudFront (RSA-2048, ECDSA P-256), Cloud CDN (128-bit HMAC-SHA1)
+    RSA_2048 = "rsa-2048"
+    ECDSA_P256 = "ecdsa-p256"
+    HMAC_SHA1 = "hmac-sha1"
+    # A CDN's one shared secret (Akamai, nginx, Wowza, Nimble, Bunny), as raw bytes
+    SHARED_SECRET = "shared-secret"
 
 
 class KeyState(StrEnum):
@@ -103,6 +109,8 @@ class SigningKey:
     revoked_reason: str | None = None
     revoked_by: str | None = None
     last_used_at: float | None = None
+    # The id a CDN knows the key by (CloudFront Key-Pair-Id, Cloud CDN KeyName).
+    external_id: str | None = None
 
     def state(self, now: float) -> KeyState:
         if self.revoked_at is not None:

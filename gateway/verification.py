@@ -19,5 +19,8 @@ class Verifier:
         if dialect_name not in self._allowed:
             raise VerificationFailed("dialect-not-allowed")
         dialect = self._dialects.get(dialect_name)
-        key = await self._keyring.verification_key(dialect.key_id(redemption.url), redemption.now)
+        key_id = dialect.presented_key_id(redemption)
+        if key_id is None:
+            raise VerificationFailed("unknown-key")
+        key = await self._keyring.verification_key(key_id, redemption.now)
         return dialect.verify(redemption, key)

@@ -39,7 +39,7 @@ async def test_jwks_publishes_active_ed25519_keys_that_verify_urls(client: TestC
     raw = base64.urlsafe_b64decode(jwk["x"] + "==")
     Ed25519PublicKey.from_public_bytes(raw)
     material = KeyMaterial(key.kid, KeyAlgorithm.ED25519, raw, None)
-    assert NativeDialect().verify(Redemption(url, world.clock(), None), material).kid == key.kid
+    assert NativeDialect().verify(Redemption(url, world.clock(), None), material).key_id == key.kid
     await world.services.admin.revoke_key(ADMIN, key.kid, "gone", world.clock())
     jwks = await (await client.get("/.well-known/jwks.json")).json()
     assert key.kid not in {k["kid"] for k in jwks["keys"]}

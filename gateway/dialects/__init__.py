@@ -26,9 +26,26 @@ class DialectRegistry:
         return sorted(self._dialects)
 
 
+    def all(self) -> list[Dialect]:
+        return [self._dialects[name] for name in self.names()]
+
+
 def default_registry() -> DialectRegistry:
+    """Every dialect the gateway speaks, one module each."""
+    from gateway.dialects.akamai import AkamaiDialect
+    from gateway.dialects.bunny import BunnyDialect
+    from gateway.dialects.cloudfront import CloudFrontDialect
+    from gateway.dialects.google_cdn import GoogleCdnDialect
+    from gateway.dialects.media_cdn import MediaCdnDialect
     from gateway.dialects.native import NativeDialect
+    from gateway.dialects.nginx_secure_link import NginxSecureLinkDialect
+    from gateway.dialects.nimble import NimbleDialect
+    from gateway.dialects.wowza import WowzaDialect
 
     registry = DialectRegistry()
-    registry.register(NativeDialect())
+    for dialect in (
+        NativeDialect(), CloudFrontDialect(), GoogleCdnDialect(), MediaCdnDialect(), AkamaiDialect(),
+        NginxSecureLinkDialect(), WowzaDialect(), NimbleDialect(), BunnyDialect(),
+    ):  # fmt: skip
+        registry.register(dialect)
     return registry

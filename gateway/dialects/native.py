@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from gateway.dialects.base import Redemption, SignRequest, Verified
+from gateway.dialects._common import b64url_any_decode, load_pem_key
+from gateway.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keymaterial import KeyMaterial, b64url, b64url_decode
+from gateway.model import KeyAlgorithm
 from gateway.netaddr import parse_network
 from gateway.urlcanon import canonical_path, canonical_prefix, canonical_query, split_query
 
@@ -56,11 +58,37 @@ def _scope(path: str, prefix: str | None) -> str:
 
 class NativeDialect:
     name = "native"
+    capabilities = Capabilities(
+        key_types=(KeyAlgorithm.ED25519, KeyAlgorithm.HMAC_SHA256),
+        starts=True,
+        ip="IPv4/IPv6 CIDR",
+        prefix="path prefix (gw_pfx)",
+        key_id_field="gw_kid",
+        revocation="instant: the gateway's verifier checks the key on every request",
+    )
 
     def describe(self) -> str:
         return "gateway native GW1: Ed25519 or HMAC-SHA256; expiry, start, IP/CIDR, path prefix"
 
-    def sign(self, request: SignRequest, key: KeyMaterial) -> str:
+    def load_key(self, data: bytes, key_id: str | None) -> KeyMaterial:
+        """Ed25519 as PEM (private or public); HMAC-SHA256 as the base64url secret."""
+        if not key_id:
+            raise InvalidInput("the native format needs --key-id (the gw_kid)")
+        if data.lstrip().startswith(b"-----BEGIN"):
+            loaded = load_pem_key(data, key_id)
+            if loaded.algorithm is not KeyAlgorithm.ED25519:
+                raise InvalidInput("native PEM keys are Ed25519")
+            return loaded
+        try:
+            secret = b64url_any_decode(data.strip().decode("ascii"))
+        except (VerificationFailed, UnicodeDecodeError):
+            raise InvalidInput("an HMAC key file holds the base64url secret") from None
+        return KeyMaterial(key_id, KeyAlgorithm.HMAC_SHA256, None, secret)
+
+    def presented_key_id(self, redemption: Redemption) -> str | None:
+        return self._parse(redemption.url).params["gw_kid"]
+
+    def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
         parts = urlsplit(request.url)
         path = canonical_path(parts.path or "/")
         pairs = split_query(parts.query)
@@ -86,10 +114,7 @@ class NativeDialect:
         params += [("gw_kid", key.kid), ("gw_sig", b64url(key.sign(message)))]
         query = "&".join([p for p in parts.query.split("&") if p] + [f"{n}={v}" for n, v in params])
         base = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
-        return f"{base}{parts.path or '/'}?{query}"
-
-    def key_id(self, url: str) -> str:
-        return self._parse(url).params["gw_kid"]
+        return Signed(f"{base}{parts.path or '/'}?{query}")
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         token = self._parse(redemption.url)
@@ -111,7 +136,7 @@ class NativeDialect:
         if params["gw_kid"] != key.kid or not key.verify(message, signature):
             raise VerificationFailed("bad-signature")
         _check_claims(token.path, prefix, expires, starts, ip, redemption)
-        return Verified(kid=key.kid, expires=expires, path=token.path)
+        return Verified(key_id=key.kid, expires=expires)
 
     def _parse(self, url: str) -> NativeToken:
         parts = urlsplit(url)
