@@ -33,6 +33,17 @@ class ViewerConfig:
 
 
 @dataclass(frozen=True)
+class ProfileConfig:
+    """A CDN the gateway signs for: its dialect, base URL, shared secret and options."""
+
+    name: str
+    dialect: str
+    base_url: str
+    secret_file: str = ""
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     environment: str = "development"
@@ -47,7 +58,9 @@ class Config:
     pages_principal: str = "pages"
     trusted_proxies: tuple[IPNetwork, ...] = ()
     batch_max_items: int = 100
+    default_profile: str = "native"
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
+    profiles: tuple[ProfileConfig, ...] = ()
 
     @property
     def keys_dir(self) -> Path:
@@ -132,6 +145,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("signing", "default_ttl"): ("default_ttl", _int(1, 7 * 86400)),
     ("signing", "max_ttl"): ("max_ttl", _int(1, 7 * 86400)),
     ("signing", "batch_max_items"): ("batch_max_items", _int(1, 1000)),
+    ("signing", "profile"): ("default_profile", _text),
     ("api", "audience"): ("api_audience", _text),
     ("api", "max_token_lifetime"): ("max_token_lifetime", _int(60, 86400)),
     ("pages", "principal"): ("pages_principal", _text),
@@ -154,15 +168,42 @@ def _env_name(section: str, key: str) -> str:
     return "GATEWAY_" + "_".join(p for p in (section, key) if p).upper()
 
 
-def _from_file(path: Path) -> dict[tuple[str, str], Any]:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+_PROFILE_KEYS = {"dialect", "base_url", "secret_file", "options"}
+
+
+def _profile(name: str, table: Any) -> ProfileConfig:
+    where = f"profiles.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - _PROFILE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s): {', '.join(unknown)}")
+    options = table.get("options", {})
+    if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+        raise ConfigError(f"{where}.options must be a table of strings")
+    return ProfileConfig(
+        name=name,
+        dialect=_text(f"{where}.dialect", table.get("dialect")),
+        base_url=_url(f"{where}.base_url", table.get("base_url")),
+        secret_file=_text(f"{where}.secret_file", table.get("secret_file", "")),
+        options=tuple(sorted(options.items())),
+    )
+
+
+def _from_file(data: dict[str, Any], path: Path) -> dict[tuple[str, str], Any]:
     values: dict[tuple[str, str], Any] = {}
     for name, value in data.items():
+        if name == "profiles":
+            continue
         if isinstance(value, dict):
             values.update({(name, k): v for k, v in value.items()})
         else:
@@ -182,14 +223,23 @@ def load_config(
 ) -> Config:
     environ = os.environ if environ is None else environ
     path = config_file or data_dir / CONFIG_FILE
-    raw = {**_from_file(path), **_from_env(environ)}
+    data = _read_toml(path)
+    raw = {**_from_file(data, path), **_from_env(environ)}
     top: dict[str, Any] = {}
     viewer: dict[str, Any] = {}
     for (section, key), value in raw.items():
         attr, parse = _FIELDS[(section, key)]
         target = viewer if section == "viewer" else top
         target[attr] = parse(_dotted(section, key), value)
-    config = Config(data_dir=data_dir, viewer=ViewerConfig(**viewer), **top)
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError("profiles must be a table of [profiles.NAME] tables")
+    config = Config(
+        data_dir=data_dir,
+        viewer=ViewerConfig(**viewer),
+        profiles=tuple(_profile(n, t) for n, t in sorted(profiles.items())),
+        **top,
+    )
     _check(config)
     return config
 

@@ -8,17 +8,18 @@ one transaction. If that commit fails no URL leaves this module (503).
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from gateway import audit
 from gateway.audit import AuditRecord, RequestContext
 from gateway.authz import decide
-from gateway.dialects import DialectRegistry
 from gateway.dialects.base import SignRequest
 from gateway.errors import AuditUnavailable, Forbidden, GatewayError, InvalidInput, NotFound
 from gateway.keyring import Keyring
 from gateway.model import Grant, MediaItem, Principal, PrincipalKind, Rendition, Viewer
 from gateway.netaddr import parse_network
+from gateway.profiles import NATIVE, Profile, Profiles
 from gateway.store.base import Store
 from gateway.urlcanon import canonical_path
 
@@ -30,6 +31,7 @@ class SignItem:
     ttl: int | None = None
     client_ip: str | None = None
     prefix: bool = False
+    profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Issued:
     expires: int
     kid: str
     issuance_id: str
+    profile: str
+    cookies: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class IssuancePolicy:
-    cdn_base_url: str
     default_ttl: int
     max_ttl: int
-    dialect: str = "native"
 
 
 def _directory_of(path: str) -> str:
@@ -60,12 +62,10 @@ def _directory_of(path: str) -> str:
 
 
 class Issuer:
-    def __init__(
-        self, store: Store, keyring: Keyring, dialects: DialectRegistry, policy: IssuancePolicy
-    ) -> None:
+    def __init__(self, store: Store, keyring: Keyring, profiles: Profiles, policy: IssuancePolicy) -> None:
         self._store = store
         self._keyring = keyring
-        self._dialects = dialects
+        self._profiles = profiles
         self._policy = policy
 
     async def issue(
@@ -90,34 +90,50 @@ class Issuer:
     ) -> tuple[Outcome, AuditRecord]:
         subject = viewer.subject if viewer else None
         try:
+            profile = self._profiles.get(item.profile)
             ttl = self._ttl(item)
             media = await self._media(item.media_id)
             path = self._path(media, item.rendition)
             reason, grant_id = await self._authorise(principal, viewer, media, item, now)
-            key = await self._keyring.signing_key(principal.id, now)
+            issued = await self._sign(principal, profile, path, item, ttl, now)
         except (Forbidden, NotFound, InvalidInput) as error:
             record = audit.denied(
                 ctx, now=now, media_id=item.media_id, rendition=item.rendition.value,
                 subject=subject, reason=error.reason,
             )  # fmt: skip
             return Outcome(item, error=error), record
-        expires = int(now) + ttl
-        request = SignRequest(
-            url=self._policy.cdn_base_url + path,
-            expires=expires,
-            ip=item.client_ip,
-            prefix=_directory_of(path) if item.prefix else None,
-        )
-        url = self._dialects.get(self._policy.dialect).sign(request, key).url
-        issued = Issued(url=url, expires=expires, kid=key.kid, issuance_id=_issuance_id())
-        detail = {"issuance_id": issued.issuance_id, "dialect": self._policy.dialect}
+        detail = {"issuance_id": issued.issuance_id, "profile": profile.name, "dialect": profile.dialect.name}
         if grant_id:
             detail["grant_id"] = grant_id
         record = audit.issued(
-            ctx, now=now, kid=key.kid, media_id=item.media_id, rendition=item.rendition.value,
-            subject=subject, url=url, expires_at=expires, reason=reason, detail=detail,
+            ctx, now=now, kid=issued.kid, media_id=item.media_id, rendition=item.rendition.value,
+            subject=subject, url=issued.url, expires_at=issued.expires, reason=reason, detail=detail,
         )  # fmt: skip
         return Outcome(item, issued=issued), record
+
+    async def _sign(
+        self, principal: Principal, profile: Profile, path: str, item: SignItem, ttl: int, now: float
+    ) -> Issued:
+        """Keyed formats sign with the principal's own key; shared-secret ones name it in a signed field."""
+        capabilities = profile.dialect.capabilities
+        by_external = profile.keyed and profile.name != NATIVE
+        algorithms = capabilities.key_types if profile.keyed else None
+        choice = await self._keyring.signing_key(principal.id, now, algorithms, by_external)
+        key = choice.material if profile.keyed else profile.secret
+        if key is None:
+            raise InvalidInput(f"profile {profile.name} has no signing secret")
+        expires = int(now) + ttl
+        request = SignRequest(
+            url=profile.base_url + path,
+            expires=expires,
+            ip=item.client_ip,
+            prefix=_directory_of(path) if item.prefix else None,
+            attribution=None if profile.keyed else choice.row.kid,
+            issued_at=int(now),
+            options=profile.options,
+        )
+        signed = profile.dialect.sign(request, key)
+        return Issued(signed.url, expires, choice.row.kid, _issuance_id(), profile.name, signed.cookies)
 
     def _ttl(self, item: SignItem) -> int:
         ttl = self._policy.default_ttl if item.ttl is None else item.ttl

@@ -2,17 +2,23 @@
 
 Key rows are read from the store each time, so a revocation committed by any
 process (another replica, ``gatewayctl``) applies to the very next request.
-Only the unsealed secret is cached in memory, keyed by kid; a cached secret is
-never used without the fresh row saying the key is active.
+Only unsealed secrets are cached in memory, by kid; a cached secret is never
+used without the fresh row saying the key is active.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from gateway.errors import Forbidden, VerificationFailed
 from gateway.keymaterial import KeyMaterial
 from gateway.model import KeyAlgorithm, KeyState, SigningKey
 from gateway.sealing import MasterKey
 from gateway.store.base import Store
+
+# Keys whose public half verifies: no need to unseal the private half.
+_ASYMMETRIC = {KeyAlgorithm.ED25519, KeyAlgorithm.RSA_2048, KeyAlgorithm.ECDSA_P256}
 
 
 def seal_context(kid: str) -> bytes:
@@ -25,28 +31,52 @@ def newest_active(keys: list[SigningKey], now: float) -> SigningKey | None:
     return max(active, key=lambda k: (k.created_at, k.kid), default=None)
 
 
+@dataclass(frozen=True)
+class SigningChoice:
+    row: SigningKey
+    material: KeyMaterial
+
+
 class Keyring:
     def __init__(self, store: Store, master_key: MasterKey) -> None:
         self._store = store
         self._master_key = master_key
         self._secrets: dict[str, bytes] = {}
 
-    async def _secret(self, key: SigningKey) -> bytes:
+    async def secret(self, key: SigningKey) -> bytes:
         secret = self._secrets.get(key.kid)
         if secret is None:
             secret = await self._master_key.unseal(key.sealed_private, seal_context(key.kid))
             self._secrets[key.kid] = secret
         return secret
 
-    async def signing_key(self, principal_id: str, now: float) -> KeyMaterial:
-        """The principal's newest active key: rotation means newest signs, all verify."""
-        key = newest_active(await self._store.keys.all(principal_id), now)
-        if key is None:
-            raise Forbidden(f"principal {principal_id} has no active signing key", code="no_active_key")
-        return KeyMaterial(key.kid, key.algorithm, key.public_key, await self._secret(key))
+    async def signing_key(
+        self,
+        principal_id: str,
+        now: float,
+        algorithms: Collection[KeyAlgorithm] | None = None,
+        by_external_id: bool = False,
+    ) -> SigningChoice:
+        """The principal's newest usable key: rotation means newest signs, all verify.
 
-    async def verification_key(self, kid: str, now: float) -> KeyMaterial:
-        key = await self._store.keys.get(kid)
+        ``algorithms`` limits the key types (a CloudFront profile needs RSA or
+        ECDSA); ``by_external_id`` requires the key to be linked to the CDN's id
+        for it, which then goes into the URL.
+        """
+        keys = [
+            k for k in await self._store.keys.all(principal_id)
+            if (algorithms is None or k.algorithm in algorithms) and (not by_external_id or k.external_id)
+        ]  # fmt: skip
+        key = newest_active(keys, now)
+        if key is None:
+            raise Forbidden(f"principal {principal_id} has no active signing key for this CDN", code="no_active_key")
+        url_id = key.external_id if by_external_id and key.external_id else key.kid
+        return SigningChoice(key, KeyMaterial(url_id, key.algorithm, key.public_key, await self.secret(key)))
+
+    async def active_key(self, key_id: str, now: float, by_external_id: bool = False) -> SigningKey:
+        """The key a URL names, if it and its principal may still be trusted."""
+        store = self._store.keys
+        key = await (store.get_by_external_id(key_id) if by_external_id else store.get(key_id))
         if key is None:
             raise VerificationFailed("unknown-key")
         state = key.state(now)
@@ -55,6 +85,9 @@ class Keyring:
         principal = await self._store.principals.get(key.principal_id)
         if principal is None or principal.disabled:
             raise VerificationFailed("principal-disabled")
-        if key.algorithm is KeyAlgorithm.ED25519:
-            return KeyMaterial(key.kid, key.algorithm, key.public_key, None)
-        return KeyMaterial(key.kid, key.algorithm, None, await self._secret(key))
+        return key
+
+    async def verification_material(self, key: SigningKey, url_id: str) -> KeyMaterial:
+        if key.algorithm in _ASYMMETRIC:
+            return KeyMaterial(url_id, key.algorithm, key.public_key, None)
+        return KeyMaterial(url_id, key.algorithm, None, await self.secret(key))

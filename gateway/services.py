@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from gateway.admin import Admin
 from gateway.config import Config
 from gateway.dialects import DialectRegistry, default_registry
-from gateway.errors import ConfigError
 from gateway.identity import Identity, viewer_keys_from
 from gateway.issuance import IssuancePolicy, Issuer
 from gateway.keyring import Keyring
+from gateway.profiles import Profiles, load_profiles
 from gateway.sealing import LocalMasterKey, MasterKey
 from gateway.store import open_store
 from gateway.store.base import Store
@@ -32,6 +32,7 @@ class Services:
     store: Store
     master_key: MasterKey
     dialects: DialectRegistry
+    profiles: Profiles
     keyring: Keyring
     identity: Identity
     issuer: Issuer
@@ -46,12 +47,11 @@ class Services:
 async def open_services(config: Config, clock: Clock = time.time) -> Services:
     master_key = LocalMasterKey.load(config.master_key_path)
     viewer_keys = viewer_keys_from(config)
-    store = await open_store(config)
     dialects = default_registry()
+    profiles = load_profiles(config, dialects)
+    store = await open_store(config)
     keyring = Keyring(store, master_key)
-    policy = IssuancePolicy(config.cdn_base_url, config.default_ttl, config.max_ttl)
-    if policy.dialect not in dialects.names():
-        raise ConfigError(f"unknown dialect {policy.dialect!r}")
+    policy = IssuancePolicy(config.default_ttl, config.max_ttl)
     return Services(
         config=config,
         store=store,
@@ -59,8 +59,9 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         dialects=dialects,
         keyring=keyring,
         identity=Identity(store, config, viewer_keys),
-        issuer=Issuer(store, keyring, dialects, policy),
-        verifier=Verifier(keyring, dialects, dialects.names()),
+        profiles=profiles,
+        issuer=Issuer(store, keyring, profiles, policy),
+        verifier=Verifier(keyring),
         admin=Admin(store, master_key),
         clock=clock,
     )

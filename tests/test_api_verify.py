@@ -51,9 +51,9 @@ async def test_no_uri_is_a_clear_400(client: TestClient, signed: tuple[World, st
     assert (await response.json())["error"] == "invalid_request"
 
 
-async def test_unknown_dialect_header_is_denied(client: TestClient, signed: tuple[World, str]) -> None:
+async def test_unknown_profile_header_is_denied(client: TestClient, signed: tuple[World, str]) -> None:
     _, uri = signed
-    assert await _verify(client, uri, **{"X-Gateway-Dialect": "nope"}) == 403
+    assert await _verify(client, uri, **{"X-Gateway-Profile": "nope"}) == 403
 
 
 async def test_revocation_applies_to_the_next_request(client: TestClient, signed: tuple[World, str]) -> None:

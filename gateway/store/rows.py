@@ -31,7 +31,7 @@ PRINCIPAL_COLUMNS = ("id", "kind", "permissions", "renditions", "created_at", "d
 CREDENTIAL_COLUMNS = ("id", "principal_id", "public_key", "created_at", "revoked_at")
 KEY_COLUMNS = (
     "kid", "principal_id", "algorithm", "public_key", "sealed_private", "created_at",
-    "not_after", "revoked_at", "revoked_reason", "revoked_by", "last_used_at",
+    "not_after", "revoked_at", "revoked_reason", "revoked_by", "last_used_at", "external_id",
 )  # fmt: skip
 MEDIA_COLUMNS = ("id", "owner", "workspace", "visibility", "paths", "updated_at", "deleted_at")
 GRANT_COLUMNS = (
@@ -73,7 +73,7 @@ def credential_from(row: Row) -> Credential:
 def key_values(k: SigningKey) -> tuple[Any, ...]:
     return (
         k.kid, k.principal_id, k.algorithm.value, k.public_key, k.sealed_private, k.created_at,
-        k.not_after, k.revoked_at, k.revoked_reason, k.revoked_by, k.last_used_at,
+        k.not_after, k.revoked_at, k.revoked_reason, k.revoked_by, k.last_used_at, k.external_id,
     )  # fmt: skip
 
 

@@ -36,8 +36,9 @@ CREATE TABLE IF NOT EXISTS keys (
     kid TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id),
     algorithm TEXT NOT NULL, public_key BLOB, sealed_private BLOB NOT NULL,
     created_at REAL NOT NULL, not_after REAL, revoked_at REAL, revoked_reason TEXT,
-    revoked_by TEXT, last_used_at REAL);
+    revoked_by TEXT, last_used_at REAL, external_id TEXT);
 CREATE INDEX IF NOT EXISTS keys_by_principal ON keys(principal_id, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS keys_by_external_id ON keys(external_id);
 CREATE TABLE IF NOT EXISTS media (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, workspace TEXT NOT NULL,
     visibility TEXT NOT NULL, paths TEXT NOT NULL, updated_at REAL NOT NULL, deleted_at REAL);

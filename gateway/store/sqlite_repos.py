@@ -87,6 +87,13 @@ class SqliteKeys(_Repo):
         row = await self._one("SELECT * FROM keys WHERE kid = ?", (kid,))
         return None if row is None else rows.key_from(row)
 
+    async def get_by_external_id(self, external_id: str) -> SigningKey | None:
+        row = await self._one("SELECT * FROM keys WHERE external_id = ?", (external_id,))
+        return None if row is None else rows.key_from(row)
+
+    async def link(self, kid: str, external_id: str) -> None:
+        await self._run("UPDATE keys SET external_id = ? WHERE kid = ?", (external_id, kid))
+
     async def all(self, principal_id: str | None = None) -> list[SigningKey]:
         if principal_id is None:
             found = await self._all("SELECT * FROM keys ORDER BY created_at, kid")

@@ -37,7 +37,7 @@ async def authenticated_principal(request: web.Request, services: Services) -> P
     return await services.identity.principal(token, services.clock())
 
 
-def _item(body: dict[str, Any]) -> SignItem:
+def _item(body: dict[str, Any], default_profile: str | None = None) -> SignItem:
     scope = body.get("scope", "path")
     if scope not in ("path", "prefix"):
         raise InvalidInput("scope must be 'path' or 'prefix'")
@@ -47,6 +47,7 @@ def _item(body: dict[str, Any]) -> SignItem:
         ttl=parsing.optional_int(body, "ttl"),
         client_ip=parsing.string(body, "client_ip", required=False),
         prefix=scope == "prefix",
+        profile=parsing.string(body, "profile", required=False) or default_profile,
     )
 
 
@@ -84,6 +85,8 @@ def issued_json(outcome: Outcome) -> dict[str, Any]:
         "expires_at": issued.expires,
         "kid": issued.kid,
         "issuance_id": issued.issuance_id,
+        "profile": issued.profile,
+        **({"cookies": dict(issued.cookies)} if issued.cookies else {}),
     }
 
 
@@ -109,17 +112,18 @@ async def sign_batch(request: web.Request) -> web.Response:
         raise InvalidInput("items must be a non-empty list")
     if len(raw_items) > services.config.batch_max_items:
         raise PayloadTooLarge(f"at most {services.config.batch_max_items} items per batch")
-    items = [_batch_item(i, raw) for i, raw in enumerate(raw_items)]
+    default_profile = parsing.string(body, "profile", required=False)
+    items = [_batch_item(i, raw, default_profile) for i, raw in enumerate(raw_items)]
     viewer = await _viewer(body, services)
     ctx = request_context(request, services, principal.id)
     outcomes = await services.issuer.issue(principal, viewer, items, ctx, services.clock())
     return web.json_response({"results": [issued_json(o) for o in outcomes]})
 
 
-def _batch_item(index: int, raw: Any) -> SignItem:
+def _batch_item(index: int, raw: Any, default_profile: str | None) -> SignItem:
     if not isinstance(raw, dict):
         raise InvalidInput(f"items[{index}] must be an object")
     try:
-        return _item(raw)
+        return _item(raw, default_profile)
     except InvalidInput as exc:
         raise InvalidInput(f"items[{index}]: {exc.message}") from None

@@ -2,7 +2,10 @@
 
 nginx passes the original URI in ``X-Original-URI``; Envoy's HTTP ext_authz
 sends the original method and path behind a ``path_prefix`` of ``/v1/verify``.
-200 allows, 403 denies (with no reason: the precise one is for the CLI and logs).
+``X-Gateway-Profile`` names the CDN profile (default: ``signing.profile``);
+a path-only URI is completed with the profile's base URL, and cookies are
+read for cookie-based formats. 200 allows, 403 denies (with no reason: the
+precise one is for the CLI and logs).
 """
 
 from __future__ import annotations
@@ -37,14 +40,20 @@ async def verify(request: web.Request) -> web.Response:
     client_ip = resolve_client_ip(
         request.remote, request.headers.get("X-Forwarded-For"), services.config.trusted_proxies
     )
-    dialect = request.headers.get("X-Gateway-Dialect", "native")
-    redemption = Redemption(url=uri, now=services.clock(), client_ip=client_ip)
     try:
-        verified = await services.verifier.verify(redemption, dialect)
+        profile = services.profiles.get(request.headers.get("X-Gateway-Profile"))
+        redemption = Redemption(
+            url=profile.base_url + uri if uri.startswith("/") else uri,
+            now=services.clock(),
+            client_ip=client_ip,
+            cookies=dict(request.cookies),
+            options=profile.options,
+        )
+        accepted = await services.verifier.verify(redemption, profile)
     except (VerificationFailed, InvalidInput) as exc:
         log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)
         return error_response(403, "denied", "the signed URL is not valid")
     return web.json_response(
-        {"status": "allow", "kid": verified.kid, "expires_at": verified.expires},
-        headers={"X-Gateway-Kid": verified.kid},
+        {"status": "allow", "kid": accepted.kid, "expires_at": accepted.expires},
+        headers={"X-Gateway-Kid": accepted.kid, "X-Gateway-Principal": accepted.principal_id},
     )
