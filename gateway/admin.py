@@ -78,11 +78,7 @@ class Admin:
             await tx.principals.add(principal)
             await tx.principals.add_credential(credential)
             await tx.audit.append(
-                [
-                    audit.change(
-                        ctx, AuditEvent.PRINCIPAL_CREATED, now=now, subject=principal.id, detail=detail
-                    )
-                ]
+                [audit.change(ctx, AuditEvent.PRINCIPAL_CREATED, now=now, subject=principal.id, detail=detail)]
             )
         return NewPrincipal(principal, credential, seed)
 
@@ -90,17 +86,20 @@ class Admin:
         async with self._store.transaction() as tx:
             await _require_principal(tx, principal_id)
             await tx.principals.disable(principal_id, now)
-            await tx.audit.append(
-                [audit.change(ctx, AuditEvent.PRINCIPAL_DISABLED, now=now, subject=principal_id)]
-            )
+            await tx.audit.append([audit.change(ctx, AuditEvent.PRINCIPAL_DISABLED, now=now, subject=principal_id)])
 
     async def _new_key(
-        self, principal_id: str, algorithm: KeyAlgorithm, not_after: float | None, now: float
+        self,
+        principal_id: str,
+        algorithm: KeyAlgorithm,
+        not_after: float | None,
+        now: float,
+        external_id: str | None,
     ) -> SigningKey:
         kid = new_key_id()
         secret, public = generate_secret(algorithm)
         sealed = await self._master_key.seal(secret, seal_context(kid))
-        return SigningKey(kid, principal_id, algorithm, sealed, now, public, not_after)
+        return SigningKey(kid, principal_id, algorithm, sealed, now, public, not_after, external_id=external_id)
 
     async def create_key(
         self,
@@ -110,15 +109,18 @@ class Admin:
         now: float,
         not_after: float | None = None,
         event: AuditEvent = AuditEvent.KEY_CREATED,
+        external_id: str | None = None,
     ) -> SigningKey:
         if not_after is not None and not_after <= now:
             raise InvalidInput("not-after must be in the future")
-        key = await self._new_key(principal_id, algorithm, not_after, now)
+        if external_id is not None:
+            check_name(external_id, "external id")
+        key = await self._new_key(principal_id, algorithm, not_after, now, external_id)
         async with self._store.transaction() as tx:
             await _require_principal(tx, principal_id)
             previous = newest_active(await tx.keys.all(principal_id), now)
             await tx.keys.add(key)
-            detail = {"algorithm": algorithm.value, "principal": principal_id}
+            detail = {"algorithm": algorithm.value, "principal": principal_id, "external_id": external_id}
             if event is AuditEvent.KEY_ROTATED and previous is not None:
                 detail["previous_kid"] = previous.kid
             await tx.audit.append([audit.change(ctx, event, now=now, kid=key.kid, detail=detail)])
@@ -145,6 +147,31 @@ class Admin:
             await tx.audit.append([record])
         return await self._fetch_key(kid)
 
+    async def link_key(self, ctx: RequestContext, kid: str, external_id: str, now: float) -> SigningKey:
+        """Record the id a CDN gave the key (CloudFront Key-Pair-Id, Cloud CDN KeyName)."""
+        check_name(external_id, "external id")
+        async with self._store.transaction() as tx:
+            key = await tx.keys.get(kid)
+            if key is None:
+                raise NotFound(f"no key {kid!r}")
+            if key.external_id is not None:
+                raise Conflict(f"key {kid} is already linked to {key.external_id}")
+            await tx.keys.link(kid, external_id)
+            detail = {"external_id": external_id}
+            await tx.audit.append([audit.change(ctx, AuditEvent.KEY_LINKED, now=now, kid=kid, detail=detail)])
+        return await self._fetch_key(kid)
+
+    async def export_secret(self, ctx: RequestContext, kid: str, reason: str, now: float) -> tuple[SigningKey, bytes]:
+        """The unsealed secret, to install at a CDN that shares it (Cloud CDN). Audited, with a reason."""
+        if not reason.strip():
+            raise InvalidInput("exporting key material needs a reason")
+        key = await self._fetch_key(kid)
+        secret = await self._master_key.unseal(key.sealed_private, seal_context(kid))
+        async with self._store.transaction() as tx:
+            record = audit.change(ctx, AuditEvent.KEY_EXPORTED, now=now, kid=kid, reason=reason)
+            await tx.audit.append([record])
+        return key, secret
+
     async def _fetch_key(self, kid: str) -> SigningKey:
         key = await self._store.keys.get(kid)
         if key is None:
@@ -164,9 +191,7 @@ class Admin:
             raise InvalidInput("an access grant needs a reason")
         if not 0 < duration <= MAX_GRANT_SECONDS:
             raise InvalidInput(f"a grant lasts at most {MAX_GRANT_SECONDS} seconds")
-        grant = Grant(
-            new_id(GRANT_ID_PREFIX), principal_id, media_id, reason.strip(), ctx.actor, now, now + duration
-        )
+        grant = Grant(new_id(GRANT_ID_PREFIX), principal_id, media_id, reason.strip(), ctx.actor, now, now + duration)
         async with self._store.transaction() as tx:
             principal = await _require_principal(tx, principal_id)
             if principal.kind is not PrincipalKind.ENGINEER:
@@ -186,9 +211,7 @@ class Admin:
                 raise NotFound(f"no grant {grant_id!r}")
             await tx.grants.revoke(grant_id, now)
             detail = {"grant_id": grant_id, "principal": grant.principal_id}
-            record = audit.change(
-                ctx, AuditEvent.GRANT_REVOKED, now=now, media_id=grant.media_id, detail=detail
-            )
+            record = audit.change(ctx, AuditEvent.GRANT_REVOKED, now=now, media_id=grant.media_id, detail=detail)
             await tx.audit.append([record])
 
     async def put_media(

@@ -24,6 +24,8 @@ class AuditEvent(StrEnum):
     KEY_CREATED = "key:created"
     KEY_REVOKED = "key:revoked"
     KEY_ROTATED = "key:rotated"
+    KEY_LINKED = "key:linked"
+    KEY_EXPORTED = "key:exported"
     PRINCIPAL_CREATED = "principal:created"
     PRINCIPAL_DISABLED = "principal:disabled"
     GRANT_CREATED = "grant:created"

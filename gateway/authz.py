@@ -69,9 +69,7 @@ def _viewer_decision(viewer: Viewer | None, media: MediaItem) -> Decision | None
     return None
 
 
-def _grant_decision(
-    principal: Principal, media: MediaItem, grants: Iterable[Grant], now: float
-) -> Decision | None:
+def _grant_decision(principal: Principal, media: MediaItem, grants: Iterable[Grant], now: float) -> Decision | None:
     if principal.kind is not PrincipalKind.ENGINEER:
         return None
     for grant in grants:

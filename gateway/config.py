@@ -218,9 +218,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[tuple[str, str], Any]:
     return {k: environ[_env_name(*k)] for k in _FIELDS if _env_name(*k) in environ}
 
 
-def load_config(
-    data_dir: Path, config_file: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Config:
+def load_config(data_dir: Path, config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
     path = config_file or data_dir / CONFIG_FILE
     data = _read_toml(path)

@@ -48,9 +48,7 @@ def in_networks(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 
 
-def resolve_client_ip(
-    peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]
-) -> str | None:
+def resolve_client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str | None:
     """The client's address: the peer, unless the peer is a trusted proxy.
 
     Behind trusted proxies, ``X-Forwarded-For`` is read from the right and the

@@ -88,7 +88,5 @@ def split_query(query: str) -> list[tuple[str, str]]:
 
 def canonical_query(pairs: list[tuple[str, str]]) -> str:
     """Pairs canonicalised and sorted by (name, value)."""
-    canonical = [
-        (_canonical_text(n, _QUERY_SAFE, False), _canonical_text(v, _QUERY_SAFE, False)) for n, v in pairs
-    ]
+    canonical = [(_canonical_text(n, _QUERY_SAFE, False), _canonical_text(v, _QUERY_SAFE, False)) for n, v in pairs]
     return "&".join(f"{n}={v}" for n, v in sorted(canonical))

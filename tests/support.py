@@ -87,9 +87,7 @@ class World:
         visibility: Visibility = Visibility.PRIVATE,
     ) -> None:
         paths = {Rendition.VIDEO: f"/v/{media_id}/master.m3u8", Rendition.THUMBNAIL: f"/t/{media_id}.jpg"}
-        await self.services.admin.put_media(
-            ADMIN, media_id, owner, workspace, visibility, paths, self.clock()
-        )
+        await self.services.admin.put_media(ADMIN, media_id, owner, workspace, visibility, paths, self.clock())
 
 
 def wall_clock() -> float:

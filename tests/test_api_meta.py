@@ -53,10 +53,6 @@ async def test_unknown_route_and_method_are_json(client: TestClient) -> None:
 
 
 async def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
-    assert (await client.get("/healthz", headers={"X-Request-Id": "abc-123"})).headers[
-        "X-Request-Id"
-    ] == "abc-123"
-    generated = (await client.get("/healthz", headers={"X-Request-Id": "bad id\u00e9"})).headers[
-        "X-Request-Id"
-    ]
+    assert (await client.get("/healthz", headers={"X-Request-Id": "abc-123"})).headers["X-Request-Id"] == "abc-123"
+    generated = (await client.get("/healthz", headers={"X-Request-Id": "bad id\u00e9"})).headers["X-Request-Id"]
     assert generated != "bad id" and len(generated) == 16

@@ -152,9 +152,7 @@ async def test_media_not_found_is_logged_as_a_denial(client: TestClient, web: Wo
     ],
 )
 async def test_authentication_is_required(client: TestClient, web: World, headers: dict, data: bytes) -> None:
-    response = await client.post(
-        "/v1/sign", data=data, headers={**headers, "Content-Type": "application/json"}
-    )
+    response = await client.post("/v1/sign", data=data, headers={**headers, "Content-Type": "application/json"})
     assert response.status == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert (await response.json())["error"] == "unauthenticated"

@@ -67,9 +67,7 @@ async def test_revocation_applies_to_the_next_request(client: TestClient, signed
     assert response.status == 403
 
 
-async def test_revocation_by_another_connection_is_seen(
-    client: TestClient, signed: tuple[World, str]
-) -> None:
+async def test_revocation_by_another_connection_is_seen(client: TestClient, signed: tuple[World, str]) -> None:
     """A revocation committed elsewhere (gatewayctl, another replica) applies without restart."""
     from gateway.services import open_services
 

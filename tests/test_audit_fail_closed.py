@@ -17,9 +17,7 @@ async def broken_audit(world: World) -> World:
     await world.media("m1")
     # a real SQLite failure on audit insert (as with a full disk), not a mock
     conn = sqlite3.connect(world.services.config.sqlite_path)
-    conn.execute(
-        "CREATE TRIGGER audit_fails BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-    )
+    conn.execute("CREATE TRIGGER audit_fails BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     conn.commit()
     conn.close()
     return world
@@ -47,9 +45,7 @@ async def test_page_redirect_fails_closed(client: TestClient, broken_audit: Worl
     assert response.status == 503 and "Location" not in response.headers
 
 
-async def test_a_failed_audit_also_leaves_last_used_untouched(
-    client: TestClient, broken_audit: World
-) -> None:
+async def test_a_failed_audit_also_leaves_last_used_untouched(client: TestClient, broken_audit: World) -> None:
     body = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}
     await client.post("/v1/sign", json=body, headers=broken_audit.auth("web"))
     [key] = await broken_audit.services.store.keys.all("web")

@@ -19,9 +19,7 @@ from gateway.model import (
 NOW = 1_800_000_000.0
 V, T = Rendition.VIDEO, Rendition.THUMBNAIL
 SVC = Principal("svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 0)
-ON_BEHALF = Principal(
-    "web", PrincipalKind.SERVICE, frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF}), 0
-)
+ON_BEHALF = Principal("web", PrincipalKind.SERVICE, frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF}), 0)
 THUMBS = Principal(
     "thumbs",
     PrincipalKind.SERVICE,
@@ -36,9 +34,7 @@ ADMIN = Principal("root", PrincipalKind.SERVICE, frozenset({Permission.ADMIN}), 
 
 
 def media(visibility: Visibility, deleted: bool = False) -> MediaItem:
-    return MediaItem(
-        "m1", "alice", "w1", visibility, {V: "/v/m1/a.m3u8", T: "/t/m1.jpg"}, 0, 1 if deleted else None
-    )
+    return MediaItem("m1", "alice", "w1", visibility, {V: "/v/m1/a.m3u8", T: "/t/m1.jpg"}, 0, 1 if deleted else None)
 
 
 ALICE = Viewer("alice", frozenset())
@@ -73,9 +69,7 @@ TABLE = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("principal", "viewer", "visibility", "rendition", "grants", "allowed", "reason"), TABLE
-)
+@pytest.mark.parametrize(("principal", "viewer", "visibility", "rendition", "grants", "allowed", "reason"), TABLE)
 def test_authorization_table(principal, viewer, visibility, rendition, grants, allowed, reason) -> None:  # type: ignore[no-untyped-def]
     decision = decide(principal, viewer, media(visibility), rendition, grants, NOW)
     assert (decision.allowed, decision.reason) == (allowed, reason)

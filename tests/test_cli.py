@@ -62,17 +62,14 @@ def test_key_lifecycle(config: Config, capsys: pytest.CaptureFixture[str]) -> No
     events = [r["event"] for r in run_json(capsys, d, "audit", "search", "--by", "tester")]
     assert events == ["principal:created", "key:created", "key:rotated", "key:revoked"]
     assert (
-        run_json(capsys, d, "audit", "search", "--event", "key:rotated")[0]["detail"]["previous_kid"]
-        == created["kid"]
+        run_json(capsys, d, "audit", "search", "--event", "key:rotated")[0]["detail"]["previous_kid"] == created["kid"]
     )
 
 
 def test_grants_and_media(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
     d = config.data_dir
     run_json(capsys, d, "principals", "add", "eve", "--kind", "engineer")
-    media = run_json(
-        capsys, d, "media", "put", "m1", "--owner", "alice", "--workspace", "w1", "--video", "/v/m1.mp4"
-    )
+    media = run_json(capsys, d, "media", "put", "m1", "--owner", "alice", "--workspace", "w1", "--video", "/v/m1.mp4")
     assert media["renditions"] == {"video": "/v/m1.mp4"} and media["visibility"] == "private"
     grant = run_json(
         capsys,
@@ -147,9 +144,7 @@ def test_tokens_for_scripts(config: Config, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_viewer_tokens_refused_with_a_real_idp(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
-    (config.data_dir / "gateway.toml").write_text(
-        "[viewer]\nissuer = 'https://idp.example'\naudience = 'a'\n"
-    )
+    (config.data_dir / "gateway.toml").write_text("[viewer]\nissuer = 'https://idp.example'\naudience = 'a'\n")
     code, _, err = run(capsys, config.data_dir, "token", "--viewer", "alice")
     assert code == 78 and "identity provider" in err
 

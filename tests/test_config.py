@@ -22,9 +22,7 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     _write(tmp_path, "[server]\nport = 9000\n[proxy]\ntrusted = ['10.0.0.0/8']\n")
-    config = load_config(
-        tmp_path, environ={"GATEWAY_SERVER_PORT": "9100", "GATEWAY_PROXY_TRUSTED": "10.0.0.0/8,::1"}
-    )
+    config = load_config(tmp_path, environ={"GATEWAY_SERVER_PORT": "9100", "GATEWAY_PROXY_TRUSTED": "10.0.0.0/8,::1"})
     assert config.port == 9100
     assert [str(n) for n in config.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
 
@@ -42,9 +40,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("this is not toml", {}, "gateway.toml"),
     ],
 )
-def test_bad_settings_name_the_offending_key(
-    tmp_path: Path, text: str, env: dict[str, str], names: str
-) -> None:
+def test_bad_settings_name_the_offending_key(tmp_path: Path, text: str, env: dict[str, str], names: str) -> None:
     _write(tmp_path, text)
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
         load_config(tmp_path, environ=env)

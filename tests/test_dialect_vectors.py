@@ -156,7 +156,9 @@ def test_wmsauth() -> None:
     assert nimble.auth_sign(v["server_time"], digest, v["validminutes"], None) == v["wmsAuthSign"]
     dialect = nimble.NimbleDialect()
     key = dialect.load_key(v["key"].encode(), None)
-    request = SignRequest("http://nimble.example/live/stream/playlist.m3u8", v["epoch"] + 1200, ip=v["ip"], issued_at=v["epoch"])
+    request = SignRequest(
+        "http://nimble.example/live/stream/playlist.m3u8", v["epoch"] + 1200, ip=v["ip"], issued_at=v["epoch"]
+    )
     url = dialect.sign(request, key).url
     assert url.endswith("wmsAuthSign=" + v["wmsAuthSign"])
     assert dialect.verify(Redemption(url, v["epoch"] + 60, v["ip"]), key).expires == v["epoch"] + 1200
@@ -173,7 +175,11 @@ def test_bunny(case: dict) -> None:
     params = {}
     if case.get("ignore"):
         params["token_ignore_params"] = "true"
-    for field, name in (("countries", "token_countries"), ("blocked", "token_countries_blocked"), ("limit", "limit")):
+    for field, name in (
+        ("countries", "token_countries"),
+        ("blocked", "token_countries_blocked"),
+        ("limit", "limit"),
+    ):
         if field in case and not case.get("ignore"):
             params[name] = case[field]
     if "token_path" in case:
@@ -184,7 +190,22 @@ def test_bunny(case: dict) -> None:
         options = {"directory": "true"} if case.get("directory") else {}
         options.update({n: v for n, v in params.items() if n != "token_path"})
         prefix = case.get("token_path") if "token_path" in case else None
-        request = SignRequest(BUNNY["host"] + case["path"], BUNNY["expires"], ip=case.get("ip"), prefix=prefix, options=options)
+        request = SignRequest(
+            BUNNY["host"] + case["path"], BUNNY["expires"], ip=case.get("ip"), prefix=prefix, options=options
+        )
         assert dialect.sign(request, key).url == case["url"]
         redemption = Redemption(case["url"], BUNNY["expires"] - 10, case.get("ip"))
         assert dialect.verify(redemption, key).expires == BUNNY["expires"]
+
+
+def test_bunny_digest_starting_with_1_dash_is_not_mistaken_for_the_ip_flag() -> None:
+    """Regression (found by the property test): "HS256-" + a digest that begins "1-" is not IP-bound."""
+    dialect = bunny.BunnyDialect()
+    key = KeyMaterial("", KeyAlgorithm.SHARED_SECRET, None, b"SecurityKey")
+    for n in range(2000):
+        url = dialect.sign(SignRequest(f"https://z.b-cdn.net/f{n}.ts", 1_900_000_000), key).url
+        if "token=HS256-1-" in url:
+            break
+    else:
+        pytest.fail("no digest starting with '1-' in 2000 tries")
+    assert dialect.verify(Redemption(url, 1_800_000_000, None), key).expires == 1_900_000_000

@@ -59,9 +59,7 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not become ready")
 
 
-def _call(
-    url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None
-) -> tuple[int, dict]:
+def _call(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
         url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
@@ -77,9 +75,7 @@ def test_sign_verify_revoke_against_the_real_process(server: tuple[Path, str]) -
     data_dir, base = server
     added = _ctl(data_dir, "principals", "add", "web", "--perm", "sign", "--perm", "sign:on-behalf")
     key = _ctl(data_dir, "keys", "create", "--principal", "web")
-    _ctl(
-        data_dir, "media", "put", "m1", "--owner", "alice", "--workspace", "w1", "--video", "/v/m1/index.m3u8"
-    )
+    _ctl(data_dir, "media", "put", "m1", "--owner", "alice", "--workspace", "w1", "--video", "/v/m1/index.m3u8")
     token = _ctl(data_dir, "token", "--credential", added["credential_file"])["token"]
     request = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}
     status, body = _call(base + "/v1/sign", "POST", request,

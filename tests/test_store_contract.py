@@ -32,9 +32,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await opened.close()
 
 
-P = Principal(
-    "svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0, frozenset({Rendition.THUMBNAIL})
-)
+P = Principal("svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0, frozenset({Rendition.THUMBNAIL}))
 
 
 async def _with_principal(store: Store) -> None:

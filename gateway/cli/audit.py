@@ -46,9 +46,7 @@ async def run_search(cli: Cli) -> int:
     return _emit(cli, await cli.services.store.audit.search(query))
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("audit", help="read the audit log")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     tail = cmds.add_parser("tail", parents=[common], help="the newest records")
@@ -56,9 +54,7 @@ def register(
     tail.set_defaults(func=run_tail)
     search = cmds.add_parser("search", parents=[common], help="records matching every filter given")
     search.add_argument("--event", help="event tag, e.g. url:issued, key:revoked")
-    search.add_argument(
-        "--by", dest="actor_filter", metavar="ACTOR", help="who acted (principal or cli:user)"
-    )
+    search.add_argument("--by", dest="actor_filter", metavar="ACTOR", help="who acted (principal or cli:user)")
     search.add_argument("--kid")
     search.add_argument("--media")
     search.add_argument("--subject")

@@ -39,9 +39,7 @@ async def run_list(cli: Cli) -> int:
     grants = await cli.services.store.grants.all(cli.args.principal)
     data = [grant_json(g, cli.now) for g in grants]
     rows = [{**d, "expires": when(d["expires_at"])} for d in data]
-    emit(
-        data, as_json=cli.json, text=table(rows, ["id", "principal", "media_id", "live", "expires", "reason"])
-    )
+    emit(data, as_json=cli.json, text=table(rows, ["id", "principal", "media_id", "live", "expires", "reason"]))
     return 0
 
 
@@ -55,9 +53,7 @@ async def run_revoke(cli: Cli) -> int:
     return 0
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("grants", help="time-boxed access grants for engineers")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = cmds.add_parser("add", parents=[common], help="let an engineer sign for a media item for a while")

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import base64
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_der_private_key,
+)
+
 from gateway.cli.context import Cli
+from gateway.cli.credentials import write_private
 from gateway.cli.output import emit, table, when
 from gateway.cli.timeparse import instant
 from gateway.errors import NotFound
-from gateway.keymaterial import b64url
+from gateway.keymaterial import b64url, public_pem
 from gateway.model import KeyAlgorithm, SigningKey
 from gateway.web.parsing import choice
 
@@ -27,6 +38,8 @@ def key_json(key: SigningKey, now: float) -> dict[str, Any]:
         "revoked_reason": key.revoked_reason,
         "revoked_by": key.revoked_by,
         "last_used_at": key.last_used_at,
+        "external_id": key.external_id,
+        "public_pem": public_pem(key.algorithm, key.public_key) if key.public_key else None,
     }
 
 
@@ -39,8 +52,37 @@ def _show(key: SigningKey, cli: Cli, verb: str) -> int:
 async def run_create(cli: Cli) -> int:
     algorithm = choice(KeyAlgorithm, cli.args.algorithm, "--algorithm")
     not_after = instant(cli.args.not_after) if cli.args.not_after else None
-    key = await cli.services.admin.create_key(cli.ctx, cli.args.principal, algorithm, cli.now, not_after)
+    key = await cli.services.admin.create_key(
+        cli.ctx, cli.args.principal, algorithm, cli.now, not_after, external_id=cli.args.external_id
+    )
     return _show(key, cli, "created key")
+
+
+async def run_link(cli: Cli) -> int:
+    key = await cli.services.admin.link_key(cli.ctx, cli.args.kid, cli.args.external_id, cli.now)
+    return _show(key, cli, f"linked {key.external_id} to key")
+
+
+def secret_text(algorithm: KeyAlgorithm, secret: bytes) -> str:
+    """The form a CDN's own tooling takes: PEM for key pairs, base64url otherwise."""
+    if algorithm in (KeyAlgorithm.RSA_2048, KeyAlgorithm.ECDSA_P256):
+        private = load_der_private_key(secret, None)
+        return private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode().strip()
+    if algorithm is KeyAlgorithm.ED25519:
+        private = Ed25519PrivateKey.from_private_bytes(secret)
+        return private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode().strip()
+    return base64.urlsafe_b64encode(secret).decode()
+
+
+async def run_export(cli: Cli) -> int:
+    key, secret = await cli.services.admin.export_secret(cli.ctx, cli.args.kid, cli.args.reason, cli.now)
+    write_private(Path(cli.args.out), secret_text(key.algorithm, secret))
+    emit(
+        {"kid": key.kid, "file": cli.args.out},
+        as_json=cli.json,
+        text=f"wrote {key.kid} to {cli.args.out} (mode 0600)",
+    )
+    return 0
 
 
 async def run_rotate(cli: Cli) -> int:
@@ -75,16 +117,37 @@ async def run_show(cli: Cli) -> int:
     return 0
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("keys", help="per-principal URL-signing keys")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = cmds.add_parser("create", parents=[common], help="create a signing key for a principal")
     create.add_argument("--principal", required=True)
-    create.add_argument("--algorithm", default="ed25519", help="ed25519 (default) or hmac-sha256")
+    create.add_argument(
+        "--algorithm", default="ed25519",
+        help="ed25519 (default; native, Media CDN), hmac-sha256 (native), rsa-2048 or ecdsa-p256 "
+        "(CloudFront), hmac-sha1 (Cloud CDN)",
+    )  # fmt: skip
     create.add_argument("--not-after", metavar="TIME", help="expiry (epoch seconds or ISO 8601)")
+    create.add_argument("--external-id", help="the CDN's id for this key (CloudFront Key-Pair-Id, Cloud CDN KeyName)")
     create.set_defaults(func=run_create)
+    link = cmds.add_parser(
+        "link", parents=[common],
+        help="record the CDN's id for a key, after uploading its public key (CloudFront) or secret (Cloud CDN)",
+    )  # fmt: skip
+    link.add_argument("kid")
+    link.add_argument("external_id", help="e.g. K2JCJMDEHXQW5F (CloudFront) or my-key (Cloud CDN KeyName)")
+    link.set_defaults(func=run_link)
+    export = cmds.add_parser(
+        "export-secret", parents=[common],
+        help="write a key's private material to a 0600 file, for a CDN that shares it (audited)",
+        description="Cloud CDN verifies with the same HMAC key the gateway signs with, so the key must be "
+        "installed there (gcloud compute backend-services add-signed-url-key --key-file FILE). "
+        "Every export is an audited key:exported event with its reason.",
+    )  # fmt: skip
+    export.add_argument("kid")
+    export.add_argument("--reason", required=True)
+    export.add_argument("--out", required=True, metavar="FILE", help="created with mode 0600; never overwritten")
+    export.set_defaults(func=run_export)
     lst = cmds.add_parser("list", parents=[common], help="list keys")
     lst.add_argument("--principal", help="only this principal's keys")
     lst.set_defaults(func=run_list)

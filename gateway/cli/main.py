@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import audit, grants, keys, media, principals, setup
+from gateway.cli import audit, grants, keys, media, offline, principals, setup
 from gateway.cli.context import open_cli
 from gateway.errors import (
     ConfigError,
@@ -46,12 +46,8 @@ _EPILOG = """exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 co
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="database and keys directory (env GATEWAY_DATA_DIR; default .)")
-    common.add_argument(
-        "--config", help="TOML config file (env GATEWAY_CONFIG; default DATA_DIR/gateway.toml)"
-    )
-    common.add_argument(
-        "--actor", help="who is acting, for the audit log (env GATEWAY_ACTOR; default cli:$USER)"
-    )
+    common.add_argument("--config", help="TOML config file (env GATEWAY_CONFIG; default DATA_DIR/gateway.toml)")
+    common.add_argument("--actor", help="who is acting, for the audit log (env GATEWAY_ACTOR; default cli:$USER)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     return common
 
@@ -65,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
-    for module in (setup, principals, keys, grants, media, audit):
+    for module in (setup, principals, keys, grants, media, audit, offline):
         module.register(sub, common)
     return parser
 

@@ -40,9 +40,7 @@ async def run_delete(cli: Cli) -> int:
     return 0
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("media", help="the media catalogue")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     put = cmds.add_parser("put", parents=[common], help="create or replace a media item")

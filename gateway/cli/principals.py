@@ -27,19 +27,13 @@ def principal_json(p: Principal) -> dict[str, Any]:
 async def run_add(cli: Cli) -> int:
     args = cli.args
     permissions = frozenset(choice(Permission, p, "--perm") for p in args.perm or ["sign"])
-    renditions = (
-        frozenset(choice(Rendition, r, "--rendition") for r in args.rendition) if args.rendition else None
-    )
+    renditions = frozenset(choice(Rendition, r, "--rendition") for r in args.rendition) if args.rendition else None
     kind = choice(PrincipalKind, args.kind, "--kind")
     created = await cli.services.admin.add_principal(cli.ctx, args.id, kind, permissions, renditions, cli.now)
     credential = CredentialFile(
         created.principal.id, created.credential.id, created.credential_seed, cli.config.api_audience
     )
-    path = (
-        Path(args.credential_out)
-        if args.credential_out
-        else cli.config.keys_dir / "credentials" / f"{args.id}.json"
-    )
+    path = Path(args.credential_out) if args.credential_out else cli.config.keys_dir / "credentials" / f"{args.id}.json"
     write_private(path, credential.to_json())
     result = {
         **principal_json(created.principal),
@@ -73,9 +67,7 @@ async def run_disable(cli: Cli) -> int:
     return 0
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("principals", help="engineers and services that may sign")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = cmds.add_parser(

@@ -125,9 +125,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _viewer_token(args: argparse.Namespace, config: Config, ttl: int) -> str:
     if config.viewer.issuer != DEV_IDP_ISSUER:
-        raise ConfigError(
-            "viewer tokens come from your identity provider; the development IdP is not configured"
-        )
+        raise ConfigError("viewer tokens come from your identity provider; the development IdP is not configured")
     try:
         key = load_pem_private_key(config.dev_idp_key_path.read_bytes(), None)
     except FileNotFoundError:
@@ -169,9 +167,7 @@ async def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     init = sub.add_parser(
         "init",
         parents=[common],

@@ -25,7 +25,6 @@ class DialectRegistry:
     def names(self) -> list[str]:
         return sorted(self._dialects)
 
-
     def all(self) -> list[Dialect]:
         return [self._dialects[name] for name in self.names()]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hmac
 import ipaddress
 import re
 from urllib.parse import urlsplit
@@ -32,11 +33,23 @@ def b64url_nopad(data: bytes) -> str:
 
 
 def b64url_any_decode(text: str) -> bytes:
-    """base64url with or without padding; raises VerificationFailed('malformed')."""
+    """base64url with or without padding, canonical only; raises VerificationFailed('malformed').
+
+    Canonical means re-encoding gives the same text: otherwise a signature
+    with non-zero padding bits would be a second valid spelling of the URL.
+    """
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError:
         raise VerificationFailed("malformed") from None
+    if b64url_nopad(raw) != text.rstrip("=") or (text.endswith("=") and b64url_padded(raw) != text):
+        raise VerificationFailed("malformed")
+    return raw
+
+
+def same_text(expected: str, presented: str) -> bool:
+    """Constant-time comparison of texts; any presented bytes, even non-ASCII, simply mismatch."""
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), presented.encode("utf-8", "surrogatepass"))
 
 
 def query_pairs(url: str) -> list[tuple[str, str]]:

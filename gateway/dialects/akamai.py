@@ -22,6 +22,7 @@ from gateway.dialects._common import (
     check_window,
     epoch,
     query_pairs,
+    same_text,
     single,
     single_address,
     wildcard_match,
@@ -31,7 +32,7 @@ from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keymaterial import KeyMaterial
 from gateway.model import KeyAlgorithm
 
-TOKEN_NAME = "__token__"
+TOKEN_NAME = "__token__"  # noqa: S105 (a parameter name, not a secret)
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "md5": hashlib.md5}
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
@@ -154,6 +155,6 @@ def _hmac_ok(secret: bytes, fields: dict[str, str], path: str) -> bool:
     for algorithm in _ALGORITHMS.values():
         for message in candidates:
             expected = hmac.new(secret, message.encode(), algorithm).hexdigest()
-            if hmac.compare_digest(expected, presented):
+            if same_text(expected, presented):
                 return True
     return False

@@ -16,7 +16,7 @@ import hmac
 import ipaddress
 from urllib.parse import quote, unquote, urlsplit
 
-from gateway.dialects._common import b64url_nopad, check_window, epoch, shared_secret
+from gateway.dialects._common import b64url_nopad, check_window, epoch, same_text, shared_secret
 from gateway.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keymaterial import KeyMaterial
@@ -93,18 +93,32 @@ class BunnyDialect:
         path, token, params, expires, directory = _parse(redemption.url)
         if "token_path" in params and not path.startswith(params["token_path"]):
             raise VerificationFailed("outside-prefix")
-        ip = redemption.client_ip if token.startswith("HS256-1-") else None
-        if token.startswith("HS256-1-") and not ip:
+        ip_bound = _ip_bound(token)
+        ip = redemption.client_ip if ip_bound else None
+        if ip_bound and not ip:
             raise VerificationFailed("wrong-ip")
         candidates = [params["token_path"]] if "token_path" in params else _scopes(path, directory)
         try:
             expected = [bunny_token(key.require_secret(), p, expires, params, ip) for p in candidates]
         except ValueError:
             raise VerificationFailed("wrong-ip") from None
-        if not any(hmac.compare_digest(e, token) for e in expected):
+        if not any(same_text(e, token) for e in expected):
             raise VerificationFailed("bad-signature-or-wrong-ip" if ip else "bad-signature")
         check_window(redemption.now, expires)
         return Verified(key_id=None, expires=expires, attribution=params.get(ATTRIBUTION_ARG))
+
+
+_DIGEST_CHARS = 43  # unpadded base64url of a SHA-256 MAC
+
+
+def _ip_bound(token: str) -> bool:
+    """The "1-" flag, told apart by length from a digest that merely starts with "1-"."""
+    body = token.removeprefix("HS256-")
+    if len(body) == _DIGEST_CHARS:
+        return False
+    if len(body) == _DIGEST_CHARS + 2 and body.startswith("1-"):
+        return True
+    raise VerificationFailed("malformed")
 
 
 def _own_params(query: str) -> dict[str, str]:
@@ -142,4 +156,3 @@ def _parse(url: str) -> tuple[str, str, dict[str, str], int, bool]:
     if not token or not expires:
         raise VerificationFailed("malformed")
     return path, token, params, epoch(expires), directory
-

@@ -46,10 +46,14 @@ def cf_b64encode(data: bytes) -> str:
 
 
 def cf_b64decode(text: str) -> bytes:
+    """Strict and canonical: a second spelling of the same bytes is refused."""
     try:
-        return base64.b64decode(text.translate(str.maketrans("-_~", "+=/")), validate=True)
+        raw = base64.b64decode(text.translate(str.maketrans("-_~", "+=/")), validate=True)
     except (binascii.Error, ValueError):
         raise VerificationFailed("malformed") from None
+    if cf_b64encode(raw) != text:
+        raise VerificationFailed("malformed")
+    return raw
 
 
 def canned_policy(resource: str, expires: int) -> str:
@@ -161,6 +165,8 @@ class CloudFrontDialect:
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         fields = _fields(redemption)
+        if fields["Key-Pair-Id"] != key.kid:
+            raise VerificationFailed("unknown-key")
         resource = _strip_signature(redemption.url)
         if "Policy" in fields:
             policy = cf_b64decode(fields["Policy"]).decode("utf-8", "replace")

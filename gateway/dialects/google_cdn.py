@@ -58,8 +58,7 @@ class GoogleCdnDialect:
         prefix="URLPrefix",
         cookie=True,
         key_id_field="KeyName",
-        revocation="delete the key from the backend (at most 3 per backend); "
-        "the gateway's verifier refuses at once",
+        revocation="delete the key from the backend (at most 3 per backend); the gateway's verifier refuses at once",
     )
 
     def describe(self) -> str:
@@ -103,6 +102,8 @@ class GoogleCdnDialect:
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         fields = _parse(redemption)
+        if fields["KeyName"] != key.kid:
+            raise VerificationFailed("unknown-key")
         expires = epoch(fields["Expires"])
         prefix = fields.get("URLPrefix")
         if not _signature_ok(key, fields["signed"], fields["Signature"]):

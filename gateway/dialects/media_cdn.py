@@ -26,6 +26,7 @@ from gateway.dialects._common import (
     glob_match,
     load_pem_key,
     query_pairs,
+    same_text,
     single,
 )
 from gateway.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
@@ -34,7 +35,7 @@ from gateway.keymaterial import KeyMaterial, ed25519_public
 from gateway.model import KeyAlgorithm
 from gateway.netaddr import parse_network
 
-TOKEN_PARAM = "edge-cache-token"
+TOKEN_PARAM = "edge-cache-token"  # noqa: S105 (a parameter name)
 COOKIE = "Edge-Cache-Cookie"
 _HMAC = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
 
@@ -69,14 +70,16 @@ def token_fields(
         signed.append("Headers=" + ",".join(f"{n}={v}" for n, v in headers))
     if ip_ranges:
         field = "IPRanges=" + b64url_nopad(ip_ranges.encode("ascii"))
-        token, signed = token + [field], signed + [field]
+        token, signed = [*token, field], [*signed, field]
     return token, signed
 
 
 def sign_fields(token: list[str], signed: list[str], key: KeyMaterial, hmac_hash: str = "sha256") -> str:
     message = "~".join(signed).encode()
     if key.algorithm is KeyAlgorithm.ED25519:
-        signature = "Signature=" + b64url_nopad(Ed25519PrivateKey.from_private_bytes(key.require_secret()).sign(message))
+        signature = "Signature=" + b64url_nopad(
+            Ed25519PrivateKey.from_private_bytes(key.require_secret()).sign(message)
+        )
     else:
         signature = "hmac=" + hmac.new(key.require_secret(), message, _HMAC[hmac_hash]).hexdigest()
     return "~".join([*token, signature])
@@ -175,7 +178,7 @@ def _signature_ok(key: KeyMaterial, message: bytes, field: str) -> bool:
     if key.secret is None or key.algorithm is KeyAlgorithm.ED25519:
         return False
     candidates = (hmac.new(key.secret, message, h).hexdigest() for h in _HMAC.values())
-    return any(hmac.compare_digest(c, value) for c in candidates)
+    return any(same_text(c, value) for c in candidates)
 
 
 def _check_scope(values: dict[str, str], url: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import re
 from urllib.parse import unquote, urlsplit
 
@@ -22,6 +21,7 @@ from gateway.dialects._common import (
     check_window,
     epoch,
     query_pairs,
+    same_text,
     shared_secret,
     single,
     single_address,
@@ -42,7 +42,9 @@ def secure_link_hash(text: str) -> str:
 
 
 def render(expression: str, values: dict[str, str]) -> str:
-    unknown = {m.group(0) for m in re.finditer(r"\$\w+", expression)} - {m.group(0) for m in _VARIABLE.finditer(expression)}
+    unknown = {m.group(0) for m in re.finditer(r"\$\w+", expression)} - {
+        m.group(0) for m in _VARIABLE.finditer(expression)
+    }
     if unknown:
         raise InvalidInput(f"unsupported variables in the secure_link_md5 expression: {', '.join(sorted(unknown))}")
     return _VARIABLE.sub(lambda m: values.get(m.group(1), ""), expression)
@@ -113,7 +115,7 @@ class NginxSecureLinkDialect:
         values = self._values(redemption.url, expires_text, key)
         values["remote_addr"] = redemption.client_ip or ""
         expected = secure_link_hash(render(expression, values))
-        if not hmac.compare_digest(expected, presented):
+        if not same_text(expected, presented):
             # nginx cannot tell a wrong client address from a forged hash: neither can we.
             ip_bound = "$remote_addr" in expression
             raise VerificationFailed("bad-signature-or-wrong-ip" if ip_bound else "bad-signature")

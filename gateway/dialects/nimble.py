@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import math
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
@@ -23,6 +22,7 @@ from gateway.dialects._common import (
     append_query,
     check_window,
     query_pairs,
+    same_text,
     shared_secret,
     single,
     single_address,
@@ -106,7 +106,7 @@ class NimbleDialect:
         secret = key.require_secret().decode("utf-8", "replace")
         time_text = fields.get("server_time", "")
         expected = hash_value(redemption.client_ip or "", secret, time_text, minutes, stream)
-        if not hmac.compare_digest(expected, fields.get("hash_value", "")):
+        if not same_text(expected, fields.get("hash_value", "")):
             raise VerificationFailed("bad-signature-or-wrong-ip")
         start = parse_server_time(time_text)
         check_window(redemption.now, start + minutes * 60, start)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 from urllib.parse import unquote, urlsplit
 
 from gateway.dialects._common import (
@@ -22,6 +21,7 @@ from gateway.dialects._common import (
     check_window,
     epoch,
     query_pairs,
+    same_text,
     shared_secret,
     single,
     single_address,
@@ -72,7 +72,7 @@ class WowzaDialect:
         content = _content_path(urlsplit(request.url).path, request.prefix)
         secret = key.require_secret().decode("utf-8", "replace")
         digest = token_hash(content, params, secret, ip, algorithm)
-        query = "&".join(sorted(params) + [f"{prefix}hash={digest}"])
+        query = "&".join([*sorted(params), f"{prefix}hash={digest}"])
         return Signed(url=append_query(request.url, query))
 
     def presented_key_id(self, redemption: Redemption) -> str | None:
@@ -102,9 +102,7 @@ def _content_path(path: str, prefix: str | None) -> str:
     return chosen.strip("/")
 
 
-def _any_content_path_matches(
-    url: str, params: list[str], key: KeyMaterial, ip: str | None, presented: str
-) -> bool:
+def _any_content_path_matches(url: str, params: list[str], key: KeyMaterial, ip: str | None, presented: str) -> bool:
     """Try the path and its parents, without and with the client's address.
 
     A hash that matches without the address was not IP-bound; an IP-bound one
@@ -117,6 +115,6 @@ def _any_content_path_matches(
         content = "/".join(segments[:end])
         for algorithm in _HASHES:
             for address in addresses:
-                if hmac.compare_digest(token_hash(content, params, secret, address, algorithm), presented):
+                if same_text(token_hash(content, params, secret, address, algorithm), presented):
                     return True
     return False

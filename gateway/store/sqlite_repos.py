@@ -104,8 +104,7 @@ class SqliteKeys(_Repo):
 
     async def revoke(self, kid: str, at: float, reason: str, by: str) -> None:
         await self._run(
-            "UPDATE keys SET revoked_at = ?, revoked_reason = ?, revoked_by = ? "
-            "WHERE kid = ? AND revoked_at IS NULL",
+            "UPDATE keys SET revoked_at = ?, revoked_reason = ?, revoked_by = ? WHERE kid = ? AND revoked_at IS NULL",
             (at, reason, by, kid),
         )
 
@@ -147,9 +146,7 @@ class SqliteGrants(_Repo):
         return [rows.grant_from(r) for r in await self._all(sql, (principal_id, media_id))]
 
     async def revoke(self, grant_id: str, at: float) -> None:
-        await self._run(
-            "UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, grant_id)
-        )
+        await self._run("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, grant_id))
 
 
 class SqliteAudit(_Repo):

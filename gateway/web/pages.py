@@ -36,9 +36,7 @@ async def page(request: web.Request) -> web.Response:
         rendition = Rendition(request.match_info["rendition"])
     except ValueError:
         raise NotFound("no such rendition") from None
-    viewer = await services.identity.viewer(
-        _viewer_token(request, services.config.viewer.cookie), services.clock()
-    )
+    viewer = await services.identity.viewer(_viewer_token(request, services.config.viewer.cookie), services.clock())
     principal = await services.store.principals.get(services.config.pages_principal)
     if principal is None:
         raise StoreUnavailable(f"pages principal {services.config.pages_principal!r} does not exist")
