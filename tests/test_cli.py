@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -30,7 +31,8 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
                 ["principals", "disable"], ["keys", "create"], ["keys", "list"], ["keys", "show"],
                 ["keys", "revoke"], ["keys", "rotate"], ["grants", "add"], ["grants", "list"],
                 ["grants", "revoke"], ["media", "put"], ["media", "show"], ["media", "delete"],
-                ["audit", "tail"], ["audit", "search"]]  # fmt: skip
+                ["audit", "tail"], ["audit", "search"], ["keys", "link"], ["keys", "export-secret"],
+                ["sign"], ["verify"]]  # fmt: skip
     for command in commands:
         with pytest.raises(SystemExit) as done:
             parser.parse_args([*command, "--help"])
@@ -152,3 +154,98 @@ def test_viewer_tokens_refused_with_a_real_idp(config: Config, capsys: pytest.Ca
 def test_audit_tail_text(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, config.data_dir, "audit", "tail", "-n", "1")
     assert code == 0 and "key:created" in out
+
+
+VECTORS = Path(__file__).parent / "vectors"
+CF_URL = "https://d111111abcdef8.cloudfront.net/private-content/private.jpeg"
+
+
+def offline(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_offline_sign_reproduces_botocore_and_verify_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    key = str(VECTORS / "cloudfront_test_key.pem")
+    base = ["--dialect", "cloudfront", "--key-file", key, "--key-id", "APKAEIBAERJR2EXAMPLE"]
+    code, out = offline(capsys, "sign", *base, "--url", CF_URL, "--expires", "1577836800")
+    expected = json.loads((VECTORS / "cloudfront.json").read_text())["canned_sha1"]
+    assert code == 0 and out.strip() == expected
+    verdicts = {
+        "valid": (["--now", "1577836000"], 0, "valid until 2020-01-01T00:00:00Z"),
+        "expired": (["--now", "1577836800"], 1, "invalid: expired"),
+        "tampered": (["--now", "1", "--url", expected.replace("private.jpeg", "public.jpeg")], 1, "bad signature"),
+        "other key id": (["--now", "1", "--key-id", "K2OTHER"], 1, "unknown key id"),
+    }
+    for name, (extra, want_code, want_text) in verdicts.items():
+        argv = ["verify", *base, "--url", expected, *extra]
+        if "--key-id" in extra:
+            argv = ["verify", "--dialect", "cloudfront", "--key-file", key, "--url", expected, *extra]
+        code, out = offline(capsys, *argv)
+        assert (code, want_text in out) == (want_code, True), name
+
+
+@pytest.mark.parametrize(
+    ("ip", "code", "text"),
+    [("127.0.0.1", 0, "valid"), ("127.0.0.2", 1, "wrong IP"), (None, 1, "wrong IP")],
+)
+def test_offline_nginx_verify_names_ip_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ip: str | None, code: int, text: str
+) -> None:
+    (tmp_path / "secret").write_text("secret\n")
+    url = "http://localhost/s/link?md5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647"
+    argv = ["verify", "--dialect", "nginx", "--key-file", str(tmp_path / "secret"), "--url", url]
+    got, out = offline(capsys, *argv, *(["--ip", ip] if ip else []))
+    assert got == code and text in out
+
+
+def test_offline_cookies_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "k").write_text("nZtRohdNF9m3cKM24IcK4w==")
+    argv = ["sign", "--dialect", "google-cdn", "--key-file", str(tmp_path / "k"), "--key-id", "my-key",
+            "--url", "http://www.example.com/foo/a.ts", "--expires", "1549751401", "--prefix", "/foo/"]  # fmt: skip
+    code, out = offline(capsys, *argv, "--cookie")
+    assert code == 0 and out.startswith("Set-Cookie: Cloud-CDN-Cookie=URLPrefix=aHR0cDovL3d3dy5leGFtcGxlLmNvbS9mb28v")
+    code, out = offline(capsys, *argv, "--json")
+    assert json.loads(out)["cookies"]["Cloud-CDN-Cookie"].endswith("Signature=Z9uYAu73YHioRScZDxnP-TnS274=")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dialect", "rtmp"], "unknown dialect"),
+        (["--dialect", "cloudfront"], "--key-id"),
+        (["--dialect", "cloudfront", "--key-id", "K1", "--ip", "2001:db8::1"], "IPv6"),
+        (["--dialect", "google-cdn", "--key-id", "Bad_Name"], "KeyName"),
+        (["--dialect", "nginx", "--option", "expression"], "NAME=VALUE"),
+        (["--dialect", "nginx", "--option", "expression=$request_method $secret"], "unsupported variables"),
+    ],
+)
+def test_offline_sign_errors_are_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    key = VECTORS / "cloudfront_test_key.pem"
+    code, out = offline(
+        capsys, "sign", "--key-file", str(key), "--url", "https://x/a", "--expires", "2000000000", *argv
+    )
+    assert code == 2 and message in out and "Traceback" not in out
+
+
+def test_key_link_show_and_audited_export(config: Config, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    d = config.data_dir
+    run_json(capsys, d, "principals", "add", "web")
+    created = run_json(capsys, d, "keys", "create", "--principal", "web", "--algorithm", "rsa-2048")
+    assert created["public_pem"].startswith("-----BEGIN PUBLIC KEY-----")
+    linked = run_json(capsys, d, "keys", "link", created["kid"], "K2JCJMDEHXQW5F")
+    assert linked["external_id"] == "K2JCJMDEHXQW5F"
+    code, _, err = run(capsys, d, "keys", "link", created["kid"], "K3OTHER")
+    assert code == 4 and "already linked" in err
+    cdn = run_json(
+        capsys, d, "keys", "create", "--principal", "web", "--algorithm", "hmac-sha1", "--external-id", "web-key"
+    )
+    out_file = tmp_path / "cloud-cdn.key"
+    run_json(capsys, d, "keys", "export-secret", cdn["kid"], "--reason", "install at Cloud CDN", "--out", str(out_file))
+    assert out_file.stat().st_mode & 0o777 == 0o600
+    assert len(base64.urlsafe_b64decode(out_file.read_text().strip())) == 16
+    [exported] = run_json(capsys, d, "audit", "search", "--event", "key:exported")
+    assert (exported["kid"], exported["reason"]) == (cdn["kid"], "install at Cloud CDN")
