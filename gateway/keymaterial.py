@@ -7,6 +7,7 @@ memory while the gateway signs with it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -26,6 +27,17 @@ from cryptography.hazmat.primitives.serialization import (
 from gateway.model import CREDENTIAL_ID_PREFIX, KEY_ID_PREFIX, KeyAlgorithm
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+@functools.lru_cache(maxsize=1024)
+def ed25519_private(seed: bytes) -> Ed25519PrivateKey:
+    """Parsed once per seed: parsing costs as much as signing."""
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+@functools.lru_cache(maxsize=1024)
+def ed25519_public_key(public: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public)
 
 
 def new_id(prefix: str, length: int = 20) -> str:
@@ -75,7 +87,7 @@ class KeyMaterial:
     def sign(self, message: bytes) -> bytes:
         """Ed25519 or HMAC-SHA256 (the native format's primitives)."""
         if self.algorithm is KeyAlgorithm.ED25519:
-            return Ed25519PrivateKey.from_private_bytes(self.require_secret()).sign(message)
+            return ed25519_private(self.require_secret()).sign(message)
         if self.algorithm is KeyAlgorithm.HMAC_SHA256:
             return hmac.new(self.require_secret(), message, hashlib.sha256).digest()
         raise ValueError(f"{self.algorithm.value} keys do not sign native URLs")
@@ -87,7 +99,7 @@ class KeyMaterial:
             if self.public is None:
                 return False
             try:
-                Ed25519PublicKey.from_public_bytes(self.public).verify(signature, message)
+                ed25519_public_key(self.public).verify(signature, message)
             except InvalidSignature:
                 return False
             return True

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_der_public_key
 
 from gateway.dialects._common import (
@@ -71,8 +73,19 @@ def custom_policy(resource: str, expires: int, starts: int | None, ip: str | Non
     return json.dumps({"Statement": [statement]}, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=256)
+def _private_key(der: bytes) -> PrivateKeyTypes:
+    """Parsed once: loading an RSA key checks its primes and costs more than signing."""
+    return load_der_private_key(der, None)
+
+
+@functools.lru_cache(maxsize=256)
+def _public_key(der: bytes) -> PublicKeyTypes:
+    return load_der_public_key(der)
+
+
 def _sign_bytes(key: KeyMaterial, message: bytes, hash_name: str) -> bytes:
-    private = load_der_private_key(key.require_secret(), None)
+    private = _private_key(key.require_secret())
     algorithm = _HASHES[hash_name]()
     if isinstance(private, rsa.RSAPrivateKey):
         return private.sign(message, padding.PKCS1v15(), algorithm)
@@ -84,7 +97,7 @@ def _sign_bytes(key: KeyMaterial, message: bytes, hash_name: str) -> bytes:
 def _verify_bytes(key: KeyMaterial, message: bytes, signature: bytes, hash_name: str) -> bool:
     if key.public is None:
         return False
-    public = load_der_public_key(key.public)
+    public = _public_key(key.public)
     algorithm = _HASHES[hash_name]()
     try:
         if isinstance(public, rsa.RSAPublicKey):

@@ -12,8 +12,6 @@ import hashlib
 import hmac
 import re
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from gateway.dialects._common import (
     append_query,
     b64url_any_decode,
@@ -27,7 +25,7 @@ from gateway.dialects._common import (
 )
 from gateway.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
 from gateway.errors import InvalidInput, VerificationFailed
-from gateway.keymaterial import KeyMaterial, ed25519_public
+from gateway.keymaterial import KeyMaterial, ed25519_private, ed25519_public
 from gateway.model import KeyAlgorithm
 
 _KEY_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -36,7 +34,7 @@ _COOKIES = {KeyAlgorithm.HMAC_SHA1: "Cloud-CDN-Cookie", KeyAlgorithm.ED25519: "E
 
 def _signature(key: KeyMaterial, message: str) -> str:
     if key.algorithm is KeyAlgorithm.ED25519:
-        raw = Ed25519PrivateKey.from_private_bytes(key.require_secret()).sign(message.encode())
+        raw = ed25519_private(key.require_secret()).sign(message.encode())
     else:
         raw = hmac.new(key.require_secret(), message.encode(), hashlib.sha1).digest()
     return b64url_padded(raw)

@@ -14,8 +14,6 @@ import hashlib
 import hmac
 from urllib.parse import unquote, urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from gateway.dialects._common import (
     append_query,
     b64url_any_decode,
@@ -31,7 +29,7 @@ from gateway.dialects._common import (
 )
 from gateway.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
 from gateway.errors import InvalidInput, VerificationFailed
-from gateway.keymaterial import KeyMaterial, ed25519_public
+from gateway.keymaterial import KeyMaterial, ed25519_private, ed25519_public
 from gateway.model import KeyAlgorithm
 from gateway.netaddr import parse_network
 
@@ -77,9 +75,7 @@ def token_fields(
 def sign_fields(token: list[str], signed: list[str], key: KeyMaterial, hmac_hash: str = "sha256") -> str:
     message = "~".join(signed).encode()
     if key.algorithm is KeyAlgorithm.ED25519:
-        signature = "Signature=" + b64url_nopad(
-            Ed25519PrivateKey.from_private_bytes(key.require_secret()).sign(message)
-        )
+        signature = "Signature=" + b64url_nopad(ed25519_private(key.require_secret()).sign(message))
     else:
         signature = "hmac=" + hmac.new(key.require_secret(), message, _HMAC[hmac_hash]).hexdigest()
     return "~".join([*token, signature])

@@ -12,6 +12,7 @@ the gateway adds ``gw_kid=<key id>`` to each URL, so it is signed.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from urllib.parse import unquote, urlsplit
@@ -41,12 +42,17 @@ def secure_link_hash(text: str) -> str:
     return base64.urlsafe_b64encode(hashlib.md5(text.encode()).digest()).rstrip(b"=").decode()  # noqa: S324 (the format is MD5)
 
 
-def render(expression: str, values: dict[str, str]) -> str:
+@functools.lru_cache(maxsize=64)
+def _check_expression(expression: str) -> None:
     unknown = {m.group(0) for m in re.finditer(r"\$\w+", expression)} - {
         m.group(0) for m in _VARIABLE.finditer(expression)
     }
     if unknown:
         raise InvalidInput(f"unsupported variables in the secure_link_md5 expression: {', '.join(sorted(unknown))}")
+
+
+def render(expression: str, values: dict[str, str]) -> str:
+    _check_expression(expression)
     return _VARIABLE.sub(lambda m: values.get(m.group(1), ""), expression)
 
 
