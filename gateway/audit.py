@@ -2,12 +2,18 @@
 
 A record is built before anything is returned to a caller; the store appends
 it durably or the request fails closed. Records carry masked client IPs and
-the SHA-256 of an issued URL, never the URL itself. ``canonical_bytes`` is the
-stable serialisation a later hash chain or Merkle tree hashes.
+the SHA-256 of an issued URL, never the URL itself. ``leaf_bytes`` is the
+stable serialisation the Merkle log hashes (RFC 6962 leaf), position included,
+so a record moved to another position no longer matches its leaf.
+
+Retention classes: ``engineer`` (principal, key, grant and media changes, and
+anything an engineer signs: six years) and ``viewer`` (viewer technical data:
+90 days, 30 after the subject is erased).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Mapping
@@ -17,10 +23,16 @@ from typing import Any
 
 from gateway.netaddr import mask_ip
 
+ENGINEER = "engineer"
+VIEWER = "viewer"
+RETENTION_SECONDS = {ENGINEER: 6 * 365 * 86400, VIEWER: 90 * 86400}
+ERASED_VIEWER_RETENTION = 30 * 86400
+
 
 class AuditEvent(StrEnum):
     URL_ISSUED = "url:issued"
     URL_DENIED = "url:denied"
+    URL_REDEEMED = "url:redeemed"
     KEY_CREATED = "key:created"
     KEY_REVOKED = "key:revoked"
     KEY_ROTATED = "key:rotated"
@@ -32,6 +44,12 @@ class AuditEvent(StrEnum):
     GRANT_REVOKED = "grant:revoked"
     MEDIA_PUT = "media:put"
     MEDIA_DELETED = "media:deleted"
+    SUBJECT_EXPORTED = "subject:exported"
+    SUBJECT_ERASED = "subject:erased"
+    AUDIT_PRUNED = "audit:pruned"
+
+
+VIEWER_EVENTS = frozenset({AuditEvent.URL_ISSUED, AuditEvent.URL_DENIED, AuditEvent.URL_REDEEMED})
 
 
 @dataclass(frozen=True)
@@ -51,17 +69,22 @@ class AuditRecord:
     client_ip: str | None = None
     user_agent: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    retention: str = ENGINEER
+    # Personal fields (subject, IP, user agent) sealed under the subject's key; see gateway.privacy.
+    personal: bytes | None = None
     seq: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["event"] = self.event.value
         data["detail"] = dict(self.detail)
+        data["personal"] = None if self.personal is None else base64.b64encode(self.personal).decode()
         return data
 
-    def canonical_bytes(self) -> bytes:
+    def leaf_bytes(self, seq: int) -> bytes:
+        """What the Merkle log hashes for this record at position ``seq``."""
         data = self.to_dict()
-        data.pop("seq")
+        data["seq"] = seq
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -104,10 +127,12 @@ def issued(
     expires_at: int,
     reason: str,
     detail: Mapping[str, Any] | None = None,
+    retention: str = VIEWER,
 ) -> AuditRecord:
     return AuditRecord(
         time=now,
         event=AuditEvent.URL_ISSUED,
+        retention=retention,
         kid=kid,
         media_id=media_id,
         rendition=rendition,
@@ -129,10 +154,12 @@ def denied(
     rendition: str,
     subject: str | None,
     reason: str,
+    retention: str = VIEWER,
 ) -> AuditRecord:
     return AuditRecord(
         time=now,
         event=AuditEvent.URL_DENIED,
+        retention=retention,
         media_id=media_id,
         rendition=rendition,
         subject=subject,
@@ -162,5 +189,28 @@ def change(
         subject=subject,
         reason=reason,
         detail=detail or {},
+        **_request_fields(ctx),
+    )
+
+
+def redeemed(
+    ctx: RequestContext,
+    *,
+    now: float,
+    kid: str,
+    url: str,
+    expires_at: int,
+    profile: str,
+) -> AuditRecord:
+    """A signed URL accepted at the verifier (the first time from each network; see gateway.redemptions)."""
+    return AuditRecord(
+        time=now,
+        event=AuditEvent.URL_REDEEMED,
+        kid=kid,
+        url_sha256=url_digest(url),
+        expires_at=expires_at,
+        decision="allow",
+        retention=VIEWER,
+        detail={"profile": profile},
         **_request_fields(ctx),
     )

@@ -2,25 +2,28 @@
 
 One call handles one or many items for one viewer. Every item, allowed or
 refused, yields exactly one audit record; all of a call's records commit in
-one transaction. If that commit fails no URL leaves this module (503).
+one transaction (shared with concurrent calls: group commit). If that commit
+fails no URL leaves this module (503). A viewer whose data was erased gets
+no URLs: issuing would start a new record of them.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway import audit
-from gateway.audit import AuditRecord, RequestContext
+from gateway.audit import ENGINEER, VIEWER, AuditRecord, RequestContext
+from gateway.auditlog import AuditBatcher, AuditLog, Pending
 from gateway.authz import decide
 from gateway.dialects.base import SignRequest
-from gateway.errors import AuditUnavailable, Forbidden, GatewayError, InvalidInput, NotFound
+from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound
 from gateway.keyring import Keyring
 from gateway.model import Grant, MediaItem, Principal, PrincipalKind, Rendition, Viewer
 from gateway.netaddr import parse_network
 from gateway.profiles import NATIVE, Profile, Profiles
-from gateway.store.base import Store
+from gateway.store.base import RawEntry, Store
 from gateway.urlcanon import canonical_path
 
 
@@ -62,11 +65,21 @@ def _directory_of(path: str) -> str:
 
 
 class Issuer:
-    def __init__(self, store: Store, keyring: Keyring, profiles: Profiles, policy: IssuancePolicy) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        profiles: Profiles,
+        policy: IssuancePolicy,
+        audit_log: AuditLog,
+        batcher: AuditBatcher,
+    ) -> None:
         self._store = store
         self._keyring = keyring
         self._profiles = profiles
         self._policy = policy
+        self._audit_log = audit_log
+        self._batcher = batcher
 
     async def issue(
         self,
@@ -78,18 +91,34 @@ class Issuer:
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
         records: list[AuditRecord] = []
+        raw: list[RawEntry] = []
+        erased = viewer is not None and await self._audit_log.is_erased(viewer.subject)
         for item in items:
-            outcome, record = await self._one(principal, viewer, item, ctx, now)
+            item_ctx = replace(ctx, client_ip=item.client_ip) if item.client_ip else ctx
+            outcome, record = await self._one(principal, viewer, item, item_ctx, now, erased)
             outcomes.append(outcome)
             records.append(record)
-        await self._log(records, outcomes, now)
+            raw.append(
+                RawEntry(now, record.event.value, ctx.request_id, record.kid, item_ctx.client_ip, ctx.user_agent)
+            )
+        touches = [o.issued.kid for o in outcomes if o.issued]
+        await self._batcher.submit(Pending(records, now, raw, touches))
         return outcomes
 
     async def _one(
-        self, principal: Principal, viewer: Viewer | None, item: SignItem, ctx: RequestContext, now: float
+        self,
+        principal: Principal,
+        viewer: Viewer | None,
+        item: SignItem,
+        ctx: RequestContext,
+        now: float,
+        erased: bool,
     ) -> tuple[Outcome, AuditRecord]:
         subject = viewer.subject if viewer else None
+        retention = ENGINEER if principal.kind is PrincipalKind.ENGINEER else VIEWER
         try:
+            if erased:
+                raise Forbidden("this viewer's data has been erased", reason="subject-erased")
             profile = self._profiles.get(item.profile)
             ttl = self._ttl(item)
             media = await self._media(item.media_id)
@@ -99,7 +128,7 @@ class Issuer:
         except (Forbidden, NotFound, InvalidInput) as error:
             record = audit.denied(
                 ctx, now=now, media_id=item.media_id, rendition=item.rendition.value,
-                subject=subject, reason=error.reason,
+                subject=subject, reason=error.reason, retention=retention,
             )  # fmt: skip
             return Outcome(item, error=error), record
         detail = {"issuance_id": issued.issuance_id, "profile": profile.name, "dialect": profile.dialect.name}
@@ -108,6 +137,7 @@ class Issuer:
         record = audit.issued(
             ctx, now=now, kid=issued.kid, media_id=item.media_id, rendition=item.rendition.value,
             subject=subject, url=issued.url, expires_at=issued.expires, reason=reason, detail=detail,
+            retention=retention,
         )  # fmt: skip
         return Outcome(item, issued=issued), record
 
@@ -166,16 +196,6 @@ class Issuer:
         if not decision.allowed:
             raise Forbidden(f"not permitted: {decision.reason}", reason=decision.reason)
         return decision.reason, decision.grant.id if decision.grant else None
-
-    async def _log(self, records: list[AuditRecord], outcomes: list[Outcome], now: float) -> None:
-        kids = {o.issued.kid for o in outcomes if o.issued}
-        try:
-            async with self._store.transaction() as tx:
-                await tx.audit.append(records)
-                for kid in sorted(kids):
-                    await tx.keys.touch(kid, now)
-        except GatewayError as exc:
-            raise AuditUnavailable(f"audit log unavailable, nothing issued: {exc.message}") from exc
 
 
 def _issuance_id() -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.admin import Admin
+from gateway.auditlog import AuditBatcher, AuditLog
 from gateway.config import Config
 from gateway.dialects import DialectRegistry, default_registry
 from gateway.identity import Identity, viewer_keys_from
@@ -34,6 +35,8 @@ class Services:
     dialects: DialectRegistry
     profiles: Profiles
     keyring: Keyring
+    audit_log: AuditLog
+    batcher: AuditBatcher
     identity: Identity
     issuer: Issuer
     verifier: Verifier
@@ -41,6 +44,7 @@ class Services:
     clock: Clock
 
     async def close(self) -> None:
+        await self.batcher.close()
         await self.store.close()
 
 
@@ -51,6 +55,8 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
     profiles = load_profiles(config, dialects)
     store = await open_store(config)
     keyring = Keyring(store, master_key)
+    audit_log = await AuditLog.open(store, master_key)
+    batcher = AuditBatcher(store, audit_log)
     policy = IssuancePolicy(config.default_ttl, config.max_ttl)
     return Services(
         config=config,
@@ -60,7 +66,9 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         keyring=keyring,
         identity=Identity(store, config, viewer_keys),
         profiles=profiles,
-        issuer=Issuer(store, keyring, profiles, policy),
+        audit_log=audit_log,
+        batcher=batcher,
+        issuer=Issuer(store, keyring, profiles, policy, audit_log, batcher),
         verifier=Verifier(keyring),
         admin=Admin(store, master_key),
         clock=clock,

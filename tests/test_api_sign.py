@@ -15,6 +15,7 @@ from tests.support import World
 ON_BEHALF = (Permission.SIGN, Permission.SIGN_ON_BEHALF)
 
 
+
 @pytest.fixture
 async def web(world: World) -> World:
     await world.principal("web", *ON_BEHALF)
@@ -39,8 +40,12 @@ async def test_owner_gets_a_url_and_the_issuance_is_logged(client: TestClient, w
     assert body["kid"].startswith("gwk_") and body["issuance_id"].startswith("gwi_")
     [record] = await web.services.store.audit.search(AuditQuery(event="url:issued"))
     assert record.url_sha256 == hashlib.sha256(body["url"].encode()).hexdigest()
-    assert (record.actor, record.kid, record.subject, record.reason) == ("web", body["kid"], "alice", "owner")
-    assert record.client_ip == "127.0.0.0/24"
+    ref = web.services.audit_log.ref("alice")
+    assert (record.actor, record.kid, record.subject, record.reason) == ("web", body["kid"], ref, "owner")
+    assert record.client_ip is None and record.retention == "viewer"  # sealed under alice's key
+    personal = await web.services.audit_log.reveal(record)
+    assert personal is not None and (personal["subject"], personal["client_ip"]) == ("alice", "127.0.0.0/24")
+    assert personal["user_agent"].startswith("Python/")  # aiohttp's test client
     assert record.detail["issuance_id"] == body["issuance_id"]
     assert body["url"] not in str(record.to_dict())
 
@@ -56,7 +61,8 @@ async def test_denial_is_403_and_logged(client: TestClient, web: World) -> None:
     assert response.status == 403
     assert (await response.json())["error"] == "forbidden"
     [record] = await web.services.store.audit.search(AuditQuery(event=AuditEvent.URL_DENIED.value))
-    assert (record.subject, record.reason, record.decision) == ("bob", "not-permitted", "deny")
+    assert (record.reason, record.decision) == ("not-permitted", "deny")
+    assert record.subject == web.services.audit_log.ref("bob")
 
 
 async def test_thumbnail_only_robot_is_refused_a_video(client: TestClient, web: World) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.audit import AuditRecord
+from gateway.merkle import Frontier
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 
 
@@ -42,6 +43,8 @@ class MediaRepo(Protocol):
     async def put(self, item: MediaItem) -> None: ...
     async def get(self, media_id: str) -> MediaItem | None: ...
     async def delete(self, media_id: str, at: float) -> None: ...
+    async def owned_by(self, owner: str) -> list[MediaItem]: ...
+    async def purge_owned_by(self, owner: str) -> int: ...
 
 
 class GrantRepo(Protocol):
@@ -50,6 +53,47 @@ class GrantRepo(Protocol):
     async def all(self, principal_id: str | None = None) -> list[Grant]: ...
     async def for_media(self, principal_id: str, media_id: str) -> list[Grant]: ...
     async def revoke(self, grant_id: str, at: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One position of the Merkle log; ``record`` is None once pruned (the leaf hash stays)."""
+
+    seq: int
+    leaf_hash: bytes
+    time: float
+    retention: str
+    record: AuditRecord | None
+    pruned_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    tree_size: int
+    time: float
+    root: bytes
+    key_id: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """Short-lived technical log: the unmasked client address, purged after days."""
+
+    time: float
+    event: str
+    request_id: str | None
+    kid: str | None
+    client_ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class PrunePolicy:
+    sealed_upto: int
+    viewer_before: float
+    engineer_before: float
+    erased_before: float
 
 
 @dataclass(frozen=True)
@@ -65,9 +109,28 @@ class AuditQuery:
 
 
 class AuditRepo(Protocol):
-    async def append(self, records: Sequence[AuditRecord]) -> list[int]: ...
+    async def append(self, records: Sequence[AuditRecord]) -> list[int]:
+        """Append at the next positions, extending the Merkle frontier in the same transaction."""
+        ...
+
     async def tail(self, limit: int) -> list[AuditRecord]: ...
     async def search(self, query: AuditQuery) -> list[AuditRecord]: ...
+    async def entries(self, after_seq: int, limit: int) -> list[LogEntry]: ...
+    async def frontier(self) -> Frontier: ...
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    async def checkpoints(self) -> list[Checkpoint]: ...
+    async def prune(self, policy: PrunePolicy, now: float) -> int: ...
+    async def append_raw(self, entries: Sequence[RawEntry]) -> None: ...
+    async def purge_raw(self, before: float) -> int: ...
+
+
+class SubjectRepo(Protocol):
+    async def sealed_key(self, ref: str) -> bytes | None: ...
+    async def add_key(self, ref: str, sealed: bytes, at: float) -> None: ...
+    async def is_erased(self, ref: str) -> bool: ...
+    async def erase(self, ref: str, at: float) -> None: ...
+    async def sealed_pepper(self) -> bytes | None: ...
+    async def set_sealed_pepper(self, sealed: bytes) -> None: ...
 
 
 class Repos(Protocol):
@@ -81,6 +144,8 @@ class Repos(Protocol):
     def grants(self) -> GrantRepo: ...
     @property
     def audit(self) -> AuditRepo: ...
+    @property
+    def subjects(self) -> SubjectRepo: ...
 
 
 class Store(Repos, Protocol):

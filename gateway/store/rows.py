@@ -19,6 +19,7 @@ from gateway.model import (
     SigningKey,
     Visibility,
 )
+from gateway.store.base import Checkpoint, LogEntry
 
 
 class Row(Protocol):
@@ -41,6 +42,12 @@ GRANT_COLUMNS = (
 AUDIT_COLUMNS = (
     "time", "event", "actor", "request_id", "kid", "media_id", "rendition", "subject",
     "url_sha256", "expires_at", "decision", "reason", "client_ip", "user_agent", "detail",
+    "retention", "personal",
+)  # fmt: skip
+# Cleared when a record is pruned; seq, time, event, retention and leaf_hash stay.
+PRUNABLE_COLUMNS = (
+    "actor", "request_id", "kid", "media_id", "rendition", "subject", "url_sha256", "expires_at",
+    "decision", "reason", "client_ip", "user_agent", "detail", "personal",
 )  # fmt: skip
 
 
@@ -118,6 +125,7 @@ def audit_values(r: AuditRecord) -> tuple[Any, ...]:
     return (
         r.time, r.event.value, r.actor, r.request_id, r.kid, r.media_id, r.rendition, r.subject,
         r.url_sha256, r.expires_at, r.decision, r.reason, r.client_ip, r.user_agent, detail,
+        r.retention, r.personal,
     )  # fmt: skip
 
 
@@ -125,7 +133,25 @@ def audit_from(row: Row) -> AuditRecord:
     data = {k: row[k] for k in AUDIT_COLUMNS}
     data["event"] = AuditEvent(data["event"])
     data["detail"] = json.loads(data["detail"] or "{}")
+    data["personal"] = None if data["personal"] is None else bytes(data["personal"])
+    data["actor"] = data["actor"] or ""
     return AuditRecord(seq=row["seq"], **data)
+
+
+def log_entry_from(row: Row) -> LogEntry:
+    pruned = row["pruned_at"] is not None
+    return LogEntry(
+        seq=row["seq"],
+        leaf_hash=bytes(row["leaf_hash"]),
+        time=row["time"],
+        retention=row["retention"],
+        record=None if pruned else audit_from(row),
+        pruned_at=row["pruned_at"],
+    )
+
+
+def checkpoint_from(row: Row) -> Checkpoint:
+    return Checkpoint(row["tree_size"], row["time"], bytes(row["root"]), row["key_id"], bytes(row["signature"]))
 
 
 def placeholders(columns: Sequence[str], style: str = "?") -> str:

@@ -22,7 +22,7 @@ from gateway.errors import StoreUnavailable
 from gateway.store.base import Repos
 from gateway.store.sqlite_repos import SqliteRepos, db_errors
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,11 +48,23 @@ CREATE TABLE IF NOT EXISTS grants (
     created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL);
 CREATE INDEX IF NOT EXISTS grants_by_principal ON grants(principal_id, media_id);
 CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, event TEXT NOT NULL,
-    actor TEXT NOT NULL, request_id TEXT, kid TEXT, media_id TEXT, rendition TEXT,
+    seq INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT NULL,
+    actor TEXT, request_id TEXT, kid TEXT, media_id TEXT, rendition TEXT,
     subject TEXT, url_sha256 TEXT, expires_at INTEGER, decision TEXT, reason TEXT,
-    client_ip TEXT, user_agent TEXT, detail TEXT NOT NULL DEFAULT '{}');
+    client_ip TEXT, user_agent TEXT, detail TEXT, retention TEXT NOT NULL,
+    personal BLOB, leaf_hash BLOB NOT NULL, pruned_at REAL);
 CREATE INDEX IF NOT EXISTS audit_by_kid ON audit(kid, seq);
+CREATE INDEX IF NOT EXISTS audit_by_event ON audit(event, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    tree_size INTEGER NOT NULL, time REAL NOT NULL, root BLOB NOT NULL, key_id TEXT NOT NULL,
+    signature BLOB NOT NULL, PRIMARY KEY (tree_size, time));
+CREATE TABLE IF NOT EXISTS subject_keys (ref TEXT PRIMARY KEY, sealed_key BLOB NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS erased_subjects (ref TEXT PRIMARY KEY, erased_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS raw_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, event TEXT NOT NULL, request_id TEXT,
+    kid TEXT, client_ip TEXT, user_agent TEXT);
+CREATE INDEX IF NOT EXISTS raw_log_by_time ON raw_log(time);
+CREATE INDEX IF NOT EXISTS media_by_owner ON media(owner);
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit(subject, seq);
 CREATE INDEX IF NOT EXISTS audit_by_media ON audit(media_id, seq);
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit(time);
@@ -86,6 +98,7 @@ class SqliteStore:
         self.media = self._read_repos.media
         self.grants = self._read_repos.grants
         self.audit = self._read_repos.audit
+        self.subjects = self._read_repos.subjects
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:

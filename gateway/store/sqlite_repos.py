@@ -11,9 +11,10 @@ import aiosqlite
 
 from gateway.audit import AuditRecord
 from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
+from gateway.merkle import Frontier, leaf_hash
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
-from gateway.store.base import AuditQuery
+from gateway.store.base import AuditQuery, Checkpoint, LogEntry, PrunePolicy, RawEntry
 
 
 @contextmanager
@@ -27,6 +28,10 @@ def db_errors(*, audit: bool = False) -> Iterator[None]:
         # aiosqlite reports a closed connection as ValueError
         error = AuditUnavailable if audit else StoreUnavailable
         raise error(f"database error: {exc}") from exc
+
+
+_FRONTIER = "audit_frontier"
+_PEPPER = "audit_pepper"
 
 
 class _Repo:
@@ -124,6 +129,13 @@ class SqliteMedia(_Repo):
     async def delete(self, media_id: str, at: float) -> None:
         await self._run("UPDATE media SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (at, media_id))
 
+    async def owned_by(self, owner: str) -> list[MediaItem]:
+        found = await self._all("SELECT * FROM media WHERE owner = ? ORDER BY id", (owner,))
+        return [rows.media_from(r) for r in found]
+
+    async def purge_owned_by(self, owner: str) -> int:
+        return await self._run("DELETE FROM media WHERE owner = ?", (owner,))
+
 
 class SqliteGrants(_Repo):
     async def add(self, grant: Grant) -> None:
@@ -152,25 +164,99 @@ class SqliteGrants(_Repo):
 class SqliteAudit(_Repo):
     appended = False
 
+    async def _meta(self, key: str) -> bytes | None:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else bytes(row["value"])
+
+    async def _set_meta(self, key: str, value: bytes) -> None:
+        await self._run("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    async def frontier(self) -> Frontier:
+        data = await self._meta(_FRONTIER)
+        return Frontier() if data is None else Frontier.from_bytes(data)
+
     async def append(self, records: Sequence[AuditRecord]) -> list[int]:
-        sql = _insert("audit", rows.AUDIT_COLUMNS)
+        columns = (*rows.AUDIT_COLUMNS, "seq", "leaf_hash")
+        sql = _insert("audit", columns)
         seqs: list[int] = []
         with db_errors(audit=True):
+            frontier = await self.frontier()
             for record in records:
-                cursor = await self._conn.execute(sql, rows.audit_values(record))
-                seqs.append(int(cursor.lastrowid or 0))
+                seq = frontier.size + 1
+                leaf = leaf_hash(record.leaf_bytes(seq))
+                await self._conn.execute(sql, (*rows.audit_values(record), seq, leaf))
+                frontier.append(leaf)
+                seqs.append(seq)
+            await self._set_meta(_FRONTIER, frontier.to_bytes())
         self.appended = True
         return seqs
 
     async def tail(self, limit: int) -> list[AuditRecord]:
-        found = await self._all("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
+        sql = "SELECT * FROM audit WHERE pruned_at IS NULL ORDER BY seq DESC LIMIT ?"
+        found = await self._all(sql, (limit,))
         return [rows.audit_from(r) for r in reversed(found)]
 
     async def search(self, query: AuditQuery) -> list[AuditRecord]:
         clauses, params = _audit_filters(query)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM audit {where} ORDER BY seq LIMIT ?"  # noqa: S608 (fixed clauses, bound values)
+        where = " AND ".join(["pruned_at IS NULL", *clauses])
+        sql = f"SELECT * FROM audit WHERE {where} ORDER BY seq LIMIT ?"  # noqa: S608 (fixed clauses, bound values)
         return [rows.audit_from(r) for r in await self._all(sql, [*params, query.limit])]
+
+    async def entries(self, after_seq: int, limit: int) -> list[LogEntry]:
+        sql = "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?"
+        return [rows.log_entry_from(r) for r in await self._all(sql, (after_seq, limit))]
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        c = checkpoint
+        columns = ("tree_size", "time", "root", "key_id", "signature")
+        await self._run(_insert("checkpoints", columns), (c.tree_size, c.time, c.root, c.key_id, c.signature))
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        found = await self._all("SELECT * FROM checkpoints ORDER BY tree_size, time")
+        return [rows.checkpoint_from(r) for r in found]
+
+    async def prune(self, policy: PrunePolicy, now: float) -> int:
+        cleared = ", ".join(f"{c} = NULL" for c in rows.PRUNABLE_COLUMNS)
+        sql = (
+            f"UPDATE audit SET {cleared}, pruned_at = ? WHERE pruned_at IS NULL AND seq <= ? AND ("  # noqa: S608
+            "(retention = 'viewer' AND time < ?) OR (retention = 'engineer' AND time < ?) OR "
+            "(retention = 'viewer' AND subject IN (SELECT ref FROM erased_subjects WHERE erased_at < ?)))"
+        )
+        params = (now, policy.sealed_upto, policy.viewer_before, policy.engineer_before, policy.erased_before)
+        return await self._run(sql, params)
+
+    async def append_raw(self, entries: Sequence[RawEntry]) -> None:
+        sql = _insert("raw_log", ("time", "event", "request_id", "kid", "client_ip", "user_agent"))
+        with db_errors(audit=True):
+            for e in entries:
+                await self._conn.execute(sql, (e.time, e.event, e.request_id, e.kid, e.client_ip, e.user_agent))
+
+    async def purge_raw(self, before: float) -> int:
+        return await self._run("DELETE FROM raw_log WHERE time < ?", (before,))
+
+
+class SqliteSubjects(_Repo):
+    async def sealed_key(self, ref: str) -> bytes | None:
+        row = await self._one("SELECT sealed_key FROM subject_keys WHERE ref = ?", (ref,))
+        return None if row is None else bytes(row["sealed_key"])
+
+    async def add_key(self, ref: str, sealed: bytes, at: float) -> None:
+        sql = "INSERT INTO subject_keys(ref, sealed_key, created_at) VALUES (?, ?, ?)"
+        await self._run(sql, (ref, sealed, at))
+
+    async def is_erased(self, ref: str) -> bool:
+        return await self._one("SELECT 1 FROM erased_subjects WHERE ref = ?", (ref,)) is not None
+
+    async def erase(self, ref: str, at: float) -> None:
+        await self._run("DELETE FROM subject_keys WHERE ref = ?", (ref,))
+        await self._run("INSERT OR IGNORE INTO erased_subjects(ref, erased_at) VALUES (?, ?)", (ref, at))
+
+    async def sealed_pepper(self) -> bytes | None:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (_PEPPER,))
+        return None if row is None else bytes(row["value"])
+
+    async def set_sealed_pepper(self, sealed: bytes) -> None:
+        await self._run("INSERT INTO meta(key, value) VALUES (?, ?)", (_PEPPER, sealed))
 
 
 def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
@@ -197,3 +283,4 @@ class SqliteRepos:
         self.media = SqliteMedia(conn)
         self.grants = SqliteGrants(conn)
         self.audit = SqliteAudit(conn)
+        self.subjects = SqliteSubjects(conn)

@@ -1,0 +1,150 @@
+"""The audit log service: pseudonymous viewers, per-subject keys, and group commit.
+
+``AuditLog`` turns records into their stored form (viewer subjects replaced by
+a keyed pseudonym, personal fields sealed under the subject's own key) inside
+the caller's transaction. ``AuditBatcher`` gives issuance and redemption
+group commit: every request waiting while a commit is in flight joins the next
+transaction, so one durable write (fsync) covers many requests and none of
+them is answered before its record is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import privacy
+from gateway.audit import AuditRecord
+from gateway.errors import AuditUnavailable, GatewayError
+from gateway.sealing import MasterKey
+from gateway.store.base import RawEntry, Repos, Store
+
+_PEPPER_CONTEXT = b"gateway-audit-pepper"
+
+
+def _key_context(ref: str) -> bytes:
+    return f"gateway-subject-key:{ref}".encode()
+
+
+class AuditLog:
+    def __init__(self, store: Store, master_key: MasterKey, pepper: bytes) -> None:
+        self._store = store
+        self._master_key = master_key
+        self._pepper = pepper
+        self._keys: dict[str, bytes] = {}
+
+    @classmethod
+    async def open(cls, store: Store, master_key: MasterKey) -> AuditLog:
+        sealed = await store.subjects.sealed_pepper()
+        if sealed is None:
+            import secrets
+
+            sealed = await master_key.seal(secrets.token_bytes(32), _PEPPER_CONTEXT)
+            async with store.transaction() as tx:
+                await tx.subjects.set_sealed_pepper(sealed)
+            sealed = await store.subjects.sealed_pepper() or sealed
+        return cls(store, master_key, await master_key.unseal(sealed, _PEPPER_CONTEXT))
+
+    def ref(self, subject: str) -> str:
+        return privacy.subject_ref(self._pepper, subject)
+
+    async def is_erased(self, subject: str) -> bool:
+        ref = self.ref(subject)
+        erased = await self._store.subjects.is_erased(ref)
+        if erased:
+            self._keys.pop(ref, None)
+        return erased
+
+    async def _key_for_writing(self, repos: Repos, ref: str, now: float) -> bytes:
+        key = self._keys.get(ref)
+        if key is not None:
+            return key
+        sealed = await repos.subjects.sealed_key(ref)
+        if sealed is None:
+            key = privacy.new_subject_key()
+            await repos.subjects.add_key(ref, await self._master_key.seal(key, _key_context(ref)), now)
+        else:
+            key = await self._master_key.unseal(sealed, _key_context(ref))
+        self._keys[ref] = key
+        return key
+
+    async def prepare(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[AuditRecord]:
+        prepared: list[AuditRecord] = []
+        for record in records:
+            if privacy.needs_protection(record):
+                assert record.subject is not None
+                ref = self.ref(record.subject)
+                record = privacy.protect(record, ref, await self._key_for_writing(repos, ref, now))
+            prepared.append(record)
+        return prepared
+
+    async def append(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[int]:
+        return await repos.audit.append(await self.prepare(repos, records, now))
+
+    async def reveal(self, record: AuditRecord) -> dict[str, Any] | None:
+        """Personal fields of a stored record, read fresh (a shredded key stays shredded)."""
+        if record.personal is None or record.subject is None:
+            return None
+        sealed = await self._store.subjects.sealed_key(record.subject)
+        if sealed is None:
+            return None
+        return privacy.reveal(record, await self._master_key.unseal(sealed, _key_context(record.subject)))
+
+    def forget(self, ref: str) -> None:
+        self._keys.pop(ref, None)
+
+
+@dataclass
+class Pending:
+    records: list[AuditRecord]
+    now: float
+    raw: list[RawEntry] = field(default_factory=list)
+    touches: list[str] = field(default_factory=list)
+
+
+class AuditBatcher:
+    def __init__(self, store: Store, log: AuditLog) -> None:
+        self._store = store
+        self._log = log
+        self._pending: list[tuple[Pending, asyncio.Future[list[int]]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, batch: Pending) -> list[int]:
+        """Durably append ``batch``; raises AuditUnavailable if it could not be committed."""
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append((batch, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            taken, self._pending = self._pending, []
+            try:
+                results = await self._commit([batch for batch, _ in taken])
+            except (GatewayError, OSError) as exc:
+                error = AuditUnavailable(f"audit log unavailable, nothing issued: {exc}")
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), seqs in zip(taken, results, strict=True):
+                if not future.done():
+                    future.set_result(seqs)
+
+    async def _commit(self, batches: list[Pending]) -> list[list[int]]:
+        results: list[list[int]] = []
+        async with self._store.transaction() as tx:
+            for batch in batches:
+                results.append(await self._log.append(tx, batch.records, batch.now))
+                if batch.raw:
+                    await tx.audit.append_raw(batch.raw)
+                for kid in sorted(set(batch.touches)):
+                    await tx.keys.touch(kid, batch.now)
+        return results
+
+    async def close(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            await self._writer
