@@ -59,6 +59,14 @@ class Config:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     batch_max_items: int = 100
     default_profile: str = "native"
+    checkpoint_every_records: int = 1000
+    checkpoint_every_seconds: int = 300
+    audit_export_dir: str = "audit-export"
+    audit_s3_bucket: str = ""
+    audit_s3_prefix: str = "audit/"
+    audit_s3_endpoint_url: str = ""
+    audit_s3_region: str = "us-east-1"
+    raw_retention_days: int = 7
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
     profiles: tuple[ProfileConfig, ...] = ()
 
@@ -69,6 +77,17 @@ class Config:
     @property
     def master_key_path(self) -> Path:
         return self.keys_dir / "master.key"
+
+    @property
+    def log_signing_key_path(self) -> Path:
+        return self.keys_dir / "log-signing.key"
+
+    @property
+    def export_dir(self) -> Path | None:
+        if not self.audit_export_dir:
+            return None
+        path = Path(self.audit_export_dir)
+        return path if path.is_absolute() else self.data_dir / path
 
     @property
     def dev_idp_key_path(self) -> Path:
@@ -146,6 +165,14 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("signing", "max_ttl"): ("max_ttl", _int(1, 7 * 86400)),
     ("signing", "batch_max_items"): ("batch_max_items", _int(1, 1000)),
     ("signing", "profile"): ("default_profile", _text),
+    ("audit", "checkpoint_every_records"): ("checkpoint_every_records", _int(1, 10_000_000)),
+    ("audit", "checkpoint_every_seconds"): ("checkpoint_every_seconds", _int(1, 86400)),
+    ("audit", "export_dir"): ("audit_export_dir", _text),
+    ("audit", "s3_bucket"): ("audit_s3_bucket", _text),
+    ("audit", "s3_prefix"): ("audit_s3_prefix", _text),
+    ("audit", "s3_endpoint_url"): ("audit_s3_endpoint_url", _text),
+    ("audit", "s3_region"): ("audit_s3_region", _text),
+    ("audit", "raw_retention_days"): ("raw_retention_days", _int(1, 365)),
     ("api", "audience"): ("api_audience", _text),
     ("api", "max_token_lifetime"): ("max_token_lifetime", _int(60, 86400)),
     ("pages", "principal"): ("pages_principal", _text),

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 
 from gateway.admin import Admin
 from gateway.auditlog import AuditBatcher, AuditLog
+from gateway.checkpointer import Checkpointer, CheckpointPolicy
+from gateway.checkpoints import LogSigner
 from gateway.config import Config
 from gateway.dialects import DialectRegistry, default_registry
+from gateway.exporters import configured_exporters
 from gateway.identity import Identity, viewer_keys_from
 from gateway.issuance import IssuancePolicy, Issuer
 from gateway.keyring import Keyring
 from gateway.profiles import Profiles, load_profiles
+from gateway.redemptions import Redemptions
 from gateway.sealing import LocalMasterKey, MasterKey
 from gateway.store import open_store
 from gateway.store.base import Store
@@ -37,6 +41,8 @@ class Services:
     keyring: Keyring
     audit_log: AuditLog
     batcher: AuditBatcher
+    checkpointer: Checkpointer
+    redemptions: Redemptions
     identity: Identity
     issuer: Issuer
     verifier: Verifier
@@ -50,6 +56,7 @@ class Services:
 
 async def open_services(config: Config, clock: Clock = time.time) -> Services:
     master_key = LocalMasterKey.load(config.master_key_path)
+    signer = LogSigner.load(config.log_signing_key_path)
     viewer_keys = viewer_keys_from(config)
     dialects = default_registry()
     profiles = load_profiles(config, dialects)
@@ -57,6 +64,8 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
     keyring = Keyring(store, master_key)
     audit_log = await AuditLog.open(store, master_key)
     batcher = AuditBatcher(store, audit_log)
+    policy_cp = CheckpointPolicy(config.checkpoint_every_records, config.checkpoint_every_seconds)
+    checkpointer = Checkpointer(store, signer, configured_exporters(config), policy_cp)
     policy = IssuancePolicy(config.default_ttl, config.max_ttl)
     return Services(
         config=config,
@@ -68,6 +77,8 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         profiles=profiles,
         audit_log=audit_log,
         batcher=batcher,
+        checkpointer=checkpointer,
+        redemptions=Redemptions(batcher),
         issuer=Issuer(store, keyring, profiles, policy, audit_log, batcher),
         verifier=Verifier(keyring),
         admin=Admin(store, master_key),

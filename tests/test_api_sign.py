@@ -15,7 +15,6 @@ from tests.support import World
 ON_BEHALF = (Permission.SIGN, Permission.SIGN_ON_BEHALF)
 
 
-
 @pytest.fixture
 async def web(world: World) -> World:
     await world.principal("web", *ON_BEHALF)

@@ -86,5 +86,5 @@ def test_sign_verify_revoke_against_the_real_process(server: tuple[Path, str]) -
     assert _call(base + "/v1/verify", headers={"X-Original-URI": uri})[0] == 200
     _ctl(data_dir, "keys", "revoke", key["kid"], "--reason", "e2e")
     assert _call(base + "/v1/verify", headers={"X-Original-URI": uri})[0] == 403
-    events = [r["event"] for r in _ctl(data_dir, "audit", "tail", "-n", "3")]
-    assert events == ["media:put", "url:issued", "key:revoked"]
+    events = [r["event"] for r in _ctl(data_dir, "audit", "tail", "-n", "4")]
+    assert events == ["media:put", "url:issued", "url:redeemed", "key:revoked"]

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from gateway import tokens
+from gateway.checkpoints import LogSigner
 from gateway.cli import context
 from gateway.cli.credentials import read_credential, write_private
 from gateway.cli.output import emit
@@ -82,6 +83,8 @@ async def run_init(args: argparse.Namespace) -> int:
     config = context.load(args)
     if LocalMasterKey.create(config.master_key_path):
         created.append(str(config.master_key_path))
+    if LogSigner.create(config.log_signing_key_path):
+        created.append(f"{config.log_signing_key_path} (signs audit checkpoints; copy the .pub off-box)")
     if config.viewer.issuer == DEV_IDP_ISSUER and _write_dev_idp(config):
         created.append(str(config.dev_idp_key_path))
     services = await open_services(config)

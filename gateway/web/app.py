@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
+from gateway.errors import GatewayError
 from gateway.services import Services
 from gateway.web import media, meta, pages, sign, verify
 from gateway.web.keys import SERVICES
 from gateway.web.middleware import error_middleware, request_id_middleware
 
 MAX_BODY_BYTES = 256 * 1024
+log = logging.getLogger("gateway.checkpoints")
 
 
 def create_app(services: Services, *, close_services: bool = True) -> web.Application:
@@ -33,7 +39,29 @@ def create_app(services: Services, *, close_services: bool = True) -> web.Applic
     app.router.add_get("/.well-known/jwks.json", meta.jwks)
     if close_services:
         app.cleanup_ctx.append(_close_on_shutdown)
+    app.cleanup_ctx.append(_checkpoints)
     return app
+
+
+async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
+    """Signed checkpoints every N records or T seconds, idle or not, and a last one at shutdown."""
+    services = app[SERVICES]
+    task = asyncio.create_task(_checkpoint_loop(services))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    with contextlib.suppress(GatewayError, OSError):
+        await services.checkpointer.write(services.clock())
+
+
+async def _checkpoint_loop(services: Services) -> None:
+    while True:
+        await asyncio.sleep(1)
+        try:
+            await services.checkpointer.maybe(services.clock())
+        except (GatewayError, OSError, BotoCoreError, ClientError) as exc:
+            log.error("checkpoint failed (will retry): %s", exc)
 
 
 async def _close_on_shutdown(app: web.Application) -> AsyncIterator[None]:

@@ -5,7 +5,9 @@ sends the original method and path behind a ``path_prefix`` of ``/v1/verify``.
 ``X-Gateway-Profile`` names the CDN profile (default: ``signing.profile``);
 a path-only URI is completed with the profile's base URL, and cookies are
 read for cookie-based formats. 200 allows, 403 denies (with no reason: the
-precise one is for the CLI and logs).
+precise one is for the CLI and logs). An accepted URL is recorded as
+``url:redeemed`` before the answer, once per token and client network
+(``gateway.redemptions``); if that record cannot be written the answer is 503.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from gateway.errors import InvalidInput, VerificationFailed
 from gateway.netaddr import resolve_client_ip
 from gateway.web.keys import SERVICES
 from gateway.web.middleware import REQUEST_ID, error_response
+from gateway.web.sign import request_context
 
 PREFIX = "/v1/verify"
 log = logging.getLogger("gateway.verify")
@@ -53,6 +56,10 @@ async def verify(request: web.Request) -> web.Response:
     except (VerificationFailed, InvalidInput) as exc:
         log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)
         return error_response(403, "denied", "the signed URL is not valid")
+    ctx = request_context(request, services, accepted.principal_id)
+    await services.redemptions.record(
+        ctx, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name, now=redemption.now
+    )
     return web.json_response(
         {"status": "allow", "kid": accepted.kid, "expires_at": accepted.expires},
         headers={"X-Gateway-Kid": accepted.kid, "X-Gateway-Principal": accepted.principal_id},
