@@ -26,6 +26,7 @@ from gateway.redemptions import Redemptions
 from gateway.sealing import LocalMasterKey, MasterKey
 from gateway.store import open_store
 from gateway.store.base import Store
+from gateway.subjects import Subjects
 from gateway.verification import Verifier
 
 Clock = Callable[[], float]
@@ -43,6 +44,7 @@ class Services:
     batcher: AuditBatcher
     checkpointer: Checkpointer
     redemptions: Redemptions
+    subjects: Subjects
     identity: Identity
     issuer: Issuer
     verifier: Verifier
@@ -79,6 +81,7 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         batcher=batcher,
         checkpointer=checkpointer,
         redemptions=Redemptions(batcher),
+        subjects=Subjects(store, audit_log),
         issuer=Issuer(store, keyring, profiles, policy, audit_log, batcher),
         verifier=Verifier(keyring),
         admin=Admin(store, master_key),

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from gateway.audit import AuditEvent, AuditRecord
+from gateway.checkpoints import load_public_keys
 from gateway.cli.context import Cli
 from gateway.cli.output import emit, when
 from gateway.cli.timeparse import instant
+from gateway.logverify import verify_log
+from gateway.retention import prune
 from gateway.store.base import AuditQuery
 from gateway.web.parsing import choice
 
@@ -46,6 +51,58 @@ async def run_search(cli: Cli) -> int:
     return _emit(cli, await cli.services.store.audit.search(query))
 
 
+def _progress_printer(enabled: bool):  # type: ignore[no-untyped-def]
+    def show(done: int, total: int) -> None:
+        if not enabled or total <= 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done * 100 // total:3d}% {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+async def run_verify(cli: Cli) -> int:
+    args = cli.args
+    config = cli.config
+    export_dir = Path(args.export_dir) if args.export_dir else config.export_dir
+    key_files = [Path(p) for p in args.public_key] or [config.log_signing_key_path.with_suffix(".pub")]
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    report = await verify_log(cli.services.store, load_public_keys(key_files), export_dir, _progress_printer(progress))
+    data = {"ok": report.ok, "records": report.records, "checkpoints_checked": report.checkpoints_checked,
+            "first_bad_record": report.first_bad, "problem": report.problem, "notes": report.notes}  # fmt: skip
+    if report.ok:
+        text = f"ok: {report.records} records, {report.checkpoints_checked} signed checkpoints verified"
+        text += "".join(f"\nnote: {n}" for n in report.notes)
+    else:
+        text = (
+            f"FAILED at record #{report.first_bad}: {report.problem}"
+            if report.first_bad
+            else f"FAILED: {report.problem}"
+        )
+    emit(data, as_json=cli.json, text=text)
+    return 0 if report.ok else 1
+
+
+async def run_checkpoint(cli: Cli) -> int:
+    checkpoint = await cli.services.checkpointer.write(cli.now)
+    data = {"tree_size": checkpoint.tree_size, "root": checkpoint.root.hex(), "key_id": checkpoint.key_id}
+    emit(data, as_json=cli.json, text=f"checkpoint at {checkpoint.tree_size} records, head {checkpoint.root.hex()}")
+    return 0
+
+
+async def run_prune(cli: Cli) -> int:
+    now = instant(cli.args.now) if cli.args.now else cli.now
+    counts = await prune(cli.services.store, cli.ctx, now, cli.config.raw_retention_days)
+    text = (f"pruned {counts['records_pruned']} sealed record(s) past retention (sealed up to "
+            f"#{counts['sealed_upto']}); purged {counts['raw_entries_purged']} raw log entries")  # fmt: skip
+    emit(counts, as_json=cli.json, text=text)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("audit", help="read the audit log")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -62,3 +119,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     search.add_argument("--until", metavar="TIME")
     search.add_argument("--limit", type=int, default=100)
     search.set_defaults(func=run_search)
+    verify = cmds.add_parser(
+        "verify", parents=[common],
+        help="check the log against its signed checkpoints; exit 1 naming the first bad record",
+        description="Walks every record in bounded memory: contents against leaf hashes, positions, "
+        "tree heads against every signed checkpoint (database and export directory), exported leaf "
+        "copies, prunes against retention, and the log's length against the newest checkpoint held "
+        "outside the database (tail truncation).",
+    )  # fmt: skip
+    verify.add_argument("--export-dir", help="where checkpoints were exported (default audit.export_dir)")
+    verify.add_argument("--public-key", action="append", default=[], metavar="PEM",
+                        help="log-signing public key(s) (default keys/log-signing.pub)")  # fmt: skip
+    verify.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: when stderr is a terminal)")  # fmt: skip
+    verify.set_defaults(func=run_verify)
+    checkpoint = cmds.add_parser("checkpoint", parents=[common], help="sign and export a checkpoint now")
+    checkpoint.set_defaults(func=run_checkpoint)
+    prune_cmd = cmds.add_parser(
+        "prune", parents=[common],
+        help="enforce retention: prune sealed records past retention, purge the raw log (audited)",
+        description="Viewer technical data: 90 days (30 after the subject is erased); engineer actions: "
+        "6 years; the raw technical log (unmasked IPs): audit.raw_retention_days (7). Only records "
+        "covered by a signed checkpoint are pruned; their leaf hashes stay, so verify stays green.",
+    )  # fmt: skip
+    prune_cmd.add_argument("--now", metavar="TIME", help="evaluate retention at this time (default: now)")
+    prune_cmd.set_defaults(func=run_prune)

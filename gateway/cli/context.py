@@ -14,6 +14,17 @@ from gateway.config import Config, load_config
 from gateway.services import Services, open_services
 
 
+def common_parser(with_json: bool = True) -> argparse.ArgumentParser:
+    """Options every data command takes; each parser gets its own copy (actions are shared objects)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="database and keys directory (env GATEWAY_DATA_DIR; default .)")
+    common.add_argument("--config", help="TOML config file (env GATEWAY_CONFIG; default DATA_DIR/gateway.toml)")
+    common.add_argument("--actor", help="who is acting, for the audit log (env GATEWAY_ACTOR; default cli:$USER)")
+    if with_json:
+        common.add_argument("--json", action="store_true", help="machine-readable output")
+    return common
+
+
 def data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir or os.environ.get("GATEWAY_DATA_DIR") or ".").resolve()
 

@@ -7,8 +7,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import audit, grants, keys, media, offline, principals, setup
-from gateway.cli.context import open_cli
+from gateway.cli import audit, grants, incident, keys, media, offline, principals, setup
+from gateway.cli.context import common_parser, open_cli
 from gateway.errors import (
     ConfigError,
     Conflict,
@@ -43,15 +43,6 @@ _EPILOG = """exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 co
 5 denied, 69 store or audit unavailable, 78 configuration error"""
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="database and keys directory (env GATEWAY_DATA_DIR; default .)")
-    common.add_argument("--config", help="TOML config file (env GATEWAY_CONFIG; default DATA_DIR/gateway.toml)")
-    common.add_argument("--actor", help="who is acting, for the audit log (env GATEWAY_ACTOR; default cli:$USER)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    return common
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatewayctl",
@@ -60,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common()
-    for module in (setup, principals, keys, grants, media, audit, offline):
+    common = common_parser()
+    for module in (setup, principals, keys, grants, media, audit, incident, offline):
         module.register(sub, common)
     return parser
 

@@ -105,6 +105,7 @@ class AuditQuery:
     subject: str | None = None
     since: float | None = None
     until: float | None = None
+    after_seq: int = 0
     limit: int = 100
 
 

@@ -267,6 +267,9 @@ def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
+    if query.after_seq:
+        clauses.append("seq > ?")
+        params.append(query.after_seq)
     if query.since is not None:
         clauses.append("time >= ?")
         params.append(query.since)

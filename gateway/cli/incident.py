@@ -1,0 +1,100 @@
+"""gatewayctl incident report and gatewayctl subject export|erase."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gateway.cli.context import Cli, common_parser
+from gateway.cli.credentials import write_private
+from gateway.cli.output import emit, when
+from gateway.cli.timeparse import instant
+from gateway.forensics import incident_report
+
+
+def _lines(report: dict) -> list[str]:  # type: ignore[type-arg]
+    lines = [
+        f"key {report['kid']}: {len(report['issuances'])} issuance(s), {len(report['redemptions'])} redemption(s)",
+        f"first use {when(report['first_use'])}, last use {when(report['last_use'])}",
+        "",
+        "issuances:",
+    ]
+    for u in report["issuances"]:
+        lines.append(f"  #{u['seq']} {when(u['time'])} {u['media_id']}/{u['rendition']} from {u['network'] or '?'}"
+                     f" ua={u['user_agent'] or '?'}")  # fmt: skip
+    lines.append("redemptions:")
+    lines += [f"  #{u['seq']} {when(u['time'])} from {u['network'] or '?'}" for u in report["redemptions"]]
+    lines.append("redemptions from a network the URL was not issued to (likely outsider use):")
+    lines += [f"  #{u['seq']} {when(u['time'])} from {u['network']}" for u in report["outsider_redemptions"]] or [
+        "  none"
+    ]
+    lines.append("affected subjects (owners of media signed under this key):")
+    lines += [f"  {s}" for s in report["affected_subjects"]] or ["  none"]
+    if report["media_with_unknown_owner"]:
+        lines.append(f"media whose owner is no longer known: {', '.join(report['media_with_unknown_owner'])}")
+    return lines
+
+
+async def run_report(cli: Cli) -> int:
+    since = instant(cli.args.since) if cli.args.since else None
+    report = await incident_report(cli.services.store, cli.services.audit_log, cli.args.kid, since)
+    if cli.args.json_out == "-":
+        json.dump(report, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+    if cli.args.json_out:
+        Path(cli.args.json_out).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print("\n".join(_lines(report)))
+    return 0
+
+
+async def run_export(cli: Cli) -> int:
+    document = await cli.services.subjects.export(cli.ctx, cli.args.subject, cli.now)
+    write_private(Path(cli.args.out), json.dumps(document, indent=2, sort_keys=True, default=str))
+    text = f"wrote {len(document['audit_records'])} record(s) about {cli.args.subject} to {cli.args.out}"
+    emit({"file": cli.args.out, "records": len(document["audit_records"])}, as_json=cli.json, text=text)
+    return 0
+
+
+async def run_erase(cli: Cli) -> int:
+    counts = await cli.services.subjects.erase(cli.ctx, cli.args.subject, cli.args.reason, cli.now)
+    text = (f"erased {cli.args.subject}: {counts['media_deleted']} media item(s) deleted, "
+            f"{counts['grants_revoked']} grant(s) revoked; audit key shredded")  # fmt: skip
+    emit(counts, as_json=cli.json, text=text)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    incident = sub.add_parser("incident", help="compromise forensics")
+    icmds = incident.add_subparsers(dest="action", required=True, metavar="ACTION")
+    report = icmds.add_parser(
+        "report", parents=[common_parser(with_json=False)],
+        help="what a key signed, where its URLs were used from, and who is affected",
+        description="Every issuance under the key (time, media, rendition, masked issuing network, user "
+        "agent), every redemption seen at the verifier, the redemptions from a network the URL was not "
+        "issued to, first and last use, and the subjects to notify.",
+    )  # fmt: skip
+    report.add_argument("--kid", required=True)
+    report.add_argument("--since", metavar="TIME", help="epoch seconds or ISO 8601")
+    report.add_argument("--json", dest="json_out", nargs="?", const="-", metavar="FILE",
+                        help="write the report as JSON to FILE (or stdout with no FILE)")  # fmt: skip
+    report.set_defaults(func=run_report)
+    subject = sub.add_parser("subject", help="a viewer's data: export or erase")
+    scmds = subject.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = scmds.add_parser(
+        "export", parents=[common], help="write everything held about a subject to a JSON file (audited)",
+    )  # fmt: skip
+    export.add_argument("subject")
+    export.add_argument("--out", required=True, metavar="FILE", help="created with mode 0600; never overwritten")
+    export.set_defaults(func=run_export)
+    erase = scmds.add_parser(
+        "erase", parents=[common],
+        help="delete a subject's media, revoke their access and shred their audit key (audited)",
+        description="Their past audit records stay (the log keeps verifying) but their personal fields "
+        "can no longer be read; new URLs for them are refused.",
+    )  # fmt: skip
+    erase.add_argument("subject")
+    erase.add_argument("--reason", required=True, help="e.g. the erasure request's ticket")
+    erase.set_defaults(func=run_erase)
