@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from gateway import audit
 from gateway.audit import AuditEvent, RequestContext
+from gateway.auditlog import AuditLog
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.keymaterial import generate_secret, new_credential_id, new_id, new_key_id
 from gateway.keyring import newest_active, seal_context
@@ -51,9 +52,10 @@ async def _require_principal(repos: Repos, principal_id: str) -> Principal:
 
 
 class Admin:
-    def __init__(self, store: Store, master_key: MasterKey) -> None:
+    def __init__(self, store: Store, master_key: MasterKey, audit_log: AuditLog) -> None:
         self._store = store
         self._master_key = master_key
+        self._log = audit_log
 
     async def add_principal(
         self,
@@ -77,16 +79,17 @@ class Admin:
         async with self._store.transaction() as tx:
             await tx.principals.add(principal)
             await tx.principals.add_credential(credential)
-            await tx.audit.append(
-                [audit.change(ctx, AuditEvent.PRINCIPAL_CREATED, now=now, subject=principal.id, detail=detail)]
-            )
+            record = audit.change(ctx, AuditEvent.PRINCIPAL_CREATED, now=now, subject=principal.id, detail=detail)
+            await self._log.append(tx, [record], now)
         return NewPrincipal(principal, credential, seed)
 
     async def disable_principal(self, ctx: RequestContext, principal_id: str, now: float) -> None:
         async with self._store.transaction() as tx:
             await _require_principal(tx, principal_id)
             await tx.principals.disable(principal_id, now)
-            await tx.audit.append([audit.change(ctx, AuditEvent.PRINCIPAL_DISABLED, now=now, subject=principal_id)])
+            await self._log.append(
+                tx, [audit.change(ctx, AuditEvent.PRINCIPAL_DISABLED, now=now, subject=principal_id)], now
+            )
 
     async def _new_key(
         self,
@@ -123,7 +126,7 @@ class Admin:
             detail = {"algorithm": algorithm.value, "principal": principal_id, "external_id": external_id}
             if event is AuditEvent.KEY_ROTATED and previous is not None:
                 detail["previous_kid"] = previous.kid
-            await tx.audit.append([audit.change(ctx, event, now=now, kid=key.kid, detail=detail)])
+            await self._log.append(tx, [audit.change(ctx, event, now=now, kid=key.kid, detail=detail)], now)
         return key
 
     async def rotate_key(self, ctx: RequestContext, principal_id: str, now: float) -> SigningKey:
@@ -144,7 +147,7 @@ class Admin:
                 raise Conflict(f"key {kid} was already revoked")
             await tx.keys.revoke(kid, now, reason, ctx.actor)
             record = audit.change(ctx, AuditEvent.KEY_REVOKED, now=now, kid=kid, reason=reason)
-            await tx.audit.append([record])
+            await self._log.append(tx, [record], now)
         return await self._fetch_key(kid)
 
     async def link_key(self, ctx: RequestContext, kid: str, external_id: str, now: float) -> SigningKey:
@@ -158,7 +161,7 @@ class Admin:
                 raise Conflict(f"key {kid} is already linked to {key.external_id}")
             await tx.keys.link(kid, external_id)
             detail = {"external_id": external_id}
-            await tx.audit.append([audit.change(ctx, AuditEvent.KEY_LINKED, now=now, kid=kid, detail=detail)])
+            await self._log.append(tx, [audit.change(ctx, AuditEvent.KEY_LINKED, now=now, kid=kid, detail=detail)], now)
         return await self._fetch_key(kid)
 
     async def export_secret(self, ctx: RequestContext, kid: str, reason: str, now: float) -> tuple[SigningKey, bytes]:
@@ -169,7 +172,7 @@ class Admin:
         secret = await self._master_key.unseal(key.sealed_private, seal_context(kid))
         async with self._store.transaction() as tx:
             record = audit.change(ctx, AuditEvent.KEY_EXPORTED, now=now, kid=kid, reason=reason)
-            await tx.audit.append([record])
+            await self._log.append(tx, [record], now)
         return key, secret
 
     async def _fetch_key(self, kid: str) -> SigningKey:
@@ -201,7 +204,7 @@ class Admin:
             record = audit.change(
                 ctx, AuditEvent.GRANT_CREATED, now=now, media_id=media_id, reason=grant.reason, detail=detail
             )
-            await tx.audit.append([record])
+            await self._log.append(tx, [record], now)
         return grant
 
     async def revoke_grant(self, ctx: RequestContext, grant_id: str, now: float) -> None:
@@ -212,7 +215,7 @@ class Admin:
             await tx.grants.revoke(grant_id, now)
             detail = {"grant_id": grant_id, "principal": grant.principal_id}
             record = audit.change(ctx, AuditEvent.GRANT_REVOKED, now=now, media_id=grant.media_id, detail=detail)
-            await tx.audit.append([record])
+            await self._log.append(tx, [record], now)
 
     async def put_media(
         self,
@@ -234,11 +237,12 @@ class Admin:
             paths={r: canonical_path(p) for r, p in paths.items()},
             updated_at=now,
         )
-        detail = {"owner": owner, "workspace": workspace, "visibility": visibility.value}
+        detail = {"workspace": workspace, "visibility": visibility.value}
         async with self._store.transaction() as tx:
             await tx.media.put(item)
-            record = audit.change(ctx, AuditEvent.MEDIA_PUT, now=now, media_id=media_id, detail=detail)
-            await tx.audit.append([record])
+            # The owner is a viewer: the audit log stores it pseudonymised (gateway.auditlog).
+            record = audit.change(ctx, AuditEvent.MEDIA_PUT, now=now, media_id=media_id, subject=owner, detail=detail)
+            await self._log.append(tx, [record], now)
         return item
 
     async def delete_media(self, ctx: RequestContext, media_id: str, now: float) -> None:
@@ -248,4 +252,4 @@ class Admin:
                 raise NotFound(f"no media item {media_id!r}")
             await tx.media.delete(media_id, now)
             record = audit.change(ctx, AuditEvent.MEDIA_DELETED, now=now, media_id=media_id)
-            await tx.audit.append([record])
+            await self._log.append(tx, [record], now)

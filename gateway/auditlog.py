@@ -11,6 +11,7 @@ them is answered before its record is on disk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,9 @@ class AuditLog:
                 assert record.subject is not None
                 ref = self.ref(record.subject)
                 record = privacy.protect(record, ref, await self._key_for_writing(repos, ref, now))
+            elif privacy.needs_pseudonym(record):
+                assert record.subject is not None
+                record = dataclasses.replace(record, subject=self.ref(record.subject))
             prepared.append(record)
         return prepared
 

@@ -20,9 +20,10 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.audit import VIEWER_EVENTS, AuditRecord
+from gateway.audit import VIEWER_EVENTS, AuditEvent, AuditRecord
 
 REF_PREFIX = "sub_"
+OWNER_EVENTS = frozenset({AuditEvent.MEDIA_PUT})
 _NONCE = 12
 PERSONAL_FIELDS = ("subject", "client_ip", "user_agent")
 
@@ -34,6 +35,11 @@ def subject_ref(pepper: bytes, subject: str) -> str:
 def needs_protection(record: AuditRecord) -> bool:
     """Viewer events that name a viewer carry personal data."""
     return record.event in VIEWER_EVENTS and record.subject is not None and record.personal is None
+
+
+def needs_pseudonym(record: AuditRecord) -> bool:
+    """Records that name a viewer only as the subject (a media item's owner)."""
+    return record.event in OWNER_EVENTS and record.subject is not None and not record.subject.startswith(REF_PREFIX)
 
 
 def protect(record: AuditRecord, ref: str, key: bytes, nonce: bytes | None = None) -> AuditRecord:

@@ -84,6 +84,6 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         subjects=Subjects(store, audit_log),
         issuer=Issuer(store, keyring, profiles, policy, audit_log, batcher),
         verifier=Verifier(keyring),
-        admin=Admin(store, master_key),
+        admin=Admin(store, master_key, audit_log),
         clock=clock,
     )

@@ -1,0 +1,111 @@
+"""Tampering with the audit log is detected, and the first bad record is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.merkle import Frontier, leaf_hash
+from gateway.store import rows
+from gateway.store.base import AuditQuery
+from tests.audit_support import db, fill, verify
+from tests.support import World
+
+
+@pytest.fixture
+async def sealed(world: World) -> World:
+    """20 records under a signed, exported checkpoint."""
+    await fill(world, 15)  # + 5 set-up records (principals, keys, media)
+    await world.services.checkpointer.write(world.clock())
+    assert (await world.services.store.audit.frontier()).size == 20
+    return world
+
+
+async def test_an_untouched_log_verifies(sealed: World) -> None:
+    report = await verify(sealed.services)
+    assert report.ok, report.problem
+    assert report.records == 20 and report.checkpoints_checked >= 2
+
+
+async def test_edited_record(sealed: World) -> None:
+    db(sealed.services).execute("UPDATE audit SET media_id = 'other' WHERE seq = 7")
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 7) and "altered" in (report.problem or "")
+
+
+async def test_deleted_record(sealed: World) -> None:
+    db(sealed.services).execute("DELETE FROM audit WHERE seq = 9")
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 9) and "missing" in (report.problem or "")
+
+
+async def test_reordered_records(sealed: World) -> None:
+    conn = db(sealed.services)
+    conn.execute("UPDATE audit SET seq = -11 WHERE seq = 11")
+    conn.execute("UPDATE audit SET seq = 11 WHERE seq = 12")
+    conn.execute("UPDATE audit SET seq = 12 WHERE seq = -11")
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 11)
+
+
+async def test_inserted_record_with_a_well_formed_leaf(sealed: World) -> None:
+    """The attacker shifts records up and inserts one whose leaf hash they compute correctly."""
+    conn = db(sealed.services)
+    conn.execute("UPDATE audit SET seq = -seq WHERE seq >= 5")
+    conn.execute("UPDATE audit SET seq = -seq + 1 WHERE seq < 0")
+    [record] = await sealed.services.store.audit.search(AuditQuery(after_seq=3, limit=1))
+    forged = record.__class__(**{**record.__dict__, "seq": None, "reason": "forged"})
+    columns = (*rows.AUDIT_COLUMNS, "seq", "leaf_hash")
+    values = (*rows.audit_values(forged), 5, leaf_hash(forged.leaf_bytes(5)))
+    conn.execute(f"INSERT INTO audit ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", values)
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 5)
+
+
+async def test_tail_truncation_is_caught_by_the_checkpoint_outside_the_database(sealed: World) -> None:
+    conn = db(sealed.services)
+    conn.execute("DELETE FROM audit WHERE seq > 15")
+    conn.execute("DELETE FROM checkpoints")  # the attacker also removes what the database knew
+    frontier = Frontier()
+    for (leaf,) in conn.execute("SELECT leaf_hash FROM audit ORDER BY seq"):
+        frontier.append(leaf)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_frontier'", (frontier.to_bytes(),))
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 16)
+    assert "truncated" in (report.problem or "") and "outside the database" in (report.problem or "")
+
+
+async def test_a_full_rewrite_with_recomputed_hashes_is_named_by_the_exported_copy(sealed: World) -> None:
+    """An attacker with the database recomputes every leaf and the frontier: only off-box copies can tell."""
+    conn = db(sealed.services)
+    conn.execute("DELETE FROM checkpoints")
+    records = await sealed.services.store.audit.search(AuditQuery(limit=100))
+    frontier = Frontier()
+    for record in records:
+        assert record.seq is not None
+        changed = record.__class__(**{**record.__dict__, "reason": "rewritten"}) if record.seq == 13 else record
+        leaf = leaf_hash(changed.leaf_bytes(record.seq))
+        conn.execute("UPDATE audit SET reason = ?, leaf_hash = ? WHERE seq = ?", (changed.reason, leaf, record.seq))
+        frontier.append(leaf)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_frontier'", (frontier.to_bytes(),))
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 13) and "exported" in (report.problem or "")
+
+
+async def test_a_forged_checkpoint_signature_fails(sealed: World) -> None:
+    db(sealed.services).execute("UPDATE checkpoints SET root = zeroblob(32)")
+    report = await verify(sealed.services)
+    assert not report.ok and "signature" in (report.problem or "")
+
+
+async def test_records_after_the_last_checkpoint_are_still_checked(sealed: World) -> None:
+    await fill(sealed, 3)
+    db(sealed.services).execute("UPDATE audit SET kid = 'gwk_x' WHERE seq = 22")
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 22)
+
+
+async def test_a_record_hidden_as_pruned_before_its_retention_is_caught(sealed: World) -> None:
+    now = sealed.clock()
+    db(sealed.services).execute("UPDATE audit SET media_id = NULL, pruned_at = ? WHERE seq = 6", (now,))
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 6) and "pruned before" in (report.problem or "")
