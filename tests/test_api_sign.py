@@ -125,6 +125,7 @@ async def test_engineer_with_a_grant(client: TestClient, web: World) -> None:
         ({"ttl": 0}, 400, "invalid_request"),
         ({"ttl": "60"}, 400, "invalid_request"),
         ({"client_ip": "300.1.1.1"}, 400, "invalid_request"),
+        ({"viewer_ip": "10.0.0.0/8"}, 400, "invalid_request"),
         ({"scope": "everything"}, 400, "invalid_request"),
         ({"viewer": "alice"}, 400, "invalid_request"),
         ({"viewer": {"id": "alice"}, "viewer_token": "x"}, 400, "invalid_request"),

@@ -106,3 +106,28 @@ async def test_ip_bound_url_uses_forwarded_for_only_from_trusted_proxies(
     assert await _verify(client, uri, **{"X-Forwarded-For": "203.0.113.9"}) == 200
     assert await _verify(client, uri, **{"X-Forwarded-For": "198.51.100.1"}) == 403
     assert await _verify(client, uri) == 403
+
+
+async def test_redemptions_are_logged_once_per_token_and_network(client: TestClient, signed: tuple[World, str]) -> None:
+    from gateway.store.base import AuditQuery
+
+    world, uri = signed
+    for ip in ("198.51.100.1", "198.51.100.2", "198.51.100.1", "203.0.113.5"):
+        assert await _verify(client, uri, **{"X-Forwarded-For": ip}) == 200
+    redeemed = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
+    assert [r.client_ip for r in redeemed] == ["198.51.100.0/24", "203.0.113.0/24"]
+    assert all(r.kid and r.expires_at for r in redeemed)
+
+
+async def test_verify_fails_closed_when_the_redemption_cannot_be_logged(
+    client: TestClient, signed: tuple[World, str]
+) -> None:
+    import sqlite3
+
+    world, uri = signed
+    conn = sqlite3.connect(world.services.config.sqlite_path)
+    conn.execute("CREATE TRIGGER audit_fails BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    conn.commit()
+    conn.close()
+    response = await client.get("/v1/verify", headers={"X-Original-URI": uri, "X-Forwarded-For": "192.0.2.1"})
+    assert response.status == 503

@@ -11,15 +11,18 @@ from gateway.errors import GatewayError, InvalidInput, PayloadTooLarge
 from gateway.identity import bearer
 from gateway.issuance import Outcome, SignItem
 from gateway.model import Principal, Rendition, Viewer, check_name
-from gateway.netaddr import resolve_client_ip
+from gateway.netaddr import parse_ip, resolve_client_ip
 from gateway.services import Services
 from gateway.web import parsing
 from gateway.web.keys import SERVICES
 from gateway.web.middleware import request_id
 
 
-def request_context(request: web.Request, services: Services, actor: str) -> RequestContext:
-    client_ip = resolve_client_ip(
+def request_context(
+    request: web.Request, services: Services, actor: str, viewer_ip: str | None = None
+) -> RequestContext:
+    """Who asks, from where; ``viewer_ip`` (a backend speaking for a viewer) replaces the caller's address."""
+    client_ip = viewer_ip or resolve_client_ip(
         request.remote,
         request.headers.get("X-Forwarded-For"),
         services.config.trusted_proxies,
@@ -96,7 +99,7 @@ async def sign(request: web.Request) -> web.Response:
     body = await parsing.json_object(request)
     item = _item(body)
     viewer = await _viewer(body, services)
-    ctx = request_context(request, services, principal.id)
+    ctx = request_context(request, services, principal.id, _viewer_ip(body))
     [outcome] = await services.issuer.issue(principal, viewer, [item], ctx, services.clock())
     if outcome.error is not None:
         raise outcome.error
@@ -115,9 +118,15 @@ async def sign_batch(request: web.Request) -> web.Response:
     default_profile = parsing.string(body, "profile", required=False)
     items = [_batch_item(i, raw, default_profile) for i, raw in enumerate(raw_items)]
     viewer = await _viewer(body, services)
-    ctx = request_context(request, services, principal.id)
+    ctx = request_context(request, services, principal.id, _viewer_ip(body))
     outcomes = await services.issuer.issue(principal, viewer, items, ctx, services.clock())
     return web.json_response({"results": [issued_json(o) for o in outcomes]})
+
+
+def _viewer_ip(body: dict[str, Any]) -> str | None:
+    """The viewer's address, recorded (masked) in the audit log but not bound into the URL."""
+    value = parsing.string(body, "viewer_ip", required=False)
+    return None if value is None else str(parse_ip(value))
 
 
 def _batch_item(index: int, raw: Any, default_profile: str | None) -> SignItem:
