@@ -84,6 +84,19 @@ class AuditLog:
             prepared.append(record)
         return prepared
 
+    async def prepare_standalone(self, records: Sequence[AuditRecord], now: float) -> list[AuditRecord]:
+        """Like ``prepare``, outside any transaction: a missing subject key is created in one of its own."""
+        for ref in {self.ref(r.subject) for r in records if privacy.needs_protection(r) and r.subject}:
+            if ref not in self._keys and await self._store.subjects.sealed_key(ref) is None:
+                await self._create_key(ref, now)
+        return await self.prepare(self._store, records, now)
+
+    async def _create_key(self, ref: str, now: float) -> None:
+        sealed = await self._master_key.seal(privacy.new_subject_key(), _key_context(ref))
+        async with self._store.transaction() as tx:
+            if await tx.subjects.sealed_key(ref) is None:  # another writer may have won the race
+                await tx.subjects.add_key(ref, sealed, now)
+
     async def append(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[int]:
         return await repos.audit.append(await self.prepare(repos, records, now))
 
@@ -139,14 +152,16 @@ class AuditBatcher:
                     future.set_result(seqs)
 
     async def _commit(self, batches: list[Pending]) -> list[list[int]]:
+        """One transaction and one database round trip for the whole group."""
+        now = max(batch.now for batch in batches)
+        records = await self._log.prepare_standalone([r for batch in batches for r in batch.records], now)
+        raw = [entry for batch in batches for entry in batch.raw]
+        kids = sorted({kid for batch in batches for kid in batch.touches})
+        seqs = await self._store.append_audit_group(records, raw, kids, now)
         results: list[list[int]] = []
-        async with self._store.transaction() as tx:
-            for batch in batches:
-                results.append(await self._log.append(tx, batch.records, batch.now))
-                if batch.raw:
-                    await tx.audit.append_raw(batch.raw)
-                for kid in sorted(set(batch.touches)):
-                    await tx.keys.touch(kid, batch.now)
+        for batch in batches:
+            results.append(seqs[: len(batch.records)])
+            seqs = seqs[len(batch.records) :]
         return results
 
     async def close(self) -> None:

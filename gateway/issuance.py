@@ -60,6 +60,9 @@ class IssuancePolicy:
     max_ttl: int
 
 
+_TOUCH_EVERY = 60.0
+
+
 def _directory_of(path: str) -> str:
     return path.rsplit("/", 1)[0] + "/"
 
@@ -80,6 +83,7 @@ class Issuer:
         self._policy = policy
         self._audit_log = audit_log
         self._batcher = batcher
+        self._touched: dict[str, float] = {}
 
     async def issue(
         self,
@@ -101,9 +105,15 @@ class Issuer:
             raw.append(
                 RawEntry(now, record.event.value, ctx.request_id, record.kid, item_ctx.client_ip, ctx.user_agent)
             )
-        touches = [o.issued.kid for o in outcomes if o.issued]
+        touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
         await self._batcher.submit(Pending(records, now, raw, touches))
         return outcomes
+
+    def _due_touches(self, kids: set[str], now: float) -> list[str]:
+        """Keys whose last_used is older than a minute: kept to the minute, not written per request."""
+        due = [kid for kid in sorted(kids) if now - self._touched.get(kid, float("-inf")) >= _TOUCH_EVERY]
+        self._touched.update((kid, now) for kid in due)
+        return due
 
     async def _one(
         self,

@@ -119,3 +119,21 @@ async def test_audit_append_orders_and_searches(store: Store) -> None:
     found = await store.audit.search(AuditQuery(event="url:issued", kid="k1", since=2.0))
     assert [r.detail["i"] for r in found] == [7]
     assert found[0].seq == seqs[7]
+
+
+async def test_both_append_paths_store_leaves_that_match_the_records_read_back(store: Store) -> None:
+    from gateway.merkle import leaf_hash
+
+    made = [
+        AuditRecord(1_800_000_000 + i, AuditEvent.URL_ISSUED, "web", kid="k", expires_at=9,  # type: ignore[arg-type]
+                    detail={"n": i}, personal=b"\x00\xff" * i)
+        for i in range(4)
+    ]  # fmt: skip
+    async with store.transaction() as tx:
+        await tx.audit.append(made[:2])
+    await store.append_audit_group(made[2:], [], [], 0.0)
+    entries = await store.audit.entries(0, 10)
+    assert len(entries) == 4
+    for entry in entries:
+        assert entry.record is not None
+        assert entry.leaf_hash == leaf_hash(entry.record.leaf_bytes(entry.seq))

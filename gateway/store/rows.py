@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gateway.audit import AuditEvent, AuditRecord
+from gateway.merkle import Frontier, leaf_hash
 from gateway.model import (
     Credential,
     Grant,
@@ -19,7 +20,7 @@ from gateway.model import (
     SigningKey,
     Visibility,
 )
-from gateway.store.base import Checkpoint, LogEntry
+from gateway.store.base import Checkpoint, LogEntry, RawEntry
 
 
 class Row(Protocol):
@@ -158,3 +159,37 @@ def placeholders(columns: Sequence[str], style: str = "?") -> str:
     if style == "?":
         return ", ".join("?" for _ in columns)
     return ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+
+
+Prepared = tuple[tuple[Any, ...], bytes, bytes]
+
+
+def prepare_rows(records: Sequence[AuditRecord]) -> list[Prepared]:
+    """The position-independent part of each row: values and the leaf's serialisation halves."""
+    return [(audit_values(r), *r.leaf_parts()) for r in records]
+
+
+def positioned_rows(frontier: Frontier, prepared: Sequence[Prepared]) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """Rows at the frontier's next positions (seq, leaf hash last); extends ``frontier``. Cheap: no JSON."""
+    values: list[tuple[Any, ...]] = []
+    seqs: list[int] = []
+    for row, before, after in prepared:
+        seq = frontier.size + 1
+        leaf = leaf_hash(before + str(seq).encode() + after)
+        values.append((*row, seq, leaf))
+        frontier.append(leaf)
+        seqs.append(seq)
+    return values, seqs
+
+
+def audit_rows(frontier: Frontier, records: Sequence[AuditRecord]) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """Rows for ``records`` at the frontier's next positions (leaf hash last); extends ``frontier``."""
+    return positioned_rows(frontier, prepare_rows(records))
+
+
+AUDIT_INSERT_COLUMNS = (*AUDIT_COLUMNS, "seq", "leaf_hash")
+RAW_COLUMNS = ("time", "event", "request_id", "kid", "client_ip", "user_agent")
+
+
+def raw_values(entries: Sequence[RawEntry]) -> list[tuple[Any, ...]]:
+    return [(e.time, e.event, e.request_id, e.kid, e.client_ip, e.user_agent) for e in entries]

@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
+from gateway.audit import AuditRecord
 from gateway.errors import StoreUnavailable
-from gateway.store.base import Repos
+from gateway.store.base import RawEntry, Repos
+from gateway.store.sqlite_group import GroupWriter
 from gateway.store.sqlite_repos import SqliteRepos, db_errors
 
 SCHEMA_VERSION = 2
@@ -88,9 +90,10 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 class SqliteStore:
     """The embedded store. Build it with ``await SqliteStore.open(path)``."""
 
-    def __init__(self, reader: aiosqlite.Connection, writer: aiosqlite.Connection) -> None:
+    def __init__(self, reader: aiosqlite.Connection, writer: aiosqlite.Connection, path: Path) -> None:
         self._reader = reader
         self._writer = writer
+        self._group = GroupWriter(path)
         self._write_lock = asyncio.Lock()
         self._read_repos = SqliteRepos(reader)
         self.principals = self._read_repos.principals
@@ -113,7 +116,7 @@ class SqliteStore:
             reader = await _connect(path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
-        return cls(reader, writer)
+        return cls(reader, writer, path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repos]:
@@ -141,6 +144,11 @@ class SqliteStore:
                 await self._rollback()
                 raise
 
+    async def append_audit_group(
+        self, records: Sequence[AuditRecord], raw: Sequence[RawEntry], touches: Sequence[str], at: float
+    ) -> list[int]:
+        return await self._group.append(records, raw, touches, at)
+
     async def ping(self) -> None:
         # An unfinished cursor would pin this reader to an old snapshot: fetch and close.
         with db_errors():
@@ -148,5 +156,6 @@ class SqliteStore:
                 await cursor.fetchall()
 
     async def close(self) -> None:
+        await asyncio.to_thread(self._group.close)
         await self._reader.close()
         await self._writer.close()

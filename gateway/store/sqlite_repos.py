@@ -11,7 +11,7 @@ import aiosqlite
 
 from gateway.audit import AuditRecord
 from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
-from gateway.merkle import Frontier, leaf_hash
+from gateway.merkle import Frontier
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
 from gateway.store.base import AuditQuery, Checkpoint, LogEntry, PrunePolicy, RawEntry
@@ -30,7 +30,8 @@ def db_errors(*, audit: bool = False) -> Iterator[None]:
         raise error(f"database error: {exc}") from exc
 
 
-_FRONTIER = "audit_frontier"
+FRONTIER = "audit_frontier"
+_FRONTIER = FRONTIER
 _PEPPER = "audit_pepper"
 
 
@@ -57,6 +58,11 @@ def _insert(table: str, columns: Sequence[str]) -> str:
     # Table and column names are constants from this package; values are always bound.
     names = ", ".join(columns)
     return f"INSERT INTO {table} ({names}) VALUES ({rows.placeholders(columns)})"  # noqa: S608
+
+
+AUDIT_INSERT = _insert("audit", rows.AUDIT_INSERT_COLUMNS)
+RAW_INSERT = _insert("raw_log", rows.RAW_COLUMNS)
+TOUCH = "UPDATE keys SET last_used_at = ? WHERE kid = ?"
 
 
 class SqlitePrincipals(_Repo):
@@ -114,7 +120,11 @@ class SqliteKeys(_Repo):
         )
 
     async def touch(self, kid: str, at: float) -> None:
-        await self._run("UPDATE keys SET last_used_at = ? WHERE kid = ?", (at, kid))
+        await self.touch_many([kid], at)
+
+    async def touch_many(self, kids: Sequence[str], at: float) -> None:
+        with db_errors():
+            await self._conn.executemany(TOUCH, [(at, k) for k in kids])
 
 
 class SqliteMedia(_Repo):
@@ -176,17 +186,10 @@ class SqliteAudit(_Repo):
         return Frontier() if data is None else Frontier.from_bytes(data)
 
     async def append(self, records: Sequence[AuditRecord]) -> list[int]:
-        columns = (*rows.AUDIT_COLUMNS, "seq", "leaf_hash")
-        sql = _insert("audit", columns)
-        seqs: list[int] = []
         with db_errors(audit=True):
             frontier = await self.frontier()
-            for record in records:
-                seq = frontier.size + 1
-                leaf = leaf_hash(record.leaf_bytes(seq))
-                await self._conn.execute(sql, (*rows.audit_values(record), seq, leaf))
-                frontier.append(leaf)
-                seqs.append(seq)
+            values, seqs = rows.audit_rows(frontier, records)
+            await self._conn.executemany(AUDIT_INSERT, values)
             await self._set_meta(_FRONTIER, frontier.to_bytes())
         self.appended = True
         return seqs
@@ -226,10 +229,8 @@ class SqliteAudit(_Repo):
         return await self._run(sql, params)
 
     async def append_raw(self, entries: Sequence[RawEntry]) -> None:
-        sql = _insert("raw_log", ("time", "event", "request_id", "kid", "client_ip", "user_agent"))
         with db_errors(audit=True):
-            for e in entries:
-                await self._conn.execute(sql, (e.time, e.event, e.request_id, e.kid, e.client_ip, e.user_agent))
+            await self._conn.executemany(RAW_INSERT, rows.raw_values(entries))
 
     async def purge_raw(self, before: float) -> int:
         return await self._run("DELETE FROM raw_log WHERE time < ?", (before,))

@@ -1,0 +1,101 @@
+"""The audit hot path for SQLite: a whole group commit in one call on its own thread.
+
+Seven awaited statements cost seven trips through a busy event loop (about
+7 ms under load, where the fsync itself costs 0.3 ms). Here one plain sqlite3
+connection, used only by one worker thread, runs BEGIN ... COMMIT in one go;
+the event loop is never blocked and waits once. Rows go in multi-row
+statements: sqlite3 releases the GIL around every statement step, and each
+re-acquisition waits behind the busy event-loop thread, so a fixed handful of
+steps per group (not one per row) keeps the commit short. Writers on other connections
+(admin changes, other processes) are serialised by SQLite's own lock, and the
+Merkle frontier is read inside the transaction, so positions never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gateway.audit import AuditRecord
+from gateway.errors import AuditUnavailable
+from gateway.merkle import Frontier
+from gateway.store import rows
+from gateway.store.base import RawEntry
+from gateway.store.sqlite_repos import FRONTIER, db_errors
+
+_ROWS_PER_STATEMENT = 400  # well under SQLite's 32766 bound parameters
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, table: str, columns: Sequence[str], values: Sequence[tuple[Any, ...]]
+) -> None:
+    """Multi-row INSERTs: one statement step per chunk, so the thread gives up the GIL once, not per row."""
+    row = "(" + ", ".join("?" for _ in columns) + ")"
+    for start in range(0, len(values), _ROWS_PER_STATEMENT):
+        chunk = values[start : start + _ROWS_PER_STATEMENT]
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(row for _ in chunk)}"  # noqa: S608
+        conn.execute(sql, [v for item in chunk for v in item])
+
+
+class GroupWriter:
+    def __init__(self, path: Path) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=10.0, check_same_thread=False)
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=10000"):
+                conn.execute(f"PRAGMA {pragma}").fetchall()
+            self._conn = conn
+        return self._conn
+
+    async def append(
+        self, records: Sequence[AuditRecord], raw: Sequence[RawEntry], touches: Sequence[str], at: float
+    ) -> list[int]:
+        if self._closed:
+            raise AuditUnavailable("the audit log is closed")
+        loop = asyncio.get_running_loop()
+        prepared = rows.prepare_rows(records)  # the JSON work, before the transaction opens
+        with db_errors(audit=True):
+            return await loop.run_in_executor(self._executor, self._append, prepared, raw, touches, at)
+
+    def _append(
+        self, prepared: Sequence[rows.Prepared], raw: Sequence[RawEntry], touches: Sequence[str], at: float
+    ) -> list[int]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = conn.execute("SELECT value FROM meta WHERE key = ?", (FRONTIER,)).fetchone()
+            frontier = Frontier() if found is None else Frontier.from_bytes(bytes(found[0]))
+            values, seqs = rows.positioned_rows(frontier, prepared)
+            _insert_rows(conn, "audit", rows.AUDIT_INSERT_COLUMNS, values)
+            _insert_rows(conn, "raw_log", rows.RAW_COLUMNS, rows.raw_values(raw))
+            if touches:
+                marks = ", ".join("?" for _ in touches)
+                conn.execute(f"UPDATE keys SET last_used_at = ? WHERE kid IN ({marks})", (at, *touches))  # noqa: S608
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (FRONTIER, frontier.to_bytes()))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return seqs
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+
+        self._executor.submit(_close).result()
+        self._executor.shutdown(wait=True)
