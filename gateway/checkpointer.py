@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.audit import ENGINEER, VIEWER
+from gateway.audit import ENGINEER
 from gateway.checkpoints import LogSigner
 from gateway.export import Exporter, checkpoint_json, checkpoint_name, export_all, segment_lines, segment_name
 from gateway.store.base import Checkpoint, LogEntry, Store
@@ -63,18 +63,19 @@ class Checkpointer:
         return checkpoint
 
     async def _export_segments(self, after: int, upto: int) -> None:
-        if not self._exporters or upto <= after:
+        # One segment per page and retention class, so memory stays bounded however far
+        # exports fell behind; every class's file for a page names the same seq range.
+        if not self._exporters:
             return
-        by_class: dict[str, list[LogEntry]] = {ENGINEER: [], VIEWER: []}
         cursor = after
         while cursor < upto:
             page = [e for e in await self._store.audit.entries(cursor, _PAGE) if e.seq <= upto]
             if not page:
                 break
+            first, cursor = cursor + 1, page[-1].seq
+            by_class: dict[str, list[LogEntry]] = {}
             for entry in page:
                 by_class.setdefault(entry.retention, []).append(entry)
-            cursor = page[-1].seq
-        for retention, entries in by_class.items():
-            if entries:
-                name = segment_name(after + 1, upto, retention)
+            for retention, entries in by_class.items():
+                name = segment_name(first, cursor, retention)
                 await export_all(self._exporters, name, segment_lines(entries), retention)

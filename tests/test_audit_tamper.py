@@ -110,3 +110,27 @@ async def test_a_record_hidden_as_pruned_before_its_retention_is_caught(sealed: 
     db(sealed.services).execute("UPDATE audit SET media_id = NULL, pruned_at = ? WHERE seq = 6", (now,))
     report = await verify(sealed.services)
     assert (report.ok, report.first_bad) == (False, 6) and "pruned before" in (report.problem or "")
+
+
+async def test_segments_exported_page_by_page_still_name_a_rewritten_record(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exports are paged (bounded memory when they fall behind); every page must still back verification."""
+    monkeypatch.setattr("gateway.checkpointer._PAGE", 4)
+    await fill(world, 15)
+    await world.services.checkpointer.write(world.clock())
+    export_dir = world.services.config.export_dir
+    assert export_dir is not None
+    assert len(list((export_dir / "segments").glob("*/*.jsonl"))) >= 5  # 20 records in pages of 4
+    conn = db(world.services)
+    conn.execute("DELETE FROM checkpoints")
+    [record] = await world.services.store.audit.search(AuditQuery(after_seq=17, limit=1))
+    assert record.seq == 18
+    forged = leaf_hash(record.__class__(**{**record.__dict__, "reason": "x"}).leaf_bytes(18))
+    conn.execute("UPDATE audit SET reason = 'x', leaf_hash = ? WHERE seq = 18", (forged,))
+    frontier = Frontier()
+    for (leaf,) in conn.execute("SELECT leaf_hash FROM audit ORDER BY seq"):
+        frontier.append(leaf)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_frontier'", (frontier.to_bytes(),))
+    report = await verify(world.services)
+    assert (report.ok, report.first_bad) == (False, 18) and "exported" in (report.problem or "")

@@ -1,4 +1,4 @@
-"""gatewayctl audit tail|search."""
+"""gatewayctl audit tail|search|verify|checkpoint|prune."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from gateway.checkpoints import load_public_keys
 from gateway.cli.context import Cli
 from gateway.cli.output import emit, when
 from gateway.cli.timeparse import instant
-from gateway.logverify import verify_log
+from gateway.logverify import Progress, verify_log
+from gateway.privacy import REF_PREFIX
 from gateway.retention import prune
 from gateway.store.base import AuditQuery
 from gateway.web.parsing import choice
@@ -36,6 +37,13 @@ async def run_tail(cli: Cli) -> int:
     return _emit(cli, await cli.services.store.audit.tail(cli.args.n))
 
 
+def _subject_ref(cli: Cli, subject: str | None) -> str | None:
+    # Viewers are logged under pseudonyms; operators search by the id they know.
+    if subject is None or subject.startswith(REF_PREFIX):
+        return subject
+    return cli.services.audit_log.ref(subject)
+
+
 async def run_search(cli: Cli) -> int:
     args = cli.args
     query = AuditQuery(
@@ -43,7 +51,7 @@ async def run_search(cli: Cli) -> int:
         actor=args.actor_filter,
         kid=args.kid,
         media_id=args.media,
-        subject=args.subject,
+        subject=_subject_ref(cli, args.subject),
         since=instant(args.since) if args.since else None,
         until=instant(args.until) if args.until else None,
         limit=args.limit,
@@ -51,7 +59,7 @@ async def run_search(cli: Cli) -> int:
     return _emit(cli, await cli.services.store.audit.search(query))
 
 
-def _progress_printer(enabled: bool):  # type: ignore[no-untyped-def]
+def _progress_printer(enabled: bool) -> Progress:
     def show(done: int, total: int) -> None:
         if not enabled or total <= 0:
             return
@@ -104,7 +112,7 @@ async def run_prune(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    group = sub.add_parser("audit", help="read the audit log")
+    group = sub.add_parser("audit", help="read, verify, checkpoint and prune the audit log")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     tail = cmds.add_parser("tail", parents=[common], help="the newest records")
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
@@ -112,12 +120,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     search = cmds.add_parser("search", parents=[common], help="records matching every filter given")
     search.add_argument("--event", help="event tag, e.g. url:issued, key:revoked")
     search.add_argument("--by", dest="actor_filter", metavar="ACTOR", help="who acted (principal or cli:user)")
-    search.add_argument("--kid")
-    search.add_argument("--media")
-    search.add_argument("--subject")
+    search.add_argument("--kid", help="key id (gwk_…)")
+    search.add_argument("--media", help="media id")
+    search.add_argument("--subject", help="a viewer's id or its pseudonym (sub_…)")
     search.add_argument("--since", metavar="TIME", help="epoch seconds or ISO 8601")
-    search.add_argument("--until", metavar="TIME")
-    search.add_argument("--limit", type=int, default=100)
+    search.add_argument("--until", metavar="TIME", help="epoch seconds or ISO 8601")
+    search.add_argument("--limit", type=int, default=100, help="at most this many records (default 100)")
     search.set_defaults(func=run_search)
     verify = cmds.add_parser(
         "verify", parents=[common],

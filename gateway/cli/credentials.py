@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import InvalidInput
+from gateway.errors import Conflict, InvalidInput
 from gateway.keymaterial import b64url, b64url_decode
 
 
@@ -32,8 +32,13 @@ class CredentialFile:
 
 def write_private(path: Path, text: str) -> None:
     """Create ``path`` readable by its owner only; never overwrite."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise Conflict(f"{path} already exists; choose a new file (it is never overwritten)") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
 

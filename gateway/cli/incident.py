@@ -1,4 +1,4 @@
-"""gatewayctl incident report and gatewayctl subject export|erase."""
+"""gatewayctl incident report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gateway.cli.context import Cli, common_parser
 from gateway.cli.credentials import write_private
-from gateway.cli.output import emit, when
+from gateway.cli.output import when
 from gateway.cli.timeparse import instant
 from gateway.forensics import incident_report
 
@@ -45,24 +45,9 @@ async def run_report(cli: Cli) -> int:
         sys.stdout.write("\n")
         return 0
     if cli.args.json_out:
-        Path(cli.args.json_out).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        # It names the people to notify: owner-only, like every file of personal data the CLI writes.
+        write_private(Path(cli.args.json_out), json.dumps(report, indent=2, sort_keys=True))
     print("\n".join(_lines(report)))
-    return 0
-
-
-async def run_export(cli: Cli) -> int:
-    document = await cli.services.subjects.export(cli.ctx, cli.args.subject, cli.now)
-    write_private(Path(cli.args.out), json.dumps(document, indent=2, sort_keys=True, default=str))
-    text = f"wrote {len(document['audit_records'])} record(s) about {cli.args.subject} to {cli.args.out}"
-    emit({"file": cli.args.out, "records": len(document["audit_records"])}, as_json=cli.json, text=text)
-    return 0
-
-
-async def run_erase(cli: Cli) -> int:
-    counts = await cli.services.subjects.erase(cli.ctx, cli.args.subject, cli.args.reason, cli.now)
-    text = (f"erased {cli.args.subject}: {counts['media_deleted']} media item(s) deleted, "
-            f"{counts['grants_revoked']} grant(s) revoked; audit key shredded")  # fmt: skip
-    emit(counts, as_json=cli.json, text=text)
     return 0
 
 
@@ -76,25 +61,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "agent), every redemption seen at the verifier, the redemptions from a network the URL was not "
         "issued to, first and last use, and the subjects to notify.",
     )  # fmt: skip
-    report.add_argument("--kid", required=True)
+    report.add_argument("--kid", required=True, help="the suspect key id (gwk_…)")
     report.add_argument("--since", metavar="TIME", help="epoch seconds or ISO 8601")
     report.add_argument("--json", dest="json_out", nargs="?", const="-", metavar="FILE",
-                        help="write the report as JSON to FILE (or stdout with no FILE)")  # fmt: skip
+                        help="write the report as JSON to FILE (new, mode 0600) or to stdout with no FILE")  # fmt: skip
     report.set_defaults(func=run_report)
-    subject = sub.add_parser("subject", help="a viewer's data: export or erase")
-    scmds = subject.add_subparsers(dest="action", required=True, metavar="ACTION")
-    export = scmds.add_parser(
-        "export", parents=[common], help="write everything held about a subject to a JSON file (audited)",
-    )  # fmt: skip
-    export.add_argument("subject")
-    export.add_argument("--out", required=True, metavar="FILE", help="created with mode 0600; never overwritten")
-    export.set_defaults(func=run_export)
-    erase = scmds.add_parser(
-        "erase", parents=[common],
-        help="delete a subject's media, revoke their access and shred their audit key (audited)",
-        description="Their past audit records stay (the log keeps verifying) but their personal fields "
-        "can no longer be read; new URLs for them are refused.",
-    )  # fmt: skip
-    erase.add_argument("subject")
-    erase.add_argument("--reason", required=True, help="e.g. the erasure request's ticket")
-    erase.set_defaults(func=run_erase)

@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     group = sub.add_parser("keys", help="per-principal URL-signing keys")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = cmds.add_parser("create", parents=[common], help="create a signing key for a principal")
-    create.add_argument("--principal", required=True)
+    create.add_argument("--principal", required=True, help="whose key it is")
     create.add_argument(
         "--algorithm", default="ed25519",
         help="ed25519 (default; native, Media CDN), hmac-sha256 (native), rsa-2048 or ecdsa-p256 "
@@ -134,7 +134,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "link", parents=[common],
         help="record the CDN's id for a key, after uploading its public key (CloudFront) or secret (Cloud CDN)",
     )  # fmt: skip
-    link.add_argument("kid")
+    link.add_argument("kid", help="the gateway key id (gwk_…)")
     link.add_argument("external_id", help="e.g. K2JCJMDEHXQW5F (CloudFront) or my-key (Cloud CDN KeyName)")
     link.set_defaults(func=run_link)
     export = cmds.add_parser(
@@ -144,25 +144,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "installed there (gcloud compute backend-services add-signed-url-key --key-file FILE). "
         "Every export is an audited key:exported event with its reason.",
     )  # fmt: skip
-    export.add_argument("kid")
-    export.add_argument("--reason", required=True)
+    export.add_argument("kid", help="the gateway key id (gwk_…)")
+    export.add_argument("--reason", required=True, help="why the secret leaves the gateway (logged)")
     export.add_argument("--out", required=True, metavar="FILE", help="created with mode 0600; never overwritten")
     export.set_defaults(func=run_export)
     lst = cmds.add_parser("list", parents=[common], help="list keys")
     lst.add_argument("--principal", help="only this principal's keys")
     lst.set_defaults(func=run_list)
     show = cmds.add_parser("show", parents=[common], help="show one key")
-    show.add_argument("kid")
+    show.add_argument("kid", help="the key id (gwk_…)")
     show.set_defaults(func=run_show)
     revoke = cmds.add_parser(
         "revoke", parents=[common], help="revoke a key: takes effect on the next request, everywhere",
     )  # fmt: skip
-    revoke.add_argument("kid")
+    revoke.add_argument("kid", help="the key id (gwk_…)")
     revoke.add_argument("--reason", required=True, help="why (kept in the audit log)")
     revoke.set_defaults(func=run_revoke)
     rotate = cmds.add_parser(
         "rotate", parents=[common],
         help="create a new key that signs from now on; older keys still verify until revoked",
     )  # fmt: skip
-    rotate.add_argument("--principal", required=True)
+    rotate.add_argument("--principal", required=True, help="whose key to rotate")
     rotate.set_defaults(func=run_rotate)

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import audit, grants, incident, keys, media, offline, principals, setup
+from gateway.cli import audit, grants, incident, keys, media, offline, principals, setup, subject
 from gateway.cli.context import common_parser, open_cli
 from gateway.errors import (
     ConfigError,
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_parser()
-    for module in (setup, principals, keys, grants, media, audit, incident, offline):
+    for module in (setup, principals, keys, grants, media, audit, incident, subject, offline):
         module.register(sub, common)
     return parser
 

@@ -118,7 +118,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description=f"Print a signed URL (or cookies) for one of: {names}.",
     )  # fmt: skip
     _shared(sign)
-    sign.add_argument("--expires", type=int, required=True, metavar="EPOCH")
+    sign.add_argument("--expires", type=int, required=True, metavar="EPOCH", help="expiry, Unix seconds")
     sign.add_argument("--starts", type=int, metavar="EPOCH", help="not before (where the format has it)")
     sign.add_argument("--ip", metavar="CIDR", help="bind to a client address or network")
     sign.add_argument("--prefix", metavar="PATH", help="cover every URL under this path (e.g. /v/abc/)")
@@ -140,9 +140,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def _shared(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dialect", required=True, help="native, cloudfront, google-cdn, media-cdn, akamai, ...")
-    parser.add_argument("--key-file", required=True, metavar="FILE")
+    parser.add_argument(
+        "--key-file", required=True, metavar="FILE", help="the signing key; its form per dialect is listed below"
+    )
     parser.add_argument("--key-id", metavar="ID", help="Key-Pair-Id, KeyName or gw_kid, for formats that name keys")
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--url", required=True, help="the full URL (to verify: as the client requested it)")
     option_help = "dialect option, e.g. hash_algorithm=SHA256 (cloudfront), expression=... (nginx)"
     parser.add_argument("--option", action="append", metavar="NAME=VALUE", help=option_help)
     parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -88,5 +88,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     disable = cmds.add_parser(
         "disable", parents=[common], help="disable a principal (its tokens and URLs stop working)"
     )
-    disable.add_argument("id")
+    disable.add_argument("id", help="the principal")
     disable.set_defaults(func=run_disable)
