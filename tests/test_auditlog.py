@@ -1,0 +1,59 @@
+"""Group commit: concurrent requests share commits, each gets its own positions, failures fail the whole group."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.audit import VIEWER, AuditEvent, AuditRecord
+from gateway.auditlog import AuditBatcher, Pending
+from gateway.errors import AuditUnavailable
+from gateway.services import Services
+
+
+def _pending(i: int) -> Pending:
+    record = AuditRecord(float(i), AuditEvent.URL_ISSUED, "web", subject=f"viewer{i % 3}", retention=VIEWER,
+                         detail={"i": i})  # fmt: skip
+    return Pending([record], float(i))
+
+
+async def test_concurrent_submits_share_few_commits_and_get_distinct_positions(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits: list[int] = []
+    real = services.store.append_audit_group
+
+    async def counting(records, raw, touches, at):  # type: ignore[no-untyped-def]
+        commits.append(len(records))
+        return await real(records, raw, touches, at)
+
+    monkeypatch.setattr(services.store, "append_audit_group", counting)
+    batcher = AuditBatcher(services.store, services.audit_log)
+    before = (await services.store.audit.frontier()).size
+    results = await asyncio.gather(*(batcher.submit(_pending(i)) for i in range(50)))
+    assert sorted(seq for [seq] in results) == list(range(before + 1, before + 51))
+    assert sum(commits) == 50 and len(commits) <= 3
+    entries = await services.store.audit.entries(before, 100)
+    assert [e.record.detail["i"] for e in entries if e.record] == [  # each caller's record is at its own position
+        i for _, i in sorted((seq, i) for i, [seq] in enumerate(results))
+    ]
+
+
+async def test_a_failed_commit_fails_every_request_in_its_group_and_the_next_group_recovers(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = services.store.append_audit_group
+    failing = True
+
+    async def flaky(records, raw, touches, at):  # type: ignore[no-untyped-def]
+        if failing:
+            raise AuditUnavailable("disk full")
+        return await real(records, raw, touches, at)
+
+    monkeypatch.setattr(services.store, "append_audit_group", flaky)
+    batcher = AuditBatcher(services.store, services.audit_log)
+    outcomes = await asyncio.gather(*(batcher.submit(_pending(i)) for i in range(10)), return_exceptions=True)
+    assert all(isinstance(o, AuditUnavailable) for o in outcomes)
+    failing = False
+    assert len(await batcher.submit(_pending(99))) == 1
