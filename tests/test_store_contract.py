@@ -137,3 +137,17 @@ async def test_both_append_paths_store_leaves_that_match_the_records_read_back(s
     for entry in entries:
         assert entry.record is not None
         assert entry.leaf_hash == leaf_hash(entry.record.leaf_bytes(entry.seq))
+
+
+async def test_a_database_of_another_schema_version_is_refused_by_name(tmp_path: Path) -> None:
+    import sqlite3
+
+    from gateway.errors import StoreUnavailable
+
+    first = await SqliteStore.open(tmp_path / "old.db")
+    await first.close()
+    sqlite3.connect(tmp_path / "old.db", isolation_level=None).execute(
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version'"
+    )
+    with pytest.raises(StoreUnavailable, match="schema v1; this gateway needs v2"):
+        await SqliteStore.open(tmp_path / "old.db")

@@ -113,9 +113,16 @@ class SqliteStore:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            async with writer.execute("SELECT value FROM meta WHERE key = 'schema_version'") as cursor:
+                found = await cursor.fetchone()
             reader = await _connect(path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
+        if found is None or found[0] != str(SCHEMA_VERSION):
+            await reader.close()
+            await writer.close()
+            version = "unknown" if found is None else found[0]
+            raise StoreUnavailable(f"database {path} has schema v{version}; this gateway needs v{SCHEMA_VERSION}")
         return cls(reader, writer, path)
 
     @asynccontextmanager
