@@ -88,15 +88,20 @@ class AuditLog:
     async def prepare_standalone(self, records: Sequence[AuditRecord], now: float) -> list[AuditRecord]:
         """Like ``prepare``, outside any transaction: a missing subject key is created in one of its own."""
         for ref in {self.ref(r.subject) for r in records if privacy.needs_protection(r) and r.subject}:
-            if ref not in self._keys and await self._store.subjects.sealed_key(ref) is None:
-                await self._create_key(ref, now)
+            if ref not in self._keys:
+                await self._load_or_create_key(ref, now)
         return await self.prepare(self._store, records, now)
 
-    async def _create_key(self, ref: str, now: float) -> None:
-        sealed = await self._master_key.seal(privacy.new_subject_key(), _key_context(ref))
+    async def _load_or_create_key(self, ref: str, now: float) -> None:
         async with self._store.transaction() as tx:
-            if await tx.subjects.sealed_key(ref) is None:  # another writer may have won the race
-                await tx.subjects.add_key(ref, sealed, now)
+            # Read and create under the write lock: another process may create the same subject's key.
+            sealed = await tx.subjects.sealed_key(ref)
+            if sealed is None:
+                key = privacy.new_subject_key()
+                await tx.subjects.add_key(ref, await self._master_key.seal(key, _key_context(ref)), now)
+            else:
+                key = await self._master_key.unseal(sealed, _key_context(ref))
+        self._keys[ref] = key
 
     async def append(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[int]:
         return await repos.audit.append(await self.prepare(repos, records, now))

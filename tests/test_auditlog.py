@@ -57,3 +57,22 @@ async def test_a_failed_commit_fails_every_request_in_its_group_and_the_next_gro
     assert all(isinstance(o, AuditUnavailable) for o in outcomes)
     failing = False
     assert len(await batcher.submit(_pending(99))) == 1
+
+
+async def test_two_processes_meeting_a_new_viewer_at_once_share_one_subject_key(services: Services) -> None:
+    from gateway.auditlog import AuditLog
+    from gateway.store.sqlite import SqliteStore
+
+    other_store = await SqliteStore.open(services.config.sqlite_path)
+    other_log = await AuditLog.open(other_store, services.master_key)
+    try:
+        mine, theirs = await asyncio.gather(
+            services.audit_log.prepare_standalone([_pending(3).records[0]], 3.0),
+            other_log.prepare_standalone([_pending(3).records[0]], 3.0),
+        )
+        assert mine[0].subject == theirs[0].subject and mine[0].subject.startswith("sub_")  # type: ignore[union-attr]
+        for record in (mine[0], theirs[0]):  # sealed under the one key both now hold
+            assert (await services.audit_log.reveal(record)) == {"subject": "viewer0", "client_ip": None,
+                                                                 "user_agent": None}  # fmt: skip
+    finally:
+        await other_store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -151,3 +152,46 @@ async def test_a_database_of_another_schema_version_is_refused_by_name(tmp_path:
     )
     with pytest.raises(StoreUnavailable, match="schema v1; this gateway needs v2"):
         await SqliteStore.open(tmp_path / "old.db")
+
+
+async def test_a_read_paused_mid_way_does_not_hide_a_revocation_from_the_next_read(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement left active between awaits pins SQLite's reader to an old snapshot. Pause one read
+    after its first trip to the database thread; a revocation committed meanwhile by another process
+    (gatewayctl) must still be seen by the next read."""
+    import contextvars
+
+    import aiosqlite
+
+    await _with_principal(store)
+    async with store.transaction() as tx:
+        await tx.keys.add(SigningKey("gwk_b", "svc", KeyAlgorithm.ED25519, b"sealed", 3.0, b"p" * 32))
+    pause: contextvars.ContextVar[tuple[asyncio.Event, asyncio.Event] | None] = contextvars.ContextVar("pause")
+    original = aiosqlite.Connection._execute
+
+    async def paused_execute(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = await original(self, fn, *args, **kwargs)
+        events = pause.get(None)
+        if events is not None:
+            pause.set(None)
+            events[0].set()
+            await events[1].wait()
+        return result
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", paused_execute)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    context = contextvars.copy_context()
+    context.run(pause.set, (paused, resume))
+    slow = asyncio.create_task(store.keys.get("gwk_b"), context=context)
+    await paused.wait()
+    other = await SqliteStore.open(tmp_path / "contract.db")  # another process, e.g. gatewayctl keys revoke
+    async with other.transaction() as tx:
+        await tx.keys.revoke("gwk_b", 10.0, "leaked", "admin")
+    await other.close()
+    try:
+        got = await store.keys.get("gwk_b")
+        assert got is not None and got.revoked_at == 10.0
+    finally:
+        resume.set()
+        await slow

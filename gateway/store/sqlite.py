@@ -159,8 +159,7 @@ class SqliteStore:
     async def ping(self) -> None:
         # An unfinished cursor would pin this reader to an old snapshot: fetch and close.
         with db_errors():
-            async with self._reader.execute("SELECT 1 FROM meta LIMIT 1") as cursor:
-                await cursor.fetchall()
+            await self._reader.execute_fetchall("SELECT 1 FROM meta LIMIT 1")
 
     async def close(self) -> None:
         await asyncio.to_thread(self._group.close)

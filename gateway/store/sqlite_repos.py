@@ -40,9 +40,11 @@ class _Repo:
         self._conn = conn
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        # Execute and fetch to the end in one call on the connection's thread: a statement left
+        # active between awaits (while other coroutines use the connection) would pin the reader
+        # to an old snapshot, hiding a revocation committed by another process.
         with db_errors():
-            async with self._conn.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+            return list(await self._conn.execute_fetchall(sql, params))
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         found = await self._all(sql, params)
@@ -50,8 +52,8 @@ class _Repo:
 
     async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         with db_errors():
-            cursor = await self._conn.execute(sql, params)
-            return cursor.rowcount
+            async with self._conn.execute(sql, params) as cursor:
+                return cursor.rowcount
 
 
 def _insert(table: str, columns: Sequence[str]) -> str:
