@@ -16,6 +16,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway.audit import RequestContext
@@ -65,6 +66,25 @@ async def _run(issuer: Issuer, services: Services, requests: int, concurrency: i
     return requests / (time.perf_counter() - start)
 
 
+async def paired_rounds(run: Callable[[str], Awaitable[float]], rounds: int) -> list[tuple[float, float]]:
+    """(null, durable) rates per round; halves alternate order so a noisy neighbour hits both alike."""
+    pairs = []
+    for round_no in range(rounds):
+        order = ("null", "durable") if round_no % 2 == 0 else ("durable", "null")
+        rates = {name: await run(name) for name in order}
+        pairs.append((rates["null"], rates["durable"]))
+    return pairs
+
+
+def print_summary(header: str, pairs: list[tuple[float, float]]) -> None:
+    ratios = [durable / null for null, durable in pairs]
+    print(header)
+    print(f"null audit sink          {statistics.median(p[0] for p in pairs):9.0f} issuances/s (median)")
+    print(f"durable chained audit    {statistics.median(p[1] for p in pairs):9.0f} issuances/s (median)")
+    print(f"ratio per round          {' '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"ratio                    {statistics.median(ratios):9.2f}   median of paired rounds (target >= 0.85)")
+
+
 async def main(requests: int, concurrency: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         await asyncio.to_thread(gatewayctl, ["init", "--data-dir", tmp])
@@ -73,23 +93,11 @@ async def main(requests: int, concurrency: int, rounds: int) -> None:
         null = Issuer(services.store, services.keyring, services.profiles,
                       real._policy, services.audit_log, NullBatcher())  # type: ignore[arg-type]  # fmt: skip
         await _run(real, services, 200, concurrency)  # warm caches (subject keys, unsealed signing key)
-        ratios, nulls, reals = [], [], []
-        for round_no in range(rounds):
-            # Paired rounds in alternating order: a noisy neighbour hits both halves of a pair alike.
-            first, second = (null, real) if round_no % 2 == 0 else (real, null)
-            a = await _run(first, services, requests, concurrency)
-            b = await _run(second, services, requests, concurrency)
-            null_rate, real_rate = (a, b) if first is null else (b, a)
-            nulls.append(null_rate)
-            reals.append(real_rate)
-            ratios.append(real_rate / null_rate)
+        issuers = {"null": null, "durable": real}
+        pairs = await paired_rounds(lambda name: _run(issuers[name], services, requests, concurrency), rounds)
         size = (await services.store.audit.frontier()).size
         await services.close()
-    print(f"requests={requests} concurrency={concurrency} rounds={rounds} (log now {size} records)")
-    print(f"null audit sink          {statistics.median(nulls):9.0f} issuances/s (median)")
-    print(f"durable chained audit    {statistics.median(reals):9.0f} issuances/s (median)")
-    print(f"ratio per round          {' '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"ratio                    {statistics.median(ratios):9.2f}   median of paired rounds (target >= 0.85)")
+    print_summary(f"requests={requests} concurrency={concurrency} rounds={rounds} (log now {size} records)", pairs)
 
 
 if __name__ == "__main__":

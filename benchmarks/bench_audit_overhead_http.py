@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from benchmarks.bench_audit_overhead import CTX, NullBatcher
+from benchmarks.bench_audit_overhead import CTX, NullBatcher, paired_rounds, print_summary
 from gateway import tokens
 from gateway.cli.main import main as gatewayctl
 from gateway.config import load_config
@@ -108,22 +107,14 @@ async def client_main(args: argparse.Namespace) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
         for port in (args.null_port, args.real_port):  # warm both: connections, caches, subject keys
             await _round(session, port, args.token, 200, args.concurrency)
-        nulls, reals, ratios = [], [], []
-        for round_no in range(args.rounds):
-            # Paired rounds in alternating order: a noisy neighbour hits both halves of a pair alike.
-            order = ("null", "real") if round_no % 2 == 0 else ("real", "null")
-            rates = {}
-            for name in order:
-                port = args.null_port if name == "null" else args.real_port
-                rates[name] = await _round(session, port, args.token, args.requests, args.concurrency)
-            nulls.append(rates["null"])
-            reals.append(rates["real"])
-            ratios.append(rates["real"] / rates["null"])
-    print(f"POST /v1/sign over HTTP: requests={args.requests} concurrency={args.concurrency} rounds={args.rounds}")
-    print(f"null audit sink          {statistics.median(nulls):9.0f} issuances/s (median)")
-    print(f"durable chained audit    {statistics.median(reals):9.0f} issuances/s (median)")
-    print(f"ratio per round          {' '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"ratio                    {statistics.median(ratios):9.2f}   median of paired rounds (target >= 0.85)")
+        ports = {"null": args.null_port, "durable": args.real_port}
+
+        async def run(name: str) -> float:
+            return await _round(session, ports[name], args.token, args.requests, args.concurrency)
+
+        pairs = await paired_rounds(run, args.rounds)
+    header = f"POST /v1/sign over HTTP: requests={args.requests} concurrency={args.concurrency} rounds={args.rounds}"
+    print_summary(header, pairs)
 
 
 if __name__ == "__main__":

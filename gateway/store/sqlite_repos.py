@@ -14,7 +14,7 @@ from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
 from gateway.merkle import Frontier
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
-from gateway.store.base import AuditQuery, Checkpoint, LogEntry, PrunePolicy, RawEntry
+from gateway.store.base import AuditQuery, Checkpoint, LogEntry, PrunePolicy
 
 
 @contextmanager
@@ -31,7 +31,6 @@ def db_errors(*, audit: bool = False) -> Iterator[None]:
 
 
 FRONTIER = "audit_frontier"
-_FRONTIER = FRONTIER
 _PEPPER = "audit_pepper"
 
 
@@ -63,8 +62,6 @@ def _insert(table: str, columns: Sequence[str]) -> str:
 
 
 AUDIT_INSERT = _insert("audit", rows.AUDIT_INSERT_COLUMNS)
-RAW_INSERT = _insert("raw_log", rows.RAW_COLUMNS)
-TOUCH = "UPDATE keys SET last_used_at = ? WHERE kid = ?"
 
 
 class SqlitePrincipals(_Repo):
@@ -122,11 +119,7 @@ class SqliteKeys(_Repo):
         )
 
     async def touch(self, kid: str, at: float) -> None:
-        await self.touch_many([kid], at)
-
-    async def touch_many(self, kids: Sequence[str], at: float) -> None:
-        with db_errors():
-            await self._conn.executemany(TOUCH, [(at, k) for k in kids])
+        await self._run("UPDATE keys SET last_used_at = ? WHERE kid = ?", (at, kid))
 
 
 class SqliteMedia(_Repo):
@@ -184,7 +177,7 @@ class SqliteAudit(_Repo):
         await self._run("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     async def frontier(self) -> Frontier:
-        data = await self._meta(_FRONTIER)
+        data = await self._meta(FRONTIER)
         return Frontier() if data is None else Frontier.from_bytes(data)
 
     async def append(self, records: Sequence[AuditRecord]) -> list[int]:
@@ -192,7 +185,7 @@ class SqliteAudit(_Repo):
             frontier = await self.frontier()
             values, seqs = rows.audit_rows(frontier, records)
             await self._conn.executemany(AUDIT_INSERT, values)
-            await self._set_meta(_FRONTIER, frontier.to_bytes())
+            await self._set_meta(FRONTIER, frontier.to_bytes())
         self.appended = True
         return seqs
 
@@ -229,10 +222,6 @@ class SqliteAudit(_Repo):
         )
         params = (now, policy.sealed_upto, policy.viewer_before, policy.engineer_before, policy.erased_before)
         return await self._run(sql, params)
-
-    async def append_raw(self, entries: Sequence[RawEntry]) -> None:
-        with db_errors(audit=True):
-            await self._conn.executemany(RAW_INSERT, rows.raw_values(entries))
 
     async def purge_raw(self, before: float) -> int:
         return await self._run("DELETE FROM raw_log WHERE time < ?", (before,))
