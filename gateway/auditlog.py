@@ -61,16 +61,21 @@ class AuditLog:
 
     async def _key_for_writing(self, repos: Repos, ref: str, now: float) -> bytes:
         key = self._keys.get(ref)
-        if key is not None:
-            return key
-        sealed = await repos.subjects.sealed_key(ref)
-        if sealed is None:
-            key = privacy.new_subject_key()
-            await repos.subjects.add_key(ref, await self._master_key.seal(key, _key_context(ref)), now)
-        else:
-            key = await self._master_key.unseal(sealed, _key_context(ref))
-        self._keys[ref] = key
+        if key is None:
+            key, created = await self._load_or_create_key(repos, ref, now)
+            if not created:
+                # A key created inside the caller's transaction is cached only once read back
+                # committed: if that transaction rolls back, nothing may stay sealed under it.
+                self._keys[ref] = key
         return key
+
+    async def _load_or_create_key(self, repos: Repos, ref: str, now: float) -> tuple[bytes, bool]:
+        sealed = await repos.subjects.sealed_key(ref)
+        if sealed is not None:
+            return await self._master_key.unseal(sealed, _key_context(ref)), False
+        key = privacy.new_subject_key()
+        await repos.subjects.add_key(ref, await self._master_key.seal(key, _key_context(ref)), now)
+        return key, True
 
     async def prepare(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[AuditRecord]:
         prepared: list[AuditRecord] = []
@@ -89,19 +94,11 @@ class AuditLog:
         """Like ``prepare``, outside any transaction: a missing subject key is created in one of its own."""
         for ref in {self.ref(r.subject) for r in records if privacy.needs_protection(r) and r.subject}:
             if ref not in self._keys:
-                await self._load_or_create_key(ref, now)
+                # Read and create under the write lock: another process may create the same subject's key.
+                async with self._store.transaction() as tx:
+                    key, _ = await self._load_or_create_key(tx, ref, now)
+                self._keys[ref] = key
         return await self.prepare(self._store, records, now)
-
-    async def _load_or_create_key(self, ref: str, now: float) -> None:
-        async with self._store.transaction() as tx:
-            # Read and create under the write lock: another process may create the same subject's key.
-            sealed = await tx.subjects.sealed_key(ref)
-            if sealed is None:
-                key = privacy.new_subject_key()
-                await tx.subjects.add_key(ref, await self._master_key.seal(key, _key_context(ref)), now)
-            else:
-                key = await self._master_key.unseal(sealed, _key_context(ref))
-        self._keys[ref] = key
 
     async def append(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[int]:
         return await repos.audit.append(await self.prepare(repos, records, now))

@@ -107,13 +107,12 @@ class Issuer:
             )
         touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
         await self._batcher.submit(Pending(records, now, raw, touches))
+        self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
         return outcomes
 
     def _due_touches(self, kids: set[str], now: float) -> list[str]:
         """Keys whose last_used is older than a minute: kept to the minute, not written per request."""
-        due = [kid for kid in sorted(kids) if now - self._touched.get(kid, float("-inf")) >= _TOUCH_EVERY]
-        self._touched.update((kid, now) for kid in due)
-        return due
+        return [kid for kid in sorted(kids) if now - self._touched.get(kid, float("-inf")) >= _TOUCH_EVERY]
 
     async def _one(
         self,

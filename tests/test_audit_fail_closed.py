@@ -50,3 +50,17 @@ async def test_a_failed_audit_also_leaves_last_used_untouched(client: TestClient
     await client.post("/v1/sign", json=body, headers=broken_audit.auth("web"))
     [key] = await broken_audit.services.store.keys.all("web")
     assert key.last_used_at is None
+
+
+async def test_last_used_is_written_by_the_first_issuance_after_the_log_recovers(
+    client: TestClient, broken_audit: World
+) -> None:
+    body = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}
+    assert (await client.post("/v1/sign", json=body, headers=broken_audit.auth("web"))).status == 503
+    conn = sqlite3.connect(broken_audit.services.config.sqlite_path)
+    conn.execute("DROP TRIGGER audit_fails")
+    conn.commit()
+    conn.close()
+    assert (await client.post("/v1/sign", json=body, headers=broken_audit.auth("web"))).status == 200
+    [key] = await broken_audit.services.store.keys.all("web")
+    assert key.last_used_at == broken_audit.clock()

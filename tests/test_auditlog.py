@@ -76,3 +76,13 @@ async def test_two_processes_meeting_a_new_viewer_at_once_share_one_subject_key(
                                                                  "user_agent": None}  # fmt: skip
     finally:
         await other_store.close()
+
+
+async def test_a_subject_key_made_in_a_rolled_back_transaction_seals_nothing_later(services: Services) -> None:
+    log = services.audit_log
+    with pytest.raises(RuntimeError):
+        async with services.store.transaction() as tx:
+            await log.append(tx, [_pending(4).records[0]], 4.0)  # creates viewer1's key inside tx
+            raise RuntimeError("the change this record belonged to failed")
+    [sealed] = await log.prepare_standalone([_pending(4).records[0]], 5.0)
+    assert (await log.reveal(sealed)) == {"subject": "viewer1", "client_ip": None, "user_agent": None}
