@@ -19,13 +19,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from gateway.audit import RequestContext
-from gateway.auditlog import Pending
+from gateway.audit.log import Pending
+from gateway.audit.records import RequestContext
 from gateway.cli.main import main as gatewayctl
 from gateway.config import load_config
-from gateway.issuance import Issuer, SignItem
 from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Rendition, Viewer, Visibility
 from gateway.services import Services, open_services
+from gateway.signing.issuance import Issuer, SignItem
 
 CTX = RequestContext(actor="bench", request_id="bench", client_ip="198.51.100.7", user_agent="bench/1")
 

@@ -24,12 +24,12 @@ import aiohttp
 from aiohttp import web
 
 from benchmarks.bench_audit_overhead import CTX, NullBatcher, paired_rounds, print_summary
-from gateway import tokens
+from gateway.access import tokens
 from gateway.cli.main import main as gatewayctl
 from gateway.config import load_config
-from gateway.issuance import Issuer
 from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Rendition, Visibility
 from gateway.services import Services, open_services
+from gateway.signing.issuance import Issuer
 from gateway.web.app import create_app
 
 MEDIA = 50

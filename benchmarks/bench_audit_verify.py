@@ -15,9 +15,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from gateway.audit import VIEWER, AuditEvent, AuditRecord
-from gateway.checkpoints import LogSigner
-from gateway.logverify import verify_log
+from gateway.audit.checkpoints import LogSigner
+from gateway.audit.records import VIEWER, AuditEvent, AuditRecord
+from gateway.audit.verify import verify_log
 from gateway.store.sqlite import SqliteStore
 
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from benchmarks._timing import rate
-from gateway.dialects.base import SignRequest
+from gateway.signing.dialects.base import SignRequest
 from tests.dialect_fixtures import ATTRIBUTION, Setup, setups
 
 URL = "https://cdn.example.com/v/0f3a9c/720p/master.m3u8"

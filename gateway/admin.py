@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway import audit
-from gateway.audit import AuditEvent, RequestContext
-from gateway.auditlog import AuditLog
+from gateway.audit import records as audit
+from gateway.audit.log import AuditLog
+from gateway.audit.records import AuditEvent, RequestContext
 from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.keymaterial import generate_secret, new_credential_id, new_id, new_key_id
-from gateway.keyring import newest_active, seal_context
+from gateway.keys.keyring import newest_active, seal_context
+from gateway.keys.material import generate_secret, new_credential_id, new_id, new_key_id
+from gateway.keys.sealing import MasterKey
 from gateway.model import (
     GRANT_ID_PREFIX,
     Credential,
@@ -30,9 +31,8 @@ from gateway.model import (
     Visibility,
     check_name,
 )
-from gateway.sealing import MasterKey
+from gateway.signing.paths import canonical_path
 from gateway.store.base import Repos, Store
-from gateway.urlcanon import canonical_path
 
 MAX_GRANT_SECONDS = 7 * 86400
 
@@ -240,7 +240,7 @@ class Admin:
         detail = {"workspace": workspace, "visibility": visibility.value}
         async with self._store.transaction() as tx:
             await tx.media.put(item)
-            # The owner is a viewer: the audit log stores it pseudonymised (gateway.auditlog).
+            # The owner is a viewer: the audit log stores it pseudonymised (gateway.audit.log).
             record = audit.change(ctx, AuditEvent.MEDIA_PUT, now=now, media_id=media_id, subject=owner, detail=detail)
             await self._log.append(tx, [record], now)
         return item

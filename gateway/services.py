@@ -11,23 +11,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.access.identity import Identity, viewer_keys_from
 from gateway.admin import Admin
-from gateway.auditlog import AuditBatcher, AuditLog
-from gateway.checkpointer import Checkpointer, CheckpointPolicy
-from gateway.checkpoints import LogSigner
+from gateway.audit.checkpoints import LogSigner
+from gateway.audit.export import configured_exporters
+from gateway.audit.log import AuditBatcher, AuditLog
+from gateway.audit.publisher import Checkpointer, CheckpointPolicy
+from gateway.audit.redemptions import Redemptions
+from gateway.audit.subjects import Subjects
 from gateway.config import Config
-from gateway.dialects import DialectRegistry, default_registry
-from gateway.exporters import configured_exporters
-from gateway.identity import Identity, viewer_keys_from
-from gateway.issuance import IssuancePolicy, Issuer
-from gateway.keyring import Keyring
-from gateway.profiles import Profiles, load_profiles
-from gateway.redemptions import Redemptions
-from gateway.sealing import LocalMasterKey, MasterKey
+from gateway.keys.keyring import Keyring
+from gateway.keys.sealing import LocalMasterKey, MasterKey
+from gateway.signing.dialects import DialectRegistry, default_registry
+from gateway.signing.issuance import IssuancePolicy, Issuer
+from gateway.signing.profiles import Profiles, load_profiles
+from gateway.signing.verification import Verifier
 from gateway.store import open_store
 from gateway.store.base import Store
-from gateway.subjects import Subjects
-from gateway.verification import Verifier
 
 Clock = Callable[[], float]
 

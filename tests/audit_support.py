@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateway.checkpoints import load_public_keys
-from gateway.issuance import SignItem
-from gateway.logverify import Report, verify_log
+from gateway.audit.checkpoints import load_public_keys
+from gateway.audit.verify import Report, verify_log
 from gateway.model import Permission, Rendition, Viewer
 from gateway.services import Services
+from gateway.signing.issuance import SignItem
 from tests.support import ADMIN, World
 
 

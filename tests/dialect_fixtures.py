@@ -8,9 +8,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from gateway.dialects import default_registry
-from gateway.dialects.base import Dialect
-from gateway.keymaterial import KeyMaterial
+from gateway.keys.material import KeyMaterial
+from gateway.signing.dialects import default_registry
+from gateway.signing.dialects.base import Dialect
 
 VECTORS = Path(__file__).parent / "vectors"
 _EC_PEM = ec.generate_private_key(ec.SECP256R1()).private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())

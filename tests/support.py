@@ -9,8 +9,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from gateway import tokens
-from gateway.audit import RequestContext
+from gateway.access import tokens
+from gateway.audit.records import RequestContext
 from gateway.cli.main import main as gatewayctl
 from gateway.config import Config, load_config
 from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Rendition, SigningKey, Visibility

@@ -7,10 +7,10 @@ import base64
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.dialects.base import Redemption
-from gateway.dialects.native import NativeDialect
-from gateway.keymaterial import KeyMaterial
+from gateway.keys.material import KeyMaterial
 from gateway.model import KeyAlgorithm, Permission
+from gateway.signing.dialects.base import Redemption
+from gateway.signing.dialects.native import NativeDialect
 from tests.support import ADMIN, World
 
 

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.audit import AuditEvent
+from gateway.audit.records import AuditEvent
 from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Rendition, Visibility
 from gateway.store.base import AuditQuery
 from tests.support import World

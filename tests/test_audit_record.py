@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.audit import AuditEvent, AuditRecord
+from gateway.audit.records import AuditEvent, AuditRecord
 
 records = st.builds(
     AuditRecord,

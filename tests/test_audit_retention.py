@@ -6,9 +6,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-from gateway.audit import RequestContext
+from gateway.audit.records import RequestContext
+from gateway.audit.retention import DAY, prune
 from gateway.model import Permission, PrincipalKind
-from gateway.retention import DAY, prune
 from gateway.store.base import AuditQuery
 from tests.audit_support import db, fill, verify
 from tests.support import ADMIN, World

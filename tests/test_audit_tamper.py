@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.merkle import Frontier, leaf_hash
+from gateway.audit.merkle import Frontier, leaf_hash
 from gateway.store import rows
 from gateway.store.base import AuditQuery
 from tests.audit_support import db, fill, verify
@@ -116,7 +116,7 @@ async def test_segments_exported_page_by_page_still_name_a_rewritten_record(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Exports are paged (bounded memory when they fall behind); every page must still back verification."""
-    monkeypatch.setattr("gateway.checkpointer._PAGE", 4)
+    monkeypatch.setattr("gateway.audit.publisher._PAGE", 4)
     await fill(world, 15)
     await world.services.checkpointer.write(world.clock())
     export_dir = world.services.config.export_dir

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.audit import VIEWER, AuditEvent, AuditRecord
-from gateway.auditlog import AuditBatcher, Pending
+from gateway.audit.log import AuditBatcher, Pending
+from gateway.audit.records import VIEWER, AuditEvent, AuditRecord
 from gateway.errors import AuditUnavailable
 from gateway.services import Services
 
@@ -60,7 +60,7 @@ async def test_a_failed_commit_fails_every_request_in_its_group_and_the_next_gro
 
 
 async def test_two_processes_meeting_a_new_viewer_at_once_share_one_subject_key(services: Services) -> None:
-    from gateway.auditlog import AuditLog
+    from gateway.audit.log import AuditLog
     from gateway.store.sqlite import SqliteStore
 
     other_store = await SqliteStore.open(services.config.sqlite_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.authz import decide
+from gateway.access.authz import decide
 from gateway.model import (
     Grant,
     MediaItem,

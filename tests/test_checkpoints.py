@@ -10,9 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from gateway.checkpointer import Checkpointer, CheckpointPolicy
-from gateway.checkpoints import LogSigner, body, signature_ok
-from gateway.export import S3Exporter
+from gateway.audit.checkpoints import LogSigner, body, signature_ok
+from gateway.audit.export import S3Exporter
+from gateway.audit.publisher import Checkpointer, CheckpointPolicy
 from tests.audit_support import fill, verify
 from tests.support import World
 

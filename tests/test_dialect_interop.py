@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.dialects import akamai
-from gateway.dialects.base import Redemption, SignRequest
-from gateway.dialects.cloudfront import CloudFrontDialect, custom_policy
 from gateway.errors import VerificationFailed
-from gateway.keymaterial import KeyMaterial
+from gateway.keys.material import KeyMaterial
+from gateway.signing.dialects import akamai
+from gateway.signing.dialects.base import Redemption, SignRequest
+from gateway.signing.dialects.cloudfront import CloudFrontDialect, custom_policy
 from tests.dialect_fixtures import VECTORS
 
 KEY_PAIR_ID = "K2JCJMDEHXQW5F"

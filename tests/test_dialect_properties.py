@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.dialects.base import Redemption, SignRequest
 from gateway.errors import VerificationFailed
+from gateway.signing.dialects.base import Redemption, SignRequest
 from tests.dialect_fixtures import ATTRIBUTION, Setup, setups
 
 SETUPS = setups()

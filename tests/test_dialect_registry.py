@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.dialects import DialectRegistry, default_registry
-from gateway.dialects.native import NativeDialect
 from gateway.errors import InvalidInput
+from gateway.signing.dialects import DialectRegistry, default_registry
+from gateway.signing.dialects.native import NativeDialect
 
 
 def test_registry_refuses_a_second_dialect_of_the_same_name() -> None:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.dialects import akamai, bunny, media_cdn, nimble, wowza
-from gateway.dialects.base import Redemption, SignRequest
-from gateway.dialects.cloudfront import CloudFrontDialect, custom_policy
-from gateway.dialects.google_cdn import GoogleCdnDialect
-from gateway.dialects.nginx_secure_link import NginxSecureLinkDialect, render, secure_link_hash
-from gateway.keymaterial import KeyMaterial
+from gateway.keys.material import KeyMaterial
 from gateway.model import KeyAlgorithm
+from gateway.signing.dialects import akamai, bunny, media_cdn, nimble, wowza
+from gateway.signing.dialects.base import Redemption, SignRequest
+from gateway.signing.dialects.cloudfront import CloudFrontDialect, custom_policy
+from gateway.signing.dialects.google_cdn import GoogleCdnDialect
+from gateway.signing.dialects.nginx_secure_link import NginxSecureLinkDialect, render, secure_link_hash
 
 VECTORS = Path(__file__).parent / "vectors"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.dialects import default_registry
+from gateway.signing.dialects import default_registry
 
 ROOT = Path(__file__).parent.parent
 

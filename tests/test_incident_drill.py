@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.audit.forensics import incident_report
 from gateway.cli.main import main as gatewayctl
-from gateway.forensics import incident_report
 from gateway.model import Permission, Visibility
 from tests.support import World
 

@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.merkle import EMPTY_ROOT, Frontier, leaf_hash, node_hash
+from gateway.audit.merkle import EMPTY_ROOT, Frontier, leaf_hash, node_hash
 
 # certificate-transparency merkle_tree_test.cc: leaves and the tree heads of their prefixes
 LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.dialects.base import Redemption, SignRequest
-from gateway.dialects.native import NativeDialect, string_to_sign
 from gateway.errors import InvalidInput, VerificationFailed
-from gateway.keymaterial import KeyMaterial, ed25519_public
+from gateway.keys.material import KeyMaterial, ed25519_public
 from gateway.model import KeyAlgorithm
+from gateway.signing.dialects.base import Redemption, SignRequest
+from gateway.signing.dialects.native import NativeDialect, string_to_sign
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "native.json").read_text())
 SEED = bytes.fromhex(VECTORS["keys"]["ed25519_seed_hex"])

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.dialects.base import SignRequest
-from gateway.dialects.nginx_secure_link import NginxSecureLinkDialect, nginx_config
-from gateway.issuance import SignItem
 from gateway.model import Permission, Rendition, Viewer
+from gateway.signing.dialects.base import SignRequest
+from gateway.signing.dialects.nginx_secure_link import NginxSecureLinkDialect, nginx_config
+from gateway.signing.issuance import SignItem
 from gateway.web.app import create_app
 from tests.nginx_server import running_nginx, status_of
 from tests.support import ADMIN, World

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError, StoreUnavailable
-from gateway.sealing import LocalMasterKey
+from gateway.keys.sealing import LocalMasterKey
 
 
 async def test_seal_roundtrip_binds_the_context(tmp_path: Path) -> None:

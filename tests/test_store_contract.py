@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditEvent, AuditRecord
+from gateway.audit.records import AuditEvent, AuditRecord
 from gateway.errors import Conflict
 from gateway.model import (
     Credential,
@@ -123,7 +123,7 @@ async def test_audit_append_orders_and_searches(store: Store) -> None:
 
 
 async def test_both_append_paths_store_leaves_that_match_the_records_read_back(store: Store) -> None:
-    from gateway.merkle import leaf_hash
+    from gateway.audit.merkle import leaf_hash
 
     made = [
         AuditRecord(1_800_000_000 + i, AuditEvent.URL_ISSUED, "web", kid="k", expires_at=9,  # type: ignore[arg-type]

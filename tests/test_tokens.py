@@ -9,9 +9,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import tokens
+from gateway.access import tokens
 from gateway.errors import Unauthenticated
-from gateway.keymaterial import ed25519_public
+from gateway.keys.material import ed25519_public
 
 NOW = 1_800_000_000.0
 SEED = bytes(range(32))

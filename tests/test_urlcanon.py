@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import InvalidInput
-from gateway.urlcanon import canonical_path, canonical_prefix, canonical_query, split_query
+from gateway.signing.paths import canonical_path, canonical_prefix, canonical_query, split_query
 
 
 @pytest.mark.parametrize(

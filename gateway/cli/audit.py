@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.audit import AuditEvent, AuditRecord
-from gateway.checkpoints import load_public_keys
+from gateway.audit.checkpoints import load_public_keys
+from gateway.audit.privacy import REF_PREFIX
+from gateway.audit.records import AuditEvent, AuditRecord
+from gateway.audit.retention import prune
+from gateway.audit.verify import Progress, verify_log
 from gateway.cli.context import Cli
 from gateway.cli.output import emit, when
 from gateway.cli.timeparse import instant
-from gateway.logverify import Progress, verify_log
-from gateway.privacy import REF_PREFIX
-from gateway.retention import prune
 from gateway.store.base import AuditQuery
 from gateway.web.parsing import choice
 

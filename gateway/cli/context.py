@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.audit import RequestContext
+from gateway.audit.records import RequestContext
 from gateway.config import Config, load_config
 from gateway.services import Services, open_services
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import Conflict, InvalidInput
-from gateway.keymaterial import b64url, b64url_decode
+from gateway.keys.material import b64url, b64url_decode
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from gateway.audit.forensics import incident_report
 from gateway.cli.context import Cli, common_parser
 from gateway.cli.credentials import write_private
 from gateway.cli.output import when
 from gateway.cli.timeparse import instant
-from gateway.forensics import incident_report
 
 
 def _lines(report: dict) -> list[str]:  # type: ignore[type-arg]

@@ -20,7 +20,7 @@ from gateway.cli.credentials import write_private
 from gateway.cli.output import emit, table, when
 from gateway.cli.timeparse import instant
 from gateway.errors import NotFound
-from gateway.keymaterial import b64url, public_pem
+from gateway.keys.material import b64url, public_pem
 from gateway.model import KeyAlgorithm, SigningKey
 from gateway.web.parsing import choice
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from gateway.cli.output import emit, when
-from gateway.dialects import default_registry
-from gateway.dialects.base import Dialect, Redemption, SignRequest
 from gateway.errors import InvalidInput, VerificationFailed
-from gateway.keymaterial import KeyMaterial
+from gateway.keys.material import KeyMaterial
+from gateway.signing.dialects import default_registry
+from gateway.signing.dialects.base import Dialect, Redemption, SignRequest
 
 EXIT_INVALID = 1
 

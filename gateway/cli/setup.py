@@ -18,16 +18,16 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from gateway import tokens
-from gateway.checkpoints import LogSigner
+from gateway.access import tokens
+from gateway.audit.checkpoints import LogSigner
 from gateway.cli import context
 from gateway.cli.credentials import read_credential, write_private
 from gateway.cli.output import emit
 from gateway.cli.timeparse import duration
 from gateway.config import CONFIG_FILE, DEV_IDP_ISSUER, Config
 from gateway.errors import ConfigError, InvalidInput
+from gateway.keys.sealing import LocalMasterKey
 from gateway.model import KeyAlgorithm, Permission, PrincipalKind
-from gateway.sealing import LocalMasterKey
 from gateway.services import open_services
 from gateway.web.app import create_app
 

@@ -15,8 +15,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.audit import AuditRecord
-from gateway.merkle import Frontier
+from gateway.audit.merkle import Frontier
+from gateway.audit.records import AuditRecord
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from gateway.audit import AuditEvent, AuditRecord
-from gateway.merkle import Frontier, leaf_hash
+from gateway.audit.merkle import Frontier, leaf_hash
+from gateway.audit.records import AuditEvent, AuditRecord
 from gateway.model import (
     Credential,
     Grant,

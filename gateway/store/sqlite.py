@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from gateway.audit import AuditRecord
+from gateway.audit.records import AuditRecord
 from gateway.errors import StoreUnavailable
 from gateway.store.base import RawEntry, Repos
 from gateway.store.sqlite_group import GroupWriter

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import AuditRecord
+from gateway.audit.merkle import Frontier
+from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable
-from gateway.merkle import Frontier
 from gateway.store import rows
 from gateway.store.base import RawEntry
 from gateway.store.sqlite_repos import FRONTIER, db_errors

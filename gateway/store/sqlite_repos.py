@@ -9,9 +9,9 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.audit import AuditRecord
+from gateway.audit.merkle import Frontier
+from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
-from gateway.merkle import Frontier
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
 from gateway.store.base import AuditQuery, Checkpoint, LogEntry, PrunePolicy

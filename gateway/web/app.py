@@ -13,11 +13,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gateway.errors import GatewayError
 from gateway.services import Services
 from gateway.web import media, meta, pages, sign, verify
-from gateway.web.keys import SERVICES
+from gateway.web.appkeys import SERVICES
 from gateway.web.middleware import error_middleware, request_id_middleware
 
 MAX_BODY_BYTES = 256 * 1024
-log = logging.getLogger("gateway.checkpoints")
+log = logging.getLogger("gateway.audit.checkpoints")
 
 
 def create_app(services: Services, *, close_services: bool = True) -> web.Application:

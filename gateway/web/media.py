@@ -10,7 +10,7 @@ from gateway.errors import Forbidden, InvalidInput, NotFound
 from gateway.model import MediaItem, Permission, Principal, Rendition, Visibility
 from gateway.services import Services
 from gateway.web import parsing
-from gateway.web.keys import SERVICES
+from gateway.web.appkeys import SERVICES
 from gateway.web.sign import authenticated_principal, request_context
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.keymaterial import b64url
+from gateway.keys.material import b64url
 from gateway.model import KeyAlgorithm, KeyState
-from gateway.web.keys import SERVICES
+from gateway.web.appkeys import SERVICES
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.access.identity import bearer
 from gateway.errors import Forbidden, NotFound, StoreUnavailable, Unauthenticated
-from gateway.identity import bearer
-from gateway.issuance import SignItem
 from gateway.model import Rendition
-from gateway.web.keys import SERVICES
+from gateway.signing.issuance import SignItem
+from gateway.web.appkeys import SERVICES
 from gateway.web.sign import request_context
 
 # Refusals that mean "this viewer may not see it": answered as 404.

@@ -6,15 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.audit import RequestContext
+from gateway.access.identity import bearer
+from gateway.audit.records import RequestContext
 from gateway.errors import GatewayError, InvalidInput, PayloadTooLarge
-from gateway.identity import bearer
-from gateway.issuance import Outcome, SignItem
 from gateway.model import Principal, Rendition, Viewer, check_name
 from gateway.netaddr import parse_ip, resolve_client_ip
 from gateway.services import Services
+from gateway.signing.issuance import Outcome, SignItem
 from gateway.web import parsing
-from gateway.web.keys import SERVICES
+from gateway.web.appkeys import SERVICES
 from gateway.web.middleware import request_id
 
 

@@ -7,7 +7,7 @@ a path-only URI is completed with the profile's base URL, and cookies are
 read for cookie-based formats. 200 allows, 403 denies (with no reason: the
 precise one is for the CLI and logs). An accepted URL is recorded as
 ``url:redeemed`` before the answer, once per token and client network
-(``gateway.redemptions``); if that record cannot be written the answer is 503.
+(``gateway.audit.redemptions``); if that record cannot be written the answer is 503.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import logging
 
 from aiohttp import web
 
-from gateway.dialects.base import Redemption
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.netaddr import resolve_client_ip
-from gateway.web.keys import SERVICES
+from gateway.signing.dialects.base import Redemption
+from gateway.web.appkeys import SERVICES
 from gateway.web.middleware import REQUEST_ID, error_response
 from gateway.web.sign import request_context
 

@@ -1,0 +1,1 @@
+"""Who is calling and what they may do: JWTs, identities, the authorization rules."""

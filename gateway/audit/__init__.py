@@ -1,0 +1,1 @@
+"""The audit log: records, the Merkle log, checkpoints, export, verification, retention, privacy."""

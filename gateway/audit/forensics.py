@@ -1,0 +1,88 @@
+"""The compromise drill: what did a key sign, was it used from elsewhere, who is affected.
+
+``build_report`` is pure: it takes the key's issuances and redemptions (with
+their masked networks) and the owners of the media involved. A redemption is
+"outsider" when no issuance of the same token (key id and expiry) was made for
+a client on the same network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gateway.audit.log import AuditLog
+from gateway.audit.records import AuditEvent, AuditRecord
+from gateway.store.base import AuditQuery, Store
+
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Use:
+    seq: int
+    time: float
+    event: str
+    expires_at: int | None
+    network: str | None
+    media_id: str | None = None
+    rendition: str | None = None
+    user_agent: str | None = None
+
+
+def build_report(
+    kid: str,
+    issuances: Sequence[Use],
+    redemptions: Sequence[Use],
+    owners: Mapping[str, str | None],
+    since: float | None = None,
+) -> dict[str, Any]:
+    issued_networks: dict[int | None, set[str | None]] = {}
+    for use in issuances:
+        issued_networks.setdefault(use.expires_at, set()).add(use.network)
+    outsiders = [r for r in redemptions if r.network not in issued_networks.get(r.expires_at, set())]
+    times = [u.time for u in (*issuances, *redemptions)]
+    affected = sorted({owner for m in {u.media_id for u in issuances if u.media_id} if (owner := owners.get(m))})
+    unknown = sorted(m for m in {u.media_id for u in issuances if u.media_id} if owners.get(m) is None)
+    return {
+        "kid": kid,
+        "since": since,
+        "first_use": min(times, default=None),
+        "last_use": max(times, default=None),
+        "issuances": [asdict(u) for u in issuances],
+        "redemptions": [asdict(u) for u in redemptions],
+        "outsider_redemptions": [asdict(u) for u in outsiders],
+        "affected_subjects": affected,
+        "media_with_unknown_owner": unknown,
+    }
+
+
+async def _use(record: AuditRecord, audit_log: AuditLog) -> Use:
+    network, agent = record.client_ip, record.user_agent
+    personal = await audit_log.reveal(record)
+    if personal is not None:
+        network, agent = personal.get("client_ip"), personal.get("user_agent")
+    return Use(
+        seq=record.seq or 0, time=record.time, event=record.event.value, expires_at=record.expires_at,
+        network=network, media_id=record.media_id, rendition=record.rendition, user_agent=agent,
+    )  # fmt: skip
+
+
+async def incident_report(store: Store, audit_log: AuditLog, kid: str, since: float | None) -> dict[str, Any]:
+    """Everything the log holds about ``kid``, read page by page."""
+    issuances: list[Use] = []
+    redemptions: list[Use] = []
+    after = 0
+    while page := await store.audit.search(AuditQuery(kid=kid, since=since, after_seq=after, limit=_PAGE)):
+        for record in page:
+            if record.event is AuditEvent.URL_ISSUED:
+                issuances.append(await _use(record, audit_log))
+            elif record.event is AuditEvent.URL_REDEEMED:
+                redemptions.append(await _use(record, audit_log))
+        after = page[-1].seq or after
+    owners: dict[str, str | None] = {}
+    for media_id in {u.media_id for u in issuances if u.media_id}:
+        item = await store.media.get(media_id)
+        owners[media_id] = item.owner if item else None
+    return build_report(kid, issuances, redemptions, owners, since)

@@ -1,0 +1,66 @@
+"""Pseudonymous viewers in the audit log, and crypto-shredding.
+
+A viewer's subject id becomes ``subject_ref`` = HMAC-SHA256(pepper, subject):
+stable, so records about one person can be found and exported, but not
+reversible without the pepper. The personal fields (subject, masked IP, user
+agent) are sealed with AES-GCM under a key of that subject's own *before* the
+record is hashed into the Merkle log. Erasing the subject deletes the key:
+the fields become unreadable and the log still verifies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.audit.records import VIEWER_EVENTS, AuditEvent, AuditRecord
+
+REF_PREFIX = "sub_"
+OWNER_EVENTS = frozenset({AuditEvent.MEDIA_PUT})
+_NONCE = 12
+PERSONAL_FIELDS = ("subject", "client_ip", "user_agent")
+
+
+def subject_ref(pepper: bytes, subject: str) -> str:
+    return REF_PREFIX + hmac.new(pepper, subject.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def needs_protection(record: AuditRecord) -> bool:
+    """Viewer events that name a viewer carry personal data."""
+    return record.event in VIEWER_EVENTS and record.subject is not None and record.personal is None
+
+
+def needs_pseudonym(record: AuditRecord) -> bool:
+    """Records that name a viewer only as the subject (a media item's owner)."""
+    return record.event in OWNER_EVENTS and record.subject is not None and not record.subject.startswith(REF_PREFIX)
+
+
+def protect(record: AuditRecord, ref: str, key: bytes, nonce: bytes | None = None) -> AuditRecord:
+    """The record with its personal fields sealed and the subject replaced by its reference."""
+    fields = {name: getattr(record, name) for name in PERSONAL_FIELDS}
+    nonce = nonce or secrets.token_bytes(_NONCE)
+    sealed = nonce + AESGCM(key).encrypt(nonce, json.dumps(fields, sort_keys=True).encode(), ref.encode())
+    return dataclasses.replace(record, subject=ref, client_ip=None, user_agent=None, personal=sealed)
+
+
+def reveal(record: AuditRecord, key: bytes | None) -> dict[str, Any] | None:
+    """The personal fields, or None once the subject's key is shredded."""
+    if record.personal is None or key is None or record.subject is None:
+        return None
+    try:
+        plain = AESGCM(key).decrypt(record.personal[:_NONCE], record.personal[_NONCE:], record.subject.encode())
+    except InvalidTag:
+        return None
+    fields: dict[str, Any] = json.loads(plain)
+    return fields
+
+
+def new_subject_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)

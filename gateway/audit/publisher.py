@@ -1,0 +1,81 @@
+"""Writing signed checkpoints every N records or T seconds (even when idle), and exporting them.
+
+Each checkpoint first ships the records it newly covers (one segment per
+retention class) and itself to every exporter; only then is it stored in the
+database. A failed export leaves the checkpoint unwritten, so the next attempt
+covers the same records again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.audit.checkpoints import LogSigner
+from gateway.audit.export import Exporter, checkpoint_json, checkpoint_name, export_all, segment_lines, segment_name
+from gateway.audit.records import ENGINEER
+from gateway.store.base import Checkpoint, LogEntry, Store
+
+log = logging.getLogger("gateway.audit.checkpoints")
+_PAGE = 5000
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    every_records: int = 1000
+    every_seconds: int = 300
+
+
+class Checkpointer:
+    def __init__(
+        self, store: Store, signer: LogSigner, exporters: Sequence[Exporter], policy: CheckpointPolicy
+    ) -> None:
+        self._store = store
+        self._signer = signer
+        self._exporters = list(exporters)
+        self._policy = policy
+
+    async def latest(self) -> Checkpoint | None:
+        checkpoints = await self._store.audit.checkpoints()
+        return checkpoints[-1] if checkpoints else None
+
+    async def due(self, now: float) -> bool:
+        last = await self.latest()
+        if last is None:
+            return True
+        size = (await self._store.audit.frontier()).size
+        return size - last.tree_size >= self._policy.every_records or now - last.time >= self._policy.every_seconds
+
+    async def maybe(self, now: float) -> Checkpoint | None:
+        return await self.write(now) if await self.due(now) else None
+
+    async def write(self, now: float) -> Checkpoint:
+        frontier = await self._store.audit.frontier()
+        last = await self.latest()
+        checkpoint = self._signer.sign(frontier.size, frontier.root(), now)
+        await self._export_segments(last.tree_size if last else 0, frontier.size)
+        text = json.dumps(checkpoint_json(checkpoint), sort_keys=True) + "\n"
+        await export_all(self._exporters, checkpoint_name(checkpoint), text, ENGINEER)
+        async with self._store.transaction() as tx:
+            await tx.audit.add_checkpoint(checkpoint)
+        return checkpoint
+
+    async def _export_segments(self, after: int, upto: int) -> None:
+        # One segment per page and retention class, so memory stays bounded however far
+        # exports fell behind; every class's file for a page names the same seq range.
+        if not self._exporters:
+            return
+        cursor = after
+        while cursor < upto:
+            page = [e for e in await self._store.audit.entries(cursor, _PAGE) if e.seq <= upto]
+            if not page:
+                break
+            first, cursor = cursor + 1, page[-1].seq
+            by_class: dict[str, list[LogEntry]] = {}
+            for entry in page:
+                by_class.setdefault(entry.retention, []).append(entry)
+            for retention, entries in by_class.items():
+                name = segment_name(first, cursor, retention)
+                await export_all(self._exporters, name, segment_lines(entries), retention)

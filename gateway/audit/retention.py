@@ -1,0 +1,41 @@
+"""Enforcing retention: prune sealed records past their class's retention, purge the raw log.
+
+Only records covered by a signed checkpoint (a sealed segment, exported
+off-box) are pruned. Pruning clears a record's contents but keeps its position,
+time, class and leaf hash, so ``audit verify`` stays green.
+"""
+
+from __future__ import annotations
+
+from gateway.audit import records as audit
+from gateway.audit.records import (
+    ENGINEER,
+    ERASED_VIEWER_RETENTION,
+    RETENTION_SECONDS,
+    VIEWER,
+    AuditEvent,
+    RequestContext,
+)
+from gateway.store.base import PrunePolicy, Store
+
+DAY = 86400
+
+
+def prune_policy(now: float, sealed_upto: int) -> PrunePolicy:
+    return PrunePolicy(
+        sealed_upto=sealed_upto,
+        viewer_before=now - RETENTION_SECONDS[VIEWER],
+        engineer_before=now - RETENTION_SECONDS[ENGINEER],
+        erased_before=now - ERASED_VIEWER_RETENTION,
+    )
+
+
+async def prune(store: Store, ctx: RequestContext, now: float, raw_retention_days: int) -> dict[str, int]:
+    checkpoints = await store.audit.checkpoints()
+    sealed_upto = checkpoints[-1].tree_size if checkpoints else 0
+    async with store.transaction() as tx:
+        pruned = await tx.audit.prune(prune_policy(now, sealed_upto), now)
+        purged = await tx.audit.purge_raw(now - raw_retention_days * DAY)
+        counts = {"records_pruned": pruned, "raw_entries_purged": purged, "sealed_upto": sealed_upto}
+        await tx.audit.append([audit.change(ctx, AuditEvent.AUDIT_PRUNED, now=now, detail=counts)])
+    return counts

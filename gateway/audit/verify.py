@@ -1,0 +1,176 @@
+"""``audit verify``: walk the log and its checkpoints, and name the first bad record.
+
+Checks, in one pass in bounded memory (a page of records and an O(log n)
+Merkle frontier at a time):
+
+- positions are contiguous (a deleted record leaves a gap);
+- each record's contents hash to its stored leaf (an edit, or a record moved
+  to another position, no longer matches: positions are part of the leaf);
+- each leaf equals the copy exported off-box at its checkpoint, when present
+  (names the first record an attacker rewrote together with its hashes);
+- the tree head equals every signed checkpoint, in the database and off-box;
+- a pruned record was pruned no earlier than its retention allowed;
+- the log is not shorter than the newest checkpoint held outside the database
+  (tail truncation).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.audit.checkpoints import signature_ok
+from gateway.audit.export import checkpoint_from_json
+from gateway.audit.merkle import Frontier, leaf_hash
+from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER
+from gateway.store.base import Checkpoint, LogEntry, Store
+
+PAGE = 5000
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Report:
+    records: int = 0
+    checkpoints_checked: int = 0
+    problem: str | None = None
+    first_bad: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def fail(self, seq: int | None, problem: str) -> Report:
+        if self.problem is None:
+            self.first_bad, self.problem = seq, problem
+        return self
+
+
+def external_checkpoints(export_dir: Path | None) -> list[Checkpoint]:
+    if export_dir is None or not (export_dir / "checkpoints").is_dir():
+        return []
+    found = []
+    for path in sorted((export_dir / "checkpoints").glob("*.json")):
+        try:
+            found.append(checkpoint_from_json(json.loads(path.read_text())))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+class _ExportedLeaves:
+    """Leaf hashes from exported segments, one segment file in memory at a time."""
+
+    def __init__(self, export_dir: Path | None) -> None:
+        self._files: list[tuple[int, int, Path]] = []
+        if export_dir is not None and (export_dir / "segments").is_dir():
+            for path in (export_dir / "segments").glob("*/*.jsonl"):
+                first, _, last = path.stem.partition("-")
+                if first.isdigit() and last.isdigit():
+                    self._files.append((int(first), int(last), path))
+        self._range = (0, -1)
+        self._leaves: dict[int, bytes] = {}
+
+    def get(self, seq: int) -> bytes | None:
+        if not self._range[0] <= seq <= self._range[1]:
+            self._load(seq)
+        return self._leaves.get(seq)
+
+    def _load(self, seq: int) -> None:
+        self._leaves = {}
+        self._range = (seq, seq)
+        for first, last, path in self._files:
+            if first <= seq <= last:
+                self._range = (first, last)
+                for line in path.read_text().splitlines():
+                    item = json.loads(line)
+                    self._leaves[int(item["seq"])] = bytes.fromhex(item["leaf_hash"])
+
+
+def _pruned_too_early(entry: LogEntry) -> bool:
+    shortest = ERASED_VIEWER_RETENTION if entry.retention == VIEWER else RETENTION_SECONDS.get(entry.retention, 0)
+    return entry.pruned_at is not None and entry.pruned_at < entry.time + shortest
+
+
+def _check_entry(entry: LogEntry, expected: int, exported: _ExportedLeaves, report: Report) -> bool:
+    if entry.seq != expected:
+        what = "is missing (deleted)" if entry.seq > expected else "appears twice or out of order"
+        report.fail(expected, f"record #{expected} {what}")
+        return False
+    if entry.record is None:
+        if _pruned_too_early(entry):
+            report.fail(entry.seq, f"record #{entry.seq} was pruned before its retention ended")
+            return False
+    elif leaf_hash(entry.record.leaf_bytes(entry.seq)) != entry.leaf_hash:
+        report.fail(entry.seq, f"record #{entry.seq} was altered: its contents do not match its leaf hash")
+        return False
+    copy = exported.get(entry.seq)
+    if copy is not None and copy != entry.leaf_hash:
+        report.fail(entry.seq, f"record #{entry.seq} differs from the copy exported off-box at its checkpoint")
+        return False
+    return True
+
+
+def _signed_heads(
+    checkpoints: list[Checkpoint], keys: dict[str, Ed25519PublicKey], report: Report
+) -> dict[int, bytes] | None:
+    heads: dict[int, bytes] = {}
+    for checkpoint in checkpoints:
+        if not signature_ok(checkpoint, keys):
+            report.fail(None, f"checkpoint at size {checkpoint.tree_size} has a bad or unknown signature")
+            return None
+        known = heads.setdefault(checkpoint.tree_size, checkpoint.root)
+        if known != checkpoint.root:
+            report.fail(None, f"two signed checkpoints disagree about the tree at size {checkpoint.tree_size}")
+            return None
+    report.checkpoints_checked = len(checkpoints)
+    return heads
+
+
+async def verify_log(
+    store: Store,
+    keys: dict[str, Ed25519PublicKey],
+    export_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    report = Report()
+    outside = external_checkpoints(export_dir)
+    heads = _signed_heads([*await store.audit.checkpoints(), *outside], keys, report)
+    if heads is None:
+        return report
+    total = max([(await store.audit.frontier()).size, *heads.keys()], default=0)
+    exported = _ExportedLeaves(export_dir)
+    frontier = Frontier()
+    while page := await store.audit.entries(frontier.size, PAGE):
+        for entry in page:
+            if not _check_entry(entry, frontier.size + 1, exported, report):
+                return report
+            frontier.append(entry.leaf_hash)
+            head = heads.get(frontier.size)
+            if head is not None and head != frontier.root():
+                return report.fail(
+                    frontier.size,
+                    f"tree head after record #{frontier.size} does not match its signed checkpoint: "
+                    f"records up to #{frontier.size} were altered, inserted, reordered or deleted",
+                )
+        report.records = frontier.size
+        if progress:
+            progress(frontier.size, total)
+    newest = max(heads, default=0)
+    if newest > frontier.size:
+        where = (
+            "outside the database" if newest <= max((c.tree_size for c in outside), default=0) else "in the database"
+        )
+        return report.fail(
+            frontier.size + 1,
+            f"log truncated: records #{frontier.size + 1}..#{newest} are missing "
+            f"(the newest signed checkpoint, {where}, covers {newest})",
+        )
+    if not outside:
+        report.notes.append("no checkpoint outside the database: tail truncation cannot be detected")
+    return report

@@ -1,0 +1,93 @@
+"""Finding the key to sign or verify with, checking its state on every call.
+
+Key rows are read from the store each time, so a revocation committed by any
+process (another replica, ``gatewayctl``) applies to the very next request.
+Only unsealed secrets are cached in memory, by kid; a cached secret is never
+used without the fresh row saying the key is active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from gateway.errors import Forbidden, VerificationFailed
+from gateway.keys.material import KeyMaterial
+from gateway.keys.sealing import MasterKey
+from gateway.model import KeyAlgorithm, KeyState, SigningKey
+from gateway.store.base import Store
+
+# Keys whose public half verifies: no need to unseal the private half.
+_ASYMMETRIC = {KeyAlgorithm.ED25519, KeyAlgorithm.RSA_2048, KeyAlgorithm.ECDSA_P256}
+
+
+def seal_context(kid: str) -> bytes:
+    """AAD for a key's sealed secret: a sealed blob cannot be moved to another kid."""
+    return f"gateway-signing-key:{kid}".encode()
+
+
+def newest_active(keys: list[SigningKey], now: float) -> SigningKey | None:
+    active = [k for k in keys if k.state(now) is KeyState.ACTIVE]
+    return max(active, key=lambda k: (k.created_at, k.kid), default=None)
+
+
+@dataclass(frozen=True)
+class SigningChoice:
+    row: SigningKey
+    material: KeyMaterial
+
+
+class Keyring:
+    def __init__(self, store: Store, master_key: MasterKey) -> None:
+        self._store = store
+        self._master_key = master_key
+        self._secrets: dict[str, bytes] = {}
+
+    async def secret(self, key: SigningKey) -> bytes:
+        secret = self._secrets.get(key.kid)
+        if secret is None:
+            secret = await self._master_key.unseal(key.sealed_private, seal_context(key.kid))
+            self._secrets[key.kid] = secret
+        return secret
+
+    async def signing_key(
+        self,
+        principal_id: str,
+        now: float,
+        algorithms: Collection[KeyAlgorithm] | None = None,
+        by_external_id: bool = False,
+    ) -> SigningChoice:
+        """The principal's newest usable key: rotation means newest signs, all verify.
+
+        ``algorithms`` limits the key types (a CloudFront profile needs RSA or
+        ECDSA); ``by_external_id`` requires the key to be linked to the CDN's id
+        for it, which then goes into the URL.
+        """
+        keys = [
+            k for k in await self._store.keys.all(principal_id)
+            if (algorithms is None or k.algorithm in algorithms) and (not by_external_id or k.external_id)
+        ]  # fmt: skip
+        key = newest_active(keys, now)
+        if key is None:
+            raise Forbidden(f"principal {principal_id} has no active signing key for this CDN", code="no_active_key")
+        url_id = key.external_id if by_external_id and key.external_id else key.kid
+        return SigningChoice(key, KeyMaterial(url_id, key.algorithm, key.public_key, await self.secret(key)))
+
+    async def active_key(self, key_id: str, now: float, by_external_id: bool = False) -> SigningKey:
+        """The key a URL names, if it and its principal may still be trusted."""
+        store = self._store.keys
+        key = await (store.get_by_external_id(key_id) if by_external_id else store.get(key_id))
+        if key is None:
+            raise VerificationFailed("unknown-key")
+        state = key.state(now)
+        if state is not KeyState.ACTIVE:
+            raise VerificationFailed(f"key-{state.value}")
+        principal = await self._store.principals.get(key.principal_id)
+        if principal is None or principal.disabled:
+            raise VerificationFailed("principal-disabled")
+        return key
+
+    async def verification_material(self, key: SigningKey, url_id: str) -> KeyMaterial:
+        if key.algorithm in _ASYMMETRIC:
+            return KeyMaterial(url_id, key.algorithm, key.public_key, None)
+        return KeyMaterial(url_id, key.algorithm, None, await self.secret(key))

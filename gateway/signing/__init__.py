@@ -1,0 +1,1 @@
+"""Signed URLs: canonical paths, CDN dialects and profiles, issuing and verifying."""

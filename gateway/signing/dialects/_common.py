@@ -1,0 +1,194 @@
+"""Helpers shared by the dialect modules: encodings, query strings, claim checks, key files."""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hmac
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
+from gateway.errors import InvalidInput, VerificationFailed
+from gateway.keys.material import KeyMaterial
+from gateway.model import KeyAlgorithm
+
+
+def b64url_padded(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii")
+
+
+def b64url_nopad(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_any_decode(text: str) -> bytes:
+    """base64url with or without padding, canonical only; raises VerificationFailed('malformed').
+
+    Canonical means re-encoding gives the same text: otherwise a signature
+    with non-zero padding bits would be a second valid spelling of the URL.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise VerificationFailed("malformed") from None
+    if b64url_nopad(raw) != text.rstrip("=") or (text.endswith("=") and b64url_padded(raw) != text):
+        raise VerificationFailed("malformed")
+    return raw
+
+
+def same_text(expected: str, presented: str) -> bool:
+    """Constant-time comparison of texts; any presented bytes, even non-ASCII, simply mismatch."""
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), presented.encode("utf-8", "surrogatepass"))
+
+
+def query_pairs(url: str) -> list[tuple[str, str]]:
+    query = urlsplit(url).query
+    return [(n, v) for n, _, v in (p.partition("=") for p in query.split("&") if p)]
+
+
+def single(pairs: list[tuple[str, str]], name: str) -> str | None:
+    """The one value of ``name``; a repeated signature parameter is malformed."""
+    values = [v for n, v in pairs if n == name]
+    if len(values) > 1:
+        raise VerificationFailed("malformed")
+    return values[0] if values else None
+
+
+def required(pairs: list[tuple[str, str]], name: str) -> str:
+    value = single(pairs, name)
+    if value is None:
+        raise VerificationFailed("malformed")
+    return value
+
+
+def epoch(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 16:
+        raise VerificationFailed("malformed")
+    return int(text)
+
+
+def append_query(url: str, params: str) -> str:
+    """Append already-encoded ``params`` with '?' or '&' depending on the URL itself.
+
+    Decided on the URL being signed, never on a policy resource: a wildcard '?'
+    in a CloudFront policy must not turn '?' into '&' (botocore #3377).
+    """
+    return f"{url}{'&' if urlsplit(url).query else '?'}{params}"
+
+
+def check_window(now: float, expires: int, starts: int | None = None) -> None:
+    if now >= expires:
+        raise VerificationFailed("expired")
+    if starts is not None and now < starts:
+        raise VerificationFailed("not-yet-valid")
+
+
+def client_address(client_ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if client_ip is None:
+        raise VerificationFailed("wrong-ip")
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        raise VerificationFailed("wrong-ip") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def check_ip_in(networks: list[str], client_ip: str | None) -> None:
+    address = client_address(client_ip)
+    for text in networks:
+        try:
+            network = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise VerificationFailed("malformed") from None
+        if address.version == network.version and address in network:
+            return
+    raise VerificationFailed("wrong-ip")
+
+
+def check_ip_exact(expected: str, client_ip: str | None) -> None:
+    try:
+        wanted = ipaddress.ip_address(expected)
+    except ValueError:
+        raise VerificationFailed("malformed") from None
+    if client_address(client_ip) != wanted:
+        raise VerificationFailed("wrong-ip")
+
+
+def single_address(ip: str, dialect: str) -> str:
+    """Formats that bind one exact address refuse a network."""
+    network = ipaddress.ip_network(ip, strict=False)
+    if network.num_addresses != 1:
+        raise InvalidInput(f"{dialect} binds one exact client address, not a network ({ip})")
+    return str(network.network_address)
+
+
+def wildcard_match(pattern: str, value: str) -> bool:
+    """CloudFront/Akamai wildcards: '*' any run of characters, '?' exactly one."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def unsupported(dialect: str, what: str) -> InvalidInput:
+    return InvalidInput(f"the {dialect} format cannot restrict by {what}")
+
+
+def load_pem_key(data: bytes, key_id: str | None) -> KeyMaterial:
+    """A PEM private or public key: RSA-2048, ECDSA P-256 or Ed25519."""
+    try:
+        private = load_pem_private_key(data, None)
+    except (ValueError, TypeError):
+        private = None
+    if private is not None:
+        public = private.public_key()
+        secret = private.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+        if isinstance(private, ed25519.Ed25519PrivateKey):
+            secret = private.private_bytes_raw()
+    else:
+        try:
+            public = load_pem_public_key(data)
+        except ValueError:
+            raise InvalidInput("the key file is not a PEM private or public key") from None
+        secret = None
+    return KeyMaterial(key_id or "", _algorithm_of(public), _public_bytes(public), secret)
+
+
+def _algorithm_of(public: object) -> KeyAlgorithm:
+    if isinstance(public, rsa.RSAPublicKey) and public.key_size >= 2048:
+        return KeyAlgorithm.RSA_2048
+    if isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP256R1):
+        return KeyAlgorithm.ECDSA_P256
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return KeyAlgorithm.ED25519
+    raise InvalidInput("unsupported key: use RSA-2048 (or larger), ECDSA P-256 or Ed25519")
+
+
+def _public_bytes(public: object) -> bytes:
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    return public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def shared_secret(data: bytes, key_id: str | None) -> KeyMaterial:
+    """A plain-text shared secret (the whole file, without its trailing newline)."""
+    secret = data.rstrip(b"\r\n")
+    if not secret:
+        raise InvalidInput("the key file is empty")
+    return KeyMaterial(key_id or "", KeyAlgorithm.SHARED_SECRET, None, secret)
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    return fnmatch.fnmatchcase(path, pattern)

@@ -1,0 +1,158 @@
+"""Bunny CDN token authentication (v2.1, HMAC-SHA256).
+
+token = "HS256-" + ["1-" when IP-bound] + base64url-nopad(HMAC-SHA256(key,
+path + expires + ip_bytes + signing_data)); ``path`` is ``token_path`` when
+set; ``ip_bytes`` is the packed IPv4 address or the IPv6 /64 (low 8 bytes
+zeroed); ``signing_data`` is every query parameter, sorted, ``k=v`` joined
+with ``&`` (values raw; percent-encoded in the URL). Query form
+``/file?token=…&…&expires=…``; directory form ``/bcdn_token=…&…&expires=…/dir/file``.
+Because every parameter is signed, the gateway's key id travels as ``gw_kid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from urllib.parse import quote, unquote, urlsplit
+
+from gateway.errors import InvalidInput, VerificationFailed
+from gateway.keys.material import KeyMaterial
+from gateway.model import KeyAlgorithm
+from gateway.signing.dialects._common import b64url_nopad, check_window, epoch, same_text, shared_secret
+from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
+
+ATTRIBUTION_ARG = "gw_kid"
+_DIRECTORY_MARK = "/bcdn_token="
+
+
+def ip_bytes(ip: str) -> bytes:
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.version == 4:
+        return address.packed
+    return address.packed[:8] + bytes(8)
+
+
+def bunny_token(key: bytes, path: str, expires: int, params: dict[str, str], ip: str | None) -> str:
+    signing_data = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    packed = ip_bytes(ip) if ip else b""
+    message = path.encode() + str(expires).encode() + packed + signing_data.encode()
+    flags = "1-" if ip else ""
+    return "HS256-" + flags + b64url_nopad(hmac.new(key, message, hashlib.sha256).digest())
+
+
+def _url_data(params: dict[str, str]) -> str:
+    return "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(params.items()))
+
+
+class BunnyDialect:
+    name = "bunny"
+    capabilities = Capabilities(
+        key_types=(KeyAlgorithm.SHARED_SECRET,),
+        ip="IPv4 or IPv6 /64",
+        prefix="token_path / directory token",
+        attribution_field="gw_kid query parameter (all parameters are signed)",
+        revocation="one key per pull zone: replace it (old URLs stop at once); "
+        "the gateway's verifier refuses the principal's gw_kid at once",
+    )
+
+    def describe(self) -> str:
+        return "Bunny CDN token authentication v2.1: HMAC-SHA256; expires, IP, token_path, directory tokens"
+
+    def load_key(self, data: bytes, key_id: str | None) -> KeyMaterial:
+        """The pull zone's Token Authentication Key, as plain text."""
+        return shared_secret(data, key_id)
+
+    def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
+        if request.starts is not None:
+            raise InvalidInput("the Bunny format cannot restrict by start time")
+        parts = urlsplit(request.url)
+        params = _own_params(parts.query)
+        if request.attribution:
+            params[ATTRIBUTION_ARG] = request.attribution
+        for name in ("token_countries", "token_countries_blocked", "limit"):
+            if name in request.options:
+                params[name] = request.options[name]
+        directory = request.options.get("directory") == "true"
+        if request.prefix and not directory:
+            params["token_path"] = request.prefix
+        path = params.get("token_path", (request.prefix if directory else None) or parts.path)
+        token = bunny_token(key.require_secret(), path, request.expires, params, request.ip)
+        tail = f"&{_url_data(params)}" if params else ""
+        base = f"{parts.scheme}://{parts.netloc}"
+        if directory:
+            return Signed(url=f"{base}/bcdn_token={token}{tail}&expires={request.expires}{parts.path}")
+        return Signed(url=f"{base}{parts.path}?token={token}{tail}&expires={request.expires}")
+
+    def presented_key_id(self, redemption: Redemption) -> str | None:
+        return None
+
+    def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
+        path, token, params, expires, directory = _parse(redemption.url)
+        if "token_path" in params and not path.startswith(params["token_path"]):
+            raise VerificationFailed("outside-prefix")
+        ip_bound = _ip_bound(token)
+        ip = redemption.client_ip if ip_bound else None
+        if ip_bound and not ip:
+            raise VerificationFailed("wrong-ip")
+        candidates = [params["token_path"]] if "token_path" in params else _scopes(path, directory)
+        try:
+            expected = [bunny_token(key.require_secret(), p, expires, params, ip) for p in candidates]
+        except ValueError:
+            raise VerificationFailed("wrong-ip") from None
+        if not any(same_text(e, token) for e in expected):
+            raise VerificationFailed("bad-signature-or-wrong-ip" if ip else "bad-signature")
+        check_window(redemption.now, expires)
+        return Verified(key_id=None, expires=expires, attribution=params.get(ATTRIBUTION_ARG))
+
+
+_DIGEST_CHARS = 43  # unpadded base64url of a SHA-256 MAC
+
+
+def _ip_bound(token: str) -> bool:
+    """The "1-" flag, told apart by length from a digest that merely starts with "1-"."""
+    body = token.removeprefix("HS256-")
+    if len(body) == _DIGEST_CHARS:
+        return False
+    if len(body) == _DIGEST_CHARS + 2 and body.startswith("1-"):
+        return True
+    raise VerificationFailed("malformed")
+
+
+def _own_params(query: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for part in (p for p in query.split("&") if p):
+        name, _, value = part.partition("=")
+        name, value = unquote(name.replace("+", " ")), unquote(value.replace("+", " "))
+        if name in params:
+            raise InvalidInput(f"Bunny tokens cannot carry the repeated parameter {name!r}")
+        params[name] = value
+    return params
+
+
+def _scopes(path: str, directory: bool) -> list[str]:
+    """A directory token signs a directory: the path's own directories, deepest first."""
+    if not directory:
+        return [path]
+    segments = path.split("/")
+    return [path] + ["/".join(segments[:end]) + "/" for end in range(len(segments) - 1, 0, -1)]
+
+
+def _parse(url: str) -> tuple[str, str, dict[str, str], int, bool]:
+    parts = urlsplit(url)
+    directory = parts.path.startswith(_DIRECTORY_MARK)
+    if directory:
+        head, slash, rest = parts.path[len(_DIRECTORY_MARK) :].partition("/")
+        query, path = f"token={head}", slash + rest
+    else:
+        query, path = parts.query, parts.path
+    try:
+        params = _own_params(query)
+    except InvalidInput:
+        raise VerificationFailed("malformed") from None
+    token, expires = params.pop("token", None), params.pop("expires", None)
+    if not token or not expires:
+        raise VerificationFailed("malformed")
+    return path, token, params, epoch(expires), directory

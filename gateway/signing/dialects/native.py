@@ -1,0 +1,210 @@
+"""The gateway's own signed-URL format (``native``, version GW1).
+
+Query parameters appended to the URL: ``gw_exp``, optional ``gw_nbf``,
+``gw_ip`` and ``gw_pfx``, then ``gw_kid`` and ``gw_sig``. The signature covers
+the canonical string specified in docs/native-format.md; the algorithm comes
+from the key, never from the URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from gateway.errors import InvalidInput, VerificationFailed
+from gateway.keys.material import KeyMaterial, b64url, b64url_decode
+from gateway.model import KeyAlgorithm
+from gateway.netaddr import parse_network
+from gateway.signing.dialects._common import b64url_any_decode, load_pem_key
+from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
+from gateway.signing.paths import canonical_path, canonical_prefix, canonical_query, split_query
+
+VERSION = "GW1"
+_PARAMS = ("gw_exp", "gw_nbf", "gw_ip", "gw_pfx", "gw_kid", "gw_sig")
+_REQUIRED = ("gw_exp", "gw_kid", "gw_sig")
+_MAX_INT = 2**53
+
+
+@dataclass(frozen=True)
+class NativeToken:
+    path: str
+    query: list[tuple[str, str]]
+    params: dict[str, str]
+
+
+def string_to_sign(
+    *,
+    algorithm: str,
+    kid: str,
+    expires: int,
+    starts: int | None,
+    ip: str | None,
+    scope: str,
+    query: str,
+) -> bytes:
+    fields = [VERSION, algorithm, kid, str(expires), _opt(starts), ip or "", scope, query]
+    return "\n".join(fields).encode("ascii")
+
+
+def _opt(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _scope(path: str, prefix: str | None) -> str:
+    return f"prefix:{prefix}" if prefix is not None else f"path:{path}"
+
+
+class NativeDialect:
+    name = "native"
+    capabilities = Capabilities(
+        key_types=(KeyAlgorithm.ED25519, KeyAlgorithm.HMAC_SHA256),
+        starts=True,
+        ip="IPv4/IPv6 CIDR",
+        prefix="path prefix (gw_pfx)",
+        key_id_field="gw_kid",
+        revocation="instant: the gateway's verifier checks the key on every request",
+    )
+
+    def describe(self) -> str:
+        return "gateway native GW1: Ed25519 or HMAC-SHA256; expiry, start, IP/CIDR, path prefix"
+
+    def load_key(self, data: bytes, key_id: str | None) -> KeyMaterial:
+        """Ed25519 as PEM (private or public); HMAC-SHA256 as the base64url secret."""
+        if not key_id:
+            raise InvalidInput("the native format needs --key-id (the gw_kid)")
+        if data.lstrip().startswith(b"-----BEGIN"):
+            loaded = load_pem_key(data, key_id)
+            if loaded.algorithm is not KeyAlgorithm.ED25519:
+                raise InvalidInput("native PEM keys are Ed25519")
+            return loaded
+        try:
+            secret = b64url_any_decode(data.strip().decode("ascii"))
+        except (VerificationFailed, UnicodeDecodeError):
+            raise InvalidInput("an HMAC key file holds the base64url secret") from None
+        return KeyMaterial(key_id, KeyAlgorithm.HMAC_SHA256, None, secret)
+
+    def presented_key_id(self, redemption: Redemption) -> str | None:
+        return self._parse(redemption.url).params["gw_kid"]
+
+    def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
+        parts = urlsplit(request.url)
+        path = canonical_path(parts.path or "/")
+        pairs = split_query(parts.query)
+        if any(name.startswith("gw_") for name, _ in pairs):
+            raise InvalidInput("the URL already carries gw_ parameters")
+        prefix = canonical_prefix(request.prefix) if request.prefix is not None else None
+        if prefix is not None and not path.startswith(prefix):
+            raise InvalidInput("the URL does not lie under the requested prefix")
+        ip = str(parse_network(request.ip)) if request.ip else None
+        message = string_to_sign(
+            algorithm=key.algorithm.value,
+            kid=key.kid,
+            expires=request.expires,
+            starts=request.starts,
+            ip=ip,
+            scope=_scope(path, prefix),
+            query="" if prefix is not None else canonical_query(pairs),
+        )
+        params = [("gw_exp", str(request.expires))]
+        params += [("gw_nbf", str(request.starts))] if request.starts is not None else []
+        params += [("gw_ip", ip)] if ip else []
+        params += [("gw_pfx", prefix)] if prefix is not None else []
+        params += [("gw_kid", key.kid), ("gw_sig", b64url(key.sign(message)))]
+        query = "&".join([p for p in parts.query.split("&") if p] + [f"{n}={v}" for n, v in params])
+        base = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+        return Signed(f"{base}{parts.path or '/'}?{query}")
+
+    def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
+        token = self._parse(redemption.url)
+        params = token.params
+        expires = _int_param(params, "gw_exp")
+        starts = _int_param(params, "gw_nbf") if "gw_nbf" in params else None
+        prefix = _canonical_or_fail(canonical_prefix, params["gw_pfx"]) if "gw_pfx" in params else None
+        ip = params.get("gw_ip")
+        message = string_to_sign(
+            algorithm=key.algorithm.value,
+            kid=params["gw_kid"],
+            expires=expires,
+            starts=starts,
+            ip=ip,
+            scope=_scope(token.path, prefix),
+            query="" if prefix is not None else canonical_query(token.query),
+        )
+        signature = _signature(params["gw_sig"])
+        if params["gw_kid"] != key.kid or not key.verify(message, signature):
+            raise VerificationFailed("bad-signature")
+        _check_claims(token.path, prefix, expires, starts, ip, redemption)
+        return Verified(key_id=key.kid, expires=expires)
+
+    def _parse(self, url: str) -> NativeToken:
+        parts = urlsplit(url)
+        path = _canonical_or_fail(canonical_path, parts.path or "/")
+        params: dict[str, str] = {}
+        others: list[tuple[str, str]] = []
+        for name, value in split_query(parts.query):
+            if not name.startswith("gw_"):
+                others.append((name, value))
+                continue
+            if name not in _PARAMS or name in params:
+                raise VerificationFailed("malformed")
+            params[name] = unquote(value)
+        if any(name not in params for name in _REQUIRED):
+            raise VerificationFailed("malformed")
+        return NativeToken(path=path, query=others, params=params)
+
+
+def _canonical_or_fail(canonicalise: Callable[[str], str], value: str) -> str:
+    try:
+        return canonicalise(value)
+    except InvalidInput:
+        raise VerificationFailed("malformed") from None
+
+
+def _int_param(params: dict[str, str], name: str) -> int:
+    value = params[name]
+    if not value.isascii() or not value.isdigit() or len(value) > 16:
+        raise VerificationFailed("malformed")
+    number = int(value)
+    if number >= _MAX_INT:
+        raise VerificationFailed("malformed")
+    return number
+
+
+def _signature(text: str) -> bytes:
+    try:
+        return b64url_decode(text)
+    except ValueError:
+        raise VerificationFailed("bad-signature") from None
+
+
+def _check_claims(
+    path: str,
+    prefix: str | None,
+    expires: int,
+    starts: int | None,
+    ip: str | None,
+    redemption: Redemption,
+) -> None:
+    if redemption.now >= expires:
+        raise VerificationFailed("expired")
+    if starts is not None and redemption.now < starts:
+        raise VerificationFailed("not-yet-valid")
+    if prefix is not None and not path.startswith(prefix):
+        raise VerificationFailed("outside-prefix")
+    if ip is not None and not _ip_matches(ip, redemption.client_ip):
+        raise VerificationFailed("wrong-ip")
+
+
+def _ip_matches(network_text: str, client_ip: str | None) -> bool:
+    if client_ip is None:
+        return False
+    try:
+        network = ipaddress.ip_network(network_text, strict=True)
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.version == network.version and address in network

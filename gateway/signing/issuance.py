@@ -1,0 +1,211 @@
+"""Issuing signed URLs: authorise, sign, log durably, and only then return.
+
+One call handles one or many items for one viewer. Every item, allowed or
+refused, yields exactly one audit record; all of a call's records commit in
+one transaction (shared with concurrent calls: group commit). If that commit
+fails no URL leaves this module (503). A viewer whose data was erased gets
+no URLs: issuing would start a new record of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from gateway.access.authz import decide
+from gateway.audit import records as audit
+from gateway.audit.log import AuditBatcher, AuditLog, Pending
+from gateway.audit.records import ENGINEER, VIEWER, AuditRecord, RequestContext
+from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound
+from gateway.keys.keyring import Keyring
+from gateway.model import Grant, MediaItem, Principal, PrincipalKind, Rendition, Viewer
+from gateway.netaddr import parse_network
+from gateway.signing.dialects.base import SignRequest
+from gateway.signing.paths import canonical_path
+from gateway.signing.profiles import NATIVE, Profile, Profiles
+from gateway.store.base import RawEntry, Store
+
+
+@dataclass(frozen=True)
+class SignItem:
+    media_id: str
+    rendition: Rendition
+    ttl: int | None = None
+    client_ip: str | None = None
+    prefix: bool = False
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    url: str
+    expires: int
+    kid: str
+    issuance_id: str
+    profile: str
+    cookies: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item: SignItem
+    issued: Issued | None = None
+    error: GatewayError | None = None
+
+
+@dataclass(frozen=True)
+class IssuancePolicy:
+    default_ttl: int
+    max_ttl: int
+
+
+_TOUCH_EVERY = 60.0
+
+
+def _directory_of(path: str) -> str:
+    return path.rsplit("/", 1)[0] + "/"
+
+
+class Issuer:
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        profiles: Profiles,
+        policy: IssuancePolicy,
+        audit_log: AuditLog,
+        batcher: AuditBatcher,
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._profiles = profiles
+        self._policy = policy
+        self._audit_log = audit_log
+        self._batcher = batcher
+        self._touched: dict[str, float] = {}
+
+    async def issue(
+        self,
+        principal: Principal,
+        viewer: Viewer | None,
+        items: list[SignItem],
+        ctx: RequestContext,
+        now: float,
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        records: list[AuditRecord] = []
+        raw: list[RawEntry] = []
+        erased = viewer is not None and await self._audit_log.is_erased(viewer.subject)
+        for item in items:
+            item_ctx = replace(ctx, client_ip=item.client_ip) if item.client_ip else ctx
+            outcome, record = await self._one(principal, viewer, item, item_ctx, now, erased)
+            outcomes.append(outcome)
+            records.append(record)
+            raw.append(
+                RawEntry(now, record.event.value, ctx.request_id, record.kid, item_ctx.client_ip, ctx.user_agent)
+            )
+        touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
+        await self._batcher.submit(Pending(records, now, raw, touches))
+        self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
+        return outcomes
+
+    def _due_touches(self, kids: set[str], now: float) -> list[str]:
+        """Keys whose last_used is older than a minute: kept to the minute, not written per request."""
+        return [kid for kid in sorted(kids) if now - self._touched.get(kid, float("-inf")) >= _TOUCH_EVERY]
+
+    async def _one(
+        self,
+        principal: Principal,
+        viewer: Viewer | None,
+        item: SignItem,
+        ctx: RequestContext,
+        now: float,
+        erased: bool,
+    ) -> tuple[Outcome, AuditRecord]:
+        subject = viewer.subject if viewer else None
+        retention = ENGINEER if principal.kind is PrincipalKind.ENGINEER else VIEWER
+        try:
+            if erased:
+                raise Forbidden("this viewer's data has been erased", reason="subject-erased")
+            profile = self._profiles.get(item.profile)
+            ttl = self._ttl(item)
+            media = await self._media(item.media_id)
+            path = self._path(media, item.rendition)
+            reason, grant_id = await self._authorise(principal, viewer, media, item, now)
+            issued = await self._sign(principal, profile, path, item, ttl, now)
+        except (Forbidden, NotFound, InvalidInput) as error:
+            record = audit.denied(
+                ctx, now=now, media_id=item.media_id, rendition=item.rendition.value,
+                subject=subject, reason=error.reason, retention=retention,
+            )  # fmt: skip
+            return Outcome(item, error=error), record
+        detail = {"issuance_id": issued.issuance_id, "profile": profile.name, "dialect": profile.dialect.name}
+        if grant_id:
+            detail["grant_id"] = grant_id
+        record = audit.issued(
+            ctx, now=now, kid=issued.kid, media_id=item.media_id, rendition=item.rendition.value,
+            subject=subject, url=issued.url, expires_at=issued.expires, reason=reason, detail=detail,
+            retention=retention,
+        )  # fmt: skip
+        return Outcome(item, issued=issued), record
+
+    async def _sign(
+        self, principal: Principal, profile: Profile, path: str, item: SignItem, ttl: int, now: float
+    ) -> Issued:
+        """Keyed formats sign with the principal's own key; shared-secret ones name it in a signed field."""
+        capabilities = profile.dialect.capabilities
+        by_external = profile.keyed and profile.name != NATIVE
+        algorithms = capabilities.key_types if profile.keyed else None
+        choice = await self._keyring.signing_key(principal.id, now, algorithms, by_external)
+        key = choice.material if profile.keyed else profile.secret
+        if key is None:
+            raise InvalidInput(f"profile {profile.name} has no signing secret")
+        expires = int(now) + ttl
+        request = SignRequest(
+            url=profile.base_url + path,
+            expires=expires,
+            ip=item.client_ip,
+            prefix=_directory_of(path) if item.prefix else None,
+            attribution=None if profile.keyed else choice.row.kid,
+            issued_at=int(now),
+            options=profile.options,
+        )
+        signed = profile.dialect.sign(request, key)
+        return Issued(signed.url, expires, choice.row.kid, _issuance_id(), profile.name, signed.cookies)
+
+    def _ttl(self, item: SignItem) -> int:
+        ttl = self._policy.default_ttl if item.ttl is None else item.ttl
+        if not 1 <= ttl <= self._policy.max_ttl:
+            raise InvalidInput(f"ttl must be from 1 to {self._policy.max_ttl} seconds")
+        if item.client_ip:
+            parse_network(item.client_ip)
+        return ttl
+
+    async def _media(self, media_id: str) -> MediaItem:
+        media = await self._store.media.get(media_id)
+        if media is None or media.deleted:
+            raise NotFound(f"no media item {media_id!r}")
+        return media
+
+    @staticmethod
+    def _path(media: MediaItem, rendition: Rendition) -> str:
+        path = media.paths.get(rendition)
+        if path is None:
+            raise NotFound(f"media item {media.id!r} has no {rendition.value} rendition")
+        return canonical_path(path)
+
+    async def _authorise(
+        self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, now: float
+    ) -> tuple[str, str | None]:
+        grants: list[Grant] = []
+        if principal.kind is PrincipalKind.ENGINEER:
+            grants = await self._store.grants.for_media(principal.id, media.id)
+        decision = decide(principal, viewer, media, item.rendition, grants, now)
+        if not decision.allowed:
+            raise Forbidden(f"not permitted: {decision.reason}", reason=decision.reason)
+        return decision.reason, decision.grant.id if decision.grant else None
+
+
+def _issuance_id() -> str:
+    return "gwi_" + secrets.token_hex(12)
