@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from gateway.config import load_config
 from gateway.keys.material import KeyMaterial
+from gateway.model import KeyAlgorithm, Permission, Visibility
+from gateway.services import open_services
 from gateway.signing.dialects import default_registry
 from gateway.signing.dialects.base import Dialect
+from tests.support import ADMIN, Clock, World
 
 VECTORS = Path(__file__).parent / "vectors"
 _EC_PEM = ec.generate_private_key(ec.SECP256R1()).private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
@@ -52,9 +57,108 @@ def setups() -> list[Setup]:
               _load("media-cdn", b"g_SlMILiIWKqsC6Z2L7gy0sReDOqtSrJrE7CXNr5Nl8=", "hmac")),
         Setup("akamai", registry.get("akamai"), _load("akamai", b"eee7e9157f81b2f6d471bf2c", None)),
         Setup("nginx", registry.get("nginx"), _load("nginx", b"s3cr3t", None),
-              options={"expression": "$secure_link_expires$uri$remote_addr$arg_gw_kid $secret"}, needs_ip=True),
+              needs_ip=True),  # the default expression
         Setup("wowza", registry.get("wowza"), _load("wowza", b"mySharedSecret", None)),
         Setup("nimble", registry.get("nimble"), _load("nimble", b"defaultpassword", None), needs_ip=True,
               sign_prefix=True),
         Setup("bunny", registry.get("bunny"), _load("bunny", b"SecurityKey", None)),
+        Setup("bunny-directory", registry.get("bunny"), _load("bunny", b"SecurityKey", None),
+              options={"directory": "true"}),
     ]  # fmt: skip
+
+
+# --- A deployment with every dialect as a profile (live-app and real-nginx security tests) -------
+
+DEPLOYMENT_PROFILES = """
+[profiles.cf]
+dialect = "cloudfront"
+base_url = "https://d111111abcdef8.cloudfront.net"
+options = { hash_algorithm = "SHA256" }
+
+[profiles.gcdn]
+dialect = "google-cdn"
+base_url = "https://gcdn.example.com"
+
+[profiles.mcdn]
+dialect = "media-cdn"
+base_url = "https://mcdn.example.com"
+secret_file = "keys/profiles/mcdn.key"
+
+[profiles.akamai]
+dialect = "akamai"
+base_url = "https://media.example.com"
+secret_file = "keys/profiles/akamai.hex"
+
+[profiles.bunny]
+dialect = "bunny"
+base_url = "https://zone.b-cdn.net"
+secret_file = "keys/profiles/bunny.key"
+
+[profiles.bunnydir]
+dialect = "bunny"
+base_url = "https://zone.b-cdn.net"
+secret_file = "keys/profiles/bunny.key"
+options = { directory = "true" }
+
+[profiles.wowza]
+dialect = "wowza"
+base_url = "https://wowza.example.com"
+secret_file = "keys/profiles/wowza.key"
+
+[profiles.nginx]
+dialect = "nginx"
+base_url = "https://nginx.example.com"
+secret_file = "keys/profiles/nginx.key"
+
+[profiles.nimble]
+dialect = "nimble"
+base_url = "https://live.example.com"
+secret_file = "keys/profiles/nimble.key"
+unattributable = true
+"""
+DEPLOYED = ("native", "cf", "gcdn", "mcdn", "akamai", "bunny", "bunnydir", "wowza", "nginx", "nimble")
+# The profiles that sign a prefix (HLS/DASH) token.
+PREFIX_PROFILES = ("native", "cf", "gcdn", "mcdn", "akamai", "bunny", "bunnydir", "wowza")
+_SECRETS = {
+    "mcdn.key": "DJUcnLguVFKmVCFnWGubG1MZg7fWAnxacMjKDhVZMGI=\n",
+    "akamai.hex": "eee7e9157f81b2f6d471bf2c\n",
+    "bunny.key": "SecurityKey\n",
+    "wowza.key": "mySharedSecret\n",
+    "nginx.key": "s3cr3t\n",
+    "nimble.key": "defaultpassword\n",
+}
+
+
+def install_profiles(data_dir: Path, verify: tuple[str, ...] = DEPLOYED, extra: str = "") -> None:
+    """Write every dialect's profile (and secret) into an initialised data directory."""
+    (data_dir / "keys" / "profiles").mkdir(exist_ok=True)
+    for name, text in _SECRETS.items():
+        (data_dir / "keys" / "profiles" / name).write_text(text)
+    listed = ", ".join(f'"{name}"' for name in verify)
+    with (data_dir / "gateway.toml").open("a") as config:
+        config.write(DEPLOYMENT_PROFILES + extra + f"\n[verify]\nprofiles = [{listed}]\n")
+
+
+MEDIA_PATH = "/v/a/master.m3u8"  # item "a" (unlisted); item "other" is private to alice
+
+
+async def open_deployment(data_dir: Path, clock: Clock, verify: tuple[str, ...] = DEPLOYED) -> World:
+    """Every profile configured, a signing principal 'web' with a key for each keyed CDN, two media items.
+
+    The caller closes ``world.services``.
+    """
+    install_profiles(data_dir, verify)
+    services = await open_services(load_config(data_dir, environ={}), clock=clock)
+    world = World(services, clock)
+    await world.principal("web", Permission.SIGN, Permission.SIGN_ON_BEHALF, Permission.MEDIA_WRITE)
+    admin = services.admin
+    await admin.create_key(ADMIN, "web", KeyAlgorithm.RSA_2048, clock(), external_id="K2JCJMDEHXQW5F")
+    await admin.create_key(ADMIN, "web", KeyAlgorithm.HMAC_SHA1, clock(), external_id="my-key")
+    await world.media("a", visibility=Visibility.UNLISTED)
+    await world.media("other", owner="alice", visibility=Visibility.PRIVATE)
+    return world
+
+
+def origin_form(url: str) -> str:
+    """What nginx sends as $request_uri: the URL without scheme and host."""
+    return re.sub(r"^[a-z]+://[^/]*", "", url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
@@ -31,8 +32,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_nginx(workdir: Path, server_block: str) -> Iterator[str]:
-    """Start nginx in the foreground with ``server_block`` on a free loopback port; yield its base URL."""
+def running_nginx(workdir: Path, server_block: str, http_block: str = "") -> Iterator[str]:
+    """Start nginx in the foreground with ``server_block`` on a free loopback port; yield its base URL.
+
+    ``http_block`` goes into the http { } block (an upstream, a map).
+    """
     binary = nginx_binary()
     port = free_port()
     for name in ("logs", "tmp"):
@@ -55,6 +59,7 @@ http {{
     fastcgi_temp_path {workdir}/tmp/fastcgi;
     uwsgi_temp_path {workdir}/tmp/uwsgi;
     scgi_temp_path {workdir}/tmp/scgi;
+{http_block}
     server {{
         listen 127.0.0.1:{port};
 {server_block}
@@ -84,6 +89,21 @@ def _wait(base: str, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("nginx did not start")
+
+
+def raw_get(base: str, target: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``target`` exactly as written (no client-side normalisation of dot segments or escapes)."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 def status_of(url: str, headers: dict[str, str] | None = None) -> int:

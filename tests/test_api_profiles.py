@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,6 +36,10 @@ secret_file = "keys/profiles/bunny.key"
 dialect = "nimble"
 base_url = "https://live.example.com"
 secret_file = "keys/profiles/nimble.key"
+unattributable = true
+
+[verify]
+profiles = ["native", "cf", "akamai", "bunny", "nimble"]
 """
 
 
@@ -112,13 +117,15 @@ async def test_shared_secret_formats_carry_and_enforce_the_principals_kid(
 
 
 async def test_a_format_that_cannot_name_the_principal_is_refused_by_the_verifier(
-    cdn: tuple[World, TestClient],
+    cdn: tuple[World, TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     world, client = cdn
     response = await _sign(client, world, profile="nimble", client_ip="203.0.113.9")
     assert response.status == 200
     url = (await response.json())["url"]
-    assert await _verify(client, url, "nimble", **{"X-Forwarded-For": "203.0.113.9"}) == 403
+    with caplog.at_level(logging.INFO, logger="gateway.verify"):
+        assert await _verify(client, url, "nimble", **{"X-Forwarded-For": "203.0.113.9"}) == 403
+    assert caplog.records[-1].getMessage().endswith(": unattributable")
 
 
 async def test_format_limits_are_clear_400s(cdn: tuple[World, TestClient]) -> None:
@@ -147,6 +154,11 @@ async def test_format_limits_are_clear_400s(cdn: tuple[World, TestClient]) -> No
         ),
         ('[profiles.x]\ndialect = "akamai"\nbase_url = "https://a"\ncolour = 1\n', "colour"),
         ('[signing]\nprofile = "cf"\n', "no profile named"),
+        ('[verify]\nprofiles = ["native", "cf"]\n', "verify.profiles: no profile named 'cf'"),
+        (
+            '[profiles.x]\ndialect = "akamai"\nbase_url = "https://a"\nsecret_file = "k"\nunattributable = "yes"\n',
+            "profiles.x.unattributable must be true or false",
+        ),
     ],
 )
 async def test_bad_profiles_stop_start_up_naming_the_setting(initialised: Path, extra: str, message: str) -> None:
@@ -158,3 +170,18 @@ async def test_bad_profiles_stop_start_up_naming_the_setting(initialised: Path, 
         config.write_text(text + extra)
     with pytest.raises(ConfigError, match=message):
         await open_services(load_config(initialised, environ={}))
+
+
+async def test_link_revocation_reaches_every_format_that_signs_its_issue_time(cdn: tuple[World, TestClient]) -> None:
+    """CloudFront (DateGreaterThan) and Akamai (st) carry a signed start = issue time: refused once the item's
+    links are revoked. Bunny signs none: only its expiry bounds it (docs/dialects.md, "Link revocation")."""
+    world, client = cdn
+    key = await world.services.admin.create_key(ADMIN, "web", KeyAlgorithm.RSA_2048, world.clock())
+    await world.services.admin.link_key(ADMIN, key.kid, "K2JCJMDEHXQW5F", world.clock())
+    urls = {profile: (await (await _sign(client, world, profile=profile)).json())["url"]
+            for profile in ("cf", "akamai", "bunny")}  # fmt: skip
+    assert "Policy=" in urls["cf"] and "st=" in urls["akamai"]
+    assert {p: await _verify(client, u, p) for p, u in urls.items()} == {"cf": 200, "akamai": 200, "bunny": 200}
+    world.clock.advance(2)
+    await world.services.admin.revoke_links(ADMIN, "m1", "leaked", world.clock())
+    assert {p: await _verify(client, u, p) for p, u in urls.items()} == {"cf": 403, "akamai": 403, "bunny": 200}

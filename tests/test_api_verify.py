@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.config import Config
 from gateway.model import Permission
-from tests.support import ADMIN, World
+from gateway.signing.dialects.base import SignRequest
+from gateway.web.app import create_app
+from tests.support import ADMIN, Clock, World
 
 
 @pytest.fixture
@@ -68,7 +74,11 @@ async def test_revocation_applies_to_the_next_request(client: TestClient, signed
 
 
 async def test_revocation_by_another_connection_is_seen(client: TestClient, signed: tuple[World, str]) -> None:
-    """A revocation committed elsewhere (gatewayctl, another replica) applies without restart."""
+    """A revocation committed elsewhere (gatewayctl, another replica) applies without restart, at the server's
+    next poll of the change feed (every 5 ms on SQLite)."""
+    import asyncio
+    import time
+
     from gateway.services import open_services
 
     world, uri = signed
@@ -80,7 +90,10 @@ async def test_revocation_by_another_connection_is_seen(client: TestClient, sign
         await other.admin.revoke_key(ADMIN, kid, "compromised", world.clock())
     finally:
         await other.close()
-    assert await _verify(client, uri) == 403
+    revoked = time.monotonic()
+    while await _verify(client, uri) != 403:
+        assert time.monotonic() - revoked < 0.5, "the revocation did not reach the server within 0.5 s"
+        await asyncio.sleep(0.001)
 
 
 async def test_disabled_principal_urls_stop_verifying(client: TestClient, signed: tuple[World, str]) -> None:
@@ -131,3 +144,59 @@ async def test_verify_fails_closed_when_the_redemption_cannot_be_logged(
     conn.close()
     response = await client.get("/v1/verify", headers={"X-Original-URI": uri, "X-Forwarded-For": "192.0.2.1"})
     assert response.status == 503
+
+
+async def _reason(client: TestClient, caplog: pytest.LogCaptureFixture, uri: str) -> tuple[int, str]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gateway.verify"):
+        response = await client.get("/v1/verify", headers={"X-Original-URI": uri})
+    denials = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name == "gateway.verify"]
+    return response.status, denials[-1] if denials else ""
+
+
+async def test_an_absolute_uri_is_verified_on_the_profiles_own_host(
+    config: Config, clock: Clock, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The host of an absolute-form X-Original-URI is the client's text: only its path and query count.
+
+    Cloud CDN signs the host, and one key may serve several hosts: a URL signed for another
+    property must not verify here because the client wrote that host into the request line.
+    """
+    from tests.dialect_fixtures import open_deployment, origin_form
+    from tests.security.test_path_escape import prefix_token, verify
+
+    world = await open_deployment(config.data_dir, clock)
+    try:
+        client = await aiohttp_client(create_app(world.services, close_services=False))
+        url = (await prefix_token(client, world, "gcdn", scope="path"))["url"]
+        assert url.startswith("https://gcdn.example.com/")
+        assert await verify(client, caplog, url, "gcdn") == (200, "")
+        assert await verify(client, caplog, origin_form(url), "gcdn") == (200, "")
+        google = world.services.profiles.get("gcdn").dialect
+        [key] = [k for k in await world.services.store.keys.all("web") if k.external_id == "my-key"]
+        material = await world.services.keyring.verification_material(key, "my-key")
+        other = SignRequest("https://other-property.example/v/a/master.m3u8", int(clock()) + 300)
+        elsewhere = google.sign(other, material).url
+        assert await verify(client, caplog, elsewhere, "gcdn") == (403, "bad-signature")
+    finally:
+        await world.services.close()
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("http://[::1/v/m1/master.m3u8?gw_exp=1", "malformed"),  # unterminated IPv6 host: the host is dropped
+        ("http://[::1]x/v/m1/master.m3u8?gw_exp=1", "malformed"),
+        ("/v/m1/master.m3u8?gw_exp=1&x=[", "malformed"),
+        ("/v/m1/m\u00e4ster.m3u8?gw_exp=1", "malformed"),  # non-ASCII
+        ("/v/m1/master.m3u8?x=\u00e4", "malformed"),
+        ("garbage", "non-canonical-path"),
+        ("https://cdn.example.com", "non-canonical-path"),
+        ("//evil.example/v/m1/master.m3u8", "non-canonical-path"),
+        ("/v/m1/master.m3u8#/../../m2/x", "non-canonical-path"),
+    ],
+)
+async def test_a_malformed_original_uri_is_a_clean_deny(
+    client: TestClient, signed: tuple[World, str], caplog: pytest.LogCaptureFixture, uri: str, reason: str
+) -> None:
+    assert await _reason(client, caplog, uri) == (403, reason)

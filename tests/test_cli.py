@@ -213,7 +213,8 @@ def test_offline_nginx_verify_names_ip_problems(
 ) -> None:
     (tmp_path / "secret").write_text("secret\n")
     url = "http://localhost/s/link?md5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647"
-    argv = ["verify", "--dialect", "nginx", "--key-file", str(tmp_path / "secret"), "--url", url]
+    argv = ["verify", "--dialect", "nginx", "--key-file", str(tmp_path / "secret"), "--url", url,
+            "--option", "expression=$secure_link_expires$uri$remote_addr $secret"]  # fmt: skip  # nginx's example
     got, out = offline(capsys, *argv, *(["--ip", ip] if ip else []))
     assert got == code and text in out
 
@@ -226,6 +227,43 @@ def test_offline_cookies_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == 0 and out.startswith("Set-Cookie: Cloud-CDN-Cookie=URLPrefix=aHR0cDovL3d3dy5leGFtcGxlLmNvbS9mb28v")
     code, out = offline(capsys, *argv, "--json")
     assert json.loads(out)["cookies"]["Cloud-CDN-Cookie"].endswith("Signature=Z9uYAu73YHioRScZDxnP-TnS274=")
+
+
+NGINX_EXAMPLE = ["--option", "expression=$secure_link_expires$uri$remote_addr $secret", "--ip", "127.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/s/%6Cink", "/s/x/../link", "/s//link", "/s/%6cink"],
+    ids=["escaped-unreserved", "dot-segment", "empty-segment", "lower-case-escape"],
+)
+def test_offline_verify_refuses_a_non_canonical_path_as_the_gateway_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    """nginx hashes the decoded $uri, so '/s/%6Cink' hashes as '/s/link': the dialect alone would say valid."""
+    (tmp_path / "secret").write_text("secret\n")
+    url = f"http://localhost{path}?md5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647"
+    argv = ["verify", "--dialect", "nginx", "--key-file", str(tmp_path / "secret"), *NGINX_EXAMPLE, "--now", "1"]
+    assert offline(capsys, *argv, "--url", url.replace(path, "/s/link"))[0] == 0
+    code, out = offline(capsys, *argv, "--url", url, "--json")
+    assert (code, json.loads(out)["reason"]) == (1, "non-canonical-path")
+    code, out = offline(capsys, *argv, "--url", url)
+    assert code == 1 and out.startswith("invalid: non-canonical path: ")
+
+
+def test_offline_native_signs_and_shows_the_signed_issue_time(capsys: pytest.CaptureFixture[str]) -> None:
+    key = VECTORS / "native_ed25519_test_key.pem"
+    base = ["--dialect", "native", "--key-file", str(key), "--key-id", "gwk_cli"]
+    url = "https://cdn.example.com/v/a.mp4"
+    code, out = offline(capsys, "sign", *base, "--url", url, "--expires", "1577836800")
+    assert code == 2 and "the issue time (gw_iat) is after the expiry" in out  # "now" is past 2020
+    code, out = offline(capsys, "sign", *base, "--url", url, "--expires", "1577836800", "--issued-at", "1577836000")
+    signed = out.strip()
+    assert code == 0 and "gw_exp=1577836800&gw_iat=1577836000&gw_kid=gwk_cli&gw_sig=" in signed
+    code, out = offline(capsys, "verify", *base, "--url", signed, "--now", "1577836001", "--json")
+    assert code == 0 and json.loads(out)["issued_at"] == 1577836000
+    code, out = offline(capsys, "verify", *base, "--url", signed, "--now", "1577836001")
+    assert out.strip() == "valid until 2020-01-01T00:00:00Z (key gwk_cli), issued 2019-12-31T23:46:40Z"
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,10 @@
 """gatewayctl sign / verify: the dialects offline, for engineers debugging a 403.
 
-No server, database or data directory: a key file, a URL and a time.
+No server, database or data directory: a key file, a URL and a time. Verify
+applies the gateway verifier's first gate too (a non-canonical path is
+refused before any dialect reads the URL), so it never calls valid a URL the
+gateway refuses for its spelling. It cannot know about link revocations or
+key state: it shows the signed issue time, where the format has one.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.signing.dialects import default_registry
 from gateway.signing.dialects.base import Dialect, Redemption, SignRequest
+from gateway.signing.paths import path_problem, url_path
 
 EXIT_INVALID = 1
 
 REASONS = {
+    "non-canonical-path": "non-canonical path: the gateway verifies only the one canonical spelling of a path "
+    "(docs/paths.md)",
     "expired": "expired: the URL's expiry time has passed",
     "not-yet-valid": "not yet valid: its start time is in the future",
     "bad-signature": "bad signature: the URL was changed, or signed with another key",
@@ -60,6 +67,10 @@ def _load(args: argparse.Namespace) -> tuple[Dialect, KeyMaterial]:
 
 def run_sign(args: argparse.Namespace) -> int:
     dialect, key = _load(args)
+    if key.secret is None:
+        raise InvalidInput(
+            f"--key-file {args.key_file} holds a public key: signing needs the private key (a public key only verifies)"
+        )
     request = SignRequest(
         url=args.url,
         expires=args.expires,
@@ -67,14 +78,14 @@ def run_sign(args: argparse.Namespace) -> int:
         ip=args.ip,
         prefix=args.prefix,
         attribution=args.attribution,
-        issued_at=args.starts if args.starts is not None else int(time.time()),
+        issued_at=args.issued_at if args.issued_at is not None else int(time.time()),
         options=_options(args.option),
     )
     signed = dialect.sign(request, key)
     if args.cookie:
         if not signed.cookies:
             raise InvalidInput(f"{dialect.name} gives no cookies for this request (a prefix may be needed)")
-        text = "\n".join(f"Set-Cookie: {n}={v}; Secure; HttpOnly" for n, v in signed.cookies.items())
+        text = [f"Set-Cookie: {n}={v}; Secure; HttpOnly" for n, v in signed.cookies.items()]
         emit({"cookies": dict(signed.cookies)}, as_json=args.json, text=text)
     else:
         emit({"url": signed.url, "cookies": dict(signed.cookies)}, as_json=args.json, text=signed.url)
@@ -86,13 +97,16 @@ def run_verify(args: argparse.Namespace) -> int:
     now = args.now if args.now is not None else time.time()
     cookies = dict(c.partition("=")[::2] for c in args.cookie or [])
     redemption = Redemption(args.url, now, args.ip, cookies, _options(args.option))
+    problem = path_problem(url_path(args.url))
     try:
+        if problem is not None:
+            raise VerificationFailed("non-canonical-path")
         presented = dialect.presented_key_id(redemption)
         if presented is not None and args.key_id and presented != args.key_id:
             raise VerificationFailed("unknown-key")
         verified = dialect.verify(redemption, key)
     except VerificationFailed as exc:
-        message = REASONS.get(exc.reason, exc.reason)
+        message = REASONS.get(exc.reason, exc.reason) + (f": {problem}" if problem else "")
         emit(
             {"valid": False, "reason": exc.reason, "message": message},
             as_json=args.json,
@@ -104,8 +118,11 @@ def run_verify(args: argparse.Namespace) -> int:
         "expires": verified.expires,
         "key_id": verified.key_id,
         "attribution": verified.attribution,
+        "issued_at": verified.issued_at,
     }
     text = f"valid until {when(verified.expires)} (key {verified.key_id or verified.attribution or '-'})"
+    if verified.issued_at is not None:
+        text += f", issued {when(verified.issued_at)}"
     emit(result, as_json=args.json, text=text)
     return 0
 
@@ -120,6 +137,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     _shared(sign)
     sign.add_argument("--expires", type=int, required=True, metavar="EPOCH", help="expiry, Unix seconds")
     sign.add_argument("--starts", type=int, metavar="EPOCH", help="not before (where the format has it)")
+    sign.add_argument(
+        "--issued-at", type=int, metavar="EPOCH", help="issue time (native gw_iat, WMSAuth server_time); default: now"
+    )
     sign.add_argument("--ip", metavar="CIDR", help="bind to a client address or network")
     sign.add_argument("--prefix", metavar="PATH", help="cover every URL under this path (e.g. /v/abc/)")
     sign.add_argument("--cookie", action="store_true", help="print signed cookies instead of a URL")

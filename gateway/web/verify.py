@@ -1,29 +1,42 @@
 """GET /v1/verify: is this signed URL still good? For nginx auth_request and Envoy ext_authz.
 
-nginx passes the original URI in ``X-Original-URI``; Envoy's HTTP ext_authz
-sends the original method and path behind a ``path_prefix`` of ``/v1/verify``.
-``X-Gateway-Profile`` names the CDN profile (default: ``signing.profile``);
-a path-only URI is completed with the profile's base URL, and cookies are
-read for cookie-based formats. 200 allows, 403 denies (with no reason: the
-precise one is for the CLI and logs). An accepted URL is recorded as
-``url:redeemed`` before the answer, once per token and client network
-(``gateway.audit.redemptions``); if that record cannot be written the answer is 503.
+nginx passes the original URI in ``X-Original-URI`` (``$request_uri``);
+Envoy's HTTP ext_authz sends the original method and path behind a
+``path_prefix`` of ``/v1/verify``. The URL verified is always the profile's
+``base_url`` plus the presented path and query: an absolute-form URI keeps
+only its path and query, so a client cannot pick the host. Cookies are read
+for cookie-based formats.
+
+The profile is the deployment's choice (``Profiles.for_verification``): the
+first of ``verify.profiles``, or the one a trusted proxy names in
+``X-Gateway-Profile``; a name from anyone else, or one not listed, is denied
+(``profile-not-allowed``).
+
+200 allows, 403 denies (with no reason: the precise one is for the CLI and
+logs). An accepted URL is recorded as ``url:redeemed`` before the answer,
+once per token and client network (``gateway.audit.redemptions``); if that
+record cannot be written the answer is 503.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from aiohttp import web
 
 from gateway.errors import InvalidInput, VerificationFailed
-from gateway.netaddr import resolve_client_ip
+from gateway.netaddr import in_networks, resolve_client_ip
+from gateway.services import Services
 from gateway.signing.dialects.base import Redemption
+from gateway.signing.paths import strip_authority
+from gateway.signing.profiles import Profile
 from gateway.web.appkeys import SERVICES
 from gateway.web.middleware import REQUEST_ID, error_response
 from gateway.web.sign import request_context
 
 PREFIX = "/v1/verify"
+PROFILE_HEADER = "X-Gateway-Profile"
 log = logging.getLogger("gateway.verify")
 
 
@@ -37,6 +50,33 @@ def original_uri(request: web.Request) -> str:
     return tail
 
 
+def path_and_query(uri: str) -> str:
+    """The origin-form part of a presented URI: an absolute URI's scheme and host are dropped.
+
+    Only printable ASCII is a request target; anything else is refused here
+    rather than reaching a dialect's parser.
+    """
+    if not uri.isascii() or not uri.isprintable():
+        raise VerificationFailed("malformed")
+    origin_form = strip_authority(uri)
+    if not origin_form.startswith("/"):
+        raise VerificationFailed("non-canonical-path")
+    return origin_form
+
+
+def _from_trusted_proxy(request: web.Request, services: Services) -> bool:
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return in_networks(peer, services.config.trusted_proxies)
+
+
+def _profile(request: web.Request, services: Services) -> Profile:
+    requested = request.headers.get(PROFILE_HEADER)
+    return services.profiles.for_verification(requested, _from_trusted_proxy(request, services))
+
+
 async def verify(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     uri = original_uri(request)
@@ -44,9 +84,9 @@ async def verify(request: web.Request) -> web.Response:
         request.remote, request.headers.get("X-Forwarded-For"), services.config.trusted_proxies
     )
     try:
-        profile = services.profiles.get(request.headers.get("X-Gateway-Profile"))
+        profile = _profile(request, services)
         redemption = Redemption(
-            url=profile.base_url + uri if uri.startswith("/") else uri,
+            url=profile.base_url + path_and_query(uri),
             now=services.clock(),
             client_ip=client_ip,
             cookies=dict(request.cookies),

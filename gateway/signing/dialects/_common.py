@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import hmac
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.model import KeyAlgorithm
+from gateway.signing.paths import origin_and_path, path_problem, path_within
 
 
 def b64url_padded(data: bytes) -> str:
@@ -47,13 +49,29 @@ def b64url_any_decode(text: str) -> bytes:
     return raw
 
 
+def b64url_exact_decode(text: str, *, padded: bool) -> bytes:
+    """base64url in exactly one spelling: with padding, or without, as the format writes it."""
+    raw = b64url_any_decode(text)
+    if (b64url_padded(raw) if padded else b64url_nopad(raw)) != text:
+        raise VerificationFailed("malformed")
+    return raw
+
+
 def same_text(expected: str, presented: str) -> bool:
     """Constant-time comparison of texts; any presented bytes, even non-ASCII, simply mismatch."""
     return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), presented.encode("utf-8", "surrogatepass"))
 
 
+def split_url(url: str) -> SplitResult:
+    """``urlsplit``, with a malformed URL (an unterminated IPv6 host) a 400 rather than a ValueError."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        raise InvalidInput(f"not a URL: {url!r}") from None
+
+
 def query_pairs(url: str) -> list[tuple[str, str]]:
-    query = urlsplit(url).query
+    query = split_url(url).query
     return [(n, v) for n, _, v in (p.partition("=") for p in query.split("&") if p)]
 
 
@@ -72,10 +90,21 @@ def required(pairs: list[tuple[str, str]], name: str) -> str:
     return value
 
 
-def epoch(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 16:
+def decimal(text: str, max_digits: int = 16) -> int:
+    """A non-negative integer in its one decimal spelling; raises VerificationFailed('malformed').
+
+    A leading zero is refused: where a format signs the number rather than the
+    text (``01800000300`` and ``1800000300`` sign alike), it would be a second
+    spelling of the same signed URL.
+    """
+    if not text.isascii() or not text.isdigit() or len(text) > max_digits or (text[0] == "0" and len(text) > 1):
         raise VerificationFailed("malformed")
     return int(text)
+
+
+def epoch(text: str) -> int:
+    """POSIX seconds, as ``decimal``."""
+    return decimal(text)
 
 
 def append_query(url: str, params: str) -> str:
@@ -84,7 +113,7 @@ def append_query(url: str, params: str) -> str:
     Decided on the URL being signed, never on a policy resource: a wildcard '?'
     in a CloudFront policy must not turn '?' into '&' (botocore #3377).
     """
-    return f"{url}{'&' if urlsplit(url).query else '?'}{params}"
+    return f"{url}{'&' if split_url(url).query else '?'}{params}"
 
 
 def check_window(now: float, expires: int, starts: int | None = None) -> None:
@@ -128,17 +157,74 @@ def check_ip_exact(expected: str, client_ip: str | None) -> None:
 
 
 def single_address(ip: str, dialect: str) -> str:
-    """Formats that bind one exact address refuse a network."""
-    network = ipaddress.ip_network(ip, strict=False)
+    """Formats that bind one exact address refuse a network (400, never a 500)."""
+    try:
+        network = ipaddress.ip_network(ip.strip(), strict=False)
+    except ValueError:
+        raise InvalidInput(f"not an IP address: {ip!r}") from None
     if network.num_addresses != 1:
         raise InvalidInput(f"{dialect} binds one exact client address, not a network ({ip})")
     return str(network.network_address)
 
 
+def signable_prefix(prefix: str) -> str:
+    """A prefix to sign: a canonical path. Verifiers read it at a segment boundary (``path_within``)."""
+    problem = path_problem(prefix)
+    if problem is not None:
+        raise InvalidInput(f"prefix {prefix!r} is not a canonical path: {problem}")
+    return prefix
+
+
+def directory_prefix(prefix: str) -> str:
+    """A prefix a format extends with a wildcard ('/v/abc/' + '*'): it must end in '/'."""
+    if not signable_prefix(prefix).endswith("/"):
+        raise InvalidInput("a prefix is a directory: a path ending in '/'")
+    return prefix
+
+
+@functools.lru_cache(maxsize=256)
+def _wildcards(pattern: str, star: str, one: str, last_star: str) -> re.Pattern[str]:
+    """'*' any run of characters, '?' exactly one, each given as a regex; a final '*' may differ."""
+    parts = [star if c == "*" else one if c == "?" else re.escape(c) for c in pattern]
+    if pattern.endswith("*"):
+        parts[-1] = last_star
+    return re.compile("".join(parts), re.DOTALL)
+
+
 def wildcard_match(pattern: str, value: str) -> bool:
-    """CloudFront/Akamai wildcards: '*' any run of characters, '?' exactly one."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL) is not None
+    """Akamai ACL wildcards over a (canonical) path: '*' any run of characters, '?' exactly one."""
+    return _wildcards(pattern, ".*", ".", ".*").fullmatch(value) is not None
+
+
+def resource_match(pattern: str, url: str) -> bool:
+    """A CloudFront ``Resource`` against a URL, each wildcard kept inside the part it stands in.
+
+    ``*`` and ``?`` are CloudFront's, with three limits that keep a token from
+    reaching outside what its pattern names: a wildcard in the scheme or host
+    never reaches the path; a ``*`` crosses '/' but never the query delimiter
+    '?', unless it ends the pattern (``https://host/v/abc/*`` admits any query);
+    and ``?`` matches one character other than '/'.
+    """
+    if pattern and not pattern.strip("*"):
+        return True
+    host_start = pattern.find("://") + 3
+    if host_start < 3:
+        return False
+    slash = pattern.find("/", host_start)
+    pattern_origin, pattern_rest = (pattern, "") if slash < 0 else (pattern[:slash], pattern[slash:])
+    origin, rest = origin_and_path(url, keep_query=True)
+    if not origin or not _wildcards(pattern_origin, "[^/]*", "[^/]", "[^/]*").fullmatch(origin):
+        return False
+    return _wildcards(pattern_rest, "[^?]*", "[^/]", ".*").fullmatch(rest) is not None
+
+
+def url_within_prefix(url: str, url_prefix: str) -> bool:
+    """A signed URL prefix (scheme, host, path) read at a path-segment boundary (``path_within``)."""
+    prefix_origin, prefix_path = origin_and_path(url_prefix, keep_query=True)
+    origin, path = origin_and_path(url)
+    if not prefix_origin or origin != prefix_origin or not prefix_path.startswith("/"):
+        return False
+    return "?" not in prefix_path and "#" not in prefix_path and path_within(path, prefix_path)
 
 
 def unsupported(dialect: str, what: str) -> InvalidInput:

@@ -5,7 +5,14 @@ signs ``~url=<url>`` after the fields without sending it; ACL mode sends
 ``acl`` (``!``-separated, ``*``/``?`` wildcards). An optional salt is signed,
 never sent. With ``escape_early`` ip, id, data and url (not acl) are
 ``quote_plus``-ed with lower-case escapes. The key file is the hex secret.
-The principal's gateway key id travels in ``data``.
+The principal's gateway key id travels in ``data``. The verifier reads the
+token as sent (the HMAC covers the fields' text, escapes included) and checks
+it exactly as the profile signs: its ``algorithm`` (default sha256), its
+``salt`` and its ``escape_early``, never another; so one token has one MAC.
+``st`` is signed: it is returned as the issue time a link revocation is
+compared with (the gateway signs start = issue time). The gateway never signs
+an ACL whose path holds ``*``, ``?``, ``!`` or ``~`` (wildcards and
+delimiters that would widen or split it).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import binascii
 import hashlib
 import hmac
 import re
-from urllib.parse import quote_plus, unquote, urlsplit
+from collections.abc import Mapping
+from urllib.parse import quote_plus, unquote
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
@@ -23,11 +31,13 @@ from gateway.signing.dialects._common import (
     append_query,
     check_ip_exact,
     check_window,
+    directory_prefix,
     epoch,
     query_pairs,
     same_text,
     single,
     single_address,
+    split_url,
     wildcard_match,
 )
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
@@ -35,6 +45,7 @@ from gateway.signing.dialects.base import Capabilities, Redemption, Signed, Sign
 TOKEN_NAME = "__token__"  # noqa: S105 (a parameter name, not a secret)
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "md5": hashlib.md5}
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
+_ACL_SPECIAL = frozenset("*?!~")
 
 
 def escape_early(text: str) -> str:
@@ -96,21 +107,18 @@ class AkamaiDialect:
 
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
         options = request.options
-        algorithm = options.get("algorithm", "sha256")
-        if algorithm not in _ALGORITHMS:
-            raise InvalidInput("Akamai algorithm is sha256, sha1 or md5")
-        path = urlsplit(request.url).path
+        path = split_url(request.url).path
         token = generate_token(
             key.require_secret(),
             expires=request.expires,
-            acl=[request.prefix + "*"] if request.prefix else None,
+            acl=[_acl_prefix(request.prefix) + "*"] if request.prefix else None,
             url=None if request.prefix else path,
             starts=request.starts,
             ip=single_address(request.ip, "Akamai") if request.ip else None,
             data=request.attribution,
-            algorithm=algorithm,
+            algorithm=_algorithm(options),
             salt=options.get("salt"),
-            escape=options.get("escape_early", "false") == "true",
+            escape=_escape(options),
         )
         name = options.get("token_name", TOKEN_NAME)
         return Signed(url=append_query(request.url, f"{name}={token}"), cookies={name: token})
@@ -118,22 +126,49 @@ class AkamaiDialect:
     def presented_key_id(self, redemption: Redemption) -> str | None:
         return None
 
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        return None  # every verification stands for its exact URL
+
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        return True  # data is one of the HMAC's fields
+
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
-        token = single(query_pairs(redemption.url), TOKEN_NAME) or redemption.cookies.get(TOKEN_NAME)
+        name = redemption.options.get("token_name", TOKEN_NAME)
+        token = single(query_pairs(redemption.url), name) or redemption.cookies.get(name)
         if not token:
             raise VerificationFailed("malformed")
-        fields = _fields(unquote(token))
-        path = urlsplit(redemption.url).path
-        if not _hmac_ok(key.require_secret(), fields, path):
+        fields = _fields(token)
+        path = split_url(redemption.url).path
+        if not _hmac_ok(key.require_secret(), fields, path, redemption.options):
             raise VerificationFailed("bad-signature")
         expires = epoch(fields["exp"])
-        check_window(redemption.now, expires, epoch(fields["st"]) if "st" in fields else None)
+        starts = epoch(fields["st"]) if "st" in fields else None
+        check_window(redemption.now, expires, starts)
         if "acl" in fields and not any(wildcard_match(a, path) for a in fields["acl"].split("!")):
             raise VerificationFailed("outside-prefix")
+        # ip and data are escaped only with escape_early: otherwise their text is the value.
+        read = unquote if _escape(redemption.options) else str
         if "ip" in fields:
-            check_ip_exact(unquote(fields["ip"]), redemption.client_ip)
+            check_ip_exact(read(fields["ip"]), redemption.client_ip)
         data = fields.get("data")
-        return Verified(key_id=None, expires=expires, attribution=unquote(data) if data else None)
+        return Verified(key_id=None, expires=expires, attribution=read(data) if data else None, issued_at=starts)
+
+
+def _algorithm(options: Mapping[str, str]) -> str:
+    algorithm = options.get("algorithm", "sha256")
+    if algorithm not in _ALGORITHMS:
+        raise InvalidInput("Akamai algorithm is sha256, sha1 or md5")
+    return algorithm
+
+
+def _escape(options: Mapping[str, str]) -> bool:
+    return options.get("escape_early", "false") == "true"
+
+
+def _acl_prefix(prefix: str) -> str:
+    if _ACL_SPECIAL.intersection(directory_prefix(prefix)):
+        raise InvalidInput("an Akamai ACL path cannot contain '*', '?', '!' or '~' (wildcards and delimiters)")
+    return prefix
 
 
 def _fields(token: str) -> dict[str, str]:
@@ -148,13 +183,12 @@ def _fields(token: str) -> dict[str, str]:
     return fields
 
 
-def _hmac_ok(secret: bytes, fields: dict[str, str], path: str) -> bool:
-    body = "~".join(f"{n}={v}" for n, v in fields.items() if n != "hmac")
-    candidates = [body] if "acl" in fields else [f"{body}~url={path}", f"{body}~url={escape_early(path)}"]
-    presented = fields["hmac"]
-    for algorithm in _ALGORITHMS.values():
-        for message in candidates:
-            expected = hmac.new(secret, message.encode(), algorithm).hexdigest()
-            if same_text(expected, presented):
-                return True
-    return False
+def _hmac_ok(secret: bytes, fields: dict[str, str], path: str, options: Mapping[str, str]) -> bool:
+    """The one MAC the profile's algorithm, salt and escaping give (``generate_token``'s message)."""
+    signed = [f"{n}={v}" for n, v in fields.items() if n != "hmac"]
+    if "acl" not in fields:
+        signed.append(f"url={escape_early(path) if _escape(options) else path}")
+    salt = options.get("salt")
+    signed += [f"salt={salt}"] if salt else []
+    expected = hmac.new(secret, "~".join(signed).encode(), _ALGORITHMS[_algorithm(options)]).hexdigest()
+    return same_text(expected, fields["hmac"])

@@ -6,10 +6,15 @@ A dialect is pure: it turns a ``SignRequest`` plus key material into a URL
 
 Attribution: a dialect whose format names the key (``Key-Pair-Id``,
 ``KeyName``, ``gw_kid``) is signed with the principal's own key and reports
-that id from ``presented_key_id``. A shared-secret dialect puts the
-principal's gateway key id into a signed field of the format
-(``attribution_field``) and returns it in ``Verified.attribution``, so the
-gateway can still refuse a revoked principal's URLs.
+that id from ``presented_key_id``: naming another key means verifying with
+another key, so the id is bound to the signature. A shared-secret dialect
+puts the principal's gateway key id into a field its signature covers
+(``attribution_field``) and returns it in ``Verified.attribution`` only when
+``attribution_covered(options)`` says the signature covers it; otherwise the
+gateway could be told any key id by whoever holds the URL.
+
+Paths: the verifier refuses non-canonical request paths (``gateway.signing.paths``)
+before any dialect sees the URL, so dialects compare canonical paths.
 """
 
 from __future__ import annotations
@@ -60,6 +65,11 @@ class Verified:
     key_id: str | None
     expires: int
     attribution: str | None = None
+    # When the URL was issued, if its signature covers that (native gw_iat, or a signed start time):
+    # what a link revocation is compared with. None: only the expiry bounds the URL.
+    issued_at: int | None = None
+    # The directory a prefix token was verified for: it holds for every path under it (see reuse_key).
+    prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class Capabilities:
     cookie: bool = False
     key_id_field: str | None = None
     attribution_field: str | None = None
+    # The option that decides whether attribution is signed (nginx: "expression"), for error messages.
+    attribution_option: str | None = None
     revocation: str = ""
 
 
@@ -92,6 +104,16 @@ class Dialect(Protocol):
         """The key id the URL names, or None for shared-secret formats."""
         ...
 
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        """True when, with these options, the signature binds the key id the verifier reads."""
+        ...
+
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         """Return what was verified, or raise VerificationFailed with the precise reason."""
+        ...
+
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        """For a prefix token (its signature covers a directory, not the request path): the signed token
+        alone, so one verification can stand for every segment under the prefix (``Verified.prefix``).
+        None: a verification stands only for the exact URL (and cookies) presented."""
         ...

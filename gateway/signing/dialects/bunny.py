@@ -7,6 +7,9 @@ zeroed); ``signing_data`` is every query parameter, sorted, ``k=v`` joined
 with ``&`` (values raw; percent-encoded in the URL). Query form
 ``/file?token=…&…&expires=…``; directory form ``/bcdn_token=…&…&expires=…/dir/file``.
 Because every parameter is signed, the gateway's key id travels as ``gw_kid``.
+Parameters are accepted only in the spelling the signer writes (one
+percent-encoding, no form decoding). A ``token_path`` is read at a segment
+boundary (``/v/abc`` covers ``/v/abc/…``, never ``/v/abcd``).
 """
 
 from __future__ import annotations
@@ -14,13 +17,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from urllib.parse import quote, unquote, urlsplit
+from collections.abc import Mapping
+from urllib.parse import quote, unquote
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.model import KeyAlgorithm
-from gateway.signing.dialects._common import b64url_nopad, check_window, epoch, same_text, shared_secret
+from gateway.signing.dialects._common import (
+    b64url_nopad,
+    check_window,
+    epoch,
+    same_text,
+    shared_secret,
+    signable_prefix,
+    single_address,
+    split_url,
+)
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
+from gateway.signing.paths import path_problem, path_within
 
 ATTRIBUTION_ARG = "gw_kid"
 _DIRECTORY_MARK = "/bcdn_token="
@@ -65,10 +79,13 @@ class BunnyDialect:
         """The pull zone's Token Authentication Key, as plain text."""
         return shared_secret(data, key_id)
 
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        return True  # every parameter, gw_kid included, is signed
+
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
         if request.starts is not None:
             raise InvalidInput("the Bunny format cannot restrict by start time")
-        parts = urlsplit(request.url)
+        parts = split_url(request.url)
         params = _own_params(parts.query)
         if request.attribution:
             params[ATTRIBUTION_ARG] = request.attribution
@@ -76,22 +93,27 @@ class BunnyDialect:
             if name in request.options:
                 params[name] = request.options[name]
         directory = request.options.get("directory") == "true"
-        if request.prefix and not directory:
-            params["token_path"] = request.prefix
-        path = params.get("token_path", (request.prefix if directory else None) or parts.path)
-        token = bunny_token(key.require_secret(), path, request.expires, params, request.ip)
-        tail = f"&{_url_data(params)}" if params else ""
+        prefix = signable_prefix(request.prefix) if request.prefix else None
+        if prefix and not directory:
+            params["token_path"] = prefix
+        path = params.get("token_path", prefix or parts.path)
+        ip = single_address(request.ip, "Bunny") if request.ip else None
+        token = bunny_token(key.require_secret(), path, request.expires, params, ip)
         base = f"{parts.scheme}://{parts.netloc}"
         if directory:
-            return Signed(url=f"{base}/bcdn_token={token}{tail}&expires={request.expires}{parts.path}")
+            return Signed(url=base + _directory_path(token, params, request.expires, parts.path))
+        tail = f"&{_url_data(params)}" if params else ""
         return Signed(url=f"{base}{parts.path}?token={token}{tail}&expires={request.expires}")
 
     def presented_key_id(self, redemption: Redemption) -> str | None:
         return None
 
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        return None  # every verification stands for its exact URL
+
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         path, token, params, expires, directory = _parse(redemption.url)
-        if "token_path" in params and not path.startswith(params["token_path"]):
+        if "token_path" in params and not path_within(path, params["token_path"]):
             raise VerificationFailed("outside-prefix")
         ip_bound = _ip_bound(token)
         ip = redemption.client_ip if ip_bound else None
@@ -132,6 +154,26 @@ def _own_params(query: str) -> dict[str, str]:
     return params
 
 
+def _directory_path(token: str, params: dict[str, str], expires: int, path: str) -> str:
+    tail = f"&{_url_data(params)}" if params else ""
+    full = f"{_DIRECTORY_MARK}{token}{tail}&expires={expires}{path}"
+    if path_problem(full) is not None:
+        raise InvalidInput("these Bunny parameters cannot travel in a canonical path: use the query form")
+    return full
+
+
+def _signed_params(query: str) -> dict[str, str]:
+    """Parameters as presented, each in the one spelling the signer writes."""
+    params: dict[str, str] = {}
+    for part in (p for p in query.split("&") if p):
+        raw_name, _, raw_value = part.partition("=")
+        name, value = unquote(raw_name), unquote(raw_value)
+        if quote(name, safe="") != raw_name or quote(value, safe="") != raw_value or name in params:
+            raise VerificationFailed("malformed")
+        params[name] = value
+    return params
+
+
 def _scopes(path: str, directory: bool) -> list[str]:
     """A directory token signs a directory: the path's own directories, deepest first."""
     if not directory:
@@ -141,17 +183,14 @@ def _scopes(path: str, directory: bool) -> list[str]:
 
 
 def _parse(url: str) -> tuple[str, str, dict[str, str], int, bool]:
-    parts = urlsplit(url)
+    parts = split_url(url)
     directory = parts.path.startswith(_DIRECTORY_MARK)
     if directory:
         head, slash, rest = parts.path[len(_DIRECTORY_MARK) :].partition("/")
         query, path = f"token={head}", slash + rest
     else:
         query, path = parts.query, parts.path
-    try:
-        params = _own_params(query)
-    except InvalidInput:
-        raise VerificationFailed("malformed") from None
+    params = _signed_params(query)
     token, expires = params.pop("token", None), params.pop("expires", None)
     if not token or not expires:
         raise VerificationFailed("malformed")

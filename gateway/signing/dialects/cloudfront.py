@@ -6,6 +6,15 @@ IPv4 CIDR, a wildcard resource) otherwise. RSA (PKCS#1 v1.5) or ECDSA P-256
 base64 alphabet (``+=/`` -> ``-_~``). The policy resource is built apart from
 the URL being signed, so a wildcard ``?`` never changes how the query string
 is appended (botocore #3377).
+
+Verification accepts exactly what CloudFront documents: no ``Hash-Algorithm``
+(SHA-1) or ``Hash-Algorithm=SHA256``. A custom policy's ``DateGreaterThan``
+is signed, so it is returned as the issue time (``Verified.issued_at``) a link
+revocation is compared with; the gateway always signs one (start = issue
+time), so its URLs always carry a custom policy. A canned policy has none. A custom policy's ``Resource`` is
+matched with its wildcards kept inside the part of the URL they stand in
+(``resource_match``); the gateway never signs a resource whose path holds a
+``*`` or ``?``, since that would widen it.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import base64
 import binascii
 import functools
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -30,17 +40,23 @@ from gateway.signing.dialects._common import (
     append_query,
     check_ip_in,
     check_window,
+    directory_prefix,
     epoch,
     load_pem_key,
     query_pairs,
     required,
+    resource_match,
     single,
-    wildcard_match,
 )
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
+from gateway.signing.paths import origin_and_path
+from gateway.strictjson import StrictJSONError
+from gateway.strictjson import loads as strict_loads
 
 _SIGNATURE_PARAMS = ("Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm")
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"SHA1": hashes.SHA1, "SHA256": hashes.SHA256}
+# The Hash-Algorithm values CloudFront documents: absent (SHA-1) or exactly "SHA256".
+_PRESENTED_HASHES = {None: "SHA1", "SHA256": "SHA256"}
 
 
 def cf_b64encode(data: bytes) -> str:
@@ -60,7 +76,11 @@ def cf_b64decode(text: str) -> bytes:
 
 def canned_policy(resource: str, expires: int) -> str:
     statement = {"Resource": resource, "Condition": {"DateLessThan": {"AWS:EpochTime": expires}}}
-    return json.dumps({"Statement": [statement]}, separators=(",", ":"))
+    return _json({"Statement": [statement]})
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def custom_policy(resource: str, expires: int, starts: int | None, ip: str | None) -> str:
@@ -70,7 +90,7 @@ def custom_policy(resource: str, expires: int, starts: int | None, ip: str | Non
     if starts is not None:
         condition["DateGreaterThan"] = {"AWS:EpochTime": starts}
     statement = {"Resource": resource, "Condition": condition}
-    return json.dumps({"Statement": [statement]}, separators=(",", ":"))
+    return _json({"Statement": [statement]})
 
 
 @functools.lru_cache(maxsize=256)
@@ -157,7 +177,9 @@ class CloudFrontDialect:
         ip = _ipv4_cidr(request.ip) if request.ip else None
         if resource is None and request.starts is None and ip is None:
             return canned_policy(request.url, request.expires), True
-        return custom_policy(resource or request.url, request.expires, request.starts, ip), False
+        if resource is None:
+            resource = _no_wildcards(request.url)
+        return custom_policy(resource, request.expires, request.starts, ip), False
 
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
         if any(name in _SIGNATURE_PARAMS for name, _ in query_pairs(request.url)):
@@ -176,31 +198,45 @@ class CloudFrontDialect:
     def presented_key_id(self, redemption: Redemption) -> str | None:
         return _fields(redemption)["Key-Pair-Id"]
 
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        return None  # every verification stands for its exact URL
+
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        return True  # Key-Pair-Id picks the verifying public key
+
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         fields = _fields(redemption)
         if fields["Key-Pair-Id"] != key.kid:
             raise VerificationFailed("unknown-key")
         resource = _strip_signature(redemption.url)
-        if "Policy" in fields:
-            policy = cf_b64decode(fields["Policy"]).decode("utf-8", "replace")
-        else:
+        canned = "Policy" not in fields
+        if canned:
             policy = canned_policy(resource, epoch(fields["Expires"]))
-        hash_name = fields.get("Hash-Algorithm", "SHA1").upper()
-        if hash_name not in _HASHES:
+        else:
+            policy = cf_b64decode(fields["Policy"]).decode("utf-8", "replace")
+        hash_name = _PRESENTED_HASHES.get(fields.get("Hash-Algorithm"))
+        if hash_name is None:
             raise VerificationFailed("malformed")
         signature = cf_b64decode(fields["Signature"])
         if not _verify_bytes(key, policy.encode(), signature, hash_name):
             raise VerificationFailed("bad-signature")
-        expires = _check_policy(policy, resource, redemption)
-        return Verified(key_id=fields["Key-Pair-Id"], expires=expires)
+        # A canned policy was rebuilt from this very URL: its resource matches by construction.
+        expires, starts = _check_policy(policy, None if canned else resource, redemption)
+        return Verified(key_id=fields["Key-Pair-Id"], expires=expires, issued_at=starts)
 
 
 def _prefix_resource(url: str, prefix: str) -> str:
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0]
-    if not prefix.startswith("/") or not prefix.endswith("/"):
-        raise InvalidInput("a prefix is a path ending in '/'")
-    return f"{scheme}://{host}{prefix}*"
+    return _no_wildcards(f"{scheme}://{host}{directory_prefix(prefix)}") + "*"
+
+
+def _no_wildcards(resource: str) -> str:
+    """A literal resource: a '*' or '?' in its path would be read as a wildcard and widen it."""
+    _, path = origin_and_path(resource)
+    if "*" in path or "?" in path:
+        raise InvalidInput("a CloudFront resource path cannot contain '*' or '?' (they are wildcards)")
+    return resource
 
 
 def _fields(redemption: Redemption) -> dict[str, str]:
@@ -224,19 +260,21 @@ def _strip_signature(url: str) -> str:
     return f"{base}?{'&'.join(kept)}" if kept else base
 
 
-def _check_policy(policy_text: str, resource: str, redemption: Redemption) -> int:
+def _check_policy(policy_text: str, resource: str | None, redemption: Redemption) -> tuple[int, int | None]:
+    """(expiry, start) of a verified policy, once its conditions hold for this request."""
     try:
-        [statement] = json.loads(policy_text)["Statement"]
+        [statement] = strict_loads(policy_text)["Statement"]
         condition = statement["Condition"]
         expires = int(condition["DateLessThan"]["AWS:EpochTime"])
         starts = condition.get("DateGreaterThan", {}).get("AWS:EpochTime")
+        starts = None if starts is None else int(starts)
         source_ip = condition.get("IpAddress", {}).get("AWS:SourceIp")
         pattern = statement.get("Resource")
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (StrictJSONError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         raise VerificationFailed("malformed") from None
-    check_window(redemption.now, expires, None if starts is None else int(starts))
-    if pattern is not None and not wildcard_match(str(pattern), resource):
+    check_window(redemption.now, expires, starts)
+    if resource is not None and pattern is not None and not resource_match(str(pattern), resource):
         raise VerificationFailed("outside-prefix")
     if source_ip is not None:
         check_ip_in([str(source_ip)], redemption.client_ip)
-    return expires
+    return expires, starts

@@ -3,7 +3,10 @@
 HMAC-SHA1 with a 128-bit key (base64url key file); ``KeyName`` names the
 key. The same layout signed with Ed25519 is what Media CDN calls a
 "signature" (cookie ``Edge-Cache-Cookie``): an Ed25519 key selects it.
-Signatures are base64url with padding. No start time and no IP binding.
+Signatures are base64url with padding (accepted only so). No start time and
+no IP binding. The gateway's verifier reads a ``URLPrefix`` at a path-segment
+boundary (``url_within_prefix``: ``/v/abc`` covers ``/v/abc/…``, never
+``/v/abcd``); the gateway itself signs directories.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, ed25519_private, ed25519_public
@@ -18,18 +22,22 @@ from gateway.model import KeyAlgorithm
 from gateway.signing.dialects._common import (
     append_query,
     b64url_any_decode,
+    b64url_exact_decode,
     b64url_padded,
     check_window,
     epoch,
     load_pem_key,
     query_pairs,
+    signable_prefix,
     single,
     unsupported,
+    url_within_prefix,
 )
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
 
 _KEY_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _COOKIES = {KeyAlgorithm.HMAC_SHA1: "Cloud-CDN-Cookie", KeyAlgorithm.ED25519: "Edge-Cache-Cookie"}
+_URL_PREFIX_PARAM = re.compile(r"[?&]URLPrefix=")
 
 
 def _signature(key: KeyMaterial, message: str) -> str:
@@ -41,7 +49,7 @@ def _signature(key: KeyMaterial, message: str) -> str:
 
 
 def _signature_ok(key: KeyMaterial, message: str, signature: str) -> bool:
-    raw = b64url_any_decode(signature)
+    raw = b64url_exact_decode(signature, padded=True)
     if key.algorithm is KeyAlgorithm.ED25519:
         verify_only = KeyMaterial(key.kid, key.algorithm, key.public, None)
         return verify_only.verify(message.encode(), raw)
@@ -98,6 +106,12 @@ class GoogleCdnDialect:
     def presented_key_id(self, redemption: Redemption) -> str | None:
         return _parse(redemption)["KeyName"]
 
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        return None  # every verification stands for its exact URL
+
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        return True  # KeyName picks the verifying key and is signed
+
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         fields = _parse(redemption)
         if fields["KeyName"] != key.kid:
@@ -108,28 +122,28 @@ class GoogleCdnDialect:
             raise VerificationFailed("bad-signature")
         check_window(redemption.now, expires)
         if prefix is not None:
-            url_prefix = b64url_any_decode(prefix).decode("utf-8", "replace")
-            if not redemption.url.startswith(url_prefix):
+            url_prefix = b64url_exact_decode(prefix, padded=True).decode("utf-8", "replace")
+            if not url_within_prefix(redemption.url, url_prefix):
                 raise VerificationFailed("outside-prefix")
         return Verified(key_id=fields["KeyName"], expires=expires)
 
 
 def _url_prefix(url: str, prefix: str) -> str:
     scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}{prefix}"
+    return f"{scheme}://{rest.split('/', 1)[0]}{signable_prefix(prefix)}"
 
 
 def _parse(redemption: Redemption) -> dict[str, str]:
-    if "Signature=" in redemption.url:
-        return _parse_url(redemption.url)
+    pairs = query_pairs(redemption.url)
+    if any(name == "Signature" for name, _ in pairs):  # a parameter: the path may spell "Signature=" too
+        return _parse_url(redemption.url, pairs)
     for name in _COOKIES.values():
         if name in redemption.cookies:
             return _parse_cookie(redemption.cookies[name])
     raise VerificationFailed("malformed")
 
 
-def _parse_url(url: str) -> dict[str, str]:
-    pairs = query_pairs(url)
+def _parse_url(url: str, pairs: list[tuple[str, str]]) -> dict[str, str]:
     fields = {n: single(pairs, n) for n in ("URLPrefix", "Expires", "KeyName", "Signature")}
     found = {n: v for n, v in fields.items() if v is not None}
     if {"Expires", "KeyName", "Signature"} - found.keys():
@@ -138,8 +152,16 @@ def _parse_url(url: str) -> dict[str, str]:
     if head == url or not url.endswith(f"&Signature={found['Signature']}"):
         raise VerificationFailed("malformed")
     if "URLPrefix" in found:
-        head = head[head.index("URLPrefix=") :]
+        head = _from_url_prefix(head)
     return {**found, "signed": head}
+
+
+def _from_url_prefix(head: str) -> str:
+    """A URL-prefix signature signs from the URLPrefix parameter on: found in the query, never the path."""
+    match = _URL_PREFIX_PARAM.search(head, max(head.find("?"), 0))
+    if match is None:
+        raise VerificationFailed("malformed")
+    return head[match.start() + 1 :]
 
 
 def _parse_cookie(cookie: str) -> dict[str, str]:

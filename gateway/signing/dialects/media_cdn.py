@@ -6,13 +6,18 @@ Fields joined with ``~``: one of ``URLPrefix`` (base64url, no padding),
 IPv6); then ``Signature`` (Ed25519, base64url) or ``hmac`` (lower-case hex).
 ``FullPath`` and ``Headers`` are signed differently from how they appear.
 The token has no key name, so the gateway's key id travels in ``Data``.
+The token is read as sent (no percent-decoding), each field at most once, and
+the signature in its one spelling. A ``URLPrefix`` is read at a path-segment
+boundary (``url_within_prefix``). ``Starts`` is signed: it is returned as the
+issue time a link revocation is compared with (the gateway signs start =
+issue time). An ``hmac`` is checked with the profile's ``hmac_hash`` only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import unquote, urlsplit
+from collections.abc import Mapping
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, ed25519_private, ed25519_public
@@ -21,6 +26,7 @@ from gateway.netaddr import parse_network
 from gateway.signing.dialects._common import (
     append_query,
     b64url_any_decode,
+    b64url_exact_decode,
     b64url_nopad,
     check_ip_in,
     check_window,
@@ -29,7 +35,10 @@ from gateway.signing.dialects._common import (
     load_pem_key,
     query_pairs,
     same_text,
+    signable_prefix,
     single,
+    split_url,
+    url_within_prefix,
 )
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
 
@@ -109,10 +118,14 @@ class MediaCdnDialect:
             return KeyMaterial(key_id or "", KeyAlgorithm.HMAC_SHA256, None, raw)
         return KeyMaterial(key_id or "", KeyAlgorithm.ED25519, ed25519_public(raw), raw)
 
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        return True  # Data is a signed field
+
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
-        parts = urlsplit(request.url)
+        parts = split_url(request.url)
         ip_ranges = ",".join(str(parse_network(r)) for r in request.ip.split(",")) if request.ip else None
-        prefix = f"{parts.scheme}://{parts.netloc}{request.prefix}" if request.prefix else None
+        prefix = f"{parts.scheme}://{parts.netloc}{signable_prefix(request.prefix)}" if request.prefix else None
+        hmac_hash = _hmac_hash(request.options)
         token, signed = token_fields(
             expires=request.expires,
             url_prefix=prefix,
@@ -121,33 +134,52 @@ class MediaCdnDialect:
             data=request.attribution,
             ip_ranges=ip_ranges,
         )
-        value = sign_fields(token, signed, key, request.options.get("hmac_hash", "sha256"))
+        value = sign_fields(token, signed, key, hmac_hash)
         return Signed(url=append_query(request.url, f"{TOKEN_PARAM}={value}"), cookies={COOKIE: value})
 
     def presented_key_id(self, redemption: Redemption) -> str | None:
         return None
 
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        return None  # every verification stands for its exact URL
+
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         token = _token(redemption)
         fields, signature_field = _split(token)
         signed = [_signed_form(f, redemption.url) for f in fields]
-        if not _signature_ok(key, "~".join(signed).encode(), signature_field):
+        hmac_hash = _hmac_hash(redemption.options)
+        if not _signature_ok(key, "~".join(signed).encode(), signature_field, hmac_hash):
             raise VerificationFailed("bad-signature")
-        values = dict(f.partition("=")[::2] for f in fields)
+        values = _values(fields)
         expires = epoch(values.get("Expires", ""))
-        check_window(redemption.now, expires, epoch(values["Starts"]) if "Starts" in values else None)
+        starts = epoch(values["Starts"]) if "Starts" in values else None
+        check_window(redemption.now, expires, starts)
         _check_scope(values, redemption.url)
         if "IPRanges" in values:
             ranges = b64url_any_decode(values["IPRanges"]).decode("ascii", "replace")
             check_ip_in(ranges.split(","), redemption.client_ip)
-        return Verified(key_id=None, expires=expires, attribution=values.get("Data"))
+        return Verified(key_id=None, expires=expires, attribution=values.get("Data"), issued_at=starts)
+
+
+def _hmac_hash(options: Mapping[str, str]) -> str:
+    hmac_hash = options.get("hmac_hash", "sha256")
+    if hmac_hash not in _HMAC:
+        raise InvalidInput("Media CDN hmac_hash is sha256 or sha1")
+    return hmac_hash
 
 
 def _token(redemption: Redemption) -> str:
     value = single(query_pairs(redemption.url), TOKEN_PARAM) or redemption.cookies.get(COOKIE)
     if not value:
         raise VerificationFailed("malformed")
-    return unquote(value)
+    return value
+
+
+def _values(fields: list[str]) -> dict[str, str]:
+    values = dict(f.partition("=")[::2] for f in fields)
+    if len(values) != len(fields):
+        raise VerificationFailed("malformed")  # a field given twice: two readings of one token
+    return values
 
 
 def _split(token: str) -> tuple[list[str], str]:
@@ -159,31 +191,33 @@ def _split(token: str) -> tuple[list[str], str]:
 
 def _signed_form(field: str, url: str) -> str:
     if field == "FullPath":
-        return f"FullPath={urlsplit(url).path}"
+        return f"FullPath={split_url(url).path}"
     if field.startswith("Headers="):
         raise VerificationFailed("malformed")  # header-bound tokens are not verified here
     return field
 
 
-def _signature_ok(key: KeyMaterial, message: bytes, field: str) -> bool:
+def _signature_ok(key: KeyMaterial, message: bytes, field: str, hmac_hash: str) -> bool:
     name, _, value = field.partition("=")
     if name == "Signature":
         if key.algorithm is not KeyAlgorithm.ED25519:
             return False
-        return KeyMaterial(key.kid, key.algorithm, key.public, None).verify(message, b64url_any_decode(value))
+        return KeyMaterial(key.kid, key.algorithm, key.public, None).verify(
+            message, b64url_exact_decode(value, padded=False)
+        )
     if key.secret is None or key.algorithm is KeyAlgorithm.ED25519:
         return False
-    candidates = (hmac.new(key.secret, message, h).hexdigest() for h in _HMAC.values())
-    return any(same_text(c, value) for c in candidates)
+    # The configured hash only: trying each would accept a second, unconfigured MAC of one token.
+    return same_text(hmac.new(key.secret, message, _HMAC[hmac_hash]).hexdigest(), value)
 
 
 def _check_scope(values: dict[str, str], url: str) -> None:
     if "URLPrefix" in values:
         prefix = b64url_any_decode(values["URLPrefix"]).decode("utf-8", "replace")
-        if not url.startswith(prefix):
+        if not url_within_prefix(url, prefix):
             raise VerificationFailed("outside-prefix")
     elif "PathGlobs" in values:
-        path = urlsplit(url).path
+        path = split_url(url).path
         globs = values["PathGlobs"].replace("!", ",").split(",")
         if not any(glob_match(g, path) for g in globs):
             raise VerificationFailed("outside-prefix")

@@ -1,30 +1,37 @@
-"""The gateway's own signed-URL format (``native``, version GW1).
+"""The gateway's own signed-URL format (``native``, version GW2).
 
-Query parameters appended to the URL: ``gw_exp``, optional ``gw_nbf``,
-``gw_ip`` and ``gw_pfx``, then ``gw_kid`` and ``gw_sig``. The signature covers
-the canonical string specified in docs/native-format.md; the algorithm comes
-from the key, never from the URL.
+Query parameters appended to the URL: ``gw_exp``, ``gw_iat``, optional
+``gw_nbf``, ``gw_ip`` and ``gw_pfx``, then ``gw_kid`` and ``gw_sig``. The
+signature covers the canonical string specified in docs/native-format.md; the
+algorithm comes from the key, never from the URL. ``gw_iat``, the issue time,
+is required and signed: a link revocation at time R refuses every URL whose
+``gw_iat <= R`` (``Verified.issued_at``). GW1 URLs, which lack it, are
+malformed. The signer writes the canonical path into the URL; the verifier
+accepts only that spelling (``non-canonical-path``) and only the spelling of
+each ``gw_`` parameter the signer writes (numbers without leading zeros).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, b64url, b64url_decode
 from gateway.model import KeyAlgorithm
 from gateway.netaddr import parse_network
-from gateway.signing.dialects._common import b64url_any_decode, load_pem_key
+from gateway.signing.dialects._common import b64url_any_decode, decimal, load_pem_key, split_url
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
-from gateway.signing.paths import canonical_path, canonical_prefix, canonical_query, split_query
+from gateway.signing.paths import canonical_path, canonical_prefix, canonical_query, path_problem, split_query
 
-VERSION = "GW1"
-_PARAMS = ("gw_exp", "gw_nbf", "gw_ip", "gw_pfx", "gw_kid", "gw_sig")
-_REQUIRED = ("gw_exp", "gw_kid", "gw_sig")
+VERSION = "GW2"
+_PARAMS = ("gw_exp", "gw_iat", "gw_nbf", "gw_ip", "gw_pfx", "gw_kid", "gw_sig")
+_REQUIRED = ("gw_exp", "gw_iat", "gw_kid", "gw_sig")
 _MAX_INT = 2**53
+# gw_pfx travels in the query: escape what would end or split the parameter ('%' escapes are kept).
+_PFX_SAFE = "/%-._~!$'()*,:@"
 
 
 @dataclass(frozen=True)
@@ -38,13 +45,14 @@ def string_to_sign(
     *,
     algorithm: str,
     kid: str,
+    issued_at: int,
     expires: int,
     starts: int | None,
     ip: str | None,
     scope: str,
     query: str,
 ) -> bytes:
-    fields = [VERSION, algorithm, kid, str(expires), _opt(starts), ip or "", scope, query]
+    fields = [VERSION, algorithm, kid, str(issued_at), str(expires), _opt(starts), ip or "", scope, query]
     return "\n".join(fields).encode("ascii")
 
 
@@ -68,7 +76,7 @@ class NativeDialect:
     )
 
     def describe(self) -> str:
-        return "gateway native GW1: Ed25519 or HMAC-SHA256; expiry, start, IP/CIDR, path prefix"
+        return "gateway native GW2: Ed25519 or HMAC-SHA256; signed issue time, expiry, start, IP/CIDR, path prefix"
 
     def load_key(self, data: bytes, key_id: str | None) -> KeyMaterial:
         """Ed25519 as PEM (private or public); HMAC-SHA256 as the base64url secret."""
@@ -88,8 +96,18 @@ class NativeDialect:
     def presented_key_id(self, redemption: Redemption) -> str | None:
         return self._parse(redemption.url).params["gw_kid"]
 
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        """A prefix token's gw_ parameters (in the order sent): the path and other parameters are not signed."""
+        query = redemption.url.partition("?")[2]
+        if "gw_pfx=" not in query:
+            return None
+        return "&".join(p for p in query.split("&") if p.startswith("gw_"))
+
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        return True  # gw_kid picks the verifying key and is in the string to sign
+
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
-        parts = urlsplit(request.url)
+        parts = split_url(request.url)
         path = canonical_path(parts.path or "/")
         pairs = split_query(parts.query)
         if any(name.startswith("gw_") for name, _ in pairs):
@@ -98,49 +116,57 @@ class NativeDialect:
         if prefix is not None and not path.startswith(prefix):
             raise InvalidInput("the URL does not lie under the requested prefix")
         ip = str(parse_network(request.ip)) if request.ip else None
+        issued_at = _issue_time(request)
         message = string_to_sign(
             algorithm=key.algorithm.value,
             kid=key.kid,
+            issued_at=issued_at,
             expires=request.expires,
             starts=request.starts,
             ip=ip,
             scope=_scope(path, prefix),
             query="" if prefix is not None else canonical_query(pairs),
         )
-        params = [("gw_exp", str(request.expires))]
+        params = [("gw_exp", str(request.expires)), ("gw_iat", str(issued_at))]
         params += [("gw_nbf", str(request.starts))] if request.starts is not None else []
         params += [("gw_ip", ip)] if ip else []
-        params += [("gw_pfx", prefix)] if prefix is not None else []
+        params += [("gw_pfx", _pfx_text(prefix))] if prefix is not None else []
         params += [("gw_kid", key.kid), ("gw_sig", b64url(key.sign(message)))]
         query = "&".join([p for p in parts.query.split("&") if p] + [f"{n}={v}" for n, v in params])
         base = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
-        return Signed(f"{base}{parts.path or '/'}?{query}")
+        return Signed(f"{base}{path}?{query}")
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         token = self._parse(redemption.url)
         params = token.params
         expires = _int_param(params, "gw_exp")
+        issued_at = _int_param(params, "gw_iat")
+        if issued_at > expires:
+            raise VerificationFailed("malformed")  # no signer writes it: refused before the signature
         starts = _int_param(params, "gw_nbf") if "gw_nbf" in params else None
-        prefix = _canonical_or_fail(canonical_prefix, params["gw_pfx"]) if "gw_pfx" in params else None
+        prefix = _prefix_param(params["gw_pfx"]) if "gw_pfx" in params else None
         ip = params.get("gw_ip")
         message = string_to_sign(
             algorithm=key.algorithm.value,
             kid=params["gw_kid"],
+            issued_at=issued_at,
             expires=expires,
             starts=starts,
             ip=ip,
             scope=_scope(token.path, prefix),
-            query="" if prefix is not None else canonical_query(token.query),
+            query="" if prefix is not None else _signed_query(token.query),
         )
         signature = _signature(params["gw_sig"])
         if params["gw_kid"] != key.kid or not key.verify(message, signature):
             raise VerificationFailed("bad-signature")
         _check_claims(token.path, prefix, expires, starts, ip, redemption)
-        return Verified(key_id=key.kid, expires=expires)
+        return Verified(key_id=key.kid, expires=expires, issued_at=issued_at, prefix=prefix)
 
     def _parse(self, url: str) -> NativeToken:
-        parts = urlsplit(url)
-        path = _canonical_or_fail(canonical_path, parts.path or "/")
+        parts = split_url(url)
+        path = parts.path or "/"
+        if path_problem(path) is not None:
+            raise VerificationFailed("non-canonical-path")
         params: dict[str, str] = {}
         others: list[tuple[str, str]] = []
         for name, value in split_query(parts.query):
@@ -149,24 +175,49 @@ class NativeDialect:
                 continue
             if name not in _PARAMS or name in params:
                 raise VerificationFailed("malformed")
-            params[name] = unquote(value)
+            params[name] = value  # raw: one spelling only (gw_pfx is checked in _prefix_param)
         if any(name not in params for name in _REQUIRED):
             raise VerificationFailed("malformed")
         return NativeToken(path=path, query=others, params=params)
 
 
-def _canonical_or_fail(canonicalise: Callable[[str], str], value: str) -> str:
+def _signed_query(pairs: list[tuple[str, str]]) -> str:
     try:
-        return canonicalise(value)
+        return canonical_query(pairs)
     except InvalidInput:
         raise VerificationFailed("malformed") from None
 
 
-def _int_param(params: dict[str, str], name: str) -> int:
-    value = params[name]
-    if not value.isascii() or not value.isdigit() or len(value) > 16:
+def _pfx_text(prefix: str) -> str:
+    return quote(prefix, safe=_PFX_SAFE)
+
+
+def _prefix_param(raw: str) -> str:
+    """The canonical prefix from gw_pfx, accepted only in the one spelling the signer writes."""
+    try:
+        prefix = canonical_prefix(unquote(raw))
+    except InvalidInput:
+        raise VerificationFailed("malformed") from None
+    if _pfx_text(prefix) != raw:
         raise VerificationFailed("malformed")
-    number = int(value)
+    return prefix
+
+
+def _issue_time(request: SignRequest) -> int:
+    """gw_iat: required, and within what the verifier reads (0 <= gw_iat <= gw_exp < 2**53)."""
+    if request.issued_at is None:
+        raise InvalidInput("the native format signs the issue time: the request has none")
+    for value in (request.issued_at, request.expires, request.starts):
+        if value is not None and not 0 <= value < _MAX_INT:
+            raise InvalidInput(f"native times are POSIX seconds from 0 to 2**53, not {value}")
+    if request.issued_at > request.expires:
+        raise InvalidInput("the issue time (gw_iat) is after the expiry (gw_exp)")
+    return request.issued_at
+
+
+def _int_param(params: dict[str, str], name: str) -> int:
+    """A number in the one spelling the signer writes (no leading zero), below 2**53."""
+    number = decimal(params[name])
     if number >= _MAX_INT:
         raise VerificationFailed("malformed")
     return number

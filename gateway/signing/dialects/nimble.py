@@ -6,7 +6,11 @@ wmsAuthSign = base64("server_time=<M/D/YYYY h:mm:ss AM|PM>&hash_value=…&validm
 server_time. WMSAuth has no field for extra data, so a WMSAuth URL cannot
 say which principal signed it: revocation is rotating the rule's password,
 and the gateway's own verifier refuses WMSAuth URLs (it could not enforce a
-key revocation on them).
+key revocation on them). ``wmsAuthSign`` is accepted only as canonical
+base64, read as sent, with each of its fields exactly once, and its numbers
+without leading zeros (the hash covers the number, not its text).
+``server_time`` is hashed: it is returned as the issue time (the gateway
+signs server_time = issue time).
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import base64
 import binascii
 import hashlib
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlsplit
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
@@ -24,15 +28,18 @@ from gateway.model import KeyAlgorithm
 from gateway.signing.dialects._common import (
     append_query,
     check_window,
+    decimal,
     query_pairs,
     same_text,
     shared_secret,
     single,
     single_address,
+    split_url,
 )
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
 
 _FORMATS = ("%m/%d/%Y %I:%M:%S %p",)
+_FIELDS = frozenset({"server_time", "hash_value", "validminutes", "strm_len"})
 
 
 def server_time(moment: int) -> str:
@@ -98,6 +105,12 @@ class NimbleDialect:
     def presented_key_id(self, redemption: Redemption) -> str | None:
         return None
 
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        return None  # every verification stands for its exact URL
+
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        return False  # WMSAuth has no field for the principal
+
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         pairs = query_pairs(redemption.url)
         fields = _decode_sign(single(pairs, "wmsAuthSign"))
@@ -110,12 +123,14 @@ class NimbleDialect:
             raise VerificationFailed("bad-signature-or-wrong-ip")
         start = parse_server_time(time_text)
         check_window(redemption.now, start + minutes * 60, start)
-        return Verified(key_id=None, expires=start + minutes * 60)
+        return Verified(key_id=None, expires=start + minutes * 60, issued_at=start)
 
 
 def _signed_stream(request: SignRequest) -> str | None:
     """The stream-name prefix the URL is valid for (the path's first characters)."""
-    if request.prefix is not None and not urlsplit(request.url).path.startswith(request.prefix):
+    if request.prefix == "":
+        raise InvalidInput("a WMSAuth stream prefix cannot be empty")
+    if request.prefix is not None and not split_url(request.url).path.startswith(request.prefix):
         raise InvalidInput("the URL does not lie under the requested prefix")
     return request.prefix
 
@@ -124,25 +139,31 @@ def _decode_sign(value: str | None) -> dict[str, str]:
     if not value:
         raise VerificationFailed("malformed")
     try:
-        text = base64.b64decode(unquote(value), validate=True).decode("utf-8")
+        raw = base64.b64decode(value, validate=True)
+        text = raw.decode("utf-8")
     except (binascii.Error, ValueError):
         raise VerificationFailed("malformed") from None
-    return dict(p.partition("=")[::2] for p in text.split("&"))
+    if base64.b64encode(raw).decode("ascii") != value:
+        raise VerificationFailed("malformed")  # non-zero padding bits: a second spelling
+    pairs = [p.partition("=")[::2] for p in text.split("&")]
+    fields = dict(pairs)
+    if len(fields) != len(pairs) or not fields.keys() <= _FIELDS:
+        raise VerificationFailed("malformed")
+    return fields
 
 
 def _minutes(text: str) -> int:
-    if not text.isdigit() or len(text) > 7:
-        raise VerificationFailed("malformed")
-    return int(text)
+    return decimal(text, max_digits=7)
 
 
 def _stream_for(url: str, strm_len: str | None) -> str:
     """The signed stream: the first strm_len characters of the requested path."""
     if strm_len is None:
         return ""
-    if not strm_len.isdigit() or len(strm_len) > 5:
-        raise VerificationFailed("malformed")
-    path = urlsplit(url).path
-    if int(strm_len) > len(path):
+    length = decimal(strm_len, max_digits=5)
+    if length == 0:
+        raise VerificationFailed("malformed")  # hashes as no strm_len at all: a second spelling
+    path = split_url(url).path
+    if length > len(path):
         raise VerificationFailed("outside-prefix")
-    return path[: int(strm_len)]
+    return path[:length]

@@ -5,16 +5,24 @@ hash = base64url-with-padding(SHA-256/384/512(contentPath + "?" +
 configurable prefix (default ``wowzatoken``): ``starttime``, ``endtime``,
 custom parameters and ``hash``. The content path is the application,
 instance and stream (``vod/_definst_/mp4:sample.mp4``): the URL path without
-its leading '/', or the request's prefix for a whole stream directory; the
-verifier tries the path and its parent directories, as Wowza matches the
-stream. The gateway's key id travels in the custom parameter ``<prefix>gwkid``.
+its leading '/', or the request's prefix for a whole stream directory. The
+gateway's key id travels in the custom parameter ``<prefix>gwkid``.
+
+A file token and a directory token for the same content path would hash
+alike, so a directory (stream) token carries the signed custom parameter
+``<prefix>gwscope=prefix``: only such a token is tried against the request
+path's parent directories; any other token must hash the request's own path.
+
+The hash is checked with the profile's ``hash`` (default sha256) only.
+``<prefix>starttime`` is hashed: it is returned as the issue time a link
+revocation is compared with (the gateway signs start = issue time).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from urllib.parse import unquote, urlsplit
+from collections.abc import Mapping
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
@@ -26,13 +34,17 @@ from gateway.signing.dialects._common import (
     query_pairs,
     same_text,
     shared_secret,
+    signable_prefix,
     single,
     single_address,
+    split_url,
 )
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
+from gateway.signing.paths import path_within
 
 DEFAULT_PREFIX = "wowzatoken"
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+SCOPE_PARAM = "gwscope"  # <prefix>gwscope=prefix: a stream (directory) token
 
 
 def token_hash(content_path: str, params: list[str], secret: str, ip: str | None, algorithm: str) -> str:
@@ -62,14 +74,13 @@ class WowzaDialect:
 
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
         prefix = request.options.get("prefix", DEFAULT_PREFIX)
-        algorithm = request.options.get("hash", "sha256")
-        if algorithm not in _HASHES:
-            raise InvalidInput("Wowza hash is sha256, sha384 or sha512")
+        algorithm = _algorithm(request.options)
         params = [f"{prefix}endtime={request.expires}"]
         params += [f"{prefix}starttime={request.starts}"] if request.starts is not None else []
         params += [f"{prefix}gwkid={request.attribution}"] if request.attribution else []
+        params += [f"{prefix}{SCOPE_PARAM}=prefix"] if request.prefix is not None else []
         ip = single_address(request.ip, "Wowza") if request.ip else None
-        content = _content_path(urlsplit(request.url).path, request.prefix)
+        content = _content_path(split_url(request.url).path, request.prefix)
         secret = key.require_secret().decode("utf-8", "replace")
         digest = token_hash(content, params, secret, ip, algorithm)
         query = "&".join([*sorted(params), f"{prefix}hash={digest}"])
@@ -77,6 +88,12 @@ class WowzaDialect:
 
     def presented_key_id(self, redemption: Redemption) -> str | None:
         return None
+
+    def reuse_key(self, redemption: Redemption) -> str | None:
+        return None  # every verification stands for its exact URL
+
+    def attribution_covered(self, options: Mapping[str, str]) -> bool:
+        return True  # every <prefix> parameter, gwkid included, is hashed
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         prefix = redemption.options.get("prefix", DEFAULT_PREFIX)
@@ -86,35 +103,55 @@ class WowzaDialect:
         if presented is None or len({p.partition("=")[0] for p in params}) != len(params):
             raise VerificationFailed("malformed")
         values = dict(p.partition("=")[::2] for p in params)
-        ip = redemption.client_ip
-        if not _any_content_path_matches(redemption.url, params, key, ip, unquote(presented)):
+        scope = values.get(f"{prefix}{SCOPE_PARAM}")
+        if scope not in (None, "prefix"):
+            raise VerificationFailed("malformed")
+        contents = _content_paths(split_url(redemption.url).path, directory=scope == "prefix")
+        algorithm = _algorithm(redemption.options)
+        if not _any_matches(contents, params, key, redemption.client_ip, presented, algorithm):
             raise VerificationFailed("bad-signature-or-wrong-ip")
         expires = epoch(values.get(f"{prefix}endtime", ""))
-        starts = values.get(f"{prefix}starttime")
-        check_window(redemption.now, expires, epoch(starts) if starts else None)
-        return Verified(key_id=None, expires=expires, attribution=values.get(f"{prefix}gwkid"))
+        start_text = values.get(f"{prefix}starttime")
+        starts = epoch(start_text) if start_text else None
+        check_window(redemption.now, expires, starts)
+        return Verified(key_id=None, expires=expires, attribution=values.get(f"{prefix}gwkid"), issued_at=starts)
+
+
+def _algorithm(options: Mapping[str, str]) -> str:
+    algorithm = options.get("hash", "sha256")
+    if algorithm not in _HASHES:
+        raise InvalidInput("Wowza hash is sha256, sha384 or sha512")
+    return algorithm
 
 
 def _content_path(path: str, prefix: str | None) -> str:
-    chosen = prefix if prefix is not None else path
-    if prefix is not None and not path.startswith(prefix):
+    if prefix is None:
+        return path.strip("/")
+    if not path_within(path, signable_prefix(prefix)):
         raise InvalidInput("the URL does not lie under the requested prefix")
-    return chosen.strip("/")
+    return prefix.strip("/")
 
 
-def _any_content_path_matches(url: str, params: list[str], key: KeyMaterial, ip: str | None, presented: str) -> bool:
-    """Try the path and its parents, without and with the client's address.
+def _content_paths(path: str, *, directory: bool) -> list[str]:
+    """A file token hashes the request's own path; a stream token one of its parent directories."""
+    if not directory:
+        return [path.strip("/")]
+    segments = path.split("/")[1:]
+    return ["/".join(segments[:end]) for end in range(len(segments) - 1, 0, -1)]
+
+
+def _any_matches(
+    contents: list[str], params: list[str], key: KeyMaterial, ip: str | None, presented: str, algorithm: str
+) -> bool:
+    """Try each content path, without and with the client's address, with the profile's hash.
 
     A hash that matches without the address was not IP-bound; an IP-bound one
     matches only with the right address, so trying both is exact.
     """
     secret = key.require_secret().decode("utf-8", "replace")
-    segments = urlsplit(url).path.strip("/").split("/")
     addresses = [None, ip] if ip else [None]
-    for end in range(len(segments), 0, -1):
-        content = "/".join(segments[:end])
-        for algorithm in _HASHES:
-            for address in addresses:
-                if same_text(token_hash(content, params, secret, address, algorithm), presented):
-                    return True
+    for content in contents:
+        for address in addresses:
+            if same_text(token_hash(content, params, secret, address, algorithm), presented):
+                return True
     return False

@@ -1,0 +1,127 @@
+"""Canonical paths (docs/paths.md): one spelling per path; the check refuses, it never normalises."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import InvalidInput
+from gateway.signing.paths import (
+    canonical_path,
+    canonical_prefix,
+    canonical_query,
+    is_canonical_path,
+    path_problem,
+    path_within,
+    split_query,
+    strip_authority,
+    url_path,
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/v/abc/x.ts", "/v/dir/", "/v/a~b/A.ts", "/v/caf%C3%A9", "/v/a%20b", "/v/a%3Fb", "/v/mp4:a.mp4",
+     "/v/a!$&'()*+,=@b", "/v/a%21%2C%3D", "/v/file.name.ts", "/v/...x", "/v/x..", "/v/%E6%97%A5%E6%9C%AC"],
+)  # fmt: skip
+def test_canonical_paths_pass(path: str) -> None:
+    assert path_problem(path) is None
+    assert canonical_path(path) == path
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("v/abc", "must start with '/'"),
+        ("/v/../x", "dot segments"),
+        ("/v/./x", "dot segments"),
+        ("/v/..", "dot segments"),
+        ("/v/.../x", "dot segments"),
+        ("/v/..%20/x", "dot segments"),
+        ("/v/.%CC%81/x", "dot segments"),  # a dot with a combining mark
+        ("/v/%2E%2E/x", "second spelling of '.'"),
+        ("/v/%2e%2e/x", "upper-case hex"),
+        ("/v/%252e%252e/x", "%25"),
+        ("/v/a%2Fb", "%2F"),
+        ("/v/a%5Cb", "%5C"),
+        ("/v/a%3Bb", "%3B"),
+        ("/v/%00", "%00"),
+        ("/v/%0D%0A", "%0D"),
+        ("/v/a\\b", "'\\\\' is not allowed"),
+        ("/v/..;/x", "';' is not allowed"),
+        ("/v/a;jsessionid=1", "';' is not allowed"),
+        ("/v//x", "empty segments"),
+        ("/v/%zz", "malformed percent-escape"),
+        ("/v/%4", "malformed percent-escape"),
+        ("/v/a b", "' ' must be percent-encoded"),
+        ("/v/a#b", "'#' must be percent-encoded"),
+        ("/v/café", "raw non-ASCII"),
+        ("/v/%7E", "second spelling of '~'"),
+        ("/v/%41", "second spelling of 'A'"),
+        ("/v/%C0%AE%C0%AE/x", "not well-formed UTF-8"),  # overlong '..'
+        ("/v/%E0%80%AE/x", "not well-formed UTF-8"),  # overlong '.', three bytes
+        ("/v/%ED%A0%80", "not well-formed UTF-8"),  # a surrogate
+        ("/v/%FF", "not well-formed UTF-8"),
+        ("/v/%EF%BC%8E%EF%BC%8E/x", "U+FF0E"),  # fullwidth full stop, NFKC '.'
+        ("/v/%E2%80%A5/x", "U+2025"),  # two-dot leader, NFKC '..'
+        ("/v/%E2%80%A4/x", "U+2024"),  # one-dot leader
+        ("/v/a%EF%BC%8Fb", "U+FF0F"),  # fullwidth solidus
+        ("/v/a%EF%BC%BCb", "U+FF3C"),  # fullwidth reverse solidus
+        ("/v/a%E2%88%95b", "U+2215"),  # division slash (a look-alike NFKC keeps)
+        ("/v/a%E2%80%AEb", "U+202E"),  # right-to-left override
+        ("/v/a%C2%85b", "U+0085"),  # next line (C1 control)
+        ("/v/a%E2%80%A8b", "U+2028"),  # line separator
+        ("/v/a%C2%A0b", "U+00A0"),  # no-break space, NFKC ' '
+    ],
+)
+def test_non_canonical_paths_are_refused_with_the_reason(path: str, problem: str) -> None:
+    found = path_problem(path)
+    assert found is not None and problem in found, found
+    assert not is_canonical_path(path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("/v/a%7eb/%41.ts", "/v/a~b/A.ts"),
+        ("/v/caf%c3%a9", "/v/caf%C3%A9"),
+        ("/v/café", "/v/caf%C3%A9"),
+        ("/v/a b", "/v/a%20b"),
+        ("/v/a%21%2C", "/v/a%21%2C"),  # reserved characters keep their escapes (RFC 3986 §2.2)
+    ],
+)
+def test_media_paths_are_respelled_then_checked(raw: str, canonical: str) -> None:
+    assert canonical_path(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    "raw", ["/v/%2e%2E/x", "/v/a;b", "/v/a%2fb", "/v/../x", "/v//x", "/v/%25", "/v/\uff0e\uff0e/x"]
+)
+def test_respelling_never_rescues_an_unsafe_media_path(raw: str) -> None:
+    with pytest.raises(InvalidInput, match="is not allowed"):
+        canonical_path(raw)
+
+
+def test_prefix_must_end_with_slash() -> None:
+    assert canonical_prefix("/v/abc/") == "/v/abc/"
+    with pytest.raises(InvalidInput):
+        canonical_prefix("/v/abc")
+
+
+def test_path_within_is_a_directory_or_exactly_one_path() -> None:
+    assert path_within("/v/abc/x.ts", "/v/abc/")
+    assert not path_within("/v/abcd/x.ts", "/v/abc/")
+    assert path_within("/v/abc", "/v/abc")
+    assert not path_within("/v/abcd", "/v/abc")
+
+
+def test_url_path_keeps_what_a_fragment_would_hide() -> None:
+    assert url_path("https://h/v/a.ts?x=1") == "/v/a.ts"
+    assert url_path("/v/a.ts#/../b?x") == "/v/a.ts#/../b"
+    assert url_path("https://h?x=/v/a") == ""
+    assert strip_authority("http://[::1/v/a?q") == "/v/a?q"  # unterminated IPv6 host: no exception
+    assert strip_authority("/v/a") == "/v/a"
+
+
+def test_query_is_sorted_and_plus_is_literal() -> None:
+    pairs = split_query("b=2&a=x+y&a=%41&&c")
+    assert canonical_query(pairs) == "a=A&a=x+y&b=2&c="
