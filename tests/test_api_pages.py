@@ -69,8 +69,15 @@ async def test_expired_viewer_token_is_401(client: TestClient, pages: World) -> 
     assert (await _get(client, "/m/m1/video", headers={"Authorization": f"Bearer {token}"})).status == 401
 
 
-async def test_missing_pages_principal_fails_closed(client: TestClient, pages: World) -> None:
+async def test_a_disabled_pages_principal_fails_closed_alike_for_every_item(client: TestClient, pages: World) -> None:
+    """A deployment fault: 503 for an existing item and a missing one alike (a difference would reveal items)."""
     await pages.services.admin.disable_principal(ADMIN, "pages", pages.clock())
     headers = {"Authorization": f"Bearer {pages.viewer_token('alice')}"}
-    response = await _get(client, "/m/m1/video", headers=headers)
-    assert response.status == 403 and "Location" not in response.headers
+    existing = await _get(client, "/m/m1/video", headers=headers)
+    missing = await _get(client, "/m/nothing/video", headers=headers)
+    assert existing.status == missing.status == 503 and "Location" not in existing.headers
+    assert (
+        await existing.json()
+        == await missing.json()
+        == {"error": "unavailable", "message": "the pages principal 'pages' cannot sign (principal-disabled)"}
+    )

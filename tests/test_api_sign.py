@@ -226,3 +226,61 @@ async def test_bad_batches(client: TestClient, web: World, body: dict, status: i
     assert response.status == status
     assert "error" in await response.json()
     assert await web.services.store.audit.search(AuditQuery(event="url:issued")) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"medai_id": "m1"}, "invalid request body: Object contains unknown field `medai_id`"),
+        ({"viewer": {"id": "alice", "workspace": ["w1"]}},
+         "invalid request body: Object contains unknown field `workspace` - at `$.viewer`"),
+        ({"ttl": True}, "invalid request body: Expected `int | null`, got `bool` - at `$.ttl`"),
+        ({"ttl": 60.0}, "invalid request body: Expected `int | null`, got `float` - at `$.ttl`"),
+        ({"media_id": 7}, "invalid request body: Expected `str`, got `int` - at `$.media_id`"),
+        ({"media_id": "m1\n"}, "invalid request body: Expected `str` matching regex "
+         "'^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?!\\\\n)$' - at `$.media_id`"),
+        ({"viewer_token": ""}, "invalid request body: Expected `str` of length >= 1 - at `$.viewer_token`"),
+    ],
+    ids=["misspelt-field", "misspelt-nested-field", "bool-ttl", "float-ttl", "int-id", "newline-id", "empty-token"],
+)  # fmt: skip
+async def test_bodies_are_read_strictly_and_name_the_field(
+    client: TestClient, web: World, body: dict, message: str
+) -> None:
+    body.setdefault("viewer", {"id": "alice"}) if "viewer_token" not in body else None
+    response = await _sign(client, web, **body)
+    assert response.status == 400
+    assert await response.json() == {"error": "invalid_request", "message": message}
+    assert await web.services.store.audit.search(AuditQuery(event="url:issued")) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"media_id":"m1","rendition":"video","viewer":{"id":"alice"},"ttl":NaN}', "NaN is not a JSON number"),
+        (b'{"media_id":"m1","rendition":"video","viewer":{"id":"alice"},"ttl":Infinity}',
+         "Infinity is not a JSON number"),
+        (b'{"media_id":"m1","rendition":"video","viewer":{"id":"alice"},"ttl":1e999}',
+         "1e999 does not fit a finite number"),
+        (b'{"media_id":"pub","rendition":"video","viewer":{"id":"alice"},"media_id":"m1"}', "duplicate key 'media_id'"),
+        (b'{"media_id":"m1","rendition":"video","viewer":{"id":"mallory","id":"alice"}}', "duplicate key 'id'"),
+    ],
+    ids=["nan", "infinity", "overflow", "duplicate-key", "duplicate-nested-key"],
+)  # fmt: skip
+async def test_json_that_two_parsers_could_read_two_ways_is_refused(
+    client: TestClient, web: World, data: bytes, message: str
+) -> None:
+    headers = {**web.auth("web"), "Content-Type": "application/json"}
+    response = await client.post("/v1/sign", data=data, headers=headers)
+    assert response.status == 400
+    assert await response.json() == {"error": "invalid_request", "message": f"the body is not valid JSON: {message}"}
+
+
+async def test_batch_items_name_the_misspelt_field(client: TestClient, web: World) -> None:
+    body = {"viewer": {"id": "alice"}, "items": [{"media_id": "m1", "rendition": "video"},
+                                                 {"media_id": "m1", "rendtion": "video"}]}  # fmt: skip
+    response = await client.post("/v1/sign/batch", json=body, headers=web.auth("web"))
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "invalid_request",
+        "message": "invalid request body: Object contains unknown field `rendtion` - at `$.items[1]`",
+    }

@@ -61,3 +61,35 @@ def test_production_with_a_real_issuer_loads(tmp_path: Path) -> None:
     _write(tmp_path, "environment = 'production'\n[viewer]\nissuer = 'https://idp.example'\n"
            "audience = 'app'\njwks_url = 'https://idp.example/jwks'\n")  # fmt: skip
     assert load_config(tmp_path, environ={}).production
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "refused"),
+    [
+        ("[viewer]\nalgorithms = ['none']\n", {}, "'none'"),
+        ("[viewer]\nalgorithms = ['RS256', 'HS256']\n", {}, "'HS256'"),
+        ("", {"GATEWAY_VIEWER_ALGORITHMS": "EdDSA,HS512"}, "'HS512'"),
+        ("[viewer]\nalgorithms = ['rs256']\n", {}, "'rs256'"),
+        ("[viewer]\nalgorithms = ['ES521', 'XYZ']\n", {}, "'ES521', 'XYZ'"),
+        ("[viewer]\nalgorithms = []\n", {}, "an empty list"),
+    ],
+    ids=["none", "hmac", "hmac-from-env", "wrong-case", "unknown", "empty"],
+)
+def test_viewer_algorithms_are_public_key_algorithms_only(
+    tmp_path: Path, text: str, env: dict[str, str], refused: str
+) -> None:
+    _write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path, environ=env)
+    assert error.value.message == (
+        "viewer.algorithms may only name public-key algorithms "
+        "(RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES256K, ES384, ES512, EdDSA); refused: " + refused
+    )
+
+
+def test_the_default_viewer_algorithms_load(tmp_path: Path) -> None:
+    _write(tmp_path, "[viewer]\nalgorithms = ['ES384', 'PS256']\n")
+    assert load_config(tmp_path, environ={}).viewer.algorithms == ("ES384", "PS256")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert load_config(fresh, environ={}).viewer.algorithms == ("RS256", "ES256", "EdDSA")

@@ -45,13 +45,14 @@ def _allow(reason: str, grant: Grant | None = None) -> Decision:
     return Decision(True, reason, grant)
 
 
-def _principal_refusal(principal: Principal, rendition: Rendition) -> Decision | None:
+def principal_refusal(principal: Principal, rendition: Rendition) -> str | None:
+    """Why ``principal`` may not sign ``rendition`` of anything (rules 1 and 2), or None."""
     if principal.disabled:
-        return _deny("principal-disabled")
+        return "principal-disabled"
     if not principal.has(Permission.SIGN):
-        return _deny("missing-permission:sign")
+        return "missing-permission:sign"
     if principal.renditions is not None and rendition not in principal.renditions:
-        return _deny("rendition-not-allowed")
+        return "rendition-not-allowed"
     return None
 
 
@@ -87,9 +88,9 @@ def decide(
     now: float,
 ) -> Decision:
     """Decide whether ``principal`` may sign ``rendition`` of ``media`` for ``viewer``."""
-    refusal = _principal_refusal(principal, rendition)
+    refusal = principal_refusal(principal, rendition)
     if refusal is not None:
-        return refusal
+        return _deny(refusal)
     if media.deleted:
         return _deny("media-deleted")
     asserted = viewer is not None and viewer.source == "asserted"

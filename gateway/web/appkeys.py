@@ -7,3 +7,4 @@ from aiohttp import web
 from gateway.services import Services
 
 SERVICES = web.AppKey("services", Services)
+OPENAPI = web.AppKey("openapi", bytes)  # the encoded document, built once from the route table

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
+import msgspec
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.web.schemas import Error
 
 log = logging.getLogger("gateway.web")
 
@@ -24,15 +26,28 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    431: "headers_too_large",
 }
+_ENCODE = msgspec.json.Encoder().encode
 
 
 def request_id(request: web.Request) -> str:
     return request[REQUEST_ID]
 
 
+def json_response(body: msgspec.Struct, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A body declared in ``gateway.web.schemas``, encoded as the OpenAPI document says."""
+    return web.Response(
+        body=_ENCODE(body), status=status, headers=headers, content_type="application/json", charset="utf-8"
+    )
+
+
+def error_code(status: int) -> str:
+    return _HTTP_CODES.get(status, "http_error")
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
-    response = web.json_response({"error": code, "message": message}, status=status)
+    response = json_response(Error(error=code, message=message), status=status)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="media-gateway"'
     return response
@@ -58,8 +73,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
+        return error_response(exc.status, error_code(exc.status), exc.reason)
     except Exception:
         log.exception("unhandled error in request %s", request.get(REQUEST_ID))
         return error_response(500, "internal", "internal error")

@@ -1,24 +1,31 @@
 """GET /m/{media_id}/{rendition}: the stable page URL, answered with a fresh signed URL.
 
-Status codes: 401 without a valid viewer token; 404 when the item does not
-exist *or* this viewer may not see it (a private item's existence is not
-revealed); 403 only when the pages principal itself may not sign the
-rendition; 302 otherwise, never cached.
+Status codes: 401 without a valid viewer token; 503 when the pages principal
+itself may not sign the rendition (a deployment fault, answered alike for every
+item); 302 otherwise, never cached.
+Everything else is one 404, byte for byte the same whether the item is
+private, missing or deleted, has no such rendition, or the id or rendition
+name is not even well-formed: an outsider learns nothing about what exists.
+The viewer is authenticated before the path is looked at, and issuance
+authorises before it looks up the rendition's path.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.access.authz import principal_refusal
 from gateway.access.identity import bearer
-from gateway.errors import Forbidden, NotFound, StoreUnavailable, Unauthenticated
-from gateway.model import Rendition
+from gateway.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, Unavailable
+from gateway.model import Rendition, check_name
 from gateway.signing.issuance import SignItem
 from gateway.web.appkeys import SERVICES
 from gateway.web.sign import request_context
 
-# Refusals that mean "this viewer may not see it": answered as 404.
+# Refusals that mean "this viewer may not see it": answered as the one 404.
 _HIDDEN = {"not-permitted", "media-deleted"}
+# The same words as aiohttp's own 404 for an unknown path.
+_NOT_FOUND = "Not Found"
 
 
 def _viewer_token(request: web.Request, cookie: str) -> str:
@@ -30,23 +37,31 @@ def _viewer_token(request: web.Request, cookie: str) -> str:
     return token
 
 
+def _item(request: web.Request) -> SignItem:
+    try:
+        media_id = check_name(request.match_info["media_id"], "media_id")
+        rendition = Rendition(request.match_info["rendition"])
+    except (InvalidInput, ValueError):
+        raise NotFound(_NOT_FOUND) from None
+    return SignItem(media_id=media_id, rendition=rendition)
+
+
 async def page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    try:
-        rendition = Rendition(request.match_info["rendition"])
-    except ValueError:
-        raise NotFound("no such rendition") from None
     viewer = await services.identity.viewer(_viewer_token(request, services.config.viewer.cookie), services.clock())
-    principal = await services.store.principals.get(services.config.pages_principal)
-    if principal is None:
-        raise StoreUnavailable(f"pages principal {services.config.pages_principal!r} does not exist")
-    item = SignItem(media_id=request.match_info["media_id"], rendition=rendition)
+    item = _item(request)
+    principal = services.state.view.principals.get(services.config.pages_principal)
+    refusal = principal_refusal(principal, item.rendition) if principal else "missing"
+    if principal is None or refusal is not None:
+        # Checked before the item is looked up: an answer that differed by item would tell outsiders what exists.
+        raise Unavailable(f"the pages principal {services.config.pages_principal!r} cannot sign ({refusal})")
     ctx = request_context(request, services, principal.id)
     [outcome] = await services.issuer.issue(principal, viewer, [item], ctx, services.clock())
-    if outcome.error is not None:
-        if isinstance(outcome.error, Forbidden) and outcome.error.reason in _HIDDEN:
-            raise NotFound(f"no media item {item.media_id!r}")
-        raise outcome.error
+    error = outcome.error
+    if isinstance(error, NotFound) or (isinstance(error, Forbidden) and error.reason in _HIDDEN):
+        raise NotFound(_NOT_FOUND)
+    if error is not None:
+        raise error
     assert outcome.issued is not None
     return web.Response(
         status=302,

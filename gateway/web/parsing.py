@@ -1,65 +1,51 @@
-"""Reading request bodies and fields; anything malformed is InvalidInput (400)."""
+"""Reading request bodies into their declared models; anything else is InvalidInput (400).
+
+A body is read in two strict steps: ``gateway.strictjson`` (no NaN, Infinity,
+out-of-range numbers or duplicate keys), then ``msgspec.convert`` into the
+model from ``gateway.web.schemas`` with ``strict=True`` (no coercion: ``"60"``
+is not an integer) and unknown fields refused by name.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
+from gateway import strictjson
 from gateway.errors import InvalidInput
 
+T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
+def decode(raw: bytes, model: type[T]) -> T:
+    try:
+        data = strictjson.loads(raw)
+    except strictjson.StrictJSONError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    try:
+        return msgspec.convert(data, model, strict=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid request body: {exc}") from None
+
+
+async def body(request: web.Request, model: type[T]) -> T:
     if request.content_type != "application/json":
         raise InvalidInput("the body must be application/json")
     try:
-        body = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return body
-
-
-def string(body: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{name} must be a non-empty string")
-    return value
-
-
-def required_string(body: Mapping[str, Any], name: str) -> str:
-    value = string(body, name)
-    assert value is not None
-    return value
-
-
-def optional_int(body: Mapping[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{name} must be an integer")
-    return value
+        raw = await request.read()
+    except web.RequestPayloadError:  # e.g. a Content-Encoding the bytes do not match, or broken chunking
+        raise InvalidInput("the body could not be read: its encoding or framing is malformed") from None
+    return decode(raw, model)
 
 
 def choice(enum: type[E], value: Any, name: str) -> E:
+    """One value of a closed set (the CLI's options), or InvalidInput listing the set."""
     try:
         return enum(value)
     except ValueError:
         options = ", ".join(e.value for e in enum)
         raise InvalidInput(f"{name} must be one of: {options}") from None
-
-
-def string_list(body: Mapping[str, Any], name: str) -> list[str]:
-    value = body.get(name, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidInput(f"{name} must be a list of strings")
-    return value
