@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.audit.merkle import Frontier, leaf_hash
+from gateway.audit.records import RequestContext
+from gateway.audit.retention import DAY, prune
 from gateway.store import rows
 from gateway.store.base import AuditQuery
 from tests.audit_support import db, fill, verify
@@ -110,6 +112,20 @@ async def test_a_record_hidden_as_pruned_before_its_retention_is_caught(sealed: 
     db(sealed.services).execute("UPDATE audit SET media_id = NULL, pruned_at = ? WHERE seq = 6", (now,))
     report = await verify(sealed.services)
     assert (report.ok, report.first_bad) == (False, 6) and "pruned before" in (report.problem or "")
+
+
+async def test_a_prune_run_with_a_false_future_clock_is_caught(sealed: World) -> None:
+    """A prune "as of" next year (which ``audit prune --now`` now refuses) stores that false time as the
+    prune time, which passes the check against the record's own time: verify also holds every prune
+    against its own clock, and no retention has ended that ends after it."""
+    counts = await prune(sealed.services.store, RequestContext(actor="ops"), sealed.clock() + 400 * DAY, 7)
+    assert counts["records_pruned"] == 15  # every sealed viewer record, 90 days too early
+    report = await verify(sealed.services)  # at the real time: the world's clock
+    assert (report.ok, report.first_bad, report.problem) == (
+        False,
+        6,
+        "record #6 was pruned before its retention ended",
+    )
 
 
 async def test_segments_exported_page_by_page_still_name_a_rewritten_record(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -28,8 +27,9 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, InvalidInput
 from gateway.store.base import Checkpoint
+from gateway.store.files import create_private, replace_private
 
 ORIGIN = "media-gateway/audit-log"
 
@@ -81,21 +81,25 @@ class LogSigner:
         if path.exists():
             return False
         key = Ed25519PrivateKey.generate()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        create_private(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
         public_pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        path.with_suffix(".pub").write_bytes(public_pem)
+        # Owner-only like every file in keys/: copies made for verifiers off-box are theirs to share.
+        replace_private(path.with_suffix(".pub"), public_pem)
         return True
 
 
 def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
+    """The log-signing public keys in ``paths``. A file that cannot be used is an error naming it:
+    skipped, it would make every checkpoint it signed look forged."""
     keys: dict[str, Ed25519PublicKey] = {}
     for path in paths:
         try:
             public = load_pem_public_key(path.read_bytes())
-        except (OSError, ValueError):
-            continue
-        if isinstance(public, Ed25519PublicKey):
-            keys[key_id(public)] = public
+        except OSError as exc:
+            raise InvalidInput(f"cannot read log-signing public key {path}: {exc.strerror}") from None
+        except ValueError:
+            raise InvalidInput(f"{path} is not a PEM public key") from None
+        if not isinstance(public, Ed25519PublicKey):
+            raise InvalidInput(f"{path} is not an Ed25519 public key (the log-signing key's .pub)")
+        keys[key_id(public)] = public
     return keys

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from gateway.audit.records import ENGINEER, RETENTION_SECONDS
 from gateway.config import Config
 from gateway.store.base import Checkpoint, LogEntry
+from gateway.store.files import replace_private
 
 
 def checkpoint_json(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -71,11 +72,8 @@ class DirectoryExporter:
         await asyncio.to_thread(self._write, name, text)
 
     def _write(self, name: str, text: str) -> None:
-        path = self.root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(path.suffix + ".partial")
-        partial.write_text(text)
-        partial.replace(path)
+        # Segments hold personal data (masked IPs, pseudonyms): owner-only directories and files.
+        replace_private(self.root / name, text.encode())
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditEvent, AuditRecord
+from gateway.errors import NotFound
 from gateway.store.base import AuditQuery, Store
 
 _PAGE = 1000
@@ -70,7 +71,10 @@ async def _use(record: AuditRecord, audit_log: AuditLog) -> Use:
 
 
 async def incident_report(store: Store, audit_log: AuditLog, kid: str, since: float | None) -> dict[str, Any]:
-    """Everything the log holds about ``kid``, read page by page."""
+    """Everything the log holds about ``kid``, read page by page. NotFound for a kid the gateway never
+    had: an empty report for a mistyped id would read as "this key was never used"."""
+    if await store.keys.get(kid) is None:
+        raise NotFound(f"no key {kid!r}: nothing to report (keys list shows every key id)")
     issuances: list[Use] = []
     redemptions: list[Use] = []
     after = 0

@@ -6,7 +6,7 @@ the SHA-256 of an issued URL, never the URL itself. ``leaf_bytes`` is the
 stable serialisation the Merkle log hashes (RFC 6962 leaf), position included,
 so a record moved to another position no longer matches its leaf.
 
-Retention classes: ``engineer`` (principal, key, grant and media changes, and
+Retention classes: ``engineer`` (principal, credential, key, grant and media changes, and
 anything an engineer signs: six years) and ``viewer`` (viewer technical data:
 90 days, 30 after the subject is erased).
 """
@@ -40,10 +40,13 @@ class AuditEvent(StrEnum):
     KEY_EXPORTED = "key:exported"
     PRINCIPAL_CREATED = "principal:created"
     PRINCIPAL_DISABLED = "principal:disabled"
+    CREDENTIAL_CREATED = "credential:created"
+    CREDENTIAL_REVOKED = "credential:revoked"
     GRANT_CREATED = "grant:created"
     GRANT_REVOKED = "grant:revoked"
     MEDIA_PUT = "media:put"
     MEDIA_DELETED = "media:deleted"
+    MEDIA_LINKS_REVOKED = "media:links_revoked"
     SUBJECT_EXPORTED = "subject:exported"
     SUBJECT_ERASED = "subject:erased"
     AUDIT_PRUNED = "audit:pruned"

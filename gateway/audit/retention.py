@@ -2,7 +2,9 @@
 
 Only records covered by a signed checkpoint (a sealed segment, exported
 off-box) are pruned. Pruning clears a record's contents but keeps its position,
-time, class and leaf hash, so ``audit verify`` stays green.
+time, class and leaf hash, so ``audit verify`` stays green. ``now`` is the real
+time (the CLI refuses a later one): it is stored as the prune time, and
+``audit verify`` checks prunes against its own clock as well.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from gateway.audit.records import (
 from gateway.store.base import PrunePolicy, Store
 
 DAY = 86400
+# How far clocks may disagree: a prune "as of" later than this is refused, and verify allows this much.
+CLOCK_SKEW = 300
 
 
 def prune_policy(now: float, sealed_upto: int) -> PrunePolicy:

@@ -9,7 +9,10 @@ Merkle frontier at a time):
 - each leaf equals the copy exported off-box at its checkpoint, when present
   (names the first record an attacker rewrote together with its hashes);
 - the tree head equals every signed checkpoint, in the database and off-box;
-- a pruned record was pruned no earlier than its retention allowed;
+- a pruned record was pruned no earlier than its retention allowed, by the
+  stored prune time *and* by the verifier's own clock (a prune run with a
+  false clock stores a false time; a retention not yet over is over for
+  nobody);
 - the log is not shorter than the newest checkpoint held outside the database
   (tail truncation).
 """
@@ -27,6 +30,7 @@ from gateway.audit.checkpoints import signature_ok
 from gateway.audit.export import checkpoint_from_json
 from gateway.audit.merkle import Frontier, leaf_hash
 from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER
+from gateway.audit.retention import CLOCK_SKEW
 from gateway.store.base import Checkpoint, LogEntry, Store
 
 PAGE = 5000
@@ -51,15 +55,18 @@ class Report:
         return self
 
 
-def external_checkpoints(export_dir: Path | None) -> list[Checkpoint]:
+def external_checkpoints(export_dir: Path | None, report: Report) -> list[Checkpoint] | None:
+    """The checkpoints exported off-box; None (and a failed report) when one cannot be read:
+    skipping it would let a damaged newest checkpoint hide a truncated tail."""
     if export_dir is None or not (export_dir / "checkpoints").is_dir():
         return []
     found = []
     for path in sorted((export_dir / "checkpoints").glob("*.json")):
         try:
             found.append(checkpoint_from_json(json.loads(path.read_text())))
-        except (ValueError, KeyError, TypeError):
-            continue
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            report.fail(None, f"exported checkpoint {path} cannot be read: {exc}")
+            return None
     return found
 
 
@@ -92,18 +99,21 @@ class _ExportedLeaves:
                     self._leaves[int(item["seq"])] = bytes.fromhex(item["leaf_hash"])
 
 
-def _pruned_too_early(entry: LogEntry) -> bool:
+def _pruned_too_early(entry: LogEntry, now: float) -> bool:
+    if entry.pruned_at is None:
+        return False
     shortest = ERASED_VIEWER_RETENTION if entry.retention == VIEWER else RETENTION_SECONDS.get(entry.retention, 0)
-    return entry.pruned_at is not None and entry.pruned_at < entry.time + shortest
+    ends = entry.time + shortest
+    return entry.pruned_at < ends or now + CLOCK_SKEW < ends
 
 
-def _check_entry(entry: LogEntry, expected: int, exported: _ExportedLeaves, report: Report) -> bool:
+def _check_entry(entry: LogEntry, expected: int, exported: _ExportedLeaves, report: Report, now: float) -> bool:
     if entry.seq != expected:
         what = "is missing (deleted)" if entry.seq > expected else "appears twice or out of order"
         report.fail(expected, f"record #{expected} {what}")
         return False
     if entry.record is None:
-        if _pruned_too_early(entry):
+        if _pruned_too_early(entry, now):
             report.fail(entry.seq, f"record #{entry.seq} was pruned before its retention ended")
             return False
     elif leaf_hash(entry.record.leaf_bytes(entry.seq)) != entry.leaf_hash:
@@ -137,9 +147,14 @@ async def verify_log(
     keys: dict[str, Ed25519PublicKey],
     export_dir: Path | None = None,
     progress: Progress | None = None,
+    *,
+    now: float,
 ) -> Report:
+    """``now`` is the verifier's own clock: no record may be pruned whose retention ends after it."""
     report = Report()
-    outside = external_checkpoints(export_dir)
+    outside = external_checkpoints(export_dir, report)
+    if outside is None:
+        return report
     heads = _signed_heads([*await store.audit.checkpoints(), *outside], keys, report)
     if heads is None:
         return report
@@ -148,7 +163,7 @@ async def verify_log(
     frontier = Frontier()
     while page := await store.audit.entries(frontier.size, PAGE):
         for entry in page:
-            if not _check_entry(entry, frontier.size + 1, exported, report):
+            if not _check_entry(entry, frontier.size + 1, exported, report, now):
                 return report
             frontier.append(entry.leaf_hash)
             head = heads.get(frontier.size)

@@ -6,14 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from gateway.audit.checkpoints import load_public_keys
 from gateway.audit.privacy import REF_PREFIX
 from gateway.audit.records import AuditEvent, AuditRecord
-from gateway.audit.retention import prune
+from gateway.audit.retention import CLOCK_SKEW, prune
 from gateway.audit.verify import Progress, verify_log
 from gateway.cli.context import Cli
 from gateway.cli.output import emit, when
 from gateway.cli.timeparse import instant
+from gateway.errors import ConfigError, InvalidInput
 from gateway.store.base import AuditQuery
 from gateway.web.parsing import choice
 
@@ -29,12 +32,19 @@ def _line(record: AuditRecord) -> str:
 
 def _emit(cli: Cli, records: list[AuditRecord]) -> int:
     data = [r.to_dict() for r in records]
-    emit(data, as_json=cli.json, text="\n".join(_line(r) for r in records) or "(no records)")
+    emit(data, as_json=cli.json, text=[_line(r) for r in records] or ["(no records)"])
     return 0
 
 
+def _positive(value: int, option: str) -> int:
+    # SQLite reads a negative LIMIT as "no limit": -n -1 would print the whole log.
+    if value < 1:
+        raise InvalidInput(f"{option} must be at least 1, got {value}")
+    return value
+
+
 async def run_tail(cli: Cli) -> int:
-    return _emit(cli, await cli.services.store.audit.tail(cli.args.n))
+    return _emit(cli, await cli.services.store.audit.tail(_positive(cli.args.n, "-n")))
 
 
 def _subject_ref(cli: Cli, subject: str | None) -> str | None:
@@ -46,15 +56,18 @@ def _subject_ref(cli: Cli, subject: str | None) -> str | None:
 
 async def run_search(cli: Cli) -> int:
     args = cli.args
+    since, until = instant(args.since) if args.since else None, instant(args.until) if args.until else None
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("--since must be before --until")  # not an empty result: nothing could match
     query = AuditQuery(
         event=choice(AuditEvent, args.event, "--event").value if args.event else None,
         actor=args.actor_filter,
         kid=args.kid,
         media_id=args.media,
         subject=_subject_ref(cli, args.subject),
-        since=instant(args.since) if args.since else None,
-        until=instant(args.until) if args.until else None,
-        limit=args.limit,
+        since=since,
+        until=until,
+        limit=_positive(args.limit, "--limit"),
     )
     return _emit(cli, await cli.services.store.audit.search(query))
 
@@ -73,24 +86,38 @@ def _progress_printer(enabled: bool) -> Progress:
     return show
 
 
+def _export_dir(cli: Cli) -> Path | None:
+    if cli.args.export_dir is None:
+        return cli.config.export_dir
+    path = Path(cli.args.export_dir)
+    if not path.is_dir():
+        # Not "no checkpoints outside the database": a mistyped path would hide tail truncation.
+        raise InvalidInput(f"--export-dir {path} is not a directory")
+    return path
+
+
+def _public_keys(cli: Cli) -> dict[str, Ed25519PublicKey]:
+    if cli.args.public_key:
+        return load_public_keys([Path(p) for p in cli.args.public_key])
+    default = cli.config.log_signing_key_path.with_suffix(".pub")
+    if not default.exists():
+        raise ConfigError(f"log-signing public key {default} is missing: give --public-key FILE")
+    return load_public_keys([default])
+
+
 async def run_verify(cli: Cli) -> int:
     args = cli.args
-    config = cli.config
-    export_dir = Path(args.export_dir) if args.export_dir else config.export_dir
-    key_files = [Path(p) for p in args.public_key] or [config.log_signing_key_path.with_suffix(".pub")]
+    keys, export_dir = _public_keys(cli), _export_dir(cli)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    report = await verify_log(cli.services.store, load_public_keys(key_files), export_dir, _progress_printer(progress))
+    report = await verify_log(cli.services.store, keys, export_dir, _progress_printer(progress), now=cli.now)
     data = {"ok": report.ok, "records": report.records, "checkpoints_checked": report.checkpoints_checked,
             "first_bad_record": report.first_bad, "problem": report.problem, "notes": report.notes}  # fmt: skip
     if report.ok:
-        text = f"ok: {report.records} records, {report.checkpoints_checked} signed checkpoints verified"
-        text += "".join(f"\nnote: {n}" for n in report.notes)
+        text = [f"ok: {report.records} records, {report.checkpoints_checked} signed checkpoints verified"]
+        text += [f"note: {n}" for n in report.notes]
     else:
-        text = (
-            f"FAILED at record #{report.first_bad}: {report.problem}"
-            if report.first_bad
-            else f"FAILED: {report.problem}"
-        )
+        where = f" at record #{report.first_bad}" if report.first_bad else ""
+        text = [f"FAILED{where}: {report.problem}"]
     emit(data, as_json=cli.json, text=text)
     return 0 if report.ok else 1
 
@@ -104,6 +131,9 @@ async def run_checkpoint(cli: Cli) -> int:
 
 async def run_prune(cli: Cli) -> int:
     now = instant(cli.args.now) if cli.args.now else cli.now
+    if now > cli.now + CLOCK_SKEW:
+        # Pruning "as of" a later day would delete records still inside their retention.
+        raise InvalidInput(f"--now {cli.args.now} is in the future: prune evaluates retention at most at the present")
     counts = await prune(cli.services.store, cli.ctx, now, cli.config.raw_retention_days)
     text = (f"pruned {counts['records_pruned']} sealed record(s) past retention (sealed up to "
             f"#{counts['sealed_upto']}); purged {counts['raw_entries_purged']} raw log entries")  # fmt: skip
@@ -150,5 +180,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "6 years; the raw technical log (unmasked IPs): audit.raw_retention_days (7). Only records "
         "covered by a signed checkpoint are pruned; their leaf hashes stay, so verify stays green.",
     )  # fmt: skip
-    prune_cmd.add_argument("--now", metavar="TIME", help="evaluate retention at this time (default: now)")
+    prune_cmd.add_argument(
+        "--now", metavar="TIME", help="evaluate retention at this earlier time (default: now; never in the future)"
+    )
     prune_cmd.set_defaults(func=run_prune)

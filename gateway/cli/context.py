@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.audit.records import RequestContext
 from gateway.config import Config, load_config
+from gateway.errors import ConfigError
 from gateway.services import Services, open_services
 
 
@@ -34,8 +35,16 @@ def config_file(args: argparse.Namespace) -> Path | None:
     return Path(value) if value else None
 
 
-def load(args: argparse.Namespace) -> Config:
-    return load_config(data_dir(args), config_file(args))
+def load(args: argparse.Namespace, *, creating: bool = False) -> Config:
+    """The config. A file named by --config or GATEWAY_CONFIG must exist (only ``init``, ``creating``
+    it, may name a new one): a mistyped name must not quietly run on the defaults. The default
+    file, DATA_DIR/gateway.toml, may be absent."""
+    path = config_file(args)
+    if path is not None and not creating and not path.is_file():
+        source = "--config" if args.config else "GATEWAY_CONFIG"
+        what = "is not a file" if path.exists() else "does not exist"
+        raise ConfigError(f"config file {path} ({source}) {what}")
+    return load_config(data_dir(args), path)
 
 
 def actor(args: argparse.Namespace) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from gateway.cli.context import Cli
 from gateway.cli.output import emit, table, when
 from gateway.cli.timeparse import duration
+from gateway.errors import NotFound
 from gateway.model import Grant
 
 
@@ -36,7 +37,10 @@ async def run_add(cli: Cli) -> int:
 
 
 async def run_list(cli: Cli) -> int:
-    grants = await cli.services.store.grants.all(cli.args.principal)
+    principal = cli.args.principal
+    if principal is not None and await cli.services.store.principals.get(principal) is None:
+        raise NotFound(f"no principal {principal!r}")  # not an empty list: the id was mistyped
+    grants = await cli.services.store.grants.all(principal)
     data = [grant_json(g, cli.now) for g in grants]
     rows = [{**d, "expires": when(d["expires_at"])} for d in data]
     emit(data, as_json=cli.json, text=table(rows, ["id", "principal", "media_id", "live", "expires", "reason"]))

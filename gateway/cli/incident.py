@@ -9,8 +9,7 @@ from pathlib import Path
 
 from gateway.audit.forensics import incident_report
 from gateway.cli.context import Cli, common_parser
-from gateway.cli.credentials import write_private
-from gateway.cli.output import when
+from gateway.cli.output import print_lines, when, write_private
 from gateway.cli.timeparse import instant
 
 
@@ -47,7 +46,7 @@ async def run_report(cli: Cli) -> int:
     if cli.args.json_out:
         # It names the people to notify: owner-only, like every file of personal data the CLI writes.
         write_private(Path(cli.args.json_out), json.dumps(report, indent=2, sort_keys=True))
-    print("\n".join(_lines(report)))
+    print_lines(_lines(report))
     return 0
 
 

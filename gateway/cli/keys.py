@@ -16,8 +16,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from gateway.cli.context import Cli
-from gateway.cli.credentials import write_private
-from gateway.cli.output import emit, table, when
+from gateway.cli.output import emit, table, when, write_private
 from gateway.cli.timeparse import instant
 from gateway.errors import NotFound
 from gateway.keys.material import b64url, public_pem
@@ -96,7 +95,10 @@ async def run_revoke(cli: Cli) -> int:
 
 
 async def run_list(cli: Cli) -> int:
-    keys = await cli.services.store.keys.all(cli.args.principal)
+    principal = cli.args.principal
+    if principal is not None and await cli.services.store.principals.get(principal) is None:
+        raise NotFound(f"no principal {principal!r}")  # not an empty list: the id was mistyped
+    keys = await cli.services.store.keys.all(principal)
     data = [key_json(k, cli.now) for k in keys]
     rows = [{**d, "created": when(d["created_at"]), "last_used": when(d["last_used_at"])} for d in data]
     emit(
@@ -112,7 +114,7 @@ async def run_show(cli: Cli) -> int:
     if key is None:
         raise NotFound(f"no key {cli.args.kid!r}")
     data = key_json(key, cli.now)
-    text = "\n".join(f"{k:15} {when(v) if k.endswith('_at') and v else v}" for k, v in data.items())
+    text = [f"{k:15} {when(v) if k.endswith('_at') and v else v}" for k, v in data.items()]
     emit(data, as_json=cli.json, text=text)
     return 0
 

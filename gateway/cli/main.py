@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import audit, grants, incident, keys, media, offline, principals, setup, subject
+from gateway.cli import audit, credentials, grants, incident, keys, media, offline, principals, serve, setup, subject
 from gateway.cli.context import common_parser, open_cli
+from gateway.cli.output import printable
 from gateway.errors import (
     ConfigError,
     Conflict,
@@ -28,6 +30,9 @@ EXIT_CONFLICT = 4
 EXIT_DENIED = 5
 EXIT_UNAVAILABLE = 69
 EXIT_CONFIG = 78
+# The reader of our output went away (``gatewayctl audit tail | head``): what a shell reports for a
+# program killed by SIGPIPE (128 + 13), so `set -o pipefail` scripts see it as they do for any tool.
+EXIT_BROKEN_PIPE = 141
 
 _EXIT_CODES: list[tuple[type[GatewayError], int]] = [
     (InvalidInput, EXIT_USAGE),
@@ -40,7 +45,7 @@ _EXIT_CODES: list[tuple[type[GatewayError], int]] = [
 ]
 
 _EPILOG = """exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 conflict,
-5 denied, 69 store or audit unavailable, 78 configuration error"""
+5 denied, 69 store or audit unavailable, 78 configuration error, 141 output pipe closed"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,13 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_parser()
-    for module in (setup, principals, keys, grants, media, audit, incident, subject, offline):
+    for module in (setup, serve, principals, credentials, keys, grants, media, audit, incident, subject, offline):
         module.register(sub, common)
     return parser
 
 
 async def _run(args: argparse.Namespace) -> int:
-    if args.func is setup.run_init or args.func is setup.run_token:
+    if args.func in (setup.run_init, setup.run_token, setup.run_migrate):
         return int(await args.func(args))
     cli = await open_cli(args)
     try:
@@ -76,15 +81,39 @@ def exit_code(error: GatewayError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Anything this process creates is owner-only, even a file no code path below thought of.
+    # (Not what keeps the database private: see gateway.store.files and gateway.store.sqlite.)
+    umask = os.umask(0o077)
     try:
-        if getattr(args, "sync", False):
-            return int(args.func(args))
-        return asyncio.run(_run(args))
+        return _dispatch(args)
+    finally:
+        os.umask(umask)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
+        code = int(args.func(args)) if getattr(args, "sync", False) else asyncio.run(_run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except GatewayError as exc:
-        print(f"gatewayctl: {exc.message}", file=sys.stderr)
+        print(f"gatewayctl: {printable(exc.message)}", file=sys.stderr)
         return exit_code(exc)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing what is still buffered at exit cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a test harness
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

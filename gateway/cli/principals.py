@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gateway.admin import new_credential
 from gateway.cli.context import Cli
-from gateway.cli.credentials import CredentialFile, write_private
+from gateway.cli.credentials import save_then_store
 from gateway.cli.output import emit, table, when
-from gateway.model import Permission, Principal, PrincipalKind, Rendition
+from gateway.model import Permission, Principal, PrincipalKind, Rendition, check_name
 from gateway.web.parsing import choice
 
 
@@ -29,12 +30,13 @@ async def run_add(cli: Cli) -> int:
     permissions = frozenset(choice(Permission, p, "--perm") for p in args.perm or ["sign"])
     renditions = frozenset(choice(Rendition, r, "--rendition") for r in args.rendition) if args.rendition else None
     kind = choice(PrincipalKind, args.kind, "--kind")
-    created = await cli.services.admin.add_principal(cli.ctx, args.id, kind, permissions, renditions, cli.now)
-    credential = CredentialFile(
-        created.principal.id, created.credential.id, created.credential_seed, cli.config.api_audience
-    )
+    principal_id = check_name(args.id, "principal id")
     path = Path(args.credential_out) if args.credential_out else cli.config.keys_dir / "credentials" / f"{args.id}.json"
-    write_private(path, credential.to_json())
+    made = new_credential(principal_id, cli.now)
+    created = await save_then_store(
+        cli, made, path,
+        lambda: cli.services.admin.add_principal(cli.ctx, principal_id, kind, permissions, renditions, cli.now, made),
+    )  # fmt: skip
     result = {
         **principal_json(created.principal),
         "credential_id": created.credential.id,

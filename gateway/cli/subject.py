@@ -7,13 +7,16 @@ import json
 from pathlib import Path
 
 from gateway.cli.context import Cli
-from gateway.cli.credentials import write_private
-from gateway.cli.output import emit
+from gateway.cli.output import emit, write_private
+from gateway.errors import Conflict
 
 
 async def run_export(cli: Cli) -> int:
+    out = Path(cli.args.out)
+    if out.exists():  # before the export is audited as done
+        raise Conflict(f"{out} already exists; choose a new file (it is never overwritten)")
     document = await cli.services.subjects.export(cli.ctx, cli.args.subject, cli.now)
-    write_private(Path(cli.args.out), json.dumps(document, indent=2, sort_keys=True, default=str))
+    write_private(out, json.dumps(document, indent=2, sort_keys=True, default=str))
     text = f"wrote {len(document['audit_records'])} record(s) about {cli.args.subject} to {cli.args.out}"
     emit({"file": cli.args.out, "records": len(document["audit_records"])}, as_json=cli.json, text=text)
     return 0
