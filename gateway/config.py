@@ -19,6 +19,11 @@ from gateway.netaddr import IPNetwork
 
 DEV_IDP_ISSUER = "urn:gateway:dev-idp"
 CONFIG_FILE = "gateway.toml"
+# What viewer.algorithms may name: pyjwt's public-key algorithms. Never "none", never HS*: with a
+# shared-secret algorithm the IdP's *public* key would become an HMAC secret anyone can sign with.
+VIEWER_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES256K", "ES384", "ES512", "EdDSA",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class ProfileConfig:
     base_url: str
     secret_file: str = ""
     options: tuple[tuple[str, str], ...] = ()
+    # The operator accepts that this profile's URLs cannot name the principal: /v1/verify refuses them.
+    unattributable: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,12 @@ class Config:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     batch_max_items: int = 100
     default_profile: str = "native"
+    # [verify] profiles: the profiles /v1/verify may use; the first is used when the proxy names none.
+    verify_profiles: tuple[str, ...] = ()
+    # [state]: the in-memory view each process serves from (docs/replicas.md).
+    state_stale_after: float = 2.0
+    state_poll_every: float = 0.0  # 0: the store's default (5 ms SQLite, 50 ms PostgreSQL)
+    state_media_cache: int = 50_000
     checkpoint_every_records: int = 1000
     checkpoint_every_seconds: int = 300
     audit_export_dir: str = "audit-export"
@@ -115,6 +128,17 @@ def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
     return parse
 
 
+def _seconds(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def parse(name: str, value: Any) -> float:
+        if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise ConfigError(f"{name} must be a number of seconds from {lo} to {hi}, got {value!r}")
+        return float(value)
+
+    return parse
+
+
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be a string, got {value!r}")
@@ -136,6 +160,17 @@ def _strings(name: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{name} must be a list of strings, got {value!r}")
     return tuple(value)
+
+
+def _algorithms(name: str, value: Any) -> tuple[str, ...]:
+    algorithms = _strings(name, value)
+    refused = [a for a in algorithms if a not in VIEWER_ALGORITHMS]
+    if refused or not algorithms:
+        raise ConfigError(
+            f"{name} may only name public-key algorithms ({', '.join(VIEWER_ALGORITHMS)}); "
+            f"refused: {', '.join(map(repr, refused)) or 'an empty list'}"
+        )
+    return algorithms
 
 
 def _networks(name: str, value: Any) -> tuple[IPNetwork, ...]:
@@ -165,6 +200,10 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("signing", "max_ttl"): ("max_ttl", _int(1, 7 * 86400)),
     ("signing", "batch_max_items"): ("batch_max_items", _int(1, 1000)),
     ("signing", "profile"): ("default_profile", _text),
+    ("verify", "profiles"): ("verify_profiles", _strings),
+    ("state", "stale_after"): ("state_stale_after", _seconds(0.1, 60.0)),
+    ("state", "poll_every"): ("state_poll_every", _seconds(0.0, 10.0)),
+    ("state", "media_cache"): ("state_media_cache", _int(100, 10_000_000)),
     ("audit", "checkpoint_every_records"): ("checkpoint_every_records", _int(1, 10_000_000)),
     ("audit", "checkpoint_every_seconds"): ("checkpoint_every_seconds", _int(1, 86400)),
     ("audit", "export_dir"): ("audit_export_dir", _text),
@@ -181,7 +220,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("viewer", "audience"): ("audience", _text),
     ("viewer", "jwks_url"): ("jwks_url", _text),
     ("viewer", "public_key_file"): ("public_key_file", _text),
-    ("viewer", "algorithms"): ("algorithms", _strings),
+    ("viewer", "algorithms"): ("algorithms", _algorithms),
     ("viewer", "workspaces_claim"): ("workspaces_claim", _text),
     ("viewer", "cookie"): ("cookie", _text),
 }
@@ -204,7 +243,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-_PROFILE_KEYS = {"dialect", "base_url", "secret_file", "options"}
+_PROFILE_KEYS = {"dialect", "base_url", "secret_file", "options", "unattributable"}
 
 
 def _profile(name: str, table: Any) -> ProfileConfig:
@@ -217,12 +256,16 @@ def _profile(name: str, table: Any) -> ProfileConfig:
     options = table.get("options", {})
     if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
         raise ConfigError(f"{where}.options must be a table of strings")
+    unattributable = table.get("unattributable", False)
+    if not isinstance(unattributable, bool):
+        raise ConfigError(f"{where}.unattributable must be true or false, got {unattributable!r}")
     return ProfileConfig(
         name=name,
         dialect=_text(f"{where}.dialect", table.get("dialect")),
         base_url=_url(f"{where}.base_url", table.get("base_url")),
         secret_file=_text(f"{where}.secret_file", table.get("secret_file", "")),
         options=tuple(sorted(options.items())),
+        unattributable=unattributable,
     )
 
 

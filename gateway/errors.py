@@ -16,7 +16,8 @@ web layer maps it to an HTTP status and a JSON body in exactly one place
     ├── ConfigError                 (start-up only; names the offending key)
     └── Unavailable                 (503 "unavailable"; fail closed)
         ├── StoreUnavailable
-        └── AuditUnavailable
+        ├── AuditUnavailable
+        └── StateStale              (this process's state view is too old to act on)
 """
 
 from __future__ import annotations
@@ -90,3 +91,7 @@ class StoreUnavailable(Unavailable):
 
 class AuditUnavailable(Unavailable):
     code = "audit_unavailable"
+
+
+class StateStale(Unavailable):
+    code = "state_stale"

@@ -129,10 +129,49 @@ class MediaItem:
     paths: Mapping[Rendition, str]
     updated_at: float
     deleted_at: float | None = None
+    # The directory a prefix-scoped URL for a rendition covers (its HLS/DASH segments). Only a
+    # directory this item alone owns: the store refuses two items claiming overlapping paths.
+    prefixes: Mapping[Rendition, str] = field(default_factory=dict)
+    # URLs for this item issued before this time no longer verify (links revoked, narrowed, deleted).
+    links_revoked_at: float | None = None
 
     @property
     def deleted(self) -> bool:
         return self.deleted_at is not None
+
+
+def directory_of(path: str) -> str:
+    return path.rsplit("/", 1)[0] + "/"
+
+
+def default_prefixes(media_id: str, paths: Mapping[Rendition, str]) -> dict[Rendition, str]:
+    """A rendition whose directory is named after the item (``/v/intro/master.m3u8`` for ``intro``) owns it.
+
+    Any other layout (``/media/intro.mp4``) shares its directory with other
+    items, so a prefix token for it would open theirs: such a rendition gets a
+    prefix only when one is given explicitly.
+    """
+    owned = {}
+    for rendition, path in paths.items():
+        directory = directory_of(path)
+        if directory.rstrip("/").rsplit("/", 1)[-1] == media_id:
+            owned[rendition] = directory
+    return owned
+
+
+def audience_narrowed(before: MediaItem, after: MediaItem) -> bool:
+    """True when someone who could get a URL for ``before`` may not for ``after``: their links must stop."""
+    if _REACH[after.visibility] < _REACH[before.visibility]:
+        return True
+    if _REACH[after.visibility] == _REACH[Visibility.PUBLIC]:
+        return False  # anyone may have a link: nobody lost access
+    if after.owner != before.owner:
+        return True
+    return before.visibility is Visibility.WORKSPACE and after.workspace != before.workspace
+
+
+# Who may get a URL: unlisted and public both let anyone with the page link in.
+_REACH = {Visibility.PRIVATE: 0, Visibility.WORKSPACE: 1, Visibility.UNLISTED: 2, Visibility.PUBLIC: 2}
 
 
 @dataclass(frozen=True)

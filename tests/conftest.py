@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,7 +9,10 @@ from aiohttp.test_utils import TestClient
 
 from gateway.config import Config
 from gateway.services import Services, open_services
+from gateway.store.base import Store
+from gateway.store.sqlite import SqliteStore
 from gateway.web.app import create_app
+from tests import postgres
 from tests.support import Clock, World, init_data_dir
 
 
@@ -18,6 +21,41 @@ def require_service(what: str) -> None:
     if os.environ.get("GATEWAY_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {what}")
     pytest.skip(f"service not available: {what}")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """One fresh database on the local PostgreSQL for the whole run (see tests/postgres.py)."""
+    url = postgres.create_database()
+    if url is None:
+        require_service(f"PostgreSQL at {postgres.SERVER}")
+    assert url is not None
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture
+async def postgres_url(postgres_database: str) -> str:
+    """The run's PostgreSQL database, emptied for this test."""
+    await postgres.reset_schema(postgres_database)
+    return postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(  # every store implementation, for contract tests
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Store]:
+    opened: Store
+    if request.param == "sqlite":
+        opened = await SqliteStore.open(tmp_path / "contract.db", create=True)
+    else:
+        from gateway.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("postgres_database")  # a sync fixture: resolvable from here
+        await postgres.reset_schema(url)
+        opened = await PostgresStore.open(url, migrate=True)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

@@ -60,3 +60,14 @@ async def test_invalid_items_are_400(client: TestClient, cms: World, change: dic
 async def test_invalid_media_id_is_400(client: TestClient, cms: World) -> None:
     response = await client.put("/v1/media/bad%20id", json=ITEM, headers=cms.auth("cms"))
     assert response.status == 400
+
+
+async def test_misspelt_fields_are_400_naming_them(client: TestClient, cms: World) -> None:
+    item = {**ITEM, "visiblity": "private"}
+    response = await client.put("/v1/media/m9", json=item, headers=cms.auth("cms"))
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "invalid_request",
+        "message": "invalid request body: Object contains unknown field `visiblity`",
+    }
+    assert (await client.get("/v1/media/m9", headers=cms.auth("cms"))).status == 404

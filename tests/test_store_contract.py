@@ -1,9 +1,8 @@
-"""The store contract, run against every implementation by overriding one fixture."""
+"""The store contract, run against every implementation (the ``store`` fixture in conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ from gateway.model import (
 from gateway.store.base import AuditQuery, Store
 from gateway.store.sqlite import SqliteStore
 
-
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await SqliteStore.open(tmp_path / "contract.db")
-    yield opened
-    await opened.close()
-
-
 P = Principal("svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0, frozenset({Rendition.THUMBNAIL}))
 
 
@@ -50,6 +41,33 @@ async def test_principals_roundtrip_and_disable(store: Store) -> None:
     assert (await store.principals.get("svc")).disabled_at == 5.0  # type: ignore[union-attr]
     assert (await store.principals.credential("gwc_1")).public_key == b"k" * 32  # type: ignore[union-attr]
     assert await store.principals.get("nobody") is None
+
+
+async def test_credentials_list_and_revoke_once(store: Store) -> None:
+    await _with_principal(store)
+    async with store.transaction() as tx:
+        await tx.principals.add_credential(Credential("gwc_2", "svc", b"b" * 32, 2.0))
+        await tx.principals.add_credential(Credential("gwc_1", "svc", b"a" * 32, 1.0))
+    async with store.transaction() as tx:
+        await tx.principals.revoke_credential("gwc_1", 10.0)
+        await tx.principals.revoke_credential("gwc_1", 20.0)  # the first revocation stands
+    assert [(c.id, c.revoked_at) for c in await store.principals.credentials("svc")] == [
+        ("gwc_1", 10.0), ("gwc_2", None),
+    ]  # fmt: skip
+    assert [c.id for c in await store.principals.credentials()] == ["gwc_1", "gwc_2"]
+    assert await store.principals.credentials("other") == []
+
+
+async def test_open_refuses_to_create_a_missing_database_unless_asked(tmp_path: Path) -> None:
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        await SqliteStore.open(tmp_path / "typo" / "g.db", create=False)
+    assert refused.value.message == (
+        f"database {tmp_path / 'typo' / 'g.db'} does not exist: check database.url, "
+        "or run 'gatewayctl init' to create it"
+    )
+    assert not (tmp_path / "typo").exists()
 
 
 async def test_duplicate_principal_is_a_conflict(store: Store) -> None:
@@ -145,17 +163,17 @@ async def test_a_database_of_another_schema_version_is_refused_by_name(tmp_path:
 
     from gateway.errors import StoreUnavailable
 
-    first = await SqliteStore.open(tmp_path / "old.db")
+    first = await SqliteStore.open(tmp_path / "old.db", create=True)
     await first.close()
     sqlite3.connect(tmp_path / "old.db", isolation_level=None).execute(
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'"
     )
-    with pytest.raises(StoreUnavailable, match="schema v1; this gateway needs v2"):
+    with pytest.raises(StoreUnavailable, match="schema v1, behind this gateway's v3: run 'gatewayctl migrate'"):
         await SqliteStore.open(tmp_path / "old.db")
 
 
 async def test_a_read_paused_mid_way_does_not_hide_a_revocation_from_the_next_read(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A statement left active between awaits pins SQLite's reader to an old snapshot. Pause one read
     after its first trip to the database thread; a revocation committed meanwhile by another process
@@ -164,6 +182,7 @@ async def test_a_read_paused_mid_way_does_not_hide_a_revocation_from_the_next_re
 
     import aiosqlite
 
+    store = await SqliteStore.open(tmp_path / "contract.db", create=True)
     await _with_principal(store)
     async with store.transaction() as tx:
         await tx.keys.add(SigningKey("gwk_b", "svc", KeyAlgorithm.ED25519, b"sealed", 3.0, b"p" * 32))
@@ -195,3 +214,4 @@ async def test_a_read_paused_mid_way_does_not_hide_a_revocation_from_the_next_re
     finally:
         resume.set()
         await slow
+        await store.close()

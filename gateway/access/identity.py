@@ -11,10 +11,15 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.access import tokens
 from gateway.access.tokens import VerifyKey
+from gateway.access.verified_tokens import VerifiedTokens
 from gateway.config import Config
 from gateway.errors import ConfigError, Unauthenticated, Unavailable
 from gateway.model import Principal, Viewer
-from gateway.store.base import Store
+from gateway.state.sync import StateSync
+
+# Bounds on remembered tokens: a few per backend for principals, one per signed-in viewer.
+_PRINCIPAL_TOKENS = 10_000
+_VIEWER_TOKENS = 100_000
 
 
 class ViewerKeys(Protocol):
@@ -44,6 +49,7 @@ class JwksViewerKeys:
         self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
 
     async def key_for(self, token: str) -> VerifyKey:
+        tokens.unverified_header(token)  # shape and strict JSON first: pyjwt's own reading may raise anything
         try:
             signing_key = await asyncio.to_thread(self._client.get_signing_key_from_jwt, token)
         except jwt.PyJWKClientConnectionError as exc:
@@ -79,16 +85,33 @@ def bearer(authorization: str | None) -> str:
 
 
 class Identity:
-    def __init__(self, store: Store, config: Config, viewer_keys: ViewerKeys) -> None:
-        self._store = store
+    """Principals and viewers from their JWTs; each token's signature is checked once while it lasts
+    (``VerifiedTokens``), and the credential's and principal's state on every request (the state view)."""
+
+    def __init__(self, state: StateSync, config: Config, viewer_keys: ViewerKeys) -> None:
+        self._state = state
         self._config = config
         self._viewer_keys = viewer_keys
+        self.principal_tokens: VerifiedTokens[str] = VerifiedTokens(_PRINCIPAL_TOKENS)
+        self.viewer_tokens: VerifiedTokens[Viewer] = VerifiedTokens(_VIEWER_TOKENS)
 
     async def principal(self, token: str, now: float) -> Principal:
-        credential = await self._store.principals.credential(tokens.unverified_key_id(token))
+        digest = VerifiedTokens.digest(token)
+        credential_id = self.principal_tokens.get(digest, now) or self._verified_credential(token, digest, now)
+        view = self._state.view
+        credential = view.credentials.get(credential_id)
         if credential is None or credential.revoked_at is not None:
             raise Unauthenticated("unknown or revoked credential")
-        tokens.principal_claims(
+        principal = view.principals.get(credential.principal_id)
+        if principal is None or principal.disabled:
+            raise Unauthenticated("principal is disabled")
+        return principal
+
+    def _verified_credential(self, token: str, digest: bytes, now: float) -> str:
+        credential = self._state.view.credentials.get(tokens.unverified_key_id(token))
+        if credential is None or credential.revoked_at is not None:
+            raise Unauthenticated("unknown or revoked credential")
+        claims = tokens.principal_claims(
             token,
             credential.principal_id,
             credential.public_key,
@@ -96,21 +119,25 @@ class Identity:
             now,
             self._config.max_token_lifetime,
         )
-        principal = await self._store.principals.get(credential.principal_id)
-        if principal is None or principal.disabled:
-            raise Unauthenticated("principal is disabled")
-        return principal
+        self.principal_tokens.put(digest, credential.id, *tokens.valid_window(claims))
+        return credential.id
 
     async def viewer(self, token: str, now: float) -> Viewer:
         viewer = self._config.viewer
         if not viewer.issuer:
             raise Unauthenticated("viewer tokens are not configured (viewer.issuer)")
-        return tokens.viewer_from_token(
+        digest = VerifiedTokens.digest(token)
+        remembered = self.viewer_tokens.get(digest, now)
+        if remembered is not None:
+            return remembered
+        claims = tokens.viewer_claims(
             token,
             await self._viewer_keys.key_for(token),
             algorithms=viewer.algorithms,
             issuer=viewer.issuer,
             audience=viewer.audience,
-            workspaces_claim=viewer.workspaces_claim,
             now=now,
         )
+        found = tokens.viewer_of(claims, viewer.workspaces_claim)
+        self.viewer_tokens.put(digest, found, *tokens.valid_window(claims))
+        return found

@@ -4,18 +4,24 @@ Erasure deletes the subject's media records, ends the access they had as a
 principal (grants revoked, principal disabled), and shreds their audit key:
 every personal field ever logged about them becomes unreadable while the log
 still verifies. Both actions are themselves audited, under the pseudonym.
+
+A subject the gateway holds nothing about (no audit record under their
+pseudonym, no audit key, no media they own, no principal of that id, never
+erased) is ``NotFound``: exporting or erasing a mistyped id must not report
+success.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from gateway.audit import records as audit
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditEvent, AuditRecord, RequestContext
+from gateway.errors import NotFound
 from gateway.model import check_name
-from gateway.store.base import AuditQuery, Store
+from gateway.store.base import AuditQuery, Repos, Store
 
 _PAGE = 1000
 
@@ -29,13 +35,17 @@ async def records_about(store: Store, ref: str) -> AsyncIterator[AuditRecord]:
 
 
 class Subjects:
-    def __init__(self, store: Store, audit_log: AuditLog) -> None:
+    def __init__(
+        self, store: Store, audit_log: AuditLog, after_change: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         self._store = store
         self._log = audit_log
+        self._after_change = after_change
 
     async def export(self, ctx: RequestContext, subject: str, now: float) -> dict[str, Any]:
         check_name(subject, "subject")
         ref = self._log.ref(subject)
+        await _require_known(self._store, subject, ref)
         issuances = []
         async for record in records_about(self._store, ref):
             issuances.append({**record.to_dict(), "personal": await self._log.reveal(record)})
@@ -57,7 +67,8 @@ class Subjects:
         check_name(subject, "subject")
         ref = self._log.ref(subject)
         async with self._store.transaction() as tx:
-            media = await tx.media.purge_owned_by(subject)
+            await _require_known(tx, subject, ref)
+            media = await tx.media.erase_owner(subject, ref, now)
             grants = [g for g in await tx.grants.all(subject) if g.revoked_at is None]
             for grant in grants:
                 await tx.grants.revoke(grant.id, now)
@@ -73,6 +84,8 @@ class Subjects:
             record = audit.change(ctx, AuditEvent.SUBJECT_ERASED, now=now, subject=ref, reason=reason, detail=counts)
             await tx.audit.append([record])
         self._log.forget(ref)
+        if self._after_change is not None:
+            await self._after_change()  # this process stops serving the subject before answering
         return counts
 
     async def _audit(
@@ -80,6 +93,18 @@ class Subjects:
     ) -> None:
         async with self._store.transaction() as tx:
             await tx.audit.append([audit.change(ctx, event, now=now, subject=ref, detail=detail)])
+
+
+async def _require_known(repos: Repos, subject: str, ref: str) -> None:
+    held = (
+        await repos.audit.search(AuditQuery(subject=ref, limit=1))
+        or await repos.subjects.sealed_key(ref) is not None
+        or await repos.subjects.is_erased(ref)
+        or await repos.media.owned_by(subject)
+        or await repos.principals.get(subject) is not None
+    )
+    if not held:
+        raise NotFound(f"nothing is held about subject {subject!r} (no audit records, media or principal)")
 
 
 def _media(item: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""gatewayctl media put|show|delete."""
+"""gatewayctl media put|show|delete|revoke-links."""
 
 from __future__ import annotations
 
@@ -19,9 +19,25 @@ async def run_put(cli: Cli) -> int:
         raise InvalidInput("give --video and/or --thumbnail storage paths")
     item = await cli.services.admin.put_media(
         cli.ctx, args.id, args.owner, args.workspace,
-        choice(Visibility, args.visibility, "--visibility"), paths, cli.now,
+        choice(Visibility, args.visibility, "--visibility"), paths, cli.now, prefixes=_prefixes(args),
     )  # fmt: skip
-    emit(media_json(item), as_json=cli.json, text=f"media {item.id} saved ({item.visibility.value})")
+    revoked = " (links issued until now revoked: fewer people may see it)" if item.links_revoked_at == cli.now else ""
+    emit(media_json(item), as_json=cli.json, text=f"media {item.id} saved ({item.visibility.value}){revoked}")
+    return 0
+
+
+def _prefixes(args: argparse.Namespace) -> dict[Rendition, str] | None:
+    """None: the default claim; --no-prefix: none; --video-prefix/--thumbnail-prefix: those directories."""
+    given = {r: p for r, p in ((Rendition.VIDEO, args.video_prefix), (Rendition.THUMBNAIL, args.thumbnail_prefix)) if p}
+    if args.no_prefix and given:
+        raise InvalidInput("--no-prefix and a --*-prefix directory contradict each other")
+    return {} if args.no_prefix else (given or None)
+
+
+async def run_revoke_links(cli: Cli) -> int:
+    item = await cli.services.admin.revoke_links(cli.ctx, cli.args.id, cli.args.reason, cli.now)
+    text = f"links to media {item.id} issued until now are revoked; new ones are issued as before"
+    emit(media_json(item), as_json=cli.json, text=text)
     return 0
 
 
@@ -30,7 +46,7 @@ async def run_show(cli: Cli) -> int:
     if item is None or item.deleted:
         raise NotFound(f"no media item {cli.args.id!r}")
     data = media_json(item)
-    emit(data, as_json=cli.json, text="\n".join(f"{k:11} {v}" for k, v in data.items()))
+    emit(data, as_json=cli.json, text=[f"{k:11} {v}" for k, v in data.items()])
     return 0
 
 
@@ -50,7 +66,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     put.add_argument("--visibility", default="private", help="private, workspace, unlisted or public")
     put.add_argument("--video", metavar="PATH", help="storage path of the video rendition")
     put.add_argument("--thumbnail", metavar="PATH", help="storage path of the thumbnail")
+    put.add_argument("--video-prefix", metavar="DIR",
+                     help="the directory the video's prefix-scoped URLs cover (default: its directory when named "
+                     "after the item, e.g. /v/ID/)")  # fmt: skip
+    put.add_argument("--thumbnail-prefix", metavar="DIR", help="the same for the thumbnail rendition")
+    put.add_argument("--no-prefix", action="store_true", help="no prefix-scoped URLs for this item")
     put.set_defaults(func=run_put)
+    revoke = cmds.add_parser(
+        "revoke-links", parents=[common], help="revoke every URL issued for an item until now (audited)",
+        description="Every URL issued for the item until now stops verifying at the gateway's verifier, on every "
+        "replica; new URLs are issued as before. Formats whose signature covers no issue time (google-cdn, nginx, "
+        "bunny) are bounded by their expiry only (docs/dialects.md).",
+    )  # fmt: skip
+    revoke.add_argument("id", help="the media id")
+    revoke.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    revoke.set_defaults(func=run_revoke_links)
     show = cmds.add_parser("show", parents=[common], help="show a media item")
     show.add_argument("id", help="the media id")
     show.set_defaults(func=run_show)

@@ -1,4 +1,4 @@
-"""init, serve and token: setting up the embedded default, running it, minting JWTs."""
+"""init and token: setting up the embedded default, minting JWTs (serve is in ``serve``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -21,15 +20,15 @@ from cryptography.hazmat.primitives.serialization import (
 from gateway.access import tokens
 from gateway.audit.checkpoints import LogSigner
 from gateway.cli import context
-from gateway.cli.credentials import read_credential, write_private
-from gateway.cli.output import emit
+from gateway.cli.credentials import read_credential
+from gateway.cli.output import emit, write_private
 from gateway.cli.timeparse import duration
 from gateway.config import CONFIG_FILE, DEV_IDP_ISSUER, Config
 from gateway.errors import ConfigError, InvalidInput
 from gateway.keys.sealing import LocalMasterKey
 from gateway.model import KeyAlgorithm, Permission, PrincipalKind
 from gateway.services import open_services
-from gateway.web.app import create_app
+from gateway.store import files, is_postgres, open_store
 
 DEV_VIEWER_AUDIENCE = "media-gateway-viewers"
 _DEV_CONFIG = f"""\
@@ -66,21 +65,34 @@ def _write_dev_idp(config: Config) -> bool:
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
     write_private(private_path, pem.strip())
     public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    private_path.with_suffix(".pub").write_bytes(public)
+    files.replace_private(private_path.with_suffix(".pub"), public)
+    return True
+
+
+def _write_config(path: Path) -> bool:
+    try:
+        files.create_private(path, _DEV_CONFIG.encode())
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     return True
 
 
 async def run_init(args: argparse.Namespace) -> int:
     data_dir = context.data_dir(args)
     keys_dir = data_dir / "keys"
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(keys_dir, 0o700)
+    files.private_dirs(keys_dir)  # the data directory too, when init creates it
+    os.chmod(keys_dir, files.PRIVATE_DIR)
     created: list[str] = []
     config_path = context.config_file(args) or data_dir / CONFIG_FILE
-    if not config_path.exists():
-        config_path.write_text(_DEV_CONFIG)
+    if _write_config(config_path):
         created.append(str(config_path))
-    config = context.load(args)
+    config = context.load(args, creating=True)
+    if not is_postgres(config) and not config.sqlite_path.exists():
+        created.append(str(config.sqlite_path))
+    store = await open_store(config, create=True)  # the one command that may create the database
+    await store.close()
     if LocalMasterKey.create(config.master_key_path):
         created.append(str(config.master_key_path))
     if LogSigner.create(config.log_signing_key_path):
@@ -106,23 +118,10 @@ async def run_init(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "data_dir": str(data_dir),
         "created": created,
-        "database": str(config.sqlite_path),
+        "database": config.database_url if is_postgres(config) else str(config.sqlite_path),
     }
     lines = [f"gateway initialised in {data_dir}"] + [f"  created {c}" for c in created]
-    emit(summary, as_json=args.json, text="\n".join(lines or ["already initialised"]))
-    return 0
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    config = context.load(args)
-    host = args.host or config.host
-    port = args.port if args.port is not None else config.port
-
-    async def make_app() -> web.Application:
-        return create_app(await open_services(config))
-
-    print(f"gateway ({config.environment}) serving on http://{host}:{port}", flush=True)
-    web.run_app(make_app(), host=host, port=port, print=None, access_log=None)
+    emit(summary, as_json=args.json, text=lines if created else [f"{data_dir} is already initialised"])
     return 0
 
 
@@ -145,6 +144,18 @@ def _viewer_token(args: argparse.Namespace, config: Config, ttl: int) -> str:
         now=time.time(),
         ttl=ttl,
     )
+
+
+async def run_migrate(args: argparse.Namespace) -> int:
+    """Bring the database schema up to this gateway's version (each step in its own transaction)."""
+    config = context.load(args)
+    store = await open_store(config, migrate=True)
+    applied = store.applied_migrations
+    await store.close()
+    where = config.database_url or str(config.sqlite_path)
+    text = f"migrated {where} to schema v{applied[-1]}" if applied else f"{where} is already at the current schema"
+    emit({"database": where, "applied": applied}, as_json=args.json, text=text)
+    return 0
 
 
 async def run_token(args: argparse.Namespace) -> int:
@@ -180,10 +191,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "and the 'pages' principal that signs page-URL redirects. Existing files are kept.",
     )
     init.set_defaults(func=run_init)
-    serve = sub.add_parser("serve", parents=[common], help="run the HTTP gateway")
-    serve.add_argument("--host", help="listen address (default: server.host)")
-    serve.add_argument("--port", type=int, help="listen port (default: server.port)")
-    serve.set_defaults(func=run_serve, sync=True)
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="apply pending database schema migrations (run once after upgrading, before serving)",
+        description="Bring the database (database.url: SQLite or PostgreSQL) up to this gateway's schema "
+        "version. Each migration runs in its own transaction; replicas refuse to start on a schema that is "
+        "behind. Safe to run again, and from several hosts at once (PostgreSQL serialises them).",
+    )
+    migrate.set_defaults(func=run_migrate)
     token = sub.add_parser(
         "token",
         parents=[common],

@@ -1,9 +1,10 @@
 """Finding the key to sign or verify with, checking its state on every call.
 
-Key rows are read from the store each time, so a revocation committed by any
-process (another replica, ``gatewayctl``) applies to the very next request.
-Only unsealed secrets are cached in memory, by kid; a cached secret is never
-used without the fresh row saying the key is active.
+Key rows come from the state view (``gateway.state``), which the change feed
+keeps current, so a revocation committed by any process reaches every lookup
+within the view's bound, with no database read per request. Only unsealed
+secrets are cached, by kid; a cached secret is never used without the view
+saying the key is active.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from gateway.errors import Forbidden, VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.keys.sealing import MasterKey
 from gateway.model import KeyAlgorithm, KeyState, SigningKey
-from gateway.store.base import Store
+from gateway.state.sync import StateSync
 
 # Keys whose public half verifies: no need to unseal the private half.
 _ASYMMETRIC = {KeyAlgorithm.ED25519, KeyAlgorithm.RSA_2048, KeyAlgorithm.ECDSA_P256}
@@ -38,8 +39,8 @@ class SigningChoice:
 
 
 class Keyring:
-    def __init__(self, store: Store, master_key: MasterKey) -> None:
-        self._store = store
+    def __init__(self, state: StateSync, master_key: MasterKey) -> None:
+        self._state = state
         self._master_key = master_key
         self._secrets: dict[str, bytes] = {}
 
@@ -64,7 +65,7 @@ class Keyring:
         for it, which then goes into the URL.
         """
         keys = [
-            k for k in await self._store.keys.all(principal_id)
+            k for k in self._state.view.keys_of(principal_id)
             if (algorithms is None or k.algorithm in algorithms) and (not by_external_id or k.external_id)
         ]  # fmt: skip
         key = newest_active(keys, now)
@@ -73,16 +74,16 @@ class Keyring:
         url_id = key.external_id if by_external_id and key.external_id else key.kid
         return SigningChoice(key, KeyMaterial(url_id, key.algorithm, key.public_key, await self.secret(key)))
 
-    async def active_key(self, key_id: str, now: float, by_external_id: bool = False) -> SigningKey:
+    def active_key(self, key_id: str, now: float, by_external_id: bool = False) -> SigningKey:
         """The key a URL names, if it and its principal may still be trusted."""
-        store = self._store.keys
-        key = await (store.get_by_external_id(key_id) if by_external_id else store.get(key_id))
+        view = self._state.view
+        key = view.key_by_external_id(key_id) if by_external_id else view.keys.get(key_id)
         if key is None:
             raise VerificationFailed("unknown-key")
         state = key.state(now)
         if state is not KeyState.ACTIVE:
             raise VerificationFailed(f"key-{state.value}")
-        principal = await self._store.principals.get(key.principal_id)
+        principal = view.principals.get(key.principal_id)
         if principal is None or principal.disabled:
             raise VerificationFailed("principal-disabled")
         return key

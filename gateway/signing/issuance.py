@@ -5,6 +5,13 @@ refused, yields exactly one audit record; all of a call's records commit in
 one transaction (shared with concurrent calls: group commit). If that commit
 fails no URL leaves this module (503). A viewer whose data was erased gets
 no URLs: issuing would start a new record of them.
+
+Principals, keys, grants and erased viewers come from the state view, media
+items from its cache (``gateway.state``): no database read on the way, and a
+process whose view is stale issues nothing (503 ``state_stale``). Every URL's
+signature covers its issue time (native ``gw_iat``, or the format's start
+time) so that a later link revocation can refuse it; a prefix-scoped URL is
+signed for the directory its item owns, never a shared one.
 """
 
 from __future__ import annotations
@@ -17,14 +24,15 @@ from gateway.access.authz import decide
 from gateway.audit import records as audit
 from gateway.audit.log import AuditBatcher, AuditLog, Pending
 from gateway.audit.records import ENGINEER, VIEWER, AuditRecord, RequestContext
-from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound
+from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, StateStale
 from gateway.keys.keyring import Keyring
 from gateway.model import Grant, MediaItem, Principal, PrincipalKind, Rendition, Viewer
 from gateway.netaddr import parse_network
 from gateway.signing.dialects.base import SignRequest
 from gateway.signing.paths import canonical_path
 from gateway.signing.profiles import NATIVE, Profile, Profiles
-from gateway.store.base import RawEntry, Store
+from gateway.state.sync import StateSync
+from gateway.store.base import RawEntry
 
 
 @dataclass(frozen=True)
@@ -63,21 +71,17 @@ class IssuancePolicy:
 _TOUCH_EVERY = 60.0
 
 
-def _directory_of(path: str) -> str:
-    return path.rsplit("/", 1)[0] + "/"
-
-
 class Issuer:
     def __init__(
         self,
-        store: Store,
+        state: StateSync,
         keyring: Keyring,
         profiles: Profiles,
         policy: IssuancePolicy,
         audit_log: AuditLog,
         batcher: AuditBatcher,
     ) -> None:
-        self._store = store
+        self._state = state
         self._keyring = keyring
         self._profiles = profiles
         self._policy = policy
@@ -93,10 +97,12 @@ class Issuer:
         ctx: RequestContext,
         now: float,
     ) -> list[Outcome]:
+        if not self._state.current():
+            raise StateStale("this replica's view of keys and principals is stale: nothing is issued")
         outcomes: list[Outcome] = []
         records: list[AuditRecord] = []
         raw: list[RawEntry] = []
-        erased = viewer is not None and await self._audit_log.is_erased(viewer.subject)
+        erased = viewer is not None and self._erased(viewer.subject)
         for item in items:
             item_ctx = replace(ctx, client_ip=item.client_ip) if item.client_ip else ctx
             outcome, record = await self._one(principal, viewer, item, item_ctx, now, erased)
@@ -109,6 +115,13 @@ class Issuer:
         await self._batcher.submit(Pending(records, now, raw, touches))
         self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
         return outcomes
+
+    def _erased(self, subject: str) -> bool:
+        ref = self._audit_log.ref(subject)
+        if ref not in self._state.view.erased:
+            return False
+        self._audit_log.forget(ref)  # its key was shredded: never seal under a cached copy
+        return True
 
     def _due_touches(self, kids: set[str], now: float) -> list[str]:
         """Keys whose last_used is older than a minute: kept to the minute, not written per request."""
@@ -131,9 +144,10 @@ class Issuer:
             profile = self._profiles.get(item.profile)
             ttl = self._ttl(item)
             media = await self._media(item.media_id)
-            path = self._path(media, item.rendition)
             reason, grant_id = await self._authorise(principal, viewer, media, item, now)
-            issued = await self._sign(principal, profile, path, item, ttl, now)
+            path = self._path(media, item.rendition)  # after authorising: which renditions exist is not for outsiders
+            prefix = self._prefix(media, item) if item.prefix else None
+            issued = await self._sign(principal, profile, path, prefix, item, ttl, now)
         except (Forbidden, NotFound, InvalidInput) as error:
             record = audit.denied(
                 ctx, now=now, media_id=item.media_id, rendition=item.rendition.value,
@@ -151,7 +165,14 @@ class Issuer:
         return Outcome(item, issued=issued), record
 
     async def _sign(
-        self, principal: Principal, profile: Profile, path: str, item: SignItem, ttl: int, now: float
+        self,
+        principal: Principal,
+        profile: Profile,
+        path: str,
+        prefix: str | None,
+        item: SignItem,
+        ttl: int,
+        now: float,
     ) -> Issued:
         """Keyed formats sign with the principal's own key; shared-secret ones name it in a signed field."""
         capabilities = profile.dialect.capabilities
@@ -161,14 +182,18 @@ class Issuer:
         key = choice.material if profile.keyed else profile.secret
         if key is None:
             raise InvalidInput(f"profile {profile.name} has no signing secret")
-        expires = int(now) + ttl
+        issued_at = int(now)
+        expires = issued_at + ttl
+        # A signed start time is the issue time a link revocation is compared with (native: gw_iat).
+        starts = issued_at if capabilities.starts and profile.dialect.name != NATIVE else None
         request = SignRequest(
             url=profile.base_url + path,
             expires=expires,
+            starts=starts,
             ip=item.client_ip,
-            prefix=_directory_of(path) if item.prefix else None,
+            prefix=prefix,
             attribution=None if profile.keyed else choice.row.kid,
-            issued_at=int(now),
+            issued_at=issued_at,
             options=profile.options,
         )
         signed = profile.dialect.sign(request, key)
@@ -183,7 +208,7 @@ class Issuer:
         return ttl
 
     async def _media(self, media_id: str) -> MediaItem:
-        media = await self._store.media.get(media_id)
+        media = await self._state.media.get(media_id)
         if media is None or media.deleted:
             raise NotFound(f"no media item {media_id!r}")
         return media
@@ -193,14 +218,29 @@ class Issuer:
         path = media.paths.get(rendition)
         if path is None:
             raise NotFound(f"media item {media.id!r} has no {rendition.value} rendition")
-        return canonical_path(path)
+        canonical = canonical_path(path)  # the verifier's rule (docs/paths.md), also for rows stored before it
+        if canonical.endswith("/"):
+            # A file token for a directory path would, in some formats, read as a directory token.
+            raise InvalidInput(f"media item {media.id!r}: a rendition path names a file, not a directory")
+        return canonical
+
+    @staticmethod
+    def _prefix(media: MediaItem, item: SignItem) -> str:
+        prefix = media.prefixes.get(item.rendition)
+        if prefix is None:
+            # Its directory is shared with other items (or not declared): a prefix token would open theirs.
+            raise Forbidden(
+                f"media item {media.id!r} has no {item.rendition.value} directory of its own: use scope 'path'",
+                reason="no-prefix",
+            )
+        return prefix
 
     async def _authorise(
         self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, now: float
     ) -> tuple[str, str | None]:
         grants: list[Grant] = []
         if principal.kind is PrincipalKind.ENGINEER:
-            grants = await self._store.grants.for_media(principal.id, media.id)
+            grants = self._state.view.grants_for(principal.id, media.id)
         decision = decide(principal, viewer, media, item.rendition, grants, now)
         if not decision.allowed:
             raise Forbidden(f"not permitted: {decision.reason}", reason=decision.reason)

@@ -1,20 +1,42 @@
-"""Checking a presented signed URL: dialect, key state (revocation) and claims.
+"""Checking a presented signed URL: path, dialect, key state (revocation) and claims.
+
+First the one gate every dialect shares: the request path must already be
+canonical (``gateway.signing.paths``), or the URL is refused with
+``non-canonical-path`` before any dialect sees it; so a prefix comparison in
+any dialect compares exactly the path nginx, the CDN and the origin resolve.
 
 Keyed formats name the key in the URL: it is looked up and checked before the
-signature. Shared-secret formats carry the principal's key id in a signed
-field: the signature is checked with the profile's secret first, then the
-named key's state. A format that cannot name the principal is refused here,
-since a key revocation could not be enforced on it.
+signature. Shared-secret formats carry the principal's key id in a field the
+signature covers: the signature is checked with the profile's secret first,
+then the named key's state. A profile whose URLs cannot name the principal is
+refused here (``unattributable``), since a key revocation could not be
+enforced on it.
+
+Everything about the present is read from the state view: key and principal
+state, and media link revocations. A URL whose signature covers its issue
+time is refused when its item's links were revoked after (or in the same
+second as) it was issued. A process whose view is stale denies everything
+(``state-stale``) until the change feed proves it current again.
+
+Decisions are remembered (``Decisions``): a player presents the same signed
+URL, or the same prefix token for every segment, many times a minute. A
+remembered decision skips only the signature check; the path gate, the
+expiry, the key's and principal's state and link revocations are checked on
+every request, from the view, so a revocation takes effect exactly as without
+the memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-from gateway.errors import VerificationFailed
+from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.keyring import Keyring
 from gateway.signing.dialects.base import Redemption
+from gateway.signing.paths import is_canonical_path, url_path
 from gateway.signing.profiles import NATIVE, Profile
+from gateway.state.sync import StateSync
 
 
 @dataclass(frozen=True)
@@ -22,28 +44,97 @@ class Accepted:
     kid: str
     principal_id: str
     expires: int
+    issued_at: int | None = None
+    # Set for a prefix token: the decision holds for any path under it.
+    prefix: str | None = None
+
+
+class Decisions:
+    """Accepted signatures by (profile, token or URL, client address, cookies); bounded, oldest out first.
+
+    Keys are SHA-256 digests: a client padding valid URLs with junk parameters fills the cache with 32-byte
+    keys, not with its URLs.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: dict[bytes, Accepted] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(redemption: Redemption, profile: Profile) -> bytes:
+        token = profile.dialect.reuse_key(redemption)
+        parts = [profile.name, token or redemption.url, redemption.client_ip or ""]
+        if profile.dialect.capabilities.cookie:
+            parts += [f"{name}={value}" for name, value in sorted(redemption.cookies.items())]
+        return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).digest()
+
+    def get(self, key: bytes, path: str) -> Accepted | None:
+        found = self._items.get(key)
+        if found is None or (found.prefix is not None and not path.startswith(found.prefix)):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return found
+
+    def put(self, key: bytes, accepted: Accepted) -> None:
+        if len(self._items) >= self._capacity:
+            del self._items[next(iter(self._items))]
+        self._items[key] = accepted
 
 
 class Verifier:
-    def __init__(self, keyring: Keyring) -> None:
+    def __init__(self, keyring: Keyring, state: StateSync, decisions: Decisions | None = None) -> None:
         self._keyring = keyring
+        self._state = state
+        self.decisions = decisions or Decisions(50_000)
 
     async def verify(self, redemption: Redemption, profile: Profile) -> Accepted:
         """Accepted, or VerificationFailed carrying the precise reason."""
+        if not self._state.current():
+            raise VerificationFailed("state-stale")
+        path = url_path(redemption.url)
+        if not is_canonical_path(path):
+            raise VerificationFailed("non-canonical-path")
+        if not profile.attributable:
+            raise VerificationFailed("unattributable")
+        key = Decisions.key(redemption, profile)
+        accepted = self.decisions.get(key, path)
+        if accepted is None:
+            try:
+                accepted = await self._verify(redemption, profile)
+            except InvalidInput:
+                raise VerificationFailed("malformed") from None  # e.g. a URL no parser can split
+            self.decisions.put(key, accepted)
+        else:
+            self._still_good(accepted, redemption.now)
+        revoked_at = self._state.view.links_revoked_at(path)
+        if revoked_at is not None and accepted.issued_at is not None and accepted.issued_at <= revoked_at:
+            raise VerificationFailed("links-revoked")
+        return accepted
+
+    def _still_good(self, accepted: Accepted, now: float) -> None:
+        """What a remembered decision must still pass: everything but the signature."""
+        if now >= accepted.expires:
+            raise VerificationFailed("expired")
+        self._keyring.active_key(accepted.kid, now)
+
+    async def _verify(self, redemption: Redemption, profile: Profile) -> Accepted:
         dialect = profile.dialect
         if profile.keyed:
             presented = dialect.presented_key_id(redemption)
             if presented is None:
                 raise VerificationFailed("malformed")
             by_external = profile.dialect.name != NATIVE
-            key = await self._keyring.active_key(presented, redemption.now, by_external)
+            key = self._keyring.active_key(presented, redemption.now, by_external)
             material = await self._keyring.verification_material(key, presented)
             verified = dialect.verify(redemption, material)
-            return Accepted(key.kid, key.principal_id, verified.expires)
+            return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix)
         if profile.secret is None:
             raise VerificationFailed("no-secret")
         verified = dialect.verify(redemption, profile.secret)
         if not verified.attribution:
             raise VerificationFailed("unattributable")
-        key = await self._keyring.active_key(verified.attribution, redemption.now)
-        return Accepted(key.kid, key.principal_id, verified.expires)
+        key = self._keyring.active_key(verified.attribution, redemption.now)
+        return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix)

@@ -3,14 +3,19 @@
 Each repository is a small async protocol. A ``Store`` offers them for reads
 and, inside ``transaction()``, bound to one transaction, so a change and its
 audit record commit together or not at all. Implementations live beside this
-module (``sqlite``; a networked database adds its own module), translate their
-driver errors into ``StoreUnavailable``/``AuditUnavailable`` and uniqueness
-violations into ``Conflict``.
+module (``sqlite``, ``postgres``), translate their driver errors into
+``StoreUnavailable``/``AuditUnavailable`` and uniqueness violations into
+``Conflict``.
+
+Every write to principals, credentials, keys, grants, media and erased
+subjects also appends to the change feed (``changes``) in the same
+transaction, numbered in commit order: that is how every replica's state view
+(``gateway.state``) learns of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +32,8 @@ class PrincipalRepo(Protocol):
     async def disable(self, principal_id: str, at: float) -> None: ...
     async def add_credential(self, credential: Credential) -> None: ...
     async def credential(self, credential_id: str) -> Credential | None: ...
+    async def credentials(self, principal_id: str | None = None) -> list[Credential]: ...
+    async def revoke_credential(self, credential_id: str, at: float) -> None: ...
 
 
 class KeyRepo(Protocol):
@@ -40,11 +47,27 @@ class KeyRepo(Protocol):
 
 
 class MediaRepo(Protocol):
-    async def put(self, item: MediaItem) -> None: ...
+    async def put(self, item: MediaItem) -> None:
+        """Insert or replace the item and the paths and prefixes it claims."""
+        ...
+
     async def get(self, media_id: str) -> MediaItem | None: ...
-    async def delete(self, media_id: str, at: float) -> None: ...
+    async def delete(self, media_id: str, at: float) -> None:
+        """Mark deleted (its links revoked too) and release what it claimed."""
+        ...
+
+    async def revoke_links(self, media_id: str, at: float) -> None: ...
+    async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
+        """(other media id, path) for every live item's path or prefix that ``item``'s prefixes would cover,
+        or whose prefix covers one of ``item``'s paths or prefixes."""
+        ...
+
+    async def links_revoked_since(self, since: float) -> list[MediaItem]: ...
     async def owned_by(self, owner: str) -> list[MediaItem]: ...
-    async def purge_owned_by(self, owner: str) -> int: ...
+    async def erase_owner(self, owner: str, pseudonym: str, at: float) -> int:
+        """Delete ``owner``'s items (their links revoked) and replace the owner by ``pseudonym``: the rows
+        stay as tombstones so every replica keeps refusing their old links. Returns how many."""
+        ...
 
 
 class GrantRepo(Protocol):
@@ -52,6 +75,7 @@ class GrantRepo(Protocol):
     async def get(self, grant_id: str) -> Grant | None: ...
     async def all(self, principal_id: str | None = None) -> list[Grant]: ...
     async def for_media(self, principal_id: str, media_id: str) -> list[Grant]: ...
+    async def live(self, now: float) -> list[Grant]: ...
     async def revoke(self, grant_id: str, at: float) -> None: ...
 
 
@@ -128,9 +152,34 @@ class SubjectRepo(Protocol):
     async def sealed_key(self, ref: str) -> bytes | None: ...
     async def add_key(self, ref: str, sealed: bytes, at: float) -> None: ...
     async def is_erased(self, ref: str) -> bool: ...
+    async def erased_refs(self) -> list[str]: ...
     async def erase(self, ref: str, at: float) -> None: ...
     async def sealed_pepper(self) -> bytes | None: ...
     async def set_sealed_pepper(self, sealed: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: ``kind`` names what changed (principal, credential, key, grant, media,
+    subject) and ``ref`` which one; the state view reloads it."""
+
+    seq: int
+    kind: str
+    ref: str
+
+
+class ChangeRepo(Protocol):
+    async def head(self) -> int:
+        """The newest position committed."""
+        ...
+
+    async def since(self, seq: int, limit: int) -> list[Change]:
+        """Changes after ``seq``, in order. Positions are given in commit order, so none is ever skipped."""
+        ...
+
+
+class Listening(Protocol):
+    async def close(self) -> None: ...
 
 
 class Repos(Protocol):
@@ -146,9 +195,14 @@ class Repos(Protocol):
     def audit(self) -> AuditRepo: ...
     @property
     def subjects(self) -> SubjectRepo: ...
+    @property
+    def changes(self) -> ChangeRepo: ...
 
 
 class Store(Repos, Protocol):
+    # The schema migrations ``open`` applied (``gatewayctl migrate`` reports them).
+    applied_migrations: list[int]
+
     def transaction(self) -> AbstractAsyncContextManager[Repos]: ...
 
     async def append_audit_group(
@@ -156,6 +210,14 @@ class Store(Repos, Protocol):
     ) -> list[int]:
         """The hot path: append records (and raw entries, key last-used times) durably in one
         transaction and one round trip to the database. Raises AuditUnavailable on failure."""
+        ...
+
+    def listen(self, wake: Callable[[], None]) -> Listening:
+        """Call ``wake`` when another process may have changed something (a hint: poll the feed to know)."""
+        ...
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Hold the lock ``name`` across every process sharing this store, if it is free: yields whether held."""
         ...
 
     async def ping(self) -> None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gateway.audit.merkle import Frontier, leaf_hash
@@ -35,7 +35,10 @@ KEY_COLUMNS = (
     "kid", "principal_id", "algorithm", "public_key", "sealed_private", "created_at",
     "not_after", "revoked_at", "revoked_reason", "revoked_by", "last_used_at", "external_id",
 )  # fmt: skip
-MEDIA_COLUMNS = ("id", "owner", "workspace", "visibility", "paths", "updated_at", "deleted_at")
+MEDIA_COLUMNS = (
+    "id", "owner", "workspace", "visibility", "paths", "prefixes", "updated_at", "deleted_at", "links_revoked_at",
+)  # fmt: skip
+MEDIA_PATH_COLUMNS = ("path", "media_id", "is_prefix")
 GRANT_COLUMNS = (
     "id", "principal_id", "media_id", "reason", "created_by", "created_at", "expires_at",
     "revoked_at",
@@ -93,9 +96,15 @@ def key_from(row: Row) -> SigningKey:
     return SigningKey(**data)
 
 
+def _renditions_json(paths: Mapping[Rendition, str]) -> str:
+    return json.dumps({r.value: p for r, p in sorted(paths.items())})
+
+
 def media_values(m: MediaItem) -> tuple[Any, ...]:
-    paths = json.dumps({r.value: p for r, p in sorted(m.paths.items())})
-    return (m.id, m.owner, m.workspace, m.visibility.value, paths, m.updated_at, m.deleted_at)
+    return (
+        m.id, m.owner, m.workspace, m.visibility.value, _renditions_json(m.paths), _renditions_json(m.prefixes),
+        m.updated_at, m.deleted_at, m.links_revoked_at,
+    )  # fmt: skip
 
 
 def media_from(row: Row) -> MediaItem:
@@ -107,7 +116,30 @@ def media_from(row: Row) -> MediaItem:
         paths={Rendition(r): p for r, p in json.loads(row["paths"]).items()},
         updated_at=row["updated_at"],
         deleted_at=row["deleted_at"],
+        prefixes={Rendition(r): p for r, p in json.loads(row["prefixes"] or "{}").items()},
+        links_revoked_at=row["links_revoked_at"],
     )
+
+
+def media_path_values(m: MediaItem) -> list[tuple[str, str, bool]]:
+    """The paths and prefixes a live item claims (one row each), so overlaps can be found by index."""
+    claims = {(p, m.id, False) for p in m.paths.values()} | {(p, m.id, True) for p in m.prefixes.values()}
+    return sorted(claims)
+
+
+def prefix_upper_bound(prefix: str) -> str:
+    """The least string above every string starting with ``prefix`` (for an indexed range scan)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def ancestors(paths: Sequence[str]) -> set[str]:
+    """Every directory ('/a/', '/a/b/') above or equal to each path or prefix."""
+    found: set[str] = set()
+    for path in paths:
+        cut = len(path)
+        while (cut := path.rfind("/", 0, cut)) >= 0:
+            found.add(path[: cut + 1])
+    return found
 
 
 def grant_values(g: Grant) -> tuple[Any, ...]:

@@ -12,12 +12,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.errors import GatewayError
 from gateway.services import Services
-from gateway.web import media, meta, pages, sign, verify
-from gateway.web.appkeys import SERVICES
+from gateway.web import openapi, routes
+from gateway.web.appkeys import OPENAPI, SERVICES
 from gateway.web.middleware import error_middleware, request_id_middleware
 
 MAX_BODY_BYTES = 256 * 1024
 log = logging.getLogger("gateway.audit.checkpoints")
+_CHECKPOINT_LOCK = "checkpoint"
 
 
 def create_app(services: Services, *, close_services: bool = True) -> web.Application:
@@ -26,21 +27,22 @@ def create_app(services: Services, *, close_services: bool = True) -> web.Applic
         client_max_size=MAX_BODY_BYTES,
     )
     app[SERVICES] = services
-    app.router.add_post("/v1/sign", sign.sign)
-    app.router.add_post("/v1/sign/batch", sign.sign_batch)
-    app.router.add_get("/m/{media_id}/{rendition}", pages.page)
-    app.router.add_route("*", verify.PREFIX, verify.verify)
-    app.router.add_route("*", verify.PREFIX + "/{tail:.*}", verify.verify)
-    app.router.add_put("/v1/media/{media_id}", media.put_media)
-    app.router.add_get("/v1/media/{media_id}", media.get_media)
-    app.router.add_delete("/v1/media/{media_id}", media.delete_media)
-    app.router.add_get("/healthz", meta.healthz)
-    app.router.add_get("/readyz", meta.readyz)
-    app.router.add_get("/.well-known/jwks.json", meta.jwks)
+    app[OPENAPI] = openapi.encode(openapi.document(routes.ROUTES, viewer_cookie=services.config.viewer.cookie))
+    routes.register(app)  # every endpoint is a row of routes.ROUTES, the same rows the document is drawn from
     if close_services:
         app.cleanup_ctx.append(_close_on_shutdown)
+    app.cleanup_ctx.append(_state_sync)
     app.cleanup_ctx.append(_checkpoints)
     return app
+
+
+async def _state_sync(app: web.Application) -> AsyncIterator[None]:
+    """Keep the state view current for as long as the app serves (docs/replicas.md)."""
+    task = asyncio.create_task(app[SERVICES].state.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
@@ -52,14 +54,19 @@ async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     with contextlib.suppress(GatewayError, OSError):
-        await services.checkpointer.write(services.clock())
+        async with services.store.exclusive(_CHECKPOINT_LOCK) as leader:
+            if leader:
+                await services.checkpointer.write(services.clock())
 
 
 async def _checkpoint_loop(services: Services) -> None:
+    """Every second, whichever replica holds the checkpoint lock writes one if it is due: exactly one does."""
     while True:
         await asyncio.sleep(1)
         try:
-            await services.checkpointer.maybe(services.clock())
+            async with services.store.exclusive(_CHECKPOINT_LOCK) as leader:
+                if leader:
+                    await services.checkpointer.maybe(services.clock())
         except (GatewayError, OSError, BotoCoreError, ClientError) as exc:
             log.error("checkpoint failed (will retry): %s", exc)
 

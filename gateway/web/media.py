@@ -4,25 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from gateway.errors import Forbidden, InvalidInput, NotFound
-from gateway.model import MediaItem, Permission, Principal, Rendition, Visibility
+from gateway.errors import Forbidden, NotFound
+from gateway.model import MediaItem, Permission, Principal, check_name
 from gateway.services import Services
-from gateway.web import parsing
+from gateway.web import parsing, schemas
 from gateway.web.appkeys import SERVICES
+from gateway.web.middleware import json_response
 from gateway.web.sign import authenticated_principal, request_context
 
 
+def media_body(item: MediaItem) -> schemas.Media:
+    return schemas.Media(
+        id=item.id,
+        owner=item.owner,
+        workspace=item.workspace,
+        visibility=item.visibility,
+        renditions=dict(sorted(item.paths.items())),
+        prefixes=dict(sorted(item.prefixes.items())),
+        updated_at=item.updated_at,
+        links_revoked_at=item.links_revoked_at,
+    )
+
+
 def media_json(item: MediaItem) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "owner": item.owner,
-        "workspace": item.workspace,
-        "visibility": item.visibility.value,
-        "renditions": {r.value: p for r, p in sorted(item.paths.items())},
-        "updated_at": item.updated_at,
-    }
+    """The same body as plain data (the CLI prints it)."""
+    body: dict[str, Any] = msgspec.to_builtins(media_body(item))
+    return body
+
+
+def _media_id(request: web.Request) -> str:
+    """Checked before anything else, so a control character or an escape never reaches the store or the log."""
+    return check_name(request.match_info["media_id"], "media_id")
 
 
 async def _writer(request: web.Request, services: Services) -> Principal:
@@ -32,46 +47,48 @@ async def _writer(request: web.Request, services: Services) -> Principal:
     return principal
 
 
-def _paths(body: dict[str, Any]) -> dict[Rendition, str]:
-    raw = body.get("renditions")
-    if not isinstance(raw, dict) or not raw:
-        raise InvalidInput("renditions must be an object of rendition -> storage path")
-    paths: dict[Rendition, str] = {}
-    for name, path in raw.items():
-        if not isinstance(path, str):
-            raise InvalidInput(f"renditions.{name} must be a path string")
-        paths[parsing.choice(Rendition, name, "rendition")] = path
-    return paths
-
-
 async def put_media(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     principal = await _writer(request, services)
-    body = await parsing.json_object(request)
+    media_id = _media_id(request)
+    body = await parsing.body(request, schemas.MediaRequest)
     item = await services.admin.put_media(
         request_context(request, services, principal.id),
-        request.match_info["media_id"],
-        owner=parsing.required_string(body, "owner"),
-        workspace=parsing.required_string(body, "workspace"),
-        visibility=parsing.choice(Visibility, body.get("visibility"), "visibility"),
-        paths=_paths(body),
+        media_id,
+        owner=body.owner,
+        workspace=body.workspace,
+        visibility=body.visibility,
+        paths=body.renditions,
         now=services.clock(),
+        prefixes=body.prefixes,
     )
-    return web.json_response(media_json(item))
+    return json_response(media_body(item))
+
+
+async def revoke_links(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    principal = await _writer(request, services)
+    media_id = _media_id(request)
+    body = await parsing.body(request, schemas.RevokeLinksRequest)
+    ctx = request_context(request, services, principal.id)
+    item = await services.admin.revoke_links(ctx, media_id, body.reason, services.clock())
+    return json_response(media_body(item))
 
 
 async def get_media(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     await _writer(request, services)
-    item = await services.store.media.get(request.match_info["media_id"])
+    media_id = _media_id(request)
+    item = await services.store.media.get(media_id)
     if item is None or item.deleted:
-        raise NotFound(f"no media item {request.match_info['media_id']!r}")
-    return web.json_response(media_json(item))
+        raise NotFound(f"no media item {media_id!r}")
+    return json_response(media_body(item))
 
 
 async def delete_media(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     principal = await _writer(request, services)
+    media_id = _media_id(request)
     ctx = request_context(request, services, principal.id)
-    await services.admin.delete_media(ctx, request.match_info["media_id"], services.clock())
+    await services.admin.delete_media(ctx, media_id, services.clock())
     return web.Response(status=204)

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.errors import StateStale
 from gateway.keys.material import b64url
 from gateway.model import KeyAlgorithm, KeyState
-from gateway.web.appkeys import SERVICES
+from gateway.web.appkeys import OPENAPI, SERVICES
+from gateway.web.middleware import json_response
+from gateway.web.schemas import Jwk, Jwks, Status
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response(Status(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
-    await request.app[SERVICES].store.ping()
-    return web.json_response({"status": "ready"})
+    """Ready while the store answers and the state view is current (a stale replica leaves the rotation)."""
+    services = request.app[SERVICES]
+    if not services.state.current():
+        raise StateStale(f"the state view was last proved current {services.state.age():.1f} s ago")
+    await services.store.ping()
+    return json_response(Status(status="ready"))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json", charset="utf-8")
 
 
 async def jwks(request: web.Request) -> web.Response:
@@ -23,15 +34,8 @@ async def jwks(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     now = services.clock()
     keys = [
-        {
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": b64url(k.public_key),
-            "kid": k.kid,
-            "use": "sig",
-            "alg": "EdDSA",
-        }
-        for k in await services.store.keys.all()
+        Jwk(kty="OKP", crv="Ed25519", x=b64url(k.public_key), kid=k.kid, use="sig", alg="EdDSA")
+        for k in services.state.view.keys.values()
         if k.algorithm is KeyAlgorithm.ED25519 and k.public_key and k.state(now) is KeyState.ACTIVE
     ]
-    return web.json_response({"keys": keys}, headers={"Cache-Control": "max-age=60"})
+    return json_response(Jwks(keys=keys), headers={"Cache-Control": "max-age=60"})

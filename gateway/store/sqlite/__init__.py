@@ -11,80 +11,111 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
 from gateway.audit.records import AuditRecord
-from gateway.errors import StoreUnavailable
-from gateway.store.base import RawEntry, Repos
-from gateway.store.sqlite_group import GroupWriter
-from gateway.store.sqlite_repos import SqliteRepos, db_errors
-
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS principals (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, permissions TEXT NOT NULL, renditions TEXT,
-    created_at REAL NOT NULL, disabled_at REAL);
-CREATE TABLE IF NOT EXISTS credentials (
-    id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id),
-    public_key BLOB NOT NULL, created_at REAL NOT NULL, revoked_at REAL);
-CREATE TABLE IF NOT EXISTS keys (
-    kid TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id),
-    algorithm TEXT NOT NULL, public_key BLOB, sealed_private BLOB NOT NULL,
-    created_at REAL NOT NULL, not_after REAL, revoked_at REAL, revoked_reason TEXT,
-    revoked_by TEXT, last_used_at REAL, external_id TEXT);
-CREATE INDEX IF NOT EXISTS keys_by_principal ON keys(principal_id, created_at);
-CREATE UNIQUE INDEX IF NOT EXISTS keys_by_external_id ON keys(external_id);
-CREATE TABLE IF NOT EXISTS media (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, workspace TEXT NOT NULL,
-    visibility TEXT NOT NULL, paths TEXT NOT NULL, updated_at REAL NOT NULL, deleted_at REAL);
-CREATE TABLE IF NOT EXISTS grants (
-    id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id),
-    media_id TEXT NOT NULL, reason TEXT NOT NULL, created_by TEXT NOT NULL,
-    created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL);
-CREATE INDEX IF NOT EXISTS grants_by_principal ON grants(principal_id, media_id);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT NULL,
-    actor TEXT, request_id TEXT, kid TEXT, media_id TEXT, rendition TEXT,
-    subject TEXT, url_sha256 TEXT, expires_at INTEGER, decision TEXT, reason TEXT,
-    client_ip TEXT, user_agent TEXT, detail TEXT, retention TEXT NOT NULL,
-    personal BLOB, leaf_hash BLOB NOT NULL, pruned_at REAL);
-CREATE INDEX IF NOT EXISTS audit_by_kid ON audit(kid, seq);
-CREATE INDEX IF NOT EXISTS audit_by_event ON audit(event, seq);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    tree_size INTEGER NOT NULL, time REAL NOT NULL, root BLOB NOT NULL, key_id TEXT NOT NULL,
-    signature BLOB NOT NULL, PRIMARY KEY (tree_size, time));
-CREATE TABLE IF NOT EXISTS subject_keys (ref TEXT PRIMARY KEY, sealed_key BLOB NOT NULL, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS erased_subjects (ref TEXT PRIMARY KEY, erased_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS raw_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, event TEXT NOT NULL, request_id TEXT,
-    kid TEXT, client_ip TEXT, user_agent TEXT);
-CREATE INDEX IF NOT EXISTS raw_log_by_time ON raw_log(time);
-CREATE INDEX IF NOT EXISTS media_by_owner ON media(owner);
-CREATE INDEX IF NOT EXISTS audit_by_subject ON audit(subject, seq);
-CREATE INDEX IF NOT EXISTS audit_by_media ON audit(media_id, seq);
-CREATE INDEX IF NOT EXISTS audit_by_time ON audit(time);
-"""
+from gateway.errors import ConfigError, StoreUnavailable
+from gateway.store import files
+from gateway.store.base import Listening, RawEntry, Repos
+from gateway.store.sqlite import schema
+from gateway.store.sqlite.group import GroupWriter
+from gateway.store.sqlite.repos import SqliteRepos, db_errors
+from gateway.store.sqlite.schema import SCHEMA_VERSION
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None, timeout=10.0)
-    conn.row_factory = aiosqlite.Row
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=FULL",
-        "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=10000",
-    ):
-        async with conn.execute(pragma) as cursor:
-            await cursor.fetchall()
+    try:
+        conn.row_factory = aiosqlite.Row
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=10000",
+        ):
+            async with conn.execute(pragma) as cursor:
+                await cursor.fetchall()
+    except BaseException:
+        # Each connection owns a (non-daemon) thread: left open, the process never exits.
+        await conn.close()
+        raise
     return conn
+
+
+async def _close(*connections: aiosqlite.Connection | None) -> None:
+    for conn in connections:
+        if conn is not None:
+            await conn.close()
+
+
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _prepare_file(path: Path, create: bool) -> None:
+    """Check (or, for ``init``, create) the database file, owner-only.
+
+    SQLite gives its -wal, -shm and -journal files the permission bits of the
+    database file itself, whichever process creates them and whatever its umask,
+    so a database created 0600 keeps every later companion file 0600 too.
+    """
+    if path.is_dir():
+        raise ConfigError(f"database {path.absolute()} is a directory, not a database file (check database.url)")
+    if not path.exists():
+        if not create:
+            raise ConfigError(
+                f"database {path.absolute()} does not exist: check database.url, or run 'gatewayctl init' to create it"
+            )
+        try:
+            files.create_private(path, b"")
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create database {path}: {exc.strerror}") from None
+    for name in (path, *(path.with_name(path.name + suffix) for suffix in _COMPANIONS)):
+        files.tighten(name)
+
+
+def _check_writable(conn: sqlite3.Connection) -> None:
+    """Every process appends to the audit log: refuse a database it may not write now, not at the first request.
+
+    Only a real write finds out (a read-only file still takes SQLite's write lock); it is rolled back.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _migrated(path: Path, create: bool, migrate: bool) -> list[int]:
+    """Check the schema version, migrating when asked; returns the versions applied."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        found = schema.version_of(conn)
+        if found:
+            _check_writable(conn)
+        if found == 0 and not create:
+            raise StoreUnavailable(f"{path} is not a gateway database (no schema version): check database.url")
+        if found > SCHEMA_VERSION:
+            raise StoreUnavailable(f"database {path} has schema v{found}, newer than this gateway's v{SCHEMA_VERSION}")
+        if found < SCHEMA_VERSION:
+            if not (create or migrate):
+                raise StoreUnavailable(
+                    f"database {path} has schema v{found}, behind this gateway's v{SCHEMA_VERSION}: "
+                    "run 'gatewayctl migrate'"
+                )
+            return schema.migrate(conn)
+        return []
+    finally:
+        conn.close()
 
 
 class SqliteStore:
@@ -93,6 +124,8 @@ class SqliteStore:
     def __init__(self, reader: aiosqlite.Connection, writer: aiosqlite.Connection, path: Path) -> None:
         self._reader = reader
         self._writer = writer
+        self._path = path
+        self.applied_migrations: list[int] = []  # by open(): for 'gatewayctl migrate' to report
         self._group = GroupWriter(path)
         self._write_lock = asyncio.Lock()
         self._read_repos = SqliteRepos(reader)
@@ -102,35 +135,34 @@ class SqliteStore:
         self.grants = self._read_repos.grants
         self.audit = self._read_repos.audit
         self.subjects = self._read_repos.subjects
+        self.changes = self._read_repos.changes
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
+    async def open(cls, path: Path, *, create: bool = False, migrate: bool = False) -> SqliteStore:
+        """Open the database at ``path``. Only ``init`` passes ``create`` and only ``migrate`` migrates:
+        anything else refuses a missing file, a file with no gateway schema, or a schema behind this code."""
+        _prepare_file(path, create)
+        writer = reader = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            applied = await asyncio.to_thread(_migrated, path, create, migrate)
             writer = await _connect(path)
-            await writer.executescript(_SCHEMA)
-            await writer.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            async with writer.execute("SELECT value FROM meta WHERE key = 'schema_version'") as cursor:
-                found = await cursor.fetchone()
             reader = await _connect(path)
         except (sqlite3.Error, OSError) as exc:
+            await _close(reader, writer)
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
-        if found is None or found[0] != str(SCHEMA_VERSION):
-            await reader.close()
-            await writer.close()
-            version = "unknown" if found is None else found[0]
-            raise StoreUnavailable(f"database {path} has schema v{version}; this gateway needs v{SCHEMA_VERSION}")
-        return cls(reader, writer, path)
+        except BaseException:
+            await _close(reader, writer)
+            raise
+        store = cls(reader, writer, path)
+        store.applied_migrations = applied
+        return store
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repos]:
         async with self._write_lock:
             with db_errors():
                 await self._writer.execute("BEGIN IMMEDIATE")
-            repos = SqliteRepos(self._writer)
+            repos = SqliteRepos(self._writer, in_transaction=True)
             try:
                 yield repos
             except BaseException:
@@ -156,6 +188,28 @@ class SqliteStore:
     ) -> list[int]:
         return await self._group.append(records, raw, touches, at)
 
+    def listen(self, wake: Callable[[], None]) -> Listening:
+        """SQLite cannot notify: the state sync polls the feed head every few milliseconds instead."""
+        return _NotListening()
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """A lock file beside the database (``flock``): every process on this host sharing the file agrees."""
+        lock = self._path.with_name(f"{self._path.name}.{name}.lock")
+        fd = await asyncio.to_thread(os.open, lock, os.O_RDWR | os.O_CREAT, files.PRIVATE_FILE)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
     async def ping(self) -> None:
         # An unfinished cursor would pin this reader to an old snapshot: fetch and close.
         with db_errors():
@@ -165,3 +219,8 @@ class SqliteStore:
         await asyncio.to_thread(self._group.close)
         await self._reader.close()
         await self._writer.close()
+
+
+class _NotListening:
+    async def close(self) -> None:
+        return None

@@ -25,7 +25,7 @@ from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable
 from gateway.store import rows
 from gateway.store.base import RawEntry
-from gateway.store.sqlite_repos import FRONTIER, db_errors
+from gateway.store.sqlite.repos import FRONTIER, db_errors
 
 _ROWS_PER_STATEMENT = 400  # well under SQLite's 32766 bound parameters
 

@@ -14,7 +14,7 @@ from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
-from gateway.store.base import AuditQuery, Checkpoint, LogEntry, PrunePolicy
+from gateway.store.base import AuditQuery, Change, Checkpoint, LogEntry, PrunePolicy
 
 
 @contextmanager
@@ -35,8 +35,9 @@ _PEPPER = "audit_pepper"
 
 
 class _Repo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, in_transaction: bool = False) -> None:
         self._conn = conn
+        self._in_transaction = in_transaction
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         # Execute and fetch to the end in one call on the connection's thread: a statement left
@@ -54,6 +55,15 @@ class _Repo:
             async with self._conn.execute(sql, params) as cursor:
                 return cursor.rowcount
 
+    async def _changed(self, kind: str, ref: str) -> None:
+        """Append to the change feed in this transaction. SQLite has one writer at a time, so the
+        AUTOINCREMENT positions are handed out in commit order."""
+        if not self._in_transaction:
+            raise StoreUnavailable("a change outside a transaction would escape the change feed")
+        await self._run(
+            "INSERT INTO changes (kind, ref, at) VALUES (?, ?, (julianday('now') - 2440587.5) * 86400.0)", (kind, ref)
+        )
+
 
 def _insert(table: str, columns: Sequence[str]) -> str:
     # Table and column names are constants from this package; values are always bound.
@@ -66,6 +76,7 @@ AUDIT_INSERT = _insert("audit", rows.AUDIT_INSERT_COLUMNS)
 
 class SqlitePrincipals(_Repo):
     async def add(self, principal: Principal) -> None:
+        await self._changed("principal", principal.id)
         await self._run(_insert("principals", rows.PRINCIPAL_COLUMNS), rows.principal_values(principal))
 
     async def get(self, principal_id: str) -> Principal | None:
@@ -76,21 +87,38 @@ class SqlitePrincipals(_Repo):
         return [rows.principal_from(r) for r in await self._all("SELECT * FROM principals ORDER BY id")]
 
     async def disable(self, principal_id: str, at: float) -> None:
+        await self._changed("principal", principal_id)
         await self._run(
             "UPDATE principals SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL",
             (at, principal_id),
         )
 
     async def add_credential(self, credential: Credential) -> None:
+        await self._changed("credential", credential.id)
         await self._run(_insert("credentials", rows.CREDENTIAL_COLUMNS), rows.credential_values(credential))
 
     async def credential(self, credential_id: str) -> Credential | None:
         row = await self._one("SELECT * FROM credentials WHERE id = ?", (credential_id,))
         return None if row is None else rows.credential_from(row)
 
+    async def credentials(self, principal_id: str | None = None) -> list[Credential]:
+        if principal_id is None:
+            found = await self._all("SELECT * FROM credentials ORDER BY principal_id, created_at, id")
+        else:
+            sql = "SELECT * FROM credentials WHERE principal_id = ? ORDER BY created_at, id"
+            found = await self._all(sql, (principal_id,))
+        return [rows.credential_from(r) for r in found]
+
+    async def revoke_credential(self, credential_id: str, at: float) -> None:
+        await self._changed("credential", credential_id)
+        await self._run(
+            "UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, credential_id)
+        )
+
 
 class SqliteKeys(_Repo):
     async def add(self, key: SigningKey) -> None:
+        await self._changed("key", key.kid)
         await self._run(_insert("keys", rows.KEY_COLUMNS), rows.key_values(key))
 
     async def get(self, kid: str) -> SigningKey | None:
@@ -102,6 +130,7 @@ class SqliteKeys(_Repo):
         return None if row is None else rows.key_from(row)
 
     async def link(self, kid: str, external_id: str) -> None:
+        await self._changed("key", kid)
         await self._run("UPDATE keys SET external_id = ? WHERE kid = ?", (external_id, kid))
 
     async def all(self, principal_id: str | None = None) -> list[SigningKey]:
@@ -113,6 +142,7 @@ class SqliteKeys(_Repo):
         return [rows.key_from(r) for r in found]
 
     async def revoke(self, kid: str, at: float, reason: str, by: str) -> None:
+        await self._changed("key", kid)
         await self._run(
             "UPDATE keys SET revoked_at = ?, revoked_reason = ?, revoked_by = ? WHERE kid = ? AND revoked_at IS NULL",
             (at, reason, by, kid),
@@ -124,26 +154,67 @@ class SqliteKeys(_Repo):
 
 class SqliteMedia(_Repo):
     async def put(self, item: MediaItem) -> None:
+        await self._changed("media", item.id)
         sql = _insert("media", rows.MEDIA_COLUMNS).replace("INSERT", "INSERT OR REPLACE", 1)
         await self._run(sql, rows.media_values(item))
+        await self._claim(item)
+
+    async def _claim(self, item: MediaItem) -> None:
+        await self._run("DELETE FROM media_paths WHERE media_id = ?", (item.id,))
+        if not item.deleted:
+            with db_errors():
+                await self._conn.executemany(
+                    _insert("media_paths", rows.MEDIA_PATH_COLUMNS), rows.media_path_values(item)
+                )
 
     async def get(self, media_id: str) -> MediaItem | None:
         row = await self._one("SELECT * FROM media WHERE id = ?", (media_id,))
         return None if row is None else rows.media_from(row)
 
     async def delete(self, media_id: str, at: float) -> None:
-        await self._run("UPDATE media SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (at, media_id))
+        await self._changed("media", media_id)
+        sql = "UPDATE media SET deleted_at = ?, links_revoked_at = ? WHERE id = ? AND deleted_at IS NULL"
+        await self._run(sql, (at, at, media_id))
+        await self._run("DELETE FROM media_paths WHERE media_id = ?", (media_id,))
+
+    async def revoke_links(self, media_id: str, at: float) -> None:
+        await self._changed("media", media_id)
+        await self._run("UPDATE media SET links_revoked_at = ? WHERE id = ?", (at, media_id))
+
+    async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
+        found: list[aiosqlite.Row] = []
+        for prefix in set(item.prefixes.values()):
+            sql = "SELECT media_id, path FROM media_paths WHERE path >= ? AND path < ? AND media_id <> ?"
+            found += await self._all(sql, (prefix, rows.prefix_upper_bound(prefix), item.id))
+        ancestors = sorted(rows.ancestors([*item.paths.values(), *item.prefixes.values()]))
+        marks = ", ".join("?" for _ in ancestors)
+        sql = f"SELECT media_id, path FROM media_paths WHERE is_prefix AND path IN ({marks}) AND media_id <> ?"  # noqa: S608
+        found += await self._all(sql, (*ancestors, item.id))
+        return sorted({(r["media_id"], r["path"]) for r in found})
+
+    async def links_revoked_since(self, since: float) -> list[MediaItem]:
+        found = await self._all("SELECT * FROM media WHERE links_revoked_at >= ?", (since,))
+        return [rows.media_from(r) for r in found]
 
     async def owned_by(self, owner: str) -> list[MediaItem]:
         found = await self._all("SELECT * FROM media WHERE owner = ? ORDER BY id", (owner,))
         return [rows.media_from(r) for r in found]
 
-    async def purge_owned_by(self, owner: str) -> int:
-        return await self._run("DELETE FROM media WHERE owner = ?", (owner,))
+    async def erase_owner(self, owner: str, pseudonym: str, at: float) -> int:
+        owned = [m.id for m in await self.owned_by(owner)]
+        for media_id in owned:
+            await self._changed("media", media_id)
+        await self._run("DELETE FROM media_paths WHERE media_id IN (SELECT id FROM media WHERE owner = ?)", (owner,))
+        sql = (
+            "UPDATE media SET owner = ?, deleted_at = coalesce(deleted_at, ?), "
+            "links_revoked_at = max(coalesce(links_revoked_at, ?), ?) WHERE owner = ?"
+        )
+        return await self._run(sql, (pseudonym, at, at, at, owner))
 
 
 class SqliteGrants(_Repo):
     async def add(self, grant: Grant) -> None:
+        await self._changed("grant", grant.id)
         await self._run(_insert("grants", rows.GRANT_COLUMNS), rows.grant_values(grant))
 
     async def get(self, grant_id: str) -> Grant | None:
@@ -163,7 +234,12 @@ class SqliteGrants(_Repo):
         return [rows.grant_from(r) for r in await self._all(sql, (principal_id, media_id))]
 
     async def revoke(self, grant_id: str, at: float) -> None:
+        await self._changed("grant", grant_id)
         await self._run("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, grant_id))
+
+    async def live(self, now: float) -> list[Grant]:
+        found = await self._all("SELECT * FROM grants WHERE revoked_at IS NULL AND expires_at > ?", (now,))
+        return [rows.grant_from(r) for r in found]
 
 
 class SqliteAudit(_Repo):
@@ -240,8 +316,12 @@ class SqliteSubjects(_Repo):
         return await self._one("SELECT 1 FROM erased_subjects WHERE ref = ?", (ref,)) is not None
 
     async def erase(self, ref: str, at: float) -> None:
+        await self._changed("subject", ref)
         await self._run("DELETE FROM subject_keys WHERE ref = ?", (ref,))
         await self._run("INSERT OR IGNORE INTO erased_subjects(ref, erased_at) VALUES (?, ?)", (ref, at))
+
+    async def erased_refs(self) -> list[str]:
+        return [r["ref"] for r in await self._all("SELECT ref FROM erased_subjects")]
 
     async def sealed_pepper(self) -> bytes | None:
         row = await self._one("SELECT value FROM meta WHERE key = ?", (_PEPPER,))
@@ -249,6 +329,16 @@ class SqliteSubjects(_Repo):
 
     async def set_sealed_pepper(self, sealed: bytes) -> None:
         await self._run("INSERT INTO meta(key, value) VALUES (?, ?)", (_PEPPER, sealed))
+
+
+class SqliteChanges(_Repo):
+    async def head(self) -> int:
+        row = await self._one("SELECT coalesce(max(seq), 0) AS head FROM changes")
+        return 0 if row is None else int(row["head"])
+
+    async def since(self, seq: int, limit: int) -> list[Change]:
+        found = await self._all("SELECT seq, kind, ref FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        return [Change(int(r["seq"]), r["kind"], r["ref"]) for r in found]
 
 
 def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
@@ -272,10 +362,11 @@ def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
 
 
 class SqliteRepos:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.principals = SqlitePrincipals(conn)
-        self.keys = SqliteKeys(conn)
-        self.media = SqliteMedia(conn)
-        self.grants = SqliteGrants(conn)
-        self.audit = SqliteAudit(conn)
-        self.subjects = SqliteSubjects(conn)
+    def __init__(self, conn: aiosqlite.Connection, in_transaction: bool = False) -> None:
+        self.principals = SqlitePrincipals(conn, in_transaction)
+        self.keys = SqliteKeys(conn, in_transaction)
+        self.media = SqliteMedia(conn, in_transaction)
+        self.grants = SqliteGrants(conn, in_transaction)
+        self.audit = SqliteAudit(conn, in_transaction)
+        self.subjects = SqliteSubjects(conn, in_transaction)
+        self.changes = SqliteChanges(conn, in_transaction)

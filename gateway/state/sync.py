@@ -1,0 +1,166 @@
+"""Keeping the state view true: load it once, then apply the change feed in order.
+
+Every administrative write appends a row to the store's change feed in its own
+transaction (``gateway.store``), numbered in commit order. A replica applies
+the rows after the position its view reflects, each by reloading the entity
+it names, so applying one twice is harmless. Push only accelerates: PostgreSQL
+``LISTEN/NOTIFY`` wakes the loop at once; the feed head is also polled on a
+short timer (SQLite has no notifications; every few milliseconds is cheap),
+and that poll is the truth.
+
+Staleness fails closed: ``confirmed_at`` is when a poll last proved the view
+held every change committed before it began. When that is older than the
+bound, the gateway refuses to sign (503), denies at verify (``state-stale``)
+and ``/readyz`` says not ready, until a poll succeeds again. Staleness is
+measured on a monotonic clock: it is about this process's liveness, and must
+not move when the wall clock is stepped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.errors import GatewayError
+from gateway.state.media import MediaCache
+from gateway.state.view import StateView, link_revocation
+from gateway.store.base import Change, Store
+
+log = logging.getLogger("gateway.state")
+Clock = Callable[[], float]
+_PAGE = 1000
+_TIDY_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    # Refuse to serve when the view was last proved current longer ago than this.
+    stale_after: float = 2.0
+    # How often the feed head is polled (the truth; notifications only wake the loop early).
+    poll_every: float = 0.05
+    # Link revocations older than this cannot matter: every URL issued before them has expired.
+    max_ttl: float = 3600.0
+
+
+class StateSync:
+    def __init__(
+        self,
+        store: Store,
+        view: StateView,
+        media: MediaCache,
+        clock: Clock,
+        policy: SyncPolicy,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
+        self._store = store
+        self.view = view
+        self.media = media
+        self._clock = clock
+        self._monotonic = monotonic
+        self._policy = policy
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.confirmed_at = float("-inf")
+        self.notifications = 0
+        self._tidied_at = float("-inf")
+
+    def current(self) -> bool:
+        return self._monotonic() - self.confirmed_at <= self._policy.stale_after
+
+    def age(self) -> float:
+        """Seconds since the view was last proved current."""
+        return self._monotonic() - self.confirmed_at
+
+    async def load(self) -> None:
+        """Fill the view from the store. The head is read first: anything committed later is replayed."""
+        started, confirmed = self._clock(), self._monotonic()
+        head = await self._store.changes.head()
+        view = StateView(seq=head)
+        for principal in await self._store.principals.all():
+            view.put_principal(principal)
+        for credential in await self._store.principals.credentials():
+            view.put_credential(credential)
+        for key in await self._store.keys.all():
+            view.put_key(key)
+        for grant in await self._store.grants.live(started):
+            view.put_grant(grant)
+        for ref in await self._store.subjects.erased_refs():
+            view.set_erased(ref, True)
+        for media in await self._store.media.links_revoked_since(started - self._policy.max_ttl):
+            view.put_link_revocation(media.id, link_revocation(media))
+        self.view = view
+        self.media.clear()
+        self.confirmed_at = confirmed
+
+    async def catch_up(self) -> int:
+        """Apply every change committed before this call began; returns how many were applied."""
+        async with self._lock:
+            started = self._monotonic()
+            applied = 0
+            while changes := await self._store.changes.since(self.view.seq, _PAGE):
+                for change in changes:
+                    await self._apply(change)
+                    self.view.seq = change.seq
+                applied += len(changes)
+                if len(changes) < _PAGE:
+                    break
+            self.confirmed_at = started
+            return applied
+
+    async def _apply(self, change: Change) -> None:
+        store, view = self._store, self.view
+        if change.kind == "principal":
+            principal = await store.principals.get(change.ref)
+            if principal is not None:
+                view.put_principal(principal)
+        elif change.kind == "credential":
+            credential = await store.principals.credential(change.ref)
+            if credential is not None:
+                view.put_credential(credential)
+        elif change.kind == "key":
+            key = await store.keys.get(change.ref)
+            if key is not None:
+                view.put_key(key)
+        elif change.kind == "grant":
+            grant = await store.grants.get(change.ref)
+            if grant is not None:
+                view.put_grant(grant)
+        elif change.kind == "media":
+            self.media.invalidate(change.ref)
+            media = await store.media.get(change.ref)
+            view.put_link_revocation(change.ref, None if media is None else link_revocation(media))
+        elif change.kind == "subject":
+            view.set_erased(change.ref, await store.subjects.is_erased(change.ref))
+        else:
+            log.warning("unknown change kind %r at %d (a newer gateway wrote it?)", change.kind, change.seq)
+
+    def _tidy(self, now: float) -> None:
+        """Expired grants allow nothing (authz checks the time); dropping them only bounds memory."""
+        if now - self._tidied_at >= _TIDY_EVERY:
+            self.view.drop_expired_grants(now)
+            self._tidied_at = now
+
+    def wake(self) -> None:
+        """A notification arrived: catch up now rather than at the next poll."""
+        self.notifications += 1
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Poll (and, where the store can, listen) until cancelled."""
+        listening = self._store.listen(self.wake)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._policy.poll_every)
+                self._wake.clear()
+                try:
+                    await self.catch_up()
+                except (GatewayError, OSError) as exc:
+                    log.error("state sync failed (the view ages until it succeeds): %s", exc)
+                self._tidy(self._clock())
+        finally:
+            await listening.close()

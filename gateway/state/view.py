@@ -1,0 +1,139 @@
+"""The hot path's picture of the world, held in memory: no lookup on a request touches the store.
+
+Principals, credentials (public halves), keys (public halves and state),
+live grants, erased subjects and media link revocations. The view is plain
+data with small apply methods; ``gateway.state.sync`` loads it at start and
+applies the change feed to it, in order. Media items themselves are too many
+to hold (plan for millions): they live in a bounded cache beside the view
+(``gateway.state.media``), while the link revocations the verifier needs are
+few and held in full here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
+
+
+@dataclass(frozen=True)
+class LinkRevocation:
+    """URLs for a media item issued before ``at`` no longer verify (owner revoked its links, narrowed or deleted it)."""
+
+    media_id: str
+    at: float
+    # Exact rendition paths, and the prefix directories prefix-scoped URLs may have been signed for.
+    paths: tuple[str, ...]
+    directories: tuple[str, ...]
+
+
+@dataclass
+class StateView:
+    principals: dict[str, Principal] = field(default_factory=dict)
+    credentials: dict[str, Credential] = field(default_factory=dict)
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+    grants: dict[str, Grant] = field(default_factory=dict)
+    erased: set[str] = field(default_factory=set)
+    # The change-feed position this view reflects.
+    seq: int = 0
+    _keys_by_external: dict[str, str] = field(default_factory=dict)
+    _keys_by_principal: dict[str, list[str]] = field(default_factory=dict)
+    _grants_by_pair: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    _revoked_paths: dict[str, float] = field(default_factory=dict)
+    _revoked_dirs: dict[str, float] = field(default_factory=dict)
+    _revocations: dict[str, LinkRevocation] = field(default_factory=dict)
+
+    # -- lookups (the hot path) --
+
+    def key_by_external_id(self, external_id: str) -> SigningKey | None:
+        kid = self._keys_by_external.get(external_id)
+        return None if kid is None else self.keys.get(kid)
+
+    def keys_of(self, principal_id: str) -> list[SigningKey]:
+        return [self.keys[kid] for kid in self._keys_by_principal.get(principal_id, ())]
+
+    def grants_for(self, principal_id: str, media_id: str) -> list[Grant]:
+        return [self.grants[g] for g in self._grants_by_pair.get((principal_id, media_id), ())]
+
+    def links_revoked_at(self, path: str) -> float | None:
+        """When links covering ``path`` (a canonical request path) were last revoked, if ever.
+
+        A URL for the path itself, or a prefix-scoped URL for one of its
+        directories, is covered; the newest revocation wins.
+        """
+        if not self._revoked_paths and not self._revoked_dirs:
+            return None
+        found = self._revoked_paths.get(path)
+        cut = len(path)
+        while (cut := path.rfind("/", 0, cut)) >= 0:
+            at = self._revoked_dirs.get(path[: cut + 1])
+            if at is not None and (found is None or at > found):
+                found = at
+        return found
+
+    # -- applying changes --
+
+    def put_principal(self, principal: Principal) -> None:
+        self.principals[principal.id] = principal
+
+    def put_credential(self, credential: Credential) -> None:
+        self.credentials[credential.id] = credential
+
+    def put_key(self, key: SigningKey) -> None:
+        old = self.keys.get(key.kid)
+        if old is not None and old.external_id and old.external_id != key.external_id:
+            self._keys_by_external.pop(old.external_id, None)
+        self.keys[key.kid] = key
+        if key.external_id:
+            self._keys_by_external[key.external_id] = key.kid
+        kids = self._keys_by_principal.setdefault(key.principal_id, [])
+        if key.kid not in kids:
+            kids.append(key.kid)
+            kids.sort(key=lambda kid: (self.keys[kid].created_at, kid))
+
+    def put_grant(self, grant: Grant) -> None:
+        """A revoked grant is dropped: only live or future grants can allow anything."""
+        pair = (grant.principal_id, grant.media_id)
+        if grant.revoked_at is not None:
+            self.grants.pop(grant.id, None)
+            self._grants_by_pair.get(pair, set()).discard(grant.id)
+            return
+        self.grants[grant.id] = grant
+        self._grants_by_pair.setdefault(pair, set()).add(grant.id)
+
+    def drop_expired_grants(self, now: float) -> None:
+        for grant in [g for g in self.grants.values() if g.expires_at <= now]:
+            self.grants.pop(grant.id)
+            self._grants_by_pair.get((grant.principal_id, grant.media_id), set()).discard(grant.id)
+
+    def set_erased(self, ref: str, erased: bool) -> None:
+        if erased:
+            self.erased.add(ref)
+        else:
+            self.erased.discard(ref)
+
+    def put_link_revocation(self, media_id: str, revocation: LinkRevocation | None) -> None:
+        """Replace what is known about ``media_id``'s link revocation (None: never revoked)."""
+        if revocation is None:
+            if self._revocations.pop(media_id, None) is None:
+                return
+        else:
+            self._revocations[media_id] = revocation
+        # Revocations are rare and few: rebuilding the indexes keeps shared paths right simply.
+        self._revoked_paths, self._revoked_dirs = {}, {}
+        for known in self._revocations.values():
+            for index, entries in ((self._revoked_paths, known.paths), (self._revoked_dirs, known.directories)):
+                for entry in entries:
+                    index[entry] = max(index.get(entry, known.at), known.at)
+
+    def revocations(self) -> Mapping[str, LinkRevocation]:
+        return self._revocations
+
+
+def link_revocation(media: MediaItem) -> LinkRevocation | None:
+    """What the verifier must refuse for ``media``: None when its links were never revoked."""
+    if media.links_revoked_at is None:
+        return None
+    paths = tuple(sorted(set(media.paths.values())))
+    return LinkRevocation(media.id, media.links_revoked_at, paths, tuple(sorted(set(media.prefixes.values()))))

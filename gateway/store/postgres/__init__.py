@@ -1,0 +1,218 @@
+"""PostgreSQL store: many gateway replicas on one database.
+
+asyncpg (not psycopg 3): it is asyncio-native with its own pool, speaks the
+binary protocol (the audit hot path's COPY and bytea columns cost little),
+and its ``add_listener`` delivers ``NOTIFY`` on a plain connection without
+holding a lock across awaits (psycopg's ``notifies()`` holds the connection
+lock while iterating). The listener uses its own connection, outside the
+pool: a pool resets released connections with ``UNLISTEN *``.
+
+Every write runs in ``transaction()``; a transaction that changed anything
+the change feed tracks sends one ``NOTIFY gateway_changes`` at commit, which
+PostgreSQL delivers only if it commits. Audit appends from every replica are
+ordered by one row lock on the Merkle frontier (``audit_head``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from gateway.audit.merkle import Frontier
+from gateway.audit.records import AuditRecord
+from gateway.errors import StoreUnavailable
+from gateway.store import rows
+from gateway.store.base import Listening, RawEntry, Repos
+from gateway.store.postgres.repos import DRIVER_ERRORS, PgRepos, Transactional, db_errors
+from gateway.store.postgres.schema import MIGRATIONS
+
+log = logging.getLogger("gateway.store")
+CHANNEL = "gateway_changes"
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_MIGRATION_LOCK = 0x6777_6D69  # advisory lock id: one replica migrates at a time
+_CONNECT_TIMEOUT = 5.0
+
+
+class PostgresStore:
+    """Build it with ``await PostgresStore.open(url)``."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self.applied_migrations: list[int] = []  # by open(): for 'gatewayctl migrate' to report
+        read = PgRepos(pool)
+        self.principals = read.principals
+        self.keys = read.keys
+        self.media = read.media
+        self.grants = read.grants
+        self.audit = read.audit
+        self.subjects = read.subjects
+        self.changes = read.changes
+
+    @classmethod
+    async def open(cls, dsn: str, *, migrate: bool = False) -> PostgresStore:
+        """Connect; refuse a schema that is behind (``gatewayctl migrate``) or ahead of this gateway."""
+        with db_errors():
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10, timeout=_CONNECT_TIMEOUT)
+        store = cls(pool, dsn)
+        try:
+            if migrate:
+                store.applied_migrations = await store.migrate()
+            await store._check_version()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def schema_version(self) -> int:
+        with db_errors():
+            async with self._pool.acquire() as conn:
+                exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                if not exists:
+                    return 0
+                return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+
+    async def _check_version(self) -> None:
+        found = await self.schema_version()
+        if found < SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"database schema v{found} is behind this gateway's v{SCHEMA_VERSION}: run 'gatewayctl migrate'"
+            )
+        if found > SCHEMA_VERSION:
+            raise StoreUnavailable(f"database schema v{found} is newer than this gateway's v{SCHEMA_VERSION}")
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations, each in its own transaction; returns the versions applied."""
+        applied: list[int] = []
+        with db_errors():
+            async with self._pool.acquire() as conn:
+                await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+                try:
+                    await conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                    )
+                    current = int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+                    for version, sql in MIGRATIONS:
+                        if version > current:
+                            async with conn.transaction():
+                                await conn.execute(sql)
+                                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                            applied.append(version)
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        return applied
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Repos]:
+        with db_errors():
+            conn = await self._pool.acquire()
+        try:
+            tx = conn.transaction()
+            with db_errors():
+                await tx.start()
+            state = Transactional()
+            try:
+                yield PgRepos(conn, state)
+                with db_errors(audit=state.appended):
+                    if state.changed:
+                        await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+                    await tx.commit()
+            except BaseException:
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    await tx.rollback()
+                raise
+        finally:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await self._pool.release(conn)
+
+    async def append_audit_group(
+        self, records: Sequence[AuditRecord], raw: Sequence[RawEntry], touches: Sequence[str], at: float
+    ) -> list[int]:
+        prepared = rows.prepare_rows(records)  # the JSON work, before the row lock is taken
+        with db_errors(audit=True):
+            async with self._pool.acquire() as conn, conn.transaction():
+                found = await conn.fetchval("SELECT frontier FROM audit_head WHERE id = 1 FOR UPDATE")
+                frontier = Frontier.from_bytes(bytes(found)) if found is not None else Frontier()
+                values, seqs = rows.positioned_rows(frontier, prepared)
+                await conn.copy_records_to_table("audit", records=values, columns=rows.AUDIT_INSERT_COLUMNS)
+                if raw:
+                    await conn.copy_records_to_table("raw_log", records=rows.raw_values(raw), columns=rows.RAW_COLUMNS)
+                if touches:
+                    await conn.execute("UPDATE keys SET last_used_at = $1 WHERE kid = ANY($2::text[])", at, touches)
+                await conn.execute("UPDATE audit_head SET frontier = $1 WHERE id = 1", frontier.to_bytes())
+        return seqs
+
+    def listen(self, wake: Callable[[], None]) -> Listening:
+        return _Listener(self._dsn, wake)
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Hold a database-wide lock named ``name`` while it is free: True if this process got it."""
+        with db_errors():
+            conn = await self._pool.acquire()
+        key = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big", signed=True)
+        try:
+            with db_errors():
+                got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield got
+            finally:
+                if got:
+                    with contextlib.suppress(*DRIVER_ERRORS):
+                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        finally:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await self._pool.release(conn)
+
+    async def ping(self) -> None:
+        with db_errors():
+            await self._pool.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+class _Listener:
+    """LISTEN on a dedicated connection, reconnecting when it drops; every (re)connect also wakes the sync.
+
+    Only an accelerator: the sync loop polls the feed head regardless, so a
+    listener that is down (or silently dead) costs latency, never correctness.
+    """
+
+    def __init__(self, dsn: str, wake: Callable[[], None]) -> None:
+        self._dsn = dsn
+        self._wake = wake
+        self._lost = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+        self.pid: int | None = None
+
+    async def _run(self) -> None:
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT)
+                self._lost.clear()
+                conn.add_termination_listener(lambda _conn: self._lost.set())
+                await conn.add_listener(CHANNEL, lambda *_: self._wake())
+                self.pid = conn.get_server_pid()
+                self._wake()  # changes made while not listening: catch up now
+                await self._lost.wait()
+            except DRIVER_ERRORS as exc:
+                log.warning("change listener down (polling continues): %s", exc)
+            finally:
+                self.pid = None
+                if conn is not None:
+                    with contextlib.suppress(*DRIVER_ERRORS):
+                        await conn.close(timeout=1)
+            await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,0 +1,370 @@
+"""The PostgreSQL repositories: plain SQL over one asyncpg connection (pooled, or a transaction's)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from gateway.audit.merkle import Frontier
+from gateway.audit.records import AuditRecord
+from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
+from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
+from gateway.store import rows
+from gateway.store.base import AuditQuery, Change, Checkpoint, LogEntry, PrunePolicy
+
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+# What a broken or unreachable database raises; a uniqueness violation is a Conflict instead.
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@contextmanager
+def db_errors(*, audit: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"already exists or conflicts: {exc}") from exc
+    except DRIVER_ERRORS as exc:
+        error = AuditUnavailable if audit else StoreUnavailable
+        raise error(f"database error: {exc}") from exc
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    # Table and column names are constants from this package; values are always bound.
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({rows.placeholders(columns, '$')})"  # noqa: S608
+
+
+class _Repo:
+    def __init__(self, db: Executor, tx: Transactional | None) -> None:
+        self._db = db
+        self._tx = tx
+
+    async def _all(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        with db_errors():
+            return list(await self._db.fetch(sql, *params))
+
+    async def _one(self, sql: str, *params: Any) -> asyncpg.Record | None:
+        with db_errors():
+            return await self._db.fetchrow(sql, *params)
+
+    async def _run(self, sql: str, *params: Any) -> int:
+        with db_errors():
+            status = await self._db.execute(sql, *params)
+        count = status.rsplit(" ", 1)[-1]
+        return int(count) if count.isdigit() else 0
+
+    async def _changed(self, kind: str, ref: str) -> None:
+        """Append to the change feed, in this transaction (writes happen only inside one)."""
+        if self._tx is None:
+            raise StoreUnavailable("a change outside a transaction would escape the change feed")
+        await self._run(
+            "WITH head AS (UPDATE change_head SET seq = seq + 1 WHERE id = 1 RETURNING seq) "
+            "INSERT INTO changes (seq, kind, ref, at) SELECT seq, $1, $2, extract(epoch FROM clock_timestamp()) "
+            "FROM head",
+            kind, ref,
+        )  # fmt: skip
+        self._tx.changed = True
+
+
+class Transactional:
+    """What one transaction's repositories share: whether it changed anything the feed must announce."""
+
+    changed = False
+    appended = False
+
+
+class PgPrincipals(_Repo):
+    async def add(self, principal: Principal) -> None:
+        await self._changed("principal", principal.id)
+        await self._run(_insert("principals", rows.PRINCIPAL_COLUMNS), *rows.principal_values(principal))
+
+    async def get(self, principal_id: str) -> Principal | None:
+        row = await self._one("SELECT * FROM principals WHERE id = $1", principal_id)
+        return None if row is None else rows.principal_from(row)
+
+    async def all(self) -> list[Principal]:
+        return [rows.principal_from(r) for r in await self._all("SELECT * FROM principals ORDER BY id")]
+
+    async def disable(self, principal_id: str, at: float) -> None:
+        await self._changed("principal", principal_id)
+        sql = "UPDATE principals SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL"
+        await self._run(sql, at, principal_id)
+
+    async def add_credential(self, credential: Credential) -> None:
+        await self._changed("credential", credential.id)
+        await self._run(_insert("credentials", rows.CREDENTIAL_COLUMNS), *rows.credential_values(credential))
+
+    async def credential(self, credential_id: str) -> Credential | None:
+        row = await self._one("SELECT * FROM credentials WHERE id = $1", credential_id)
+        return None if row is None else rows.credential_from(row)
+
+    async def credentials(self, principal_id: str | None = None) -> list[Credential]:
+        if principal_id is None:
+            found = await self._all("SELECT * FROM credentials ORDER BY created_at, id")
+        else:
+            sql = "SELECT * FROM credentials WHERE principal_id = $1 ORDER BY created_at, id"
+            found = await self._all(sql, principal_id)
+        return [rows.credential_from(r) for r in found]
+
+    async def revoke_credential(self, credential_id: str, at: float) -> None:
+        await self._changed("credential", credential_id)
+        await self._run(
+            "UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", at, credential_id
+        )
+
+
+class PgKeys(_Repo):
+    async def add(self, key: SigningKey) -> None:
+        await self._changed("key", key.kid)
+        await self._run(_insert("keys", rows.KEY_COLUMNS), *rows.key_values(key))
+
+    async def get(self, kid: str) -> SigningKey | None:
+        row = await self._one("SELECT * FROM keys WHERE kid = $1", kid)
+        return None if row is None else rows.key_from(row)
+
+    async def get_by_external_id(self, external_id: str) -> SigningKey | None:
+        row = await self._one("SELECT * FROM keys WHERE external_id = $1", external_id)
+        return None if row is None else rows.key_from(row)
+
+    async def link(self, kid: str, external_id: str) -> None:
+        await self._changed("key", kid)
+        await self._run("UPDATE keys SET external_id = $1 WHERE kid = $2", external_id, kid)
+
+    async def all(self, principal_id: str | None = None) -> list[SigningKey]:
+        if principal_id is None:
+            found = await self._all("SELECT * FROM keys ORDER BY created_at, kid")
+        else:
+            found = await self._all("SELECT * FROM keys WHERE principal_id = $1 ORDER BY created_at, kid", principal_id)
+        return [rows.key_from(r) for r in found]
+
+    async def revoke(self, kid: str, at: float, reason: str, by: str) -> None:
+        await self._changed("key", kid)
+        sql = (
+            "UPDATE keys SET revoked_at = $1, revoked_reason = $2, revoked_by = $3 "
+            "WHERE kid = $4 AND revoked_at IS NULL"
+        )
+        await self._run(sql, at, reason, by, kid)
+
+    async def touch(self, kid: str, at: float) -> None:
+        await self._run("UPDATE keys SET last_used_at = $1 WHERE kid = $2", at, kid)
+
+
+class PgMedia(_Repo):
+    async def put(self, item: MediaItem) -> None:
+        await self._changed("media", item.id)
+        columns = rows.MEDIA_COLUMNS
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
+        await self._run(
+            f"{_insert('media', columns)} ON CONFLICT (id) DO UPDATE SET {updates}", *rows.media_values(item)
+        )
+        await self._claim_paths(item)
+
+    async def _claim_paths(self, item: MediaItem) -> None:
+        await self._run("DELETE FROM media_paths WHERE media_id = $1", item.id)
+        if item.deleted:
+            return
+        claims = rows.media_path_values(item)
+        with db_errors():
+            await self._db.executemany(_insert("media_paths", rows.MEDIA_PATH_COLUMNS), claims)
+
+    async def get(self, media_id: str) -> MediaItem | None:
+        row = await self._one("SELECT * FROM media WHERE id = $1", media_id)
+        return None if row is None else rows.media_from(row)
+
+    async def delete(self, media_id: str, at: float) -> None:
+        await self._changed("media", media_id)
+        sql = "UPDATE media SET deleted_at = $1, links_revoked_at = $1 WHERE id = $2 AND deleted_at IS NULL"
+        await self._run(sql, at, media_id)
+        await self._run("DELETE FROM media_paths WHERE media_id = $1", media_id)
+
+    async def revoke_links(self, media_id: str, at: float) -> None:
+        await self._changed("media", media_id)
+        await self._run("UPDATE media SET links_revoked_at = $1 WHERE id = $2", at, media_id)
+
+    async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
+        """(other media id, path) pairs that ``item``'s prefixes would cover, or whose prefixes cover it."""
+        found: list[asyncpg.Record] = []
+        for prefix in set(item.prefixes.values()):
+            sql = "SELECT media_id, path FROM media_paths WHERE path >= $1 AND path < $2 AND media_id <> $3"
+            found += await self._all(sql, prefix, rows.prefix_upper_bound(prefix), item.id)
+        ancestors = sorted(rows.ancestors([*item.paths.values(), *item.prefixes.values()]))
+        sql = "SELECT media_id, path FROM media_paths WHERE is_prefix AND path = ANY($1::text[]) AND media_id <> $2"
+        found += await self._all(sql, ancestors, item.id)
+        return sorted({(r["media_id"], r["path"]) for r in found})
+
+    async def links_revoked_since(self, since: float) -> list[MediaItem]:
+        found = await self._all("SELECT * FROM media WHERE links_revoked_at >= $1", since)
+        return [rows.media_from(r) for r in found]
+
+    async def owned_by(self, owner: str) -> list[MediaItem]:
+        return [rows.media_from(r) for r in await self._all("SELECT * FROM media WHERE owner = $1 ORDER BY id", owner)]
+
+    async def erase_owner(self, owner: str, pseudonym: str, at: float) -> int:
+        owned = [m.id for m in await self.owned_by(owner)]
+        for media_id in owned:
+            await self._changed("media", media_id)
+        await self._run("DELETE FROM media_paths WHERE media_id = ANY($1::text[])", owned)
+        sql = (
+            "UPDATE media SET owner = $1, deleted_at = coalesce(deleted_at, $2), "
+            "links_revoked_at = greatest(links_revoked_at, $2) WHERE owner = $3"
+        )
+        return await self._run(sql, pseudonym, at, owner)
+
+
+class PgGrants(_Repo):
+    async def add(self, grant: Grant) -> None:
+        await self._changed("grant", grant.id)
+        await self._run(_insert("grants", rows.GRANT_COLUMNS), *rows.grant_values(grant))
+
+    async def get(self, grant_id: str) -> Grant | None:
+        row = await self._one("SELECT * FROM grants WHERE id = $1", grant_id)
+        return None if row is None else rows.grant_from(row)
+
+    async def all(self, principal_id: str | None = None) -> list[Grant]:
+        if principal_id is None:
+            found = await self._all("SELECT * FROM grants ORDER BY created_at")
+        else:
+            found = await self._all("SELECT * FROM grants WHERE principal_id = $1 ORDER BY created_at", principal_id)
+        return [rows.grant_from(r) for r in found]
+
+    async def live(self, now: float) -> list[Grant]:
+        found = await self._all("SELECT * FROM grants WHERE revoked_at IS NULL AND expires_at > $1", now)
+        return [rows.grant_from(r) for r in found]
+
+    async def for_media(self, principal_id: str, media_id: str) -> list[Grant]:
+        sql = "SELECT * FROM grants WHERE principal_id = $1 AND media_id = $2 AND revoked_at IS NULL"
+        return [rows.grant_from(r) for r in await self._all(sql, principal_id, media_id)]
+
+    async def revoke(self, grant_id: str, at: float) -> None:
+        await self._changed("grant", grant_id)
+        await self._run("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", at, grant_id)
+
+
+class PgAudit(_Repo):
+    async def frontier(self) -> Frontier:
+        row = await self._one("SELECT frontier FROM audit_head WHERE id = 1")
+        return Frontier() if row is None else Frontier.from_bytes(bytes(row["frontier"]))
+
+    async def append(self, records: Sequence[AuditRecord]) -> list[int]:
+        with db_errors(audit=True):
+            # The row lock orders every appender, on every replica: positions never collide.
+            row = await self._db.fetchrow("SELECT frontier FROM audit_head WHERE id = 1 FOR UPDATE")
+            frontier = Frontier.from_bytes(bytes(row["frontier"])) if row else Frontier()
+            values, seqs = rows.audit_rows(frontier, records)
+            await self._db.executemany(_insert("audit", rows.AUDIT_INSERT_COLUMNS), values)
+            await self._db.execute("UPDATE audit_head SET frontier = $1 WHERE id = 1", frontier.to_bytes())
+        if self._tx is not None:
+            self._tx.appended = True
+        return seqs
+
+    async def tail(self, limit: int) -> list[AuditRecord]:
+        found = await self._all("SELECT * FROM audit WHERE pruned_at IS NULL ORDER BY seq DESC LIMIT $1", limit)
+        return [rows.audit_from(r) for r in reversed(found)]
+
+    async def search(self, query: AuditQuery) -> list[AuditRecord]:
+        clauses, params = _audit_filters(query)
+        where = " AND ".join(["pruned_at IS NULL", *clauses])
+        sql = f"SELECT * FROM audit WHERE {where} ORDER BY seq LIMIT ${len(params) + 1}"  # noqa: S608 (fixed clauses)
+        return [rows.audit_from(r) for r in await self._all(sql, *params, query.limit)]
+
+    async def entries(self, after_seq: int, limit: int) -> list[LogEntry]:
+        found = await self._all("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)
+        return [rows.log_entry_from(r) for r in found]
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        c = checkpoint
+        columns = ("tree_size", "time", "root", "key_id", "signature")
+        await self._run(_insert("checkpoints", columns), c.tree_size, c.time, c.root, c.key_id, c.signature)
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        found = await self._all("SELECT * FROM checkpoints ORDER BY tree_size, time")
+        return [rows.checkpoint_from(r) for r in found]
+
+    async def prune(self, policy: PrunePolicy, now: float) -> int:
+        cleared = ", ".join(f"{c} = NULL" for c in rows.PRUNABLE_COLUMNS)
+        sql = (
+            f"UPDATE audit SET {cleared}, pruned_at = $1 WHERE pruned_at IS NULL AND seq <= $2 AND ("  # noqa: S608
+            "(retention = 'viewer' AND time < $3) OR (retention = 'engineer' AND time < $4) OR "
+            "(retention = 'viewer' AND subject IN (SELECT ref FROM erased_subjects WHERE erased_at < $5)))"
+        )
+        p = policy
+        return await self._run(sql, now, p.sealed_upto, p.viewer_before, p.engineer_before, p.erased_before)
+
+    async def purge_raw(self, before: float) -> int:
+        return await self._run("DELETE FROM raw_log WHERE time < $1", before)
+
+
+def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def add(clause: str, value: Any) -> None:
+        params.append(value)
+        clauses.append(clause.format(n=len(params)))
+
+    for column in ("event", "actor", "kid", "media_id", "subject"):
+        value = getattr(query, column)
+        if value is not None:
+            add(column + " = ${n}", value)
+    if query.after_seq:
+        add("seq > ${n}", query.after_seq)
+    if query.since is not None:
+        add("time >= ${n}", query.since)
+    if query.until is not None:
+        add("time < ${n}", query.until)
+    return clauses, params
+
+
+_PEPPER = "audit_pepper"
+
+
+class PgSubjects(_Repo):
+    async def sealed_key(self, ref: str) -> bytes | None:
+        row = await self._one("SELECT sealed_key FROM subject_keys WHERE ref = $1", ref)
+        return None if row is None else bytes(row["sealed_key"])
+
+    async def add_key(self, ref: str, sealed: bytes, at: float) -> None:
+        await self._run("INSERT INTO subject_keys (ref, sealed_key, created_at) VALUES ($1, $2, $3)", ref, sealed, at)
+
+    async def is_erased(self, ref: str) -> bool:
+        return await self._one("SELECT 1 FROM erased_subjects WHERE ref = $1", ref) is not None
+
+    async def erased_refs(self) -> list[str]:
+        return [r["ref"] for r in await self._all("SELECT ref FROM erased_subjects")]
+
+    async def erase(self, ref: str, at: float) -> None:
+        await self._changed("subject", ref)
+        await self._run("DELETE FROM subject_keys WHERE ref = $1", ref)
+        sql = "INSERT INTO erased_subjects (ref, erased_at) VALUES ($1, $2) ON CONFLICT (ref) DO NOTHING"
+        await self._run(sql, ref, at)
+
+    async def sealed_pepper(self) -> bytes | None:
+        row = await self._one("SELECT value FROM meta WHERE key = $1", _PEPPER)
+        return None if row is None else bytes(row["value"])
+
+    async def set_sealed_pepper(self, sealed: bytes) -> None:
+        await self._run("INSERT INTO meta (key, value) VALUES ($1, $2)", _PEPPER, sealed)
+
+
+class PgChanges(_Repo):
+    async def head(self) -> int:
+        row = await self._one("SELECT seq FROM change_head WHERE id = 1")
+        return 0 if row is None else int(row["seq"])
+
+    async def since(self, seq: int, limit: int) -> list[Change]:
+        found = await self._all("SELECT seq, kind, ref FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit)
+        return [Change(int(r["seq"]), r["kind"], r["ref"]) for r in found]
+
+
+class PgRepos:
+    def __init__(self, db: Executor, tx: Transactional | None = None) -> None:
+        self.principals = PgPrincipals(db, tx)
+        self.keys = PgKeys(db, tx)
+        self.media = PgMedia(db, tx)
+        self.grants = PgGrants(db, tx)
+        self.audit = PgAudit(db, tx)
+        self.subjects = PgSubjects(db, tx)
+        self.changes = PgChanges(db, tx)

@@ -1,0 +1,73 @@
+"""The PostgreSQL schema, as numbered migrations (``gatewayctl migrate`` applies them).
+
+Each entry produces one schema version; versions are shared with the SQLite
+store, whose history starts earlier. The change feed's ``change_head`` row is
+updated by every transaction that appends a change, so those transactions take
+their positions one at a time, in commit order: a reader never sees position
+n+1 before n (a bare sequence would hand out numbers before commit, and a
+reader could skip one that committed late).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        3,
+        """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE principals (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, permissions TEXT NOT NULL, renditions TEXT,
+    created_at DOUBLE PRECISION NOT NULL, disabled_at DOUBLE PRECISION);
+CREATE TABLE credentials (
+    id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id),
+    public_key BYTEA NOT NULL, created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION);
+CREATE INDEX credentials_by_principal ON credentials(principal_id);
+CREATE TABLE keys (
+    kid TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id),
+    algorithm TEXT NOT NULL, public_key BYTEA, sealed_private BYTEA NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL, not_after DOUBLE PRECISION, revoked_at DOUBLE PRECISION,
+    revoked_reason TEXT, revoked_by TEXT, last_used_at DOUBLE PRECISION, external_id TEXT UNIQUE);
+CREATE INDEX keys_by_principal ON keys(principal_id, created_at);
+CREATE TABLE media (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, workspace TEXT NOT NULL, visibility TEXT NOT NULL,
+    paths TEXT NOT NULL, prefixes TEXT NOT NULL DEFAULT '{}', updated_at DOUBLE PRECISION NOT NULL,
+    deleted_at DOUBLE PRECISION, links_revoked_at DOUBLE PRECISION);
+CREATE INDEX media_by_owner ON media(owner);
+CREATE INDEX media_links_revoked ON media(links_revoked_at) WHERE links_revoked_at IS NOT NULL;
+CREATE TABLE media_paths (
+    path TEXT NOT NULL, media_id TEXT NOT NULL REFERENCES media(id), is_prefix BOOLEAN NOT NULL,
+    PRIMARY KEY (path, media_id, is_prefix));
+CREATE INDEX media_paths_by_media ON media_paths(media_id);
+CREATE INDEX media_paths_by_path ON media_paths(path text_pattern_ops);
+CREATE TABLE grants (
+    id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id), media_id TEXT NOT NULL,
+    reason TEXT NOT NULL, created_by TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION);
+CREATE INDEX grants_by_principal ON grants(principal_id, media_id);
+CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY, time DOUBLE PRECISION NOT NULL, event TEXT NOT NULL,
+    actor TEXT, request_id TEXT, kid TEXT, media_id TEXT, rendition TEXT, subject TEXT, url_sha256 TEXT,
+    expires_at BIGINT, decision TEXT, reason TEXT, client_ip TEXT, user_agent TEXT, detail TEXT,
+    retention TEXT NOT NULL, personal BYTEA, leaf_hash BYTEA NOT NULL, pruned_at DOUBLE PRECISION);
+CREATE INDEX audit_by_kid ON audit(kid, seq);
+CREATE INDEX audit_by_event ON audit(event, seq);
+CREATE INDEX audit_by_subject ON audit(subject, seq);
+CREATE INDEX audit_by_media ON audit(media_id, seq);
+CREATE INDEX audit_by_time ON audit(time);
+CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), frontier BYTEA NOT NULL);
+INSERT INTO audit_head (id, frontier) VALUES (1, ''::bytea);
+CREATE TABLE checkpoints (
+    tree_size BIGINT NOT NULL, time DOUBLE PRECISION NOT NULL, root BYTEA NOT NULL, key_id TEXT NOT NULL,
+    signature BYTEA NOT NULL, PRIMARY KEY (tree_size, time));
+CREATE TABLE subject_keys (ref TEXT PRIMARY KEY, sealed_key BYTEA NOT NULL, created_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE erased_subjects (ref TEXT PRIMARY KEY, erased_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE raw_log (
+    id BIGSERIAL PRIMARY KEY, time DOUBLE PRECISION NOT NULL, event TEXT NOT NULL, request_id TEXT,
+    kid TEXT, client_ip TEXT, user_agent TEXT);
+CREATE INDEX raw_log_by_time ON raw_log(time);
+CREATE TABLE changes (seq BIGINT PRIMARY KEY, kind TEXT NOT NULL, ref TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+CREATE TABLE change_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);
+INSERT INTO change_head (id, seq) VALUES (1, 0);
+""",
+    ),
+]

@@ -1,0 +1,160 @@
+"""The SQLite schema, as numbered migrations (``gatewayctl migrate`` applies them; ``init`` creates).
+
+Version 2 is the baseline the first releases wrote; each later entry turns
+version n-1 into n. A migration's statements run in one transaction with the
+version bump, so a database is always at exactly one version.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.model import Rendition, default_prefixes
+from gateway.store.rows import ancestors, prefix_upper_bound
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    statements: tuple[str, ...]
+    # Data work SQL cannot express, run after the statements in the same transaction.
+    step: Callable[[sqlite3.Connection], None] | None = None
+
+
+_BASELINE = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    (
+        "CREATE TABLE IF NOT EXISTS principals ( id TEXT PRIMARY KEY, kind TEXT NOT NULL, permissions TEXT "
+        "NOT NULL, renditions TEXT, created_at REAL NOT NULL, disabled_at REAL)"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS credentials ( id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES "
+        "principals(id), public_key BLOB NOT NULL, created_at REAL NOT NULL, revoked_at REAL)"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS keys ( kid TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES "
+        "principals(id), algorithm TEXT NOT NULL, public_key BLOB, sealed_private BLOB NOT NULL, created_at "
+        "REAL NOT NULL, not_after REAL, revoked_at REAL, revoked_reason TEXT, revoked_by TEXT, last_used_at "
+        "REAL, external_id TEXT)"
+    ),
+    "CREATE INDEX IF NOT EXISTS keys_by_principal ON keys(principal_id, created_at)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS keys_by_external_id ON keys(external_id)",
+    (
+        "CREATE TABLE IF NOT EXISTS media ( id TEXT PRIMARY KEY, owner TEXT NOT NULL, workspace TEXT NOT "
+        "NULL, visibility TEXT NOT NULL, paths TEXT NOT NULL, updated_at REAL NOT NULL, deleted_at REAL)"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS grants ( id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES "
+        "principals(id), media_id TEXT NOT NULL, reason TEXT NOT NULL, created_by TEXT NOT NULL, created_at "
+        "REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL)"
+    ),
+    "CREATE INDEX IF NOT EXISTS grants_by_principal ON grants(principal_id, media_id)",
+    (
+        "CREATE TABLE IF NOT EXISTS audit ( seq INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT NULL,"
+        " actor TEXT, request_id TEXT, kid TEXT, media_id TEXT, rendition TEXT, subject TEXT, url_sha256 "
+        "TEXT, expires_at INTEGER, decision TEXT, reason TEXT, client_ip TEXT, user_agent TEXT, detail TEXT, "
+        "retention TEXT NOT NULL, personal BLOB, leaf_hash BLOB NOT NULL, pruned_at REAL)"
+    ),
+    "CREATE INDEX IF NOT EXISTS audit_by_kid ON audit(kid, seq)",
+    "CREATE INDEX IF NOT EXISTS audit_by_event ON audit(event, seq)",
+    (
+        "CREATE TABLE IF NOT EXISTS checkpoints ( tree_size INTEGER NOT NULL, time REAL NOT NULL, root BLOB "
+        "NOT NULL, key_id TEXT NOT NULL, signature BLOB NOT NULL, PRIMARY KEY (tree_size, time))"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS subject_keys (ref TEXT PRIMARY KEY, sealed_key BLOB NOT NULL, created_at "
+        "REAL NOT NULL)"
+    ),
+    "CREATE TABLE IF NOT EXISTS erased_subjects (ref TEXT PRIMARY KEY, erased_at REAL NOT NULL)",
+    (
+        "CREATE TABLE IF NOT EXISTS raw_log ( id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, event"
+        " TEXT NOT NULL, request_id TEXT, kid TEXT, client_ip TEXT, user_agent TEXT)"
+    ),
+    "CREATE INDEX IF NOT EXISTS raw_log_by_time ON raw_log(time)",
+    "CREATE INDEX IF NOT EXISTS media_by_owner ON media(owner)",
+    "CREATE INDEX IF NOT EXISTS audit_by_subject ON audit(subject, seq)",
+    "CREATE INDEX IF NOT EXISTS audit_by_media ON audit(media_id, seq)",
+    "CREATE INDEX IF NOT EXISTS audit_by_time ON audit(time)",
+)
+
+
+def _claim_existing_prefixes(conn: sqlite3.Connection) -> None:
+    """Give items laid out as ``/v/<id>/...`` the prefix they would get if put today, where nothing overlaps."""
+    rows = conn.execute("SELECT id, paths FROM media WHERE deleted_at IS NULL ORDER BY id").fetchall()
+    for media_id, paths_json in rows:
+        paths = {Rendition(r): p for r, p in json.loads(paths_json).items()}
+        claimed: dict[str, str] = {}
+        for rendition, prefix in default_prefixes(media_id, paths).items():
+            inside = conn.execute(
+                "SELECT 1 FROM media_paths WHERE path >= ? AND path < ? AND media_id <> ? LIMIT 1",
+                (prefix, prefix_upper_bound(prefix), media_id),
+            ).fetchone()
+            marks = sorted(ancestors([prefix]))
+            above = conn.execute(
+                f"SELECT 1 FROM media_paths WHERE is_prefix AND path IN ({', '.join('?' for _ in marks)}) "  # noqa: S608
+                "AND media_id <> ? LIMIT 1",
+                (*marks, media_id),
+            ).fetchone()
+            if inside is None and above is None:
+                claimed[rendition.value] = prefix
+                conn.execute("INSERT OR IGNORE INTO media_paths VALUES (?, ?, 1)", (prefix, media_id))
+        conn.execute("UPDATE media SET prefixes = ? WHERE id = ?", (json.dumps(claimed, sort_keys=True), media_id))
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(2, _BASELINE),
+    Migration(
+        3,
+        (
+            "ALTER TABLE media ADD COLUMN prefixes TEXT NOT NULL DEFAULT '{}'",
+            "ALTER TABLE media ADD COLUMN links_revoked_at REAL",
+            "CREATE INDEX media_links_revoked ON media(links_revoked_at) WHERE links_revoked_at IS NOT NULL",
+            "CREATE TABLE media_paths (path TEXT NOT NULL, media_id TEXT NOT NULL REFERENCES media(id), "
+            "is_prefix INTEGER NOT NULL, PRIMARY KEY (path, media_id, is_prefix))",
+            "CREATE INDEX media_paths_by_media ON media_paths(media_id)",
+            "INSERT OR IGNORE INTO media_paths (path, media_id, is_prefix) "
+            "SELECT j.value, m.id, 0 FROM media AS m, json_each(m.paths) AS j WHERE m.deleted_at IS NULL",
+            "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, ref TEXT NOT NULL, "
+            "at REAL NOT NULL)",
+            "CREATE INDEX credentials_by_principal ON credentials(principal_id)",
+        ),
+        _claim_existing_prefixes,
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def version_of(conn: sqlite3.Connection) -> int:
+    """The schema version, 0 for a database no gateway has initialised."""
+    try:
+        found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:  # no meta table
+        return 0
+    return 0 if found is None else int(found[0])
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply every pending migration, each in one transaction with its version bump."""
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        if migration.version <= version_of(conn):
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if migration.version > version_of(conn):  # another process may have migrated meanwhile
+                for statement in migration.statements:
+                    conn.execute(statement)
+                if migration.step is not None:
+                    migration.step(conn)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(migration.version),)
+                )
+                applied.append(migration.version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return applied

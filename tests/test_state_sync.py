@@ -1,0 +1,172 @@
+"""Keeping the view true: load, catch up on the change feed, fail closed when it cannot (both stores)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import StoreUnavailable
+from gateway.model import (
+    Credential,
+    Grant,
+    KeyAlgorithm,
+    MediaItem,
+    Permission,
+    Principal,
+    PrincipalKind,
+    Rendition,
+    SigningKey,
+    Visibility,
+)  # fmt: skip
+from gateway.state.media import MediaCache
+from gateway.state.sync import StateSync, SyncPolicy
+from gateway.state.view import StateView
+from gateway.store.base import Store
+from gateway.store.sqlite import SqliteStore
+from tests.support import Clock
+
+P = Principal("svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0)
+KEY = SigningKey("gwk_1", "svc", KeyAlgorithm.ED25519, b"s", 1.0, b"p" * 32)
+MEDIA = MediaItem("m1", "alice", "w1", Visibility.PRIVATE, {Rendition.VIDEO: "/v/m1/x.m3u8"}, 1.0,
+                  prefixes={Rendition.VIDEO: "/v/m1/"})  # fmt: skip
+
+
+async def _second(store: Store, tmp_path: Path) -> Store:
+    """Another process's connection to the same database (gatewayctl, another replica)."""
+    if isinstance(store, SqliteStore):
+        return await SqliteStore.open(tmp_path / "contract.db")
+    from gateway.store.postgres import PostgresStore
+
+    return await PostgresStore.open(store._dsn)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def other(store: Store, tmp_path: Path) -> AsyncIterator[Store]:
+    second = await _second(store, tmp_path)
+    yield second
+    await second.close()
+
+
+def _sync(store: Store, clock: Clock, monotonic: Clock | None = None, **policy: float) -> StateSync:
+    media = MediaCache(store.media.get, capacity=10)
+    return StateSync(store, StateView(), media, clock, SyncPolicy(**policy), monotonic=monotonic or time.monotonic)
+
+
+async def test_load_then_catch_up_applies_what_another_process_changed(
+    store: Store, other: Store, clock: Clock
+) -> None:
+    async with other.transaction() as tx:
+        await tx.principals.add(P)
+        await tx.principals.add_credential(Credential("gwc_1", "svc", b"k" * 32, 1.0))
+        await tx.keys.add(KEY)
+        await tx.media.put(MEDIA)
+    sync = _sync(store, clock)
+    await sync.load()
+    view = sync.view
+    assert (view.principals["svc"], view.keys["gwk_1"], view.credentials["gwc_1"].revoked_at) == (P, KEY, None)
+    assert await sync.media.get("m1") == MEDIA  # cached now
+    async with other.transaction() as tx:
+        await tx.keys.revoke("gwk_1", 5.0, "leaked", "admin")
+        await tx.principals.disable("svc", 5.0)
+        await tx.principals.revoke_credential("gwc_1", 5.0)
+        await tx.grants.add(Grant("gwg_1", "svc", "m1", "r", "a", 1.0, 9e9))
+        await tx.media.revoke_links("m1", 6.0)
+        await tx.subjects.erase("sub_x", 7.0)
+    assert await sync.catch_up() == 6
+    view = sync.view
+    assert view.keys["gwk_1"].revoked_at == 5.0
+    assert view.principals["svc"].disabled_at == 5.0
+    assert view.credentials["gwc_1"].revoked_at == 5.0
+    assert [g.id for g in view.grants_for("svc", "m1")] == ["gwg_1"]
+    assert view.links_revoked_at("/v/m1/seg.ts") == 6.0
+    assert "sub_x" in view.erased
+    cached = await sync.media.get("m1")
+    assert cached is not None and cached.links_revoked_at == 6.0  # the stale copy was invalidated
+    assert await sync.catch_up() == 0
+
+
+async def test_the_view_is_current_only_while_catch_up_keeps_succeeding(store: Store, clock: Clock) -> None:
+    ticks = Clock(0.0)  # the monotonic clock staleness is measured on
+    sync = _sync(store, clock, monotonic=ticks, stale_after=2.0)
+    assert not sync.current()  # never loaded: never current
+    await sync.load()
+    assert sync.current()
+    clock.advance(86400)  # the wall clock stepping changes nothing
+    assert sync.current()
+    ticks.advance(2.5)
+    assert not sync.current() and sync.age() == 2.5
+    await sync.catch_up()
+    assert sync.current()
+    await store.close()  # the database goes away
+    ticks.advance(1.0)
+    with pytest.raises(StoreUnavailable):
+        await sync.catch_up()
+    assert sync.current()  # 1 s old: still within the bound
+    ticks.advance(1.5)
+    assert not sync.current()
+
+
+async def test_running_sync_applies_a_change_from_another_process_within_a_poll(store: Store, other: Store) -> None:
+    sync = _sync(store, time.time, poll_every=0.02)
+    await sync.load()
+    runner = asyncio.create_task(sync.run())
+    try:
+        async with other.transaction() as tx:
+            await tx.principals.add(P)
+        await _until(lambda: "svc" in sync.view.principals, 2.0)
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+
+
+async def _until(done, timeout: float) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    while not done():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        await asyncio.sleep(0.002)
+    return time.monotonic() - start
+
+
+async def test_postgres_notifications_wake_the_sync_long_before_its_poll_and_survive_a_killed_listener(
+    postgres_url: str,
+) -> None:
+    """LISTEN/NOTIFY accelerates: with a 30 s poll, a change still arrives at once. After the listening
+    backend is terminated (pg_terminate_backend) the listener reconnects and the next change arrives too."""
+    import asyncpg
+
+    from gateway.store.postgres import PostgresStore
+
+    store = await PostgresStore.open(postgres_url, migrate=True)
+    other = await PostgresStore.open(postgres_url)
+    sync = _sync(store, time.time, poll_every=30.0)
+    await sync.load()
+    runner = asyncio.create_task(sync.run())
+    try:
+        await _until(lambda: sync.notifications >= 1, 5.0)  # the listener's first wake-up: connected
+        async with other.transaction() as tx:
+            await tx.principals.add(P)
+        assert await _until(lambda: "svc" in sync.view.principals, 5.0) < 1.0
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+            )
+            assert killed == 1
+        finally:
+            await admin.close()
+        await asyncio.sleep(1.0)  # the listener notices, waits, reconnects
+        async with other.transaction() as tx:
+            await tx.principals.disable("svc", 9.0)
+        assert await _until(lambda: sync.view.principals["svc"].disabled, 5.0) < 3.0
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        await other.close()
+        await store.close()
