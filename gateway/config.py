@@ -7,6 +7,7 @@ Every problem is a ``ConfigError`` naming the offending key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -19,6 +20,13 @@ from gateway.netaddr import IPNetwork
 
 DEV_IDP_ISSUER = "urn:gateway:dev-idp"
 CONFIG_FILE = "gateway.toml"
+# Who may scrape /metrics when metrics.allow is not set: this host only.
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+LOG_LEVELS = ("debug", "info", "warning", "error")
+PRINCIPAL_KINDS = ("engineer", "service")
+# What tls.require_client_cert may name: the route groups a client certificate can be demanded for
+# (gateway.web.clientcert). Page URLs are for browsers, health and key sets for anyone: never demanded.
+CLIENT_CERT_ROUTES = ("verify", "api")
 # What viewer.algorithms may name: pyjwt's public-key algorithms. Never "none", never HS*: with a
 # shared-secret algorithm the IdP's *public* key would become an HMAC secret anyone can sign with.
 VIEWER_ALGORITHMS = (
@@ -51,6 +59,19 @@ class ProfileConfig:
 
 
 @dataclass(frozen=True)
+class WebhookEndpoint:
+    """Where alert and change events are delivered (``gateway.alerts``): a URL, its signing secret, the events."""
+
+    name: str
+    url: str
+    secret_file: str
+    # Events this endpoint receives (webhook names, e.g. "key.revoked"); empty: every event.
+    events: tuple[str, ...] = ()
+    # During a secret rotation: a second secret, signed with too (a second v1= in the signature header).
+    previous_secret_file: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     environment: str = "development"
@@ -70,8 +91,8 @@ class Config:
     verify_profiles: tuple[str, ...] = ()
     # [state]: the in-memory view each process serves from (docs/replicas.md).
     state_stale_after: float = 2.0
-    state_poll_every: float = 0.0  # 0: the store's default (5 ms SQLite, 50 ms PostgreSQL)
-    state_media_cache: int = 50_000
+    state_poll_every: float = 0.0  # 0: the store's default (250 ms SQLite, 50 ms PostgreSQL)
+    state_media_cache: int = 10_000
     checkpoint_every_records: int = 1000
     checkpoint_every_seconds: int = 300
     audit_export_dir: str = "audit-export"
@@ -80,6 +101,50 @@ class Config:
     audit_s3_endpoint_url: str = ""
     audit_s3_region: str = "us-east-1"
     raw_retention_days: int = 7
+    # [master_key]: which master seals new secrets; whichever sealed one still opens it (gateway.keys.masters).
+    master_key_backend: str = "local"
+    kms_key_id: str = ""
+    kms_region: str = "us-east-1"
+    kms_endpoint_url: str = ""
+    # [cloudfront]: the key group 'gatewayctl keys publish-cloudfront' adds keys to (gateway.cdn.cloudfront_keys).
+    cloudfront_key_group_id: str = ""
+    cloudfront_endpoint_url: str = ""
+    # [tls]: HTTPS on the gateway's own listener and client certificates from the proxy (gateway.web.tls).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    tls_require_client_cert: tuple[str, ...] = ()
+    # [server] shutdown_timeout: how long SIGTERM waits for requests in flight (gateway.cli.serve).
+    shutdown_timeout: float = 30.0
+    # [metrics]: GET /metrics (gateway.observe); allowed peers and an optional bearer token.
+    metrics_enabled: bool = True
+    metrics_allow: tuple[IPNetwork, ...] = _LOOPBACK
+    metrics_token_file: str = ""
+    # [logging]: one JSON object per line on stderr (gateway.observe.logs).
+    log_format: str = "json"
+    log_level: str = "warning"
+    access_log: bool = False
+    # [limits]: token buckets on issuance and page redirects (gateway.limits); a rate of 0 turns one off.
+    limit_principal_rate: float = 0.0
+    limit_principal_burst: int = 0
+    limit_key_rate: float = 0.0
+    limit_key_burst: int = 0
+    limit_redirect_rate: float = 0.0
+    limit_redirect_burst: int = 0
+    limit_sync_every: float = 1.0
+    # [alerts]: suspicious use, detected as it happens (gateway.alerts.detect).
+    alert_outsider_use: bool = True
+    alert_outsider_skip: tuple[str, ...] = ()
+    alert_unusual_kinds: tuple[str, ...] = ("engineer",)
+    alert_learning_days: float = 7.0
+    alert_rate_factor: float = 10.0
+    alert_rate_floor: int = 60
+    alert_cooldown: int = 3600
+    # [webhooks]: delivery of events to [webhooks.NAME] endpoints (gateway.alerts.outbox).
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 12
+    webhook_backoff: float = 2.0
+    webhooks: tuple[WebhookEndpoint, ...] = ()
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
     profiles: tuple[ProfileConfig, ...] = ()
 
@@ -112,6 +177,11 @@ class Config:
             return Path(self.database_url.removeprefix("sqlite:///"))
         return self.data_dir / "gateway.db"
 
+    def data_path(self, value: str) -> Path:
+        """A configured file: relative to the data directory unless absolute."""
+        path = Path(value)
+        return path if path.is_absolute() else self.data_dir / path
+
     @property
     def production(self) -> bool:
         return self.environment == "production"
@@ -134,6 +204,17 @@ def _seconds(lo: float, hi: float) -> Callable[[str, Any], float]:
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
             raise ConfigError(f"{name} must be a number of seconds from {lo} to {hi}, got {value!r}")
+        return float(value)
+
+    return parse
+
+
+def _number(lo: float, hi: float, unit: str) -> Callable[[str, Any], float]:
+    def parse(name: str, value: Any) -> float:
+        if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise ConfigError(f"{name} must be {unit} from {lo:g} to {hi:g}, got {value!r}")
         return float(value)
 
     return parse
@@ -173,13 +254,35 @@ def _algorithms(name: str, value: Any) -> tuple[str, ...]:
     return algorithms
 
 
-def _networks(name: str, value: Any) -> tuple[IPNetwork, ...]:
-    import ipaddress
+def _client_cert_routes(name: str, value: Any) -> tuple[str, ...]:
+    routes = _strings(name, value)
+    refused = [r for r in routes if r not in CLIENT_CERT_ROUTES]
+    if refused:
+        raise ConfigError(f"{name} may name {', '.join(CLIENT_CERT_ROUTES)}; refused: {', '.join(map(repr, refused))}")
+    return tuple(dict.fromkeys(routes))
 
+
+def _networks(name: str, value: Any) -> tuple[IPNetwork, ...]:
     try:
         return tuple(ipaddress.ip_network(v, strict=False) for v in _strings(name, value))
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _kinds(name: str, value: Any) -> tuple[str, ...]:
+    kinds = _strings(name, value)
+    refused = [k for k in kinds if k not in PRINCIPAL_KINDS]
+    if refused:
+        raise ConfigError(f"{name} may name {', '.join(PRINCIPAL_KINDS)}; refused: {', '.join(map(repr, refused))}")
+    return kinds
 
 
 def _url(name: str, value: Any) -> str:
@@ -194,6 +297,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("", "environment"): ("environment", _choice("development", "production")),
     ("server", "host"): ("host", _text),
     ("server", "port"): ("port", _int(0, 65535)),
+    ("server", "shutdown_timeout"): ("shutdown_timeout", _seconds(0.0, 3600.0)),
     ("database", "url"): ("database_url", _text),
     ("signing", "cdn_base_url"): ("cdn_base_url", _url),
     ("signing", "default_ttl"): ("default_ttl", _int(1, 7 * 86400)),
@@ -212,10 +316,43 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("audit", "s3_endpoint_url"): ("audit_s3_endpoint_url", _text),
     ("audit", "s3_region"): ("audit_s3_region", _text),
     ("audit", "raw_retention_days"): ("raw_retention_days", _int(1, 365)),
+    ("master_key", "backend"): ("master_key_backend", _choice("local", "kms")),
+    ("master_key", "kms_key_id"): ("kms_key_id", _text),
+    ("master_key", "kms_region"): ("kms_region", _text),
+    ("master_key", "kms_endpoint_url"): ("kms_endpoint_url", _text),
+    ("cloudfront", "key_group_id"): ("cloudfront_key_group_id", _text),
+    ("cloudfront", "endpoint_url"): ("cloudfront_endpoint_url", _text),
     ("api", "audience"): ("api_audience", _text),
     ("api", "max_token_lifetime"): ("max_token_lifetime", _int(60, 86400)),
     ("pages", "principal"): ("pages_principal", _text),
     ("proxy", "trusted"): ("trusted_proxies", _networks),
+    ("tls", "cert_file"): ("tls_cert_file", _text),
+    ("tls", "key_file"): ("tls_key_file", _text),
+    ("tls", "client_ca_file"): ("tls_client_ca_file", _text),
+    ("tls", "require_client_cert"): ("tls_require_client_cert", _client_cert_routes),
+    ("metrics", "enabled"): ("metrics_enabled", _bool),
+    ("metrics", "allow"): ("metrics_allow", _networks),
+    ("metrics", "token_file"): ("metrics_token_file", _text),
+    ("logging", "format"): ("log_format", _choice("json", "text")),
+    ("logging", "level"): ("log_level", _choice(*LOG_LEVELS)),
+    ("logging", "access_log"): ("access_log", _bool),
+    ("limits", "principal_rate"): ("limit_principal_rate", _number(0.0, 1e6, "a rate per second")),
+    ("limits", "principal_burst"): ("limit_principal_burst", _int(0, 10_000_000)),
+    ("limits", "key_rate"): ("limit_key_rate", _number(0.0, 1e6, "a rate per second")),
+    ("limits", "key_burst"): ("limit_key_burst", _int(0, 10_000_000)),
+    ("limits", "redirect_rate"): ("limit_redirect_rate", _number(0.0, 1e6, "a rate per second")),
+    ("limits", "redirect_burst"): ("limit_redirect_burst", _int(0, 10_000_000)),
+    ("limits", "sync_every"): ("limit_sync_every", _seconds(0.05, 60.0)),
+    ("alerts", "outsider_use"): ("alert_outsider_use", _bool),
+    ("alerts", "outsider_skip"): ("alert_outsider_skip", _strings),
+    ("alerts", "unusual_kinds"): ("alert_unusual_kinds", _kinds),
+    ("alerts", "learning_days"): ("alert_learning_days", _number(0.0, 365.0, "a number of days")),
+    ("alerts", "rate_factor"): ("alert_rate_factor", _number(1.5, 1000.0, "a factor")),
+    ("alerts", "rate_floor"): ("alert_rate_floor", _int(1, 10_000_000)),
+    ("alerts", "cooldown"): ("alert_cooldown", _int(0, 7 * 86400)),
+    ("webhooks", "timeout"): ("webhook_timeout", _seconds(0.1, 120.0)),
+    ("webhooks", "max_attempts"): ("webhook_max_attempts", _int(1, 100)),
+    ("webhooks", "backoff"): ("webhook_backoff", _seconds(0.01, 3600.0)),
     ("viewer", "issuer"): ("issuer", _text),
     ("viewer", "audience"): ("audience", _text),
     ("viewer", "jwks_url"): ("jwks_url", _text),
@@ -269,13 +406,42 @@ def _profile(name: str, table: Any) -> ProfileConfig:
     )
 
 
+_WEBHOOK_KEYS = {"url", "secret_file", "events", "previous_secret_file"}
+
+
+def _webhook(name: str, table: dict[str, Any]) -> WebhookEndpoint:
+    where = f"webhooks.{name}"
+    unknown = sorted(set(table) - _WEBHOOK_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s): {', '.join(unknown)}")
+    secret_file = _text(f"{where}.secret_file", table.get("secret_file", ""))
+    if not secret_file:
+        raise ConfigError(f"{where}.secret_file is required: every delivery is signed")
+    return WebhookEndpoint(
+        name=name,
+        url=_url(f"{where}.url", table.get("url")),
+        secret_file=secret_file,
+        events=_strings(f"{where}.events", table.get("events", [])),
+        previous_secret_file=_text(f"{where}.previous_secret_file", table.get("previous_secret_file", "")),
+    )
+
+
+def _webhooks(data: dict[str, Any]) -> tuple[WebhookEndpoint, ...]:
+    """The [webhooks.NAME] tables (the [webhooks] section's own keys are ordinary settings)."""
+    section = data.get("webhooks", {})
+    if not isinstance(section, dict):
+        raise ConfigError("webhooks must be a table")
+    return tuple(_webhook(n, t) for n, t in sorted(section.items()) if isinstance(t, dict))
+
+
 def _from_file(data: dict[str, Any], path: Path) -> dict[tuple[str, str], Any]:
     values: dict[tuple[str, str], Any] = {}
     for name, value in data.items():
         if name == "profiles":
             continue
         if isinstance(value, dict):
-            values.update({(name, k): v for k, v in value.items()})
+            # [webhooks.NAME] endpoint tables are read by _webhooks
+            values.update({(name, k): v for k, v in value.items() if not (name == "webhooks" and isinstance(v, dict))})
         else:
             values[("", name)] = value
     unknown = sorted(_dotted(*k) for k in values if k not in _FIELDS)
@@ -306,6 +472,7 @@ def load_config(data_dir: Path, config_file: Path | None = None, environ: Mappin
         data_dir=data_dir,
         viewer=ViewerConfig(**viewer),
         profiles=tuple(_profile(n, t) for n, t in sorted(profiles.items())),
+        webhooks=_webhooks(data),
         **top,
     )
     _check(config)
@@ -315,6 +482,10 @@ def load_config(data_dir: Path, config_file: Path | None = None, environ: Mappin
 def _check(config: Config) -> None:
     if config.default_ttl > config.max_ttl:
         raise ConfigError("signing.default_ttl must not exceed signing.max_ttl")
+    if config.master_key_backend == "kms" and not config.kms_key_id:
+        raise ConfigError('master_key.kms_key_id is required with master_key.backend = "kms"')
+    _check_tls(config)
+    _check_limits(config)
     viewer = config.viewer
     if viewer.jwks_url and viewer.public_key_file:
         raise ConfigError("viewer.jwks_url and viewer.public_key_file are exclusive")
@@ -324,3 +495,21 @@ def _check(config: Config) -> None:
         raise ConfigError("viewer.issuer: production needs a real identity provider, not the development one")
     if not viewer.audience or not (viewer.jwks_url or viewer.public_key_file):
         raise ConfigError("viewer.audience and viewer.jwks_url (or public_key_file) are required")
+
+
+def _check_tls(config: Config) -> None:
+    """Settings that only make sense together; the files themselves are read by gateway.web.tls."""
+    if bool(config.tls_cert_file) != bool(config.tls_key_file):
+        raise ConfigError("tls.cert_file and tls.key_file go together: set both or neither")
+    if config.tls_client_ca_file and not config.tls_cert_file:
+        raise ConfigError("tls.client_ca_file needs tls.cert_file: client certificates are asked for only over TLS")
+    if config.tls_require_client_cert and not config.tls_client_ca_file:
+        raise ConfigError("tls.require_client_cert needs tls.client_ca_file: the CA the client certificates come from")
+
+
+def _check_limits(config: Config) -> None:
+    """A bucket with a rate needs room for at least one request."""
+    for scope in ("principal", "key", "redirect"):
+        rate, burst = getattr(config, f"limit_{scope}_rate"), getattr(config, f"limit_{scope}_burst")
+        if rate and burst < 1:
+            raise ConfigError(f"limits.{scope}_burst must be at least 1 when limits.{scope}_rate is set")

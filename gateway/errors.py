@@ -11,6 +11,7 @@ web layer maps it to an HTTP status and a JSON body in exactly one place
     ├── NotFound                    (404 "not_found")
     ├── Conflict                    (409 "conflict")
     ├── PayloadTooLarge             (413 "payload_too_large")
+    ├── RateLimited                 (429 "rate_limited", with Retry-After)
     ├── VerificationFailed          (403 "denied"; opaque to the caller,
     │                                the precise reason is kept for the log)
     ├── ConfigError                 (start-up only; names the offending key)
@@ -64,6 +65,17 @@ class Conflict(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"
+
+
+class RateLimited(GatewayError):
+    """An abuse limit tripped (``gateway.limits``); ``retry_after`` whole seconds until a token is back."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, reason: str) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
 
 
 class VerificationFailed(GatewayError):

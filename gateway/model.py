@@ -67,7 +67,7 @@ class KeyState(StrEnum):
     EXPIRED = "expired"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
     id: str
     kind: PrincipalKind
@@ -85,7 +85,7 @@ class Principal:
         return self.disabled_at is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Credential:
     """A principal's API credential: the gateway keeps only the public half."""
 
@@ -96,7 +96,7 @@ class Credential:
     revoked_at: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SigningKey:
     kid: str
     principal_id: str
@@ -120,7 +120,7 @@ class SigningKey:
         return KeyState.ACTIVE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MediaItem:
     id: str
     owner: str
@@ -174,7 +174,7 @@ def audience_narrowed(before: MediaItem, after: MediaItem) -> bool:
 _REACH = {Visibility.PRIVATE: 0, Visibility.WORKSPACE: 1, Visibility.UNLISTED: 2, Visibility.PUBLIC: 2}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Viewer:
     subject: str
     workspaces: frozenset[str] = field(default_factory=frozenset)
@@ -182,7 +182,7 @@ class Viewer:
     source: str = "token"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     id: str
     principal_id: str

@@ -1,7 +1,12 @@
-"""Client addresses: parsing, masking for storage, and resolution behind trusted proxies."""
+"""Client addresses: parsing, masking for storage, and resolution behind trusted proxies.
+
+Resolution and masking are pure and asked for on every request with the same
+few inputs (a player's address, the proxy's): they are memoised, bounded.
+"""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -30,6 +35,7 @@ def parse_network(value: str) -> IPNetwork:
         raise InvalidInput(f"not an IP address or CIDR: {value!r}") from None
 
 
+@functools.lru_cache(maxsize=65536)
 def mask_ip(value: str | None) -> str | None:
     """The address with its host part zeroed, as a CIDR string; None stays None."""
     if not value:
@@ -42,6 +48,29 @@ def mask_ip(value: str | None) -> str | None:
         address = address.ipv4_mapped
     prefix = _MASK_V4 if address.version == 4 else _MASK_V6
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+class ClientAddresses:
+    """Client-address resolution behind one deployment's trusted proxies, memoised (bounded).
+
+    The same few (peer, X-Forwarded-For) pairs arrive on every request of a
+    session: parsing them once keeps ``ipaddress`` off the hot path.
+    """
+
+    def __init__(self, trusted: tuple[IPNetwork, ...]) -> None:
+        self._trusted = trusted
+        self.resolve = functools.lru_cache(maxsize=65536)(self._resolve)
+        self.is_trusted = functools.lru_cache(maxsize=4096)(self._is_trusted)
+
+    def _resolve(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        return resolve_client_ip(peer, forwarded_for, self._trusted)
+
+    def _is_trusted(self, peer: str | None) -> bool:
+        """Whether the TCP peer is one of the proxies whose headers are believed."""
+        try:
+            return in_networks(ipaddress.ip_address(peer or ""), self._trusted)
+        except ValueError:
+            return False
 
 
 def in_networks(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:

@@ -2,31 +2,42 @@
 
 ``open_services`` is the only function that chooses implementations: the
 store (SQLite by default, PostgreSQL for replicas), the master key (a local
-file by default), the viewer key source and the dialect registry. It also
+file by default, or AWS KMS), the CloudFront key group, the viewer key source and the dialect registry. It also
 loads the state view every request is served from (``gateway.state``); the
 web app keeps it current (``gateway.web.app``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.access.identity import Identity, viewer_keys_from
 from gateway.admin import Admin
+from gateway.alerts.outbox import DeliveryPolicy, Outbox, load_endpoints
+from gateway.alerts.watch import Watcher, WatchPolicy
 from gateway.audit.checkpoints import LogSigner
 from gateway.audit.export import configured_exporters
 from gateway.audit.log import AuditBatcher, AuditLog
 from gateway.audit.publisher import Checkpointer, CheckpointPolicy
+from gateway.audit.records import AuditRecord
 from gateway.audit.redemptions import Redemptions
 from gateway.audit.subjects import Subjects
+from gateway.cdn.cloudfront_keys import cloudfront_key_group
 from gateway.config import Config
 from gateway.keys.keyring import Keyring
-from gateway.keys.sealing import LocalMasterKey, MasterKey
+from gateway.keys.masters import MasterKeys, open_master_keys
+from gateway.limits.limiter import Limiter, Rules
+from gateway.netaddr import ClientAddresses
+from gateway.observe.metrics import CacheStats, Gauges, Metrics, read_token
+from gateway.observe.sampler import Sampler
 from gateway.signing.dialects import DialectRegistry, default_registry
 from gateway.signing.issuance import IssuancePolicy, Issuer
-from gateway.signing.profiles import Profiles, load_profiles
+from gateway.signing.profiles import NATIVE, Profiles, load_profiles
 from gateway.signing.verification import Verifier
 from gateway.state.media import MediaCache
 from gateway.state.sync import StateSync, SyncPolicy
@@ -35,7 +46,7 @@ from gateway.store import is_postgres, open_store
 from gateway.store.base import Store
 
 Clock = Callable[[], float]
-_POLL_SQLITE = 0.005  # one indexed read on a local file
+_POLL_SQLITE = 0.25  # the truth poll; a watcher thread notices changes within 5 ms (gateway.store.sqlite)
 _POLL_POSTGRES = 0.05  # NOTIFY usually arrives first; this is the bound when it does not
 
 
@@ -43,7 +54,7 @@ _POLL_POSTGRES = 0.05  # NOTIFY usually arrives first; this is the bound when it
 class Services:
     config: Config
     store: Store
-    master_key: MasterKey
+    master_key: MasterKeys
     dialects: DialectRegistry
     profiles: Profiles
     keyring: Keyring
@@ -57,11 +68,85 @@ class Services:
     verifier: Verifier
     admin: Admin
     state: StateSync
+    addresses: ClientAddresses
     clock: Clock
+    # Operating it (gateway.observe, gateway.limits, gateway.alerts): /metrics, abuse limits, webhooks, detection.
+    metrics: Metrics
+    limits: Limiter
+    outbox: Outbox
+    watcher: Watcher
+    sampler: Sampler
 
     async def close(self) -> None:
         await self.batcher.close()
+        await self.outbox.close()
         await self.store.close()
+
+
+def _admin(config: Config, store: Store, master_key: MasterKeys, audit_log: AuditLog, state: StateSync) -> Admin:
+    # What this process changes, it applies to its own view before answering.
+    admin = Admin(store, master_key, audit_log, after_change=state.catch_up)
+    admin.key_group = cloudfront_key_group(config)  # None unless [cloudfront] key_group_id is set
+    return admin
+
+
+def _return_freed_memory() -> None:
+    """Loading the view parses every key row once; hand the freed heap back to the OS (glibc keeps it otherwise)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@dataclass(frozen=True)
+class _Operations:
+    metrics: Metrics
+    limits: Limiter
+    outbox: Outbox
+    watcher: Watcher
+    sampler: Sampler
+
+
+def _operations(config: Config, store: Store, audit_log: AuditLog, state: StateSync, clock: Clock) -> _Operations:
+    """Metrics, abuse limits, the webhook outbox, suspicious-use detection: each O(1) in memory on the hot path."""
+    token = read_token(config.data_path(config.metrics_token_file)) if config.metrics_token_file else None
+    profiles = frozenset(p.name for p in config.profiles) | {NATIVE}
+    metrics = Metrics(profiles=profiles, default=config.default_profile, token=token)
+    outbox = Outbox(store, audit_log, load_endpoints(config), DeliveryPolicy(config.webhook_timeout,
+                    config.webhook_max_attempts, config.webhook_backoff), clock, metrics.webhooks)  # fmt: skip
+    watcher = Watcher(store, audit_log, outbox, state.view, WatchPolicy.from_config(config), clock, metrics.alerts)
+    sampler = Sampler(clock, _latest_checkpoint(store), store.outbox.backlog if outbox.enabled else None)
+    return _Operations(metrics, Limiter(Rules.from_config(config), metrics.limited), outbox, watcher, sampler)
+
+
+def _latest_checkpoint(store: Store) -> Callable[[], Awaitable[float | None]]:
+    async def latest() -> float | None:
+        found = await store.audit.checkpoints()
+        return found[-1].time if found else None
+
+    return latest
+
+
+def _observe(services: Services) -> None:
+    """Hook metrics, limits and detection into the components they watch (each hook O(1), in memory)."""
+    metrics, identity, state = services.metrics, services.identity, services.state
+    metrics.caches += [
+        CacheStats("principal_tokens", lambda: (identity.principal_tokens.hits, identity.principal_tokens.misses)),
+        CacheStats("viewer_tokens", lambda: (identity.viewer_tokens.hits, identity.viewer_tokens.misses)),
+        CacheStats("verify_decisions", lambda: (services.verifier.decisions.hits, services.verifier.decisions.misses)),
+        CacheStats("media", lambda: (state.media.hits, state.media.misses)),
+    ]
+    metrics.gauges = Gauges(state.age, services.sampler.checkpoint_age, services.sampler.webhook_backlog,
+                            lambda: services.watcher.rates.rates(services.clock()))  # fmt: skip
+    services.issuer.limits = services.limits
+    # One process on SQLite shares nothing; 'serve --workers N' sets these again (gateway.cli.serve).
+    services.limits.shared = services.watcher.shared = is_postgres(services.config)
+    services.issuer.count = metrics.count_issuance
+
+    def committed(records: list[AuditRecord], seconds: float) -> None:
+        metrics.committed(records, seconds)
+        services.watcher.committed(records)
+
+    services.batcher.on_commit = committed
 
 
 def sync_policy(config: Config, postgres: bool) -> SyncPolicy:
@@ -70,23 +155,25 @@ def sync_policy(config: Config, postgres: bool) -> SyncPolicy:
 
 
 async def open_services(config: Config, clock: Clock = time.time) -> Services:
-    master_key = LocalMasterKey.load(config.master_key_path)
     signer = LogSigner.load(config.log_signing_key_path)
     viewer_keys = viewer_keys_from(config)
     dialects = default_registry()
     profiles = load_profiles(config, dialects)
     store = await open_store(config)
     try:
+        master_key = await open_master_keys(config, store)  # local file, or KMS (its wrapped data key is in the store)
         media = MediaCache(store.media.get, config.state_media_cache)
         state = StateSync(store, StateView(), media, clock, sync_policy(config, is_postgres(config)))
         await state.load()
-        keyring = Keyring(state, master_key)
+        _return_freed_memory()
+        keyring = Keyring(state, store, master_key)
         audit_log = await AuditLog.open(store, master_key)
         batcher = AuditBatcher(store, audit_log)
         policy_cp = CheckpointPolicy(config.checkpoint_every_records, config.checkpoint_every_seconds)
         checkpointer = Checkpointer(store, signer, configured_exporters(config), policy_cp)
         policy = IssuancePolicy(config.default_ttl, config.max_ttl)
-        return Services(
+        ops = _operations(config, store, audit_log, state, clock)
+        services = Services(
             config=config,
             store=store,
             master_key=master_key,
@@ -100,12 +187,19 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
             redemptions=Redemptions(batcher),
             subjects=Subjects(store, audit_log, after_change=state.catch_up),
             issuer=Issuer(state, keyring, profiles, policy, audit_log, batcher),
-            verifier=Verifier(keyring, state),
-            # What this process changes, it applies to its own view before answering.
-            admin=Admin(store, master_key, audit_log, after_change=state.catch_up),
+            verifier=Verifier(keyring, state, config.max_ttl),
+            admin=_admin(config, store, master_key, audit_log, state),
             state=state,
+            addresses=ClientAddresses(config.trusted_proxies),
             clock=clock,
+            metrics=ops.metrics,
+            limits=ops.limits,
+            outbox=ops.outbox,
+            watcher=ops.watcher,
+            sampler=ops.sampler,
         )
+        _observe(services)
+        return services
     except BaseException:
         # The store holds database threads: left open, a failed start-up would never exit.
         await store.close()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, settings
 
 from gateway.config import Config
 from gateway.services import Services, open_services
@@ -13,7 +14,16 @@ from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
 from gateway.web.app import create_app
 from tests import postgres
+from tests.aws_support import moto_endpoint  # noqa: F401 (a fixture: moto's server for S3, KMS, CloudFront)
 from tests.support import Clock, World, init_data_dir
+
+# Hypothesis profiles, chosen with HYPOTHESIS_PROFILE. "mutation" (tools/mutate.py) makes a run reproducible:
+# the same examples for every mutant (derandomize), no example database replaying a failure found for another
+# mutant, and no deadline or slowness check failing a test because two mutants share a busy machine.
+settings.register_profile(
+    "mutation", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def require_service(what: str) -> None:

@@ -134,6 +134,7 @@ def install_profiles(data_dir: Path, verify: tuple[str, ...] = DEPLOYED, extra: 
     (data_dir / "keys" / "profiles").mkdir(exist_ok=True)
     for name, text in _SECRETS.items():
         (data_dir / "keys" / "profiles" / name).write_text(text)
+        (data_dir / "keys" / "profiles" / name).chmod(0o600)  # a shared secret readable by others is refused
     listed = ", ".join(f'"{name}"' for name in verify)
     with (data_dir / "gateway.toml").open("a") as config:
         config.write(DEPLOYMENT_PROFILES + extra + f"\n[verify]\nprofiles = [{listed}]\n")

@@ -56,6 +56,8 @@ async def profiled(initialised: Path, clock: Clock) -> AsyncIterator[Services]:
     (tmp_path / "keys" / "profiles" / "akamai.hex").write_text("eee7e9157f81b2f6d471bf2c\n")
     (tmp_path / "keys" / "profiles" / "bunny.key").write_text("SecurityKey\n")
     (tmp_path / "keys" / "profiles" / "nimble.key").write_text("defaultpassword\n")
+    for secret in (tmp_path / "keys" / "profiles").iterdir():
+        secret.chmod(0o600)  # a shared secret readable by others is refused at start-up
     with (tmp_path / "gateway.toml").open("a") as config:
         config.write(PROFILES)
     services = await open_services(load_config(tmp_path, environ={}), clock=clock)
@@ -185,3 +187,16 @@ async def test_link_revocation_reaches_every_format_that_signs_its_issue_time(cd
     world.clock.advance(2)
     await world.services.admin.revoke_links(ADMIN, "m1", "leaked", world.clock())
     assert {p: await _verify(client, u, p) for p, u in urls.items()} == {"cf": 403, "akamai": 403, "bunny": 200}
+
+
+async def test_a_shared_secret_readable_by_others_stops_start_up(initialised: Path, clock: Clock) -> None:
+    (initialised / "keys" / "profiles").mkdir()
+    secret = initialised / "keys" / "profiles" / "akamai.hex"
+    secret.write_text("eee7e9157f81b2f6d471bf2c\n")
+    secret.chmod(0o644)
+    with (initialised / "gateway.toml").open("a") as config:
+        config.write('[profiles.akamai]\ndialect = "akamai"\nbase_url = "https://m.example.com"\n'
+                     'secret_file = "keys/profiles/akamai.hex"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as refused:
+        await open_services(load_config(initialised, environ={}), clock=clock)
+    assert refused.value.message == f"profiles.akamai.secret_file: {secret} is readable by others (mode 644); chmod 600"

@@ -193,10 +193,29 @@ async def test_an_absolute_uri_is_verified_on_the_profiles_own_host(
         ("garbage", "non-canonical-path"),
         ("https://cdn.example.com", "non-canonical-path"),
         ("//evil.example/v/m1/master.m3u8", "non-canonical-path"),
-        ("/v/m1/master.m3u8#/../../m2/x", "non-canonical-path"),
+        ("/v/m1/master.m3u8#/../../m2/x", "malformed"),  # a fragment: never sent by a client
     ],
 )
 async def test_a_malformed_original_uri_is_a_clean_deny(
     client: TestClient, signed: tuple[World, str], caplog: pytest.LogCaptureFixture, uri: str, reason: str
 ) -> None:
     assert await _reason(client, caplog, uri) == (403, reason)
+
+
+async def test_each_signed_url_gets_its_first_redemption_logged_even_with_the_same_key_and_expiry(
+    client: TestClient, world: World
+) -> None:
+    """Red team: redemptions were remembered by (key, expiry, network), so two URLs a key signed in the same second
+    (two items' page redirects) shared one record and the second item's use went unlogged."""
+    await world.principal("web", Permission.SIGN, Permission.SIGN_ON_BEHALF)
+    uris = []
+    for media_id in ("m1", "m2"):
+        await world.media(media_id)
+        body = {"media_id": media_id, "rendition": "video", "viewer": {"id": "alice"}}
+        response = await client.post("/v1/sign", json=body, headers=world.auth("web"))
+        uris.append((await response.json())["url"].removeprefix("https://cdn.example.com"))
+    for uri in uris * 2:
+        assert await _verify(client, uri) == 200
+    redeemed = [r for r in await world.services.store.audit.tail(10) if r.event.value == "url:redeemed"]
+    assert len(redeemed) == 2 and len({r.url_sha256 for r in redeemed}) == 2
+    assert {r.user_agent for r in redeemed} == {None}  # no subject to seal it under: kept in the raw log only

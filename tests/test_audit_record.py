@@ -1,11 +1,14 @@
-"""Audit record serialisation: what the Merkle log hashes must survive the store."""
+"""Audit record serialisation: what the Merkle log hashes must survive the store, and pruning."""
 
 from __future__ import annotations
+
+import hashlib
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.audit.records import AuditEvent, AuditRecord
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.records import AuditEvent, AuditRecord, leaf_at, leaf_input
 
 records = st.builds(
     AuditRecord,
@@ -16,13 +19,21 @@ records = st.builds(
     reason=st.one_of(st.none(), st.text(max_size=8)),
     detail=st.dictionaries(st.text(max_size=4), st.integers(), max_size=3),
     personal=st.one_of(st.none(), st.binary(max_size=16)),
+    retention=st.sampled_from(["engineer", "viewer"]),
 )
 
 
 @given(records, st.integers(1, 10**12))
-def test_leaf_parts_splice_to_exactly_the_leaf_bytes(record: AuditRecord, seq: int) -> None:
-    before, after = record.leaf_parts()
-    assert before + str(seq).encode() + after == record.leaf_bytes(seq)
+def test_leaf_parts_give_exactly_the_leaf_bytes(record: AuditRecord, seq: int) -> None:
+    body, after_seq = record.leaf_parts()
+    assert body == record.body_sha256()
+    assert leaf_at(seq, after_seq) == record.leaf_bytes(seq)
+
+
+@given(records, st.integers(1, 10**12))
+def test_a_pruned_record_leaf_is_recomputed_from_what_pruning_keeps(record: AuditRecord, seq: int) -> None:
+    kept = leaf_input(seq, float(record.time), record.retention, record.event.value, record.body_sha256())
+    assert kept == record.leaf_bytes(seq)
 
 
 def test_an_integer_time_hashes_like_the_same_float() -> None:
@@ -30,3 +41,28 @@ def test_an_integer_time_hashes_like_the_same_float() -> None:
     as_int = AuditRecord(1_800_000_000, AuditEvent.URL_ISSUED, "web")  # type: ignore[arg-type]
     as_float = AuditRecord(1_800_000_000.0, AuditEvent.URL_ISSUED, "web")
     assert as_int.leaf_bytes(7) == as_float.leaf_bytes(7)
+
+
+def test_leaf_layout_known_answer() -> None:
+    """docs/audit.md's layout, written out by hand: version, seq, time, class, event, body hash."""
+    record = AuditRecord(1_800_000_000.5, AuditEvent.KEY_REVOKED, "cli:ops", kid="gwk_abc", reason="laptop stolen",
+                         detail={"by": "ops"})  # fmt: skip
+    body = (
+        '{"actor":"cli:ops","client_ip":null,"decision":null,"detail":{"by":"ops"},"event":"key:revoked",'
+        '"expires_at":null,"kid":"gwk_abc","media_id":null,"personal":null,"reason":"laptop stolen",'
+        '"rendition":null,"request_id":null,"retention":"engineer","subject":null,"time":1800000000.5,'
+        '"url_sha256":null,"user_agent":null}'
+    )
+    body_sha256 = hashlib.sha256(body.encode()).digest()
+    assert body_sha256.hex() == "68dd4cead211af1a95e0080b56372cfed63a0f68573ed6220073e4248ce5ad73"
+    expected = (
+        bytes.fromhex("02")
+        + bytes.fromhex("0000000000000007")  # seq 7
+        + bytes.fromhex("41dad27480200000")  # 1800000000.5 as a big-endian binary64
+        + bytes.fromhex("0008") + b"engineer"
+        + bytes.fromhex("000b") + b"key:revoked"
+        + body_sha256
+    )  # fmt: skip
+    assert record.body_sha256() == body_sha256
+    assert record.leaf_bytes(7) == expected
+    assert leaf_hash(expected).hex() == "d660d8573aea54a537e4eb36c3504704a7c1dc7b4ad813e66f04c22666f2e800"

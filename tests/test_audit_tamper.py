@@ -150,3 +150,12 @@ async def test_segments_exported_page_by_page_still_name_a_rewritten_record(
     conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_frontier'", (frontier.to_bytes(),))
     report = await verify(world.services)
     assert (report.ok, report.first_bad) == (False, 18) and "exported" in (report.problem or "")
+
+
+@pytest.mark.parametrize(("column", "value"), [("event", "bogus"), ("detail", "{"), ("retention", None)])
+async def test_a_row_that_is_no_record_is_named_not_a_crash(sealed: World, column: str, value: str | None) -> None:
+    if value is None:  # a retention too long for the leaf's length field
+        value = "x" * 70_000
+    db(sealed.services).execute(f"UPDATE audit SET {column} = ? WHERE seq = 8", (value,))  # noqa: S608
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 8) and "altered" in (report.problem or "")

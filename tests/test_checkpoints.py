@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -49,26 +47,8 @@ def test_checkpoint_body_and_signature(tmp_path: Path) -> None:
     assert not signature_ok(checkpoint, {})
 
 
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        from tests.conftest import require_service
-
-        require_service("moto server (pip install 'moto[server]')")
-        raise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-async def test_checkpoints_and_segments_go_to_s3_under_compliance_object_lock(world: World, moto_s3: str) -> None:
-    client = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1",
+async def test_checkpoints_and_segments_go_to_s3_under_compliance_object_lock(world: World, moto_endpoint: str) -> None:
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
     client.create_bucket(Bucket="audit-worm", ObjectLockEnabledForBucket=True)
     signer = LogSigner.load(world.services.config.log_signing_key_path)

@@ -24,6 +24,8 @@ def test_a_database_behind_the_code_is_refused_until_migrated(
     data = str(config.data_dir)
     conn = sqlite3.connect(config.sqlite_path, isolation_level=None)
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")  # as an older gateway left it
+    conn.execute("ALTER TABLE audit DROP COLUMN body_sha256")
+    conn.execute("DROP TABLE link_revocations")
     conn.execute("DROP TABLE changes")
     conn.execute("DROP INDEX media_links_revoked")
     conn.execute("DROP TABLE media_paths")
@@ -35,10 +37,10 @@ def test_a_database_behind_the_code_is_refused_until_migrated(
     code, out, err = _run(capsys, "keys", "list", "--data-dir", data)
     assert (code, out) == (69, "")
     assert err == (
-        f"gatewayctl: database {config.sqlite_path} has schema v2, behind this gateway's v3: run 'gatewayctl migrate'\n"
+        f"gatewayctl: database {config.sqlite_path} has schema v2, behind this gateway's v5: run 'gatewayctl migrate'\n"
     )
     code, out, err = _run(capsys, "migrate", "--data-dir", data, "--json")
-    assert (code, json.loads(out), err) == (0, {"database": str(config.sqlite_path), "applied": [3]}, "")
+    assert (code, json.loads(out), err) == (0, {"database": str(config.sqlite_path), "applied": [3, 4, 5]}, "")
     code, out, _ = _run(capsys, "migrate", "--data-dir", data)
     assert (code, out) == (0, f"{config.sqlite_path} is already at the current schema\n")
     code, out, _ = _run(capsys, "keys", "list", "--data-dir", data, "--json")

@@ -21,5 +21,5 @@ def test_unknown_dialect_names_the_known_ones() -> None:
 
 def test_the_default_registry_speaks_every_required_format() -> None:
     assert default_registry().names() == [
-        "akamai", "bunny", "cloudfront", "google-cdn", "media-cdn", "native", "nginx", "nimble", "wowza",
+        "akamai", "bunny", "cloudfront", "google-cdn", "media-cdn", "native", "nginx", "nimble", "s3", "wowza",
     ]  # fmt: skip

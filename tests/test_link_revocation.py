@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from gateway.model import Permission, Visibility
+from gateway.model import Permission, Rendition, Visibility
 from tests.support import ADMIN, World
 
 
@@ -85,3 +85,25 @@ async def test_a_url_issued_in_the_same_second_as_the_revocation_is_refused(worl
     world.clock.now = 1_800_000_000.7
     await world.services.admin.revoke_links(ADMIN, "m1", "leak", world.clock())
     assert await _verify(client, url) == 403
+
+
+async def test_a_narrowed_or_deleted_item_moved_to_new_paths_does_not_bring_its_old_links_back(
+    world: World, client: TestClient
+) -> None:
+    """Red team F4: revocations are kept per path, so the old paths stay revoked after the item moves."""
+    await _setup(world)
+    old = await _signed(client, world)
+    world.clock.advance(5)
+    moved = {Rendition.VIDEO: "/w/m1/master.m3u8"}
+    await world.services.admin.put_media(ADMIN, "m1", "alice", "w1", Visibility.PRIVATE, moved, world.clock())
+    assert await _verify(client, old) == 403
+    await world.services.admin.put_media(ADMIN, "m2", "alice", "w1", Visibility.PUBLIC,
+                                         {Rendition.VIDEO: "/v/m2/master.m3u8"}, world.clock())  # fmt: skip
+    body = {"media_id": "m2", "rendition": "video", "viewer": {"id": "bob"}}
+    url = (await (await client.post("/v1/sign", json=body, headers=world.auth("web"))).json())["url"]
+    uri = url.removeprefix("https://cdn.example.com")
+    world.clock.advance(5)
+    assert (await client.delete("/v1/media/m2", headers=world.auth("web"))).status == 204
+    await world.services.admin.put_media(ADMIN, "m2", "alice", "w1", Visibility.PUBLIC,
+                                         {Rendition.VIDEO: "/v/m2new/master.m3u8"}, world.clock())  # fmt: skip
+    assert await _verify(client, uri) == 403

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, b64url, ed25519_public
 from gateway.model import KeyAlgorithm
-from gateway.signing.dialects.base import Redemption, SignRequest
+from gateway.signing.dialects.base import Capabilities, Redemption, SignRequest, Verified
 from gateway.signing.dialects.native import NativeDialect, string_to_sign
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "native.json").read_text())
@@ -78,23 +79,33 @@ def test_expired_and_not_yet_valid() -> None:
     assert _reason(url, now=NOW + 100) == "expired"
 
 
+# What a plain path token signed by _signed verifies to.
+PLAIN = Verified(key_id=ED.kid, expires=NOW + 100, issued_at=NOW - 5)
+
+
 def test_ip_binding_v4_and_v6() -> None:
     v4 = _signed(ip="198.51.100.0/24")
-    assert native.verify(Redemption(v4, NOW, "198.51.100.200"), ED)
-    assert native.verify(Redemption(v4, NOW, "::ffff:198.51.100.7"), ED)
+    assert native.verify(Redemption(v4, NOW, "198.51.100.200"), ED) == PLAIN
+    assert native.verify(Redemption(v4, NOW, "::ffff:198.51.100.7"), ED) == PLAIN
     assert _reason(v4, "198.51.101.1") == "wrong-ip"
+    assert _reason(v4, "::ffff:198.51.101.1") == "wrong-ip"
     assert _reason(v4, None) == "wrong-ip"
+    assert _reason(v4, "not-an-address") == "wrong-ip"
     v6 = _signed(ip="2001:db8:aa::/48")
-    assert native.verify(Redemption(v6, NOW, "2001:db8:aa:1::1"), ED)
+    assert native.verify(Redemption(v6, NOW, "2001:db8:aa:1::1"), ED) == PLAIN
     assert _reason(v6, "2001:db8:ab::1") == "wrong-ip"
     assert _reason(v6, "198.51.100.1") == "wrong-ip"
+    assert _reason(v6, "::ffff:198.51.100.1") == "wrong-ip"
 
 
 def test_prefix_token_opens_segments_but_not_a_sibling_directory() -> None:
     url = _signed(prefix="/v/abc/")
     query = url.split("?", 1)[1]
-    assert native.verify(Redemption(f"/v/abc/seg-00001.ts?{query}", NOW, None), ED)
-    assert native.verify(Redemption(f"/v/abc/720p/seg-1.ts?{query}", NOW, None), ED)
+    prefixed = Verified(key_id=ED.kid, expires=NOW + 100, issued_at=NOW - 5, prefix="/v/abc/")
+    assert native.verify(Redemption(f"/v/abc/seg-00001.ts?{query}", NOW, None), ED) == prefixed
+    assert native.verify(Redemption(f"/v/abc/720p/seg-1.ts?{query}", NOW, None), ED) == prefixed
+    assert native.reuse_key(Redemption(f"/v/abc/x.ts?a=1&{query}", NOW)) == query  # only the gw_ parameters
+    assert native.reuse_key(Redemption(_signed(), NOW)) is None  # a path token is reused by its whole URL
     assert _reason(f"/v/abcd/seg-1.ts?{query}") == "outside-prefix"
     assert _reason(f"/v/ab/seg-1.ts?{query}") == "outside-prefix"
     assert _reason(f"/v/abc/../abcd/seg-1.ts?{query}") == "non-canonical-path"
@@ -119,7 +130,7 @@ def test_query_parameters_are_covered_for_path_tokens() -> None:
     url = native.sign(
         SignRequest("https://cdn.example.com/v/a.mp4?response-content-disposition=inline", NOW + 9, issued_at=NOW), ED
     ).url
-    assert native.verify(Redemption(url, NOW, None), ED)
+    assert native.verify(Redemption(url, NOW, None), ED) == Verified(key_id=ED.kid, expires=NOW + 9, issued_at=NOW)
     assert _reason(url.replace("inline", "attachment")) == "bad-signature"
     assert _reason(url + "&extra=1") == "bad-signature"
 
@@ -146,44 +157,89 @@ def test_a_prefix_with_query_delimiters_round_trips() -> None:
 
 
 @pytest.mark.parametrize(
-    "mutate",
+    ("mutate", "reason"),
     [
-        lambda u: u.replace("gw_exp=", "gw_exp=9"),
-        lambda u: u.replace("gw_kid=gwk_testvectored25519", "gwk_kid=x"),
-        lambda u: u + "&gw_exp=1",
-        lambda u: u.replace("&gw_sig=", "&gw_sig=A"),
-        lambda u: u.split("&gw_sig=")[0],
-        lambda u: u + "&gw_unknown=1",
-        lambda u: u.replace("gw_exp=", "gw_exp=-"),
+        (lambda u: u.replace("gw_exp=", "gw_exp=9"), "bad-signature"),
+        (lambda u: u.replace("gw_kid=gwk_testvectored25519", "gwk_kid=x"), "malformed"),
+        (lambda u: u + "&gw_exp=1", "malformed"),
+        (lambda u: u.replace("&gw_sig=", "&gw_sig=A"), "bad-signature"),
+        (lambda u: u.split("&gw_sig=")[0], "malformed"),
+        (lambda u: u + "&gw_unknown=1", "malformed"),
+        (lambda u: u.replace("gw_exp=", "gw_exp=-"), "malformed"),
+        (lambda u: u.replace("&gw_sig=", "&gw_sig=" + "A" * 86 + "&x="), "bad-signature"),
+        (lambda u: u.replace("&gw_sig=", "&gw_sig==&x="), "bad-signature"),
+        (lambda u: u.replace("https://cdn.example.com/v/abc/", "https://cdn.example.com/v/abc/x/"), "bad-signature"),
+        (lambda u: u.replace("https://cdn.example.com", ""), None),
     ],
-    ids=[
-        "exp-changed",
-        "kid-removed",
-        "duplicate-param",
-        "sig-garbled",
-        "sig-stripped",
-        "unknown-param",
-        "exp-negative",
-    ],
-)
-def test_tampering_is_refused(mutate) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(VerificationFailed):
-        native.verify(Redemption(mutate(_signed()), NOW, None), ED)
+    ids=["exp-changed", "kid-removed", "duplicate-param", "sig-garbled", "sig-stripped", "unknown-param",
+         "exp-negative", "sig-replaced", "sig-not-base64url", "path-moved", "origin-form-is-the-same-url"],
+)  # fmt: skip
+def test_each_tampering_has_its_reason(mutate, reason: str | None) -> None:  # type: ignore[no-untyped-def]
+    if reason is None:
+        assert native.verify(Redemption(mutate(_signed()), NOW, None), ED) == PLAIN
+    else:
+        assert _reason(mutate(_signed())) == reason
 
 
 def test_a_url_signed_by_one_key_does_not_verify_under_another_kid() -> None:
     other = KeyMaterial("gwk_other", KeyAlgorithm.ED25519, ED.public, ED.secret)
     url = _signed()
-    assert native.verify(Redemption(url, NOW, None), ED)
-    with pytest.raises(VerificationFailed, match="not valid"):
+    assert native.verify(Redemption(url, NOW, None), ED) == PLAIN
+    with pytest.raises(VerificationFailed) as refused:
         native.verify(Redemption(url, NOW, None), other)
+    assert refused.value.reason == "bad-signature"
 
 
 def test_hmac_url_does_not_verify_as_ed25519_and_back() -> None:
     hs_url = native.sign(SignRequest("https://c/v/a.mp4", NOW + 9, issued_at=NOW), HS).url
     as_ed = KeyMaterial(HS.kid, KeyAlgorithm.ED25519, ED.public, None)
-    with pytest.raises(VerificationFailed):
+    with pytest.raises(VerificationFailed) as refused:
         native.verify(Redemption(hs_url, NOW, None), as_ed)
+    assert refused.value.reason == "bad-signature"
+    ed_url = native.sign(SignRequest("https://c/v/a.mp4", NOW + 9, issued_at=NOW), ED).url
+    as_hmac = KeyMaterial(ED.kid, KeyAlgorithm.HMAC_SHA256, None, ED.public)
+    with pytest.raises(VerificationFailed) as refused:
+        native.verify(Redemption(ed_url, NOW, None), as_hmac)
+    assert refused.value.reason == "bad-signature"
+
+
+# --- HMAC-SHA256 keys: the same checks as Ed25519, with a secret on both sides --------------------
+
+HS_URL_INPUT = SignRequest("https://cdn.example.com/v/a.mp4?q=1", NOW + 60, issued_at=NOW - 1)
+
+
+def _hs_reason(url: str, key: KeyMaterial = HS) -> str:
+    with pytest.raises(VerificationFailed) as caught:
+        native.verify(Redemption(url, NOW, None), key)
+    return caught.value.reason
+
+
+def test_an_hmac_url_verifies_with_its_secret_and_returns_its_claims() -> None:
+    url = native.sign(HS_URL_INPUT, HS).url
+    assert native.verify(Redemption(url, NOW, None), HS) == Verified(key_id=HS.kid, expires=NOW + 60, issued_at=NOW - 1)
+
+
+def test_an_hmac_url_with_any_other_signature_is_refused() -> None:
+    url = native.sign(HS_URL_INPUT, HS).url
+    signature = url.rsplit("gw_sig=", 1)[1]
+    assert _hs_reason(url.replace(signature, b64url(bytes(32)))) == "bad-signature"
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    assert _hs_reason(url.replace(signature, flipped)) == "bad-signature"
+    assert _hs_reason(url.replace(signature, signature[:42])) == "bad-signature"  # a truncated MAC
+
+
+def test_an_hmac_url_is_refused_under_another_secret_or_without_one() -> None:
+    url = native.sign(HS_URL_INPUT, HS).url
+    assert _hs_reason(url, KeyMaterial(HS.kid, KeyAlgorithm.HMAC_SHA256, None, bytes(32))) == "bad-signature"
+    assert _hs_reason(url, KeyMaterial(HS.kid, KeyAlgorithm.HMAC_SHA256, None, None)) == "bad-signature"
+
+
+def test_every_signed_hmac_claim_is_covered() -> None:
+    url = native.sign(HS_URL_INPUT, HS).url
+    assert _hs_reason(url.replace("q=1", "q=2")) == "bad-signature"
+    assert _hs_reason(url.replace(f"gw_exp={NOW + 60}", f"gw_exp={NOW + 61}")) == "bad-signature"
+    assert _hs_reason(url.replace(f"gw_iat={NOW - 1}", f"gw_iat={NOW - 2}")) == "bad-signature"
+    assert _hs_reason(url.replace("/v/a.mp4", "/v/b.mp4")) == "bad-signature"
 
 
 def test_url_already_carrying_gw_params_is_refused_at_signing() -> None:
@@ -227,7 +283,8 @@ def _signed_by_hand(issued_at: str, expires: str) -> str:
 
 
 def test_an_issue_time_after_the_expiry_is_malformed_even_when_signed() -> None:
-    assert native.verify(Redemption(_signed_by_hand(str(NOW + 100), str(NOW + 100)), NOW, None), ED)
+    at_expiry = native.verify(Redemption(_signed_by_hand(str(NOW + 100), str(NOW + 100)), NOW, None), ED)
+    assert at_expiry == Verified(key_id=ED.kid, expires=NOW + 100, issued_at=NOW + 100)
     assert _reason(_signed_by_hand(str(NOW + 101), str(NOW + 100))) == "malformed"
 
 
@@ -270,3 +327,81 @@ def test_the_spec_page_shows_every_published_vector() -> None:
         assert f"#### {vector['name']} ({vector['algorithm']})" in page
         assert f"```\n{vector['string_to_sign']}\n```" in page
         assert f"```\n{vector['signed_url']}\n```" in page
+
+
+# --- what the mutation run (docs/mutation-testing.md) found untested --------------------------------
+
+
+def test_the_native_dialect_describes_itself_exactly() -> None:
+    assert native.capabilities == Capabilities(
+        key_types=(KeyAlgorithm.ED25519, KeyAlgorithm.HMAC_SHA256),
+        starts=True,
+        ip="IPv4/IPv6 CIDR",
+        prefix="path prefix (gw_pfx)",
+        key_id_field="gw_kid",
+        revocation="instant: the gateway's verifier checks the key on every request",
+    )
+    assert native.describe().startswith("gateway native GW2: Ed25519 or HMAC-SHA256;")
+    assert native.attribution_covered({}) is True
+
+
+def test_a_parse_shared_between_calls_cannot_be_changed() -> None:
+    """``_parse`` is memoised: one caller changing its result would change what the next one verifies."""
+    token = NativeDialect._parse(_signed())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        token.path = "/v/other.mp4"  # type: ignore[misc]
+
+
+def test_load_key_reads_an_ed25519_pem_or_an_hmac_secret_and_nothing_else() -> None:
+    pem = (Path(__file__).parent / "vectors" / "native_ed25519_test_key.pem").read_bytes()
+    loaded = native.load_key(b"\n  " + pem, "gwk_pem")
+    assert (loaded.kid, loaded.algorithm, loaded.public is not None) == ("gwk_pem", KeyAlgorithm.ED25519, True)
+    secret = native.load_key(b64url(HMAC_KEY).encode() + b"\n", "gwk_hs")
+    assert (secret.kid, secret.algorithm, secret.public, secret.secret) == (
+        "gwk_hs", KeyAlgorithm.HMAC_SHA256, None, HMAC_KEY,
+    )  # fmt: skip
+    rsa_pem = (Path(__file__).parent / "vectors" / "cloudfront_test_key.pem").read_bytes()
+    for data, key_id, message in [
+        (pem, None, "the native format needs --key-id (the gw_kid)"),
+        (pem, "", "the native format needs --key-id (the gw_kid)"),
+        (rsa_pem, "gwk_rsa", "native PEM keys are Ed25519"),
+        (b"not base64url!", "gwk_x", "an HMAC key file holds the base64url secret"),
+        (b"\xff\xfe", "gwk_x", "an HMAC key file holds the base64url secret"),
+    ]:
+        with pytest.raises(InvalidInput) as refused:
+            native.load_key(data, key_id)
+        assert refused.value.message == message
+
+
+def test_a_malformed_escape_in_a_signed_parameter_is_malformed() -> None:
+    url = native.sign(SignRequest("https://cdn.example.com/v/a.mp4?x=1", NOW + 9, issued_at=NOW), ED).url
+    assert _reason(url.replace("x=1", "x=%zz")) == "malformed"
+
+
+@pytest.mark.parametrize("pfx", ["/v/abc", "/v/../", "v/abc/", "/v/abc/%zz"])
+def test_a_prefix_that_is_not_a_canonical_directory_is_malformed(pfx: str) -> None:
+    assert _reason(_signed(prefix="/v/abc/").replace("gw_pfx=/v/abc/", f"gw_pfx={pfx}")) == "malformed"
+
+
+def test_the_signer_accepts_the_edges_of_what_the_verifier_reads() -> None:
+    at_zero = native.sign(SignRequest("https://c/v/a.mp4", 100, issued_at=0), ED).url
+    assert "gw_exp=100&gw_iat=0&" in at_zero
+    assert native.verify(Redemption(at_zero, 99, None), ED) == Verified(key_id=ED.kid, expires=100, issued_at=0)
+    same_second = native.sign(SignRequest("https://c/v/a.mp4", NOW, issued_at=NOW), ED).url
+    assert f"gw_exp={NOW}&gw_iat={NOW}&" in same_second
+
+
+def test_an_expiry_of_2_to_the_53_is_malformed_even_when_signed() -> None:
+    assert _reason(_signed_by_hand(str(NOW), str(2**53))) == "malformed"
+    assert native.verify(Redemption(_signed_by_hand(str(NOW), str(2**53 - 1)), NOW, None), ED).expires == 2**53 - 1
+
+
+def test_a_signed_network_with_host_bits_set_matches_nobody() -> None:
+    """The signer writes networks in one spelling (host bits zero); another spelling is read strictly."""
+    message = "\n".join(
+        ["GW2", "ed25519", ED.kid, str(NOW), str(NOW + 100), "", "198.51.100.7/24", "path:/v/a.mp4", ""]
+    )
+    signature = b64url(ED.sign(message.encode()))
+    url = (f"https://cdn.example.com/v/a.mp4?gw_exp={NOW + 100}&gw_iat={NOW}&gw_ip=198.51.100.7/24"
+           f"&gw_kid={ED.kid}&gw_sig={signature}")  # fmt: skip
+    assert _reason(url, "198.51.100.7") == "wrong-ip"

@@ -27,6 +27,7 @@ from gateway.signing.issuance import SignItem
 from gateway.web.app import create_app
 from tests.dialect_fixtures import MEDIA_PATH, PREFIX_PROFILES, open_deployment, origin_form
 from tests.nginx_server import raw_get, running_nginx, status_of
+from tests.nginx_site import plain_http_snippet
 from tests.security.test_path_escape import ESCAPES
 from tests.support import ADMIN, Clock, World
 
@@ -98,6 +99,7 @@ def _snippet(tmp_path: Path, profile: str | None) -> Path:
     text = SNIPPET.read_text()
     assert "    proxy_set_header X-Gateway-Profile native;\n" in text
     line = f"    proxy_set_header X-Gateway-Profile {profile};\n" if profile else ""
+    text = plain_http_snippet(text)  # these tests' gateway listens without TLS
     copy = tmp_path / f"gateway-verify-{profile}.conf"
     copy.write_text(text.replace("    proxy_set_header X-Gateway-Profile native;\n", line))
     return copy

@@ -21,7 +21,8 @@ from gateway.signing.paths import (
 @pytest.mark.parametrize(
     "path",
     ["/", "/v/abc/x.ts", "/v/dir/", "/v/a~b/A.ts", "/v/caf%C3%A9", "/v/a%20b", "/v/a%3Fb", "/v/mp4:a.mp4",
-     "/v/a!$&'()*+,=@b", "/v/a%21%2C%3D", "/v/file.name.ts", "/v/...x", "/v/x..", "/v/%E6%97%A5%E6%9C%AC"],
+     "/v/a!$&'()*+,=@b", "/v/a%21%2C%3D", "/v/file.name.ts", "/v/...x", "/v/x..", "/v/%E6%97%A5%E6%9C%AC",
+     "/v/caf%C3%A9-1.mp4", "/v/a%E2%80%94b", "/v/a%C2%B7b", "/v/a%7B%7D"],
 )  # fmt: skip
 def test_canonical_paths_pass(path: str) -> None:
     assert path_problem(path) is None
@@ -45,6 +46,11 @@ def test_canonical_paths_pass(path: str) -> None:
         ("/v/a%5Cb", "%5C"),
         ("/v/a%3Bb", "%3B"),
         ("/v/%00", "%00"),
+        ("/v/a%7Fb", "%7F (an encoded '/', '\\', ';', '%' or control byte) is not allowed"),
+        ("/v/a%1Fb", "%1F (an encoded"),
+        ("/../v/x", "dot segments"),  # the first segment is checked like any other
+        ("/%2E/v/x", "second spelling of '.'"),
+        ("//v/x", "empty segments"),
         ("/v/%0D%0A", "%0D"),
         ("/v/a\\b", "'\\\\' is not allowed"),
         ("/v/..;/x", "';' is not allowed"),
@@ -125,3 +131,14 @@ def test_url_path_keeps_what_a_fragment_would_hide() -> None:
 def test_query_is_sorted_and_plus_is_literal() -> None:
     pairs = split_query("b=2&a=x+y&a=%41&&c")
     assert canonical_query(pairs) == "a=A&a=x+y&b=2&c="
+
+
+def test_a_malformed_escape_in_the_query_is_refused() -> None:
+    for value in ("%zz", "%4", "a%"):
+        with pytest.raises(InvalidInput, match=r"^malformed percent-escape in URL$"):
+            canonical_query([("q", value)])
+
+
+def test_query_escapes_are_read_three_characters_at_a_time() -> None:
+    assert canonical_query([("q", "%41b%2fc%7e")]) == "q=Ab%2Fc~"
+    assert canonical_query([("n\u00e9", "x y")]) == "n%C3%A9=x%20y"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from gateway.model import Grant, KeyAlgorithm, MediaItem, Rendition, SigningKey, Visibility
-from gateway.state.view import LinkRevocation, StateView, link_revocation
+from gateway.model import Grant, KeyAlgorithm, SigningKey
+from gateway.state.view import StateView
+from gateway.store.base import RevokedPath
 
 
 def _key(kid: str, created: float, principal: str = "svc", external: str | None = None) -> SigningKey:
-    return SigningKey(kid, principal, KeyAlgorithm.ED25519, b"s", created, b"p" * 32, external_id=external)
+    # Held without the sealed private half: the view never keeps private material (gateway.keys.keyring).
+    return SigningKey(kid, principal, KeyAlgorithm.ED25519, b"", created, b"p" * 32, external_id=external)
 
 
 def test_keys_of_a_principal_are_in_creation_order_and_relinking_moves_the_external_id() -> None:
@@ -36,32 +38,37 @@ def test_grants_are_found_by_pair_and_dropped_when_revoked_or_expired() -> None:
     assert view.grants_for("eng", "m1") == [live]
 
 
-def _media(media_id: str, revoked: float | None, video: str, prefix: str | None = None) -> MediaItem:
-    prefixes = {Rendition.VIDEO: prefix} if prefix else {}
-    paths = {Rendition.VIDEO: video, Rendition.THUMBNAIL: f"/t/{media_id}.jpg"}
-    return MediaItem(media_id, "o", "w", Visibility.PRIVATE, paths, 1.0, prefixes=prefixes, links_revoked_at=revoked)
+def _revoked(media_id: str, at: float, *paths: str, prefixes: tuple[str, ...] = ()) -> list[RevokedPath]:
+    return [RevokedPath(media_id, p, False, at) for p in paths] + [RevokedPath(media_id, p, True, at) for p in prefixes]
 
 
 def test_link_revocations_cover_exact_paths_and_prefix_directories_newest_first() -> None:
     view = StateView()
     assert view.links_revoked_at("/v/a/seg1.ts") is None
-    view.put_link_revocation("a", link_revocation(_media("a", 10.0, "/v/a/master.m3u8", prefix="/v/a/")))
+    view.put_link_revocations("a", _revoked("a", 10.0, "/v/a/master.m3u8", "/t/a.jpg", prefixes=("/v/a/",)))
     assert view.links_revoked_at("/v/a/master.m3u8") == 10.0
     assert view.links_revoked_at("/v/a/seg1.ts") == 10.0  # under the prefix a prefix token covered
     assert view.links_revoked_at("/t/a.jpg") == 10.0
     assert view.links_revoked_at("/t/b.jpg") is None  # a sibling in a shared directory is not covered
     assert view.links_revoked_at("/v/ab/seg1.ts") is None
-    view.put_link_revocation("a", link_revocation(_media("a", 20.0, "/v/a/master.m3u8", prefix="/v/a/")))
+    view.put_link_revocations("a", _revoked("a", 20.0, "/v/a/master.m3u8", prefixes=("/v/a/",)))
     assert view.links_revoked_at("/v/a/seg1.ts") == 20.0
+    assert view.links_revoked_at("/t/a.jpg") is None  # replaced: what the store now says about the item
 
 
 def test_a_path_shared_by_two_items_keeps_the_other_items_revocation_when_one_is_cleared() -> None:
     view = StateView()
-    view.put_link_revocation("a", LinkRevocation("a", 10.0, ("/v/shared.mp4",), ()))
-    view.put_link_revocation("b", LinkRevocation("b", 5.0, ("/v/shared.mp4",), ()))
+    view.put_link_revocations("a", _revoked("a", 10.0, "/v/shared.mp4"))
+    view.put_link_revocations("b", _revoked("b", 5.0, "/v/shared.mp4"))
     assert view.links_revoked_at("/v/shared.mp4") == 10.0
-    view.put_link_revocation("a", None)
+    view.put_link_revocations("a", [])
     assert view.links_revoked_at("/v/shared.mp4") == 5.0
-    view.put_link_revocation("b", None)
+    view.put_link_revocations("b", [])
     assert view.links_revoked_at("/v/shared.mp4") is None
-    assert link_revocation(_media("c", None, "/v/c/x.m3u8")) is None
+
+
+def test_the_view_never_holds_a_keys_sealed_private_half() -> None:
+    view = StateView()
+    view.put_key(SigningKey("gwk_s", "svc", KeyAlgorithm.ED25519, b"\x02sealed-blob", 1.0, b"p" * 32))
+    assert view.keys["gwk_s"].sealed_private == b""
+    assert view.keys_of("svc")[0].sealed_private == b""

@@ -21,7 +21,7 @@ from gateway.model import (
     SigningKey,
     Visibility,
 )  # fmt: skip
-from gateway.store.base import Change, Store
+from gateway.store.base import Change, RevokedPath, Store
 
 P = Principal("svc", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0)
 
@@ -89,6 +89,8 @@ async def test_prefix_claims_find_every_overlap_in_both_directions(store: Store)
     assert await store.media.overlapping(_media("d", "/v/a/extra.m3u8")) == [("a", "/v/a/")]
     # a thumbnail directory shared by everyone: a prefix over it covers a's thumbnail
     assert await store.media.overlapping(_media("e", "/t/e/x.jpg", prefix="/t/")) == [("a", "/t/a.jpg")]
+    # the same file under another id (an alias anyone allowed the alias could read the original through)
+    assert await store.media.overlapping(_media("g", "/t/a.jpg")) == [("a", "/t/a.jpg")]
     # the item itself, and items whose paths merely share a string prefix, do not overlap
     assert await store.media.overlapping(_media("a", "/v/a/master.m3u8", prefix="/v/a/")) == []
     assert await store.media.overlapping(_media("f", "/v/ab/master.m3u8", prefix="/v/ab/")) == []
@@ -104,15 +106,23 @@ async def test_deleting_an_item_releases_its_claims_and_revokes_its_links(store:
     assert deleted.prefixes == {Rendition.VIDEO: "/v/a/"}
 
 
-async def test_link_revocations_are_listed_from_a_time(store: Store) -> None:
+async def test_link_revocations_are_kept_per_path_and_outlive_a_move(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.media.put(_media("a", "/v/a/x.m3u8"))
+        await tx.media.put(_media("a", "/v/a/x.m3u8", prefix="/v/a/"))
         await tx.media.put(_media("b", "/v/b/x.m3u8"))
         await tx.media.put(_media("c", "/v/c/x.m3u8"))
         await tx.media.revoke_links("a", 10.0)
         await tx.media.revoke_links("b", 20.0)
-    assert [m.id for m in await store.media.links_revoked_since(15.0)] == ["b"]
-    assert sorted(m.id for m in await store.media.links_revoked_since(0.0)) == ["a", "b"]
+        await tx.media.put(_media("a", "/w/a/x.m3u8"))  # moved: the old paths' revocation stays
+        await tx.media.revoke_links("a", 12.0)
+    assert await store.media.revoked_paths(15.0) == [RevokedPath("b", "/v/b/x.m3u8", False, 20.0)]
+    assert sorted(await store.media.revoked_paths(0.0, "a"), key=lambda r: (r.path, r.is_prefix)) == [
+        RevokedPath("a", "/v/a/", True, 10.0), RevokedPath("a", "/v/a/x.m3u8", False, 10.0),
+        RevokedPath("a", "/w/a/x.m3u8", False, 12.0),
+    ]  # fmt: skip
+    async with store.transaction() as tx:
+        await tx.media.delete("b", 30.0)
+    assert [r.at for r in await store.media.revoked_paths(0.0, "b")] == [30.0]
 
 
 async def test_live_grants_and_erased_subjects_for_the_state_view(store: Store) -> None:
@@ -168,7 +178,7 @@ async def test_migrating_a_version_2_database_keeps_its_media_and_claims_owned_d
     conn.execute(insert, ("intro", '{"video": "/v/intro/master.m3u8", "thumbnail": "/t/intro.jpg"}'))
     conn.execute(insert, ("flat", '{"video": "/media/flat.mp4"}'))
     conn.close()
-    with pytest.raises(StoreUnavailable, match="schema v2, behind this gateway's v3: run 'gatewayctl migrate'"):
+    with pytest.raises(StoreUnavailable, match="schema v2, behind this gateway's v5: run 'gatewayctl migrate'"):
         await SqliteStore.open(path)
     store = await SqliteStore.open(path, migrate=True)
     try:

@@ -87,7 +87,11 @@ class MediaAdmin(AdminBase):
             narrowed = before is not None and not before.deleted and audience_narrowed(before, item)
             revoked_at = now if narrowed else (before.links_revoked_at if before else None)
             item = dataclasses.replace(item, links_revoked_at=revoked_at)
+            if narrowed:
+                await tx.media.revoke_links(media_id, now)  # the paths it had: their links stop, moved or not
             await tx.media.put(item)
+            if narrowed:
+                await tx.media.revoke_links(media_id, now)  # and the paths it has now
             detail = {"workspace": workspace, "visibility": visibility.value, "links_revoked": narrowed,
                       "prefixes": {r.value: p for r, p in sorted(item.prefixes.items())}}  # fmt: skip
             # The owner is a viewer: the audit log stores it pseudonymised (gateway.audit.log).

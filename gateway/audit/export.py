@@ -44,9 +44,15 @@ def checkpoint_from_json(data: dict[str, Any]) -> Checkpoint:
 
 
 def segment_lines(entries: Sequence[LogEntry]) -> str:
+    """One JSON line per record: its leaf hash and the leaf's input (``records.leaf_input``), then the record.
+
+    The header and body hash let whoever holds the segment recompute each leaf without the gateway's code.
+    """
     lines = []
     for entry in entries:
-        line = {"seq": entry.seq, "leaf_hash": entry.leaf_hash.hex(), "retention": entry.retention,
+        body = entry.body_sha256
+        line = {"seq": entry.seq, "leaf_hash": entry.leaf_hash.hex(), "time": entry.time, "event": entry.event,
+                "retention": entry.retention, "body_sha256": None if body is None else body.hex(),
                 "record": None if entry.record is None else entry.record.to_dict()}  # fmt: skip
         lines.append(json.dumps(line, sort_keys=True))
     return "\n".join(lines) + "\n"

@@ -8,14 +8,19 @@ covers the same records again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.audit.checkpoints import LogSigner
 from gateway.audit.export import Exporter, checkpoint_json, checkpoint_name, export_all, segment_lines, segment_name
 from gateway.audit.records import ENGINEER
+from gateway.errors import GatewayError
 from gateway.store.base import Checkpoint, LogEntry, Store
 
 log = logging.getLogger("gateway.audit.checkpoints")
@@ -79,3 +84,30 @@ class Checkpointer:
             for retention, entries in by_class.items():
                 name = segment_name(first, cursor, retention)
                 await export_all(self._exporters, name, segment_lines(entries), retention)
+
+
+CHECKPOINT_LOCK = "checkpoint"
+
+
+async def publish_forever(store: Store, checkpointer: Checkpointer, clock: Callable[[], float]) -> None:
+    """Every second, whichever process holds the checkpoint lock writes one if it is due: exactly one does.
+
+    Runs in ``gatewayctl serve`` (unless ``--no-checkpoints``) or alone in ``gatewayctl audit checkpoint
+    --follow``, which takes the export work (every record serialised again) off the serving processes.
+    """
+    while True:
+        await asyncio.sleep(1)
+        try:
+            async with store.exclusive(CHECKPOINT_LOCK) as leader:
+                if leader:
+                    await checkpointer.maybe(clock())
+        except (GatewayError, OSError, BotoCoreError, ClientError) as exc:
+            log.error("checkpoint failed (will retry): %s", exc)
+
+
+async def publish_last(store: Store, checkpointer: Checkpointer, clock: Callable[[], float]) -> None:
+    """A last checkpoint at shutdown, by the lock holder."""
+    with contextlib.suppress(GatewayError, OSError):
+        async with store.exclusive(CHECKPOINT_LOCK) as leader:
+            if leader:
+                await checkpointer.write(clock())

@@ -2,9 +2,22 @@
 
 A record is built before anything is returned to a caller; the store appends
 it durably or the request fails closed. Records carry masked client IPs and
-the SHA-256 of an issued URL, never the URL itself. ``leaf_bytes`` is the
-stable serialisation the Merkle log hashes (RFC 6962 leaf), position included,
-so a record moved to another position no longer matches its leaf.
+the SHA-256 of an issued URL, never the URL itself.
+
+``leaf_bytes`` is what the Merkle log hashes (the RFC 6962 leaf input): a
+header of what survives pruning — position, time, retention class and event —
+and the SHA-256 of the record's body (``body_sha256``, stored beside it). A
+record moved to another position no longer matches its leaf, and a pruned
+record's leaf can still be recomputed from the header and body hash it keeps,
+so its time and class (which decide when it may be pruned) stay covered::
+
+    0x02 ‖ seq (uint64) ‖ time (IEEE 754 binary64) ‖ len ‖ retention ‖ len ‖ event ‖ SHA-256(body)
+
+integers big-endian, each ``len`` a uint16 byte count of the UTF-8 text after
+it; the body is the record's canonical JSON without ``seq`` (sorted keys, no
+spaces, ASCII escapes). 0x02 names this layout: the first, pre-release
+layout hashed the JSON with ``seq`` whole, and kept nothing a pruned record
+could be checked with.
 
 Retention classes: ``engineer`` (principal, credential, key, grant and media changes, and
 anything an engineer signs: six years) and ``viewer`` (viewer technical data:
@@ -16,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -38,6 +52,11 @@ class AuditEvent(StrEnum):
     KEY_ROTATED = "key:rotated"
     KEY_LINKED = "key:linked"
     KEY_EXPORTED = "key:exported"
+    # A key's public half put into / taken out of a CDN's key group (gateway.cdn), or the attempt failing.
+    KEY_PUBLISHED = "key:published"
+    KEY_UNPUBLISHED = "key:unpublished"
+    KEY_UNPUBLISH_FAILED = "key:unpublish_failed"
+    MASTER_KEY_REWRAPPED = "master_key:rewrapped"
     PRINCIPAL_CREATED = "principal:created"
     PRINCIPAL_DISABLED = "principal:disabled"
     CREDENTIAL_CREATED = "credential:created"
@@ -50,9 +69,25 @@ class AuditEvent(StrEnum):
     SUBJECT_EXPORTED = "subject:exported"
     SUBJECT_ERASED = "subject:erased"
     AUDIT_PRUNED = "audit:pruned"
+    # Operations (gateway.limits, gateway.alerts): an abuse limit tripped (one record per bucket per minute);
+    # suspicious use detected as it happens; each webhook delivery attempt; incident notifications, the
+    # subjects they name (sealed, resolvable by the receiver) and each resolution.
+    LIMIT_EXCEEDED = "limit:exceeded"
+    ALERT_OUTSIDER_USE = "alert:outsider_use"
+    ALERT_UNUSUAL_USE = "alert:unusual_use"
+    ALERT_RATE_SPIKE = "alert:rate_spike"
+    WEBHOOK_DELIVERED = "webhook:delivered"
+    WEBHOOK_FAILED = "webhook:failed"
+    WEBHOOK_ABANDONED = "webhook:abandoned"
+    INCIDENT_REPORTED = "incident:reported"
+    INCIDENT_NOTIFIED = "incident:notified"
+    INCIDENT_SUBJECT_NAMED = "incident:subject_named"
+    SUBJECT_RESOLVED = "subject:resolved"
 
 
-VIEWER_EVENTS = frozenset({AuditEvent.URL_ISSUED, AuditEvent.URL_DENIED, AuditEvent.URL_REDEEMED})
+VIEWER_EVENTS = frozenset(
+    {AuditEvent.URL_ISSUED, AuditEvent.URL_DENIED, AuditEvent.URL_REDEEMED, AuditEvent.INCIDENT_SUBJECT_NAMED}
+)
 
 
 @dataclass(frozen=True)
@@ -87,26 +122,52 @@ class AuditRecord:
         data["personal"] = None if self.personal is None else base64.b64encode(self.personal).decode()
         return data
 
-    def leaf_bytes(self, seq: int) -> bytes:
-        """What the Merkle log hashes for this record at position ``seq``."""
-        data = self.to_dict()
-        data["seq"] = seq
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-    def leaf_parts(self) -> tuple[bytes, bytes]:
-        """``leaf_bytes`` split around the position: before + str(seq) + after == leaf_bytes(seq).
-
-        Lets the expensive serialisation happen before the write transaction, which then
-        only splices in the position it assigns.
-        """
+    def body_sha256(self) -> bytes:
+        """SHA-256 of the record's canonical JSON without its position."""
         data = self.to_dict()
         data.pop("seq")
-        head = {k: v for k, v in data.items() if k < "seq"}
-        tail = {k: v for k, v in data.items() if k > "seq"}
-        dump = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-        before = dump(head)[:-1] + (',"seq":' if head else '"seq":')
-        after = ("," + dump(tail)[1:]) if tail else "}"
-        return before.encode("utf-8"), after.encode("utf-8")
+        return hashlib.sha256(_dump(data).encode("utf-8")).digest()
+
+    def leaf_bytes(self, seq: int) -> bytes:
+        """What the Merkle log hashes for this record at position ``seq``."""
+        return leaf_at(seq, self.leaf_parts()[1])
+
+    def leaf_parts(self) -> tuple[bytes, bytes]:
+        """(body hash, the leaf after its position): ``leaf_at(seq, after) == leaf_bytes(seq)``.
+
+        Lets the expensive serialisation and hashing happen before the write
+        transaction, which then only puts in the position it assigns.
+        """
+        body = self.body_sha256()
+        return body, leaf_after_seq(float(self.time), self.retention, self.event.value, body)
+
+
+_dump = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+LEAF_VERSION = b"\x02"
+
+
+def leaf_after_seq(time: float, retention: str, event: str, body_sha256: bytes) -> bytes:
+    """The part of a leaf after its position: the header a pruned record keeps, then its body hash.
+
+    Raises ValueError, TypeError or OverflowError for values no record has (a tampered row).
+    """
+    return struct.pack(">d", float(time)) + _counted(retention) + _counted(event) + body_sha256
+
+
+def leaf_at(seq: int, after_seq: bytes) -> bytes:
+    return LEAF_VERSION + seq.to_bytes(8, "big") + after_seq
+
+
+def leaf_input(seq: int, time: float, retention: str, event: str, body_sha256: bytes) -> bytes:
+    """The leaf of a record from what survives its pruning (``leaf_bytes`` of the record it was)."""
+    if len(body_sha256) != hashlib.sha256().digest_size:
+        raise ValueError("a body hash is 32 bytes")
+    return leaf_at(seq, leaf_after_seq(time, retention, event, body_sha256))
+
+
+def _counted(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return len(data).to_bytes(2, "big") + data
 
 
 _FIELDS = fields(AuditRecord)

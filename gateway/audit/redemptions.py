@@ -2,15 +2,17 @@
 
 Every segment of a stream is a verify call; logging each would dwarf the
 issuance log. What forensics needs is where each signed URL was used from, so
-the first redemption of a token (key id + expiry) from each client network
-(/24 or /48) is logged durably before the answer; repeats from the same
-network are not. The memory of what was seen is per process and bounded, so
-a restart or another replica may log a pair again (harmless duplicates).
+the first redemption of a token (one signed URL, or one prefix token for
+every segment under it) from each client network (/24 or /48) is logged
+durably before the answer; repeats from the same network are not. The
+memory of what was seen is per process and bounded, so a restart or another
+replica may log a pair again (harmless duplicates).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 
 from gateway.audit import records as audit
 from gateway.audit.log import AuditBatcher, Pending
@@ -24,15 +26,28 @@ _REMEMBERED = 100_000
 class Redemptions:
     def __init__(self, batcher: AuditBatcher) -> None:
         self._batcher = batcher
-        self._seen: OrderedDict[tuple[str, int, str | None], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[bytes, str | None], None] = OrderedDict()
 
-    async def record(self, ctx: RequestContext, *, kid: str, url: str, expires: int, profile: str, now: float) -> bool:
-        """Log the redemption unless this token was already seen from this network; True if logged."""
-        key = (kid, expires, mask_ip(ctx.client_ip))
+    def first_from(self, token: bytes, client_ip: str | None) -> bool:
+        """Whether ``token`` (a digest naming the signed URL or prefix token) has not been recorded from this
+        client's network yet: the hot path's check."""
+        key = (token, mask_ip(client_ip))
         if key in self._seen:
             self._seen.move_to_end(key)
             return False
-        record = audit.redeemed(ctx, now=now, kid=kid, url=url, expires_at=expires, profile=profile)
+        return True
+
+    async def record(
+        self, ctx: RequestContext, *, token: bytes, kid: str, url: str, expires: int, profile: str, now: float
+    ) -> bool:
+        """Log the redemption unless this token was already seen from this network; True if logged."""
+        key = (token, mask_ip(ctx.client_ip))
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return False
+        # No subject to seal it under: the user agent stays in the raw log (kept 7 days), not in the audit log.
+        record = audit.redeemed(replace(ctx, user_agent=None), now=now, kid=kid, url=url, expires_at=expires,
+                                profile=profile)  # fmt: skip
         raw = RawEntry(now, record.event.value, ctx.request_id, kid, ctx.client_ip, ctx.user_agent)
         await self._batcher.submit(Pending([record], now, [raw]))
         self._seen[key] = None

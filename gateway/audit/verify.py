@@ -6,13 +6,15 @@ Merkle frontier at a time):
 - positions are contiguous (a deleted record leaves a gap);
 - each record's contents hash to its stored leaf (an edit, or a record moved
   to another position, no longer matches: positions are part of the leaf);
+  a pruned record's kept header (position, time, class, event) and body hash
+  do too, so its time and class cannot be changed to make a prune look due;
 - each leaf equals the copy exported off-box at its checkpoint, when present
   (names the first record an attacker rewrote together with its hashes);
 - the tree head equals every signed checkpoint, in the database and off-box;
 - a pruned record was pruned no earlier than its retention allowed, by the
   stored prune time *and* by the verifier's own clock (a prune run with a
   false clock stores a false time; a retention not yet over is over for
-  nobody);
+  nobody); a class without a known retention is a failure;
 - the log is not shorter than the newest checkpoint held outside the database
   (tail truncation).
 """
@@ -29,11 +31,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.audit.checkpoints import signature_ok
 from gateway.audit.export import checkpoint_from_json
 from gateway.audit.merkle import Frontier, leaf_hash
-from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER
+from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER, leaf_input
 from gateway.audit.retention import CLOCK_SKEW
 from gateway.store.base import Checkpoint, LogEntry, Store
 
 PAGE = 5000
+_FORMAT = "docs/audit.md, 'Leaf format'"
 Progress = Callable[[int, int], None]
 
 
@@ -99,12 +102,44 @@ class _ExportedLeaves:
                     self._leaves[int(item["seq"])] = bytes.fromhex(item["leaf_hash"])
 
 
-def _pruned_too_early(entry: LogEntry, now: float) -> bool:
+def _record_problem(entry: LogEntry) -> str | None:
+    """Why a record's contents do not give its leaf, or its stored body hash, or None."""
+    assert entry.record is not None
+    if entry.body_sha256 is None:
+        return f"has no body hash: written before schema v5 in the pre-release leaf layout ({_FORMAT}), or altered"
+    record = entry.record
+    try:
+        body = record.body_sha256()
+        leaf = leaf_hash(leaf_input(entry.seq, record.time, record.retention, record.event.value, body))
+    except (TypeError, ValueError, OverflowError):  # a column of a type no record has
+        return "was altered: its contents do not match its leaf hash"
+    if leaf != entry.leaf_hash:
+        return "was altered: its contents do not match its leaf hash"
+    if body != entry.body_sha256:
+        # Unused until the record is pruned, when it alone carries the body into the leaf.
+        return "was altered: its stored body hash does not match its contents"
+    return None
+
+
+def _pruned_problem(entry: LogEntry, now: float) -> str | None:
+    """Why a pruned record's kept header does not give its leaf, or its prune was not yet due, or None."""
     if entry.pruned_at is None:
-        return False
-    shortest = ERASED_VIEWER_RETENTION if entry.retention == VIEWER else RETENTION_SECONDS.get(entry.retention, 0)
+        return "was altered: a column holds a value no record has"
+    try:
+        body = entry.body_sha256 or b""  # none: written in the pre-release layout, or removed
+        leaf = leaf_hash(leaf_input(entry.seq, entry.time, entry.retention, entry.event, body))
+    except (TypeError, ValueError, OverflowError):
+        leaf = None
+    if leaf != entry.leaf_hash:
+        return "was altered: the time, class, event and body hash it kept when pruned do not match its leaf hash"
+    if entry.retention not in RETENTION_SECONDS:
+        return f"has an unknown retention class {entry.retention!r}: when it could be pruned cannot be told"
+    # Whether a viewer was erased is gone with the record: the shorter, erased retention is the bound.
+    shortest = ERASED_VIEWER_RETENTION if entry.retention == VIEWER else RETENTION_SECONDS[entry.retention]
     ends = entry.time + shortest
-    return entry.pruned_at < ends or now + CLOCK_SKEW < ends
+    if entry.pruned_at < ends or now + CLOCK_SKEW < ends:
+        return "was pruned before its retention ended"
+    return None
 
 
 def _check_entry(entry: LogEntry, expected: int, exported: _ExportedLeaves, report: Report, now: float) -> bool:
@@ -112,16 +147,16 @@ def _check_entry(entry: LogEntry, expected: int, exported: _ExportedLeaves, repo
         what = "is missing (deleted)" if entry.seq > expected else "appears twice or out of order"
         report.fail(expected, f"record #{expected} {what}")
         return False
-    if entry.record is None:
-        if _pruned_too_early(entry, now):
-            report.fail(entry.seq, f"record #{entry.seq} was pruned before its retention ended")
-            return False
-    elif leaf_hash(entry.record.leaf_bytes(entry.seq)) != entry.leaf_hash:
-        report.fail(entry.seq, f"record #{entry.seq} was altered: its contents do not match its leaf hash")
-        return False
     copy = exported.get(entry.seq)
     if copy is not None and copy != entry.leaf_hash:
-        report.fail(entry.seq, f"record #{entry.seq} differs from the copy exported off-box at its checkpoint")
+        # First: the leaf itself was rewritten, whatever the contents now hash to.
+        problem: str | None = "differs from the copy exported off-box at its checkpoint"
+    elif entry.record is not None:
+        problem = _record_problem(entry)
+    else:
+        problem = _pruned_problem(entry, now)
+    if problem is not None:
+        report.fail(entry.seq, f"record #{entry.seq} {problem}")
         return False
     return True
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
@@ -10,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit.checkpoints import load_public_keys
 from gateway.audit.privacy import REF_PREFIX
+from gateway.audit.publisher import publish_forever, publish_last
 from gateway.audit.records import AuditEvent, AuditRecord
 from gateway.audit.retention import CLOCK_SKEW, prune
 from gateway.audit.verify import Progress, verify_log
@@ -123,9 +127,27 @@ async def run_verify(cli: Cli) -> int:
 
 
 async def run_checkpoint(cli: Cli) -> int:
+    if cli.args.follow:
+        return await _follow(cli)
     checkpoint = await cli.services.checkpointer.write(cli.now)
     data = {"tree_size": checkpoint.tree_size, "root": checkpoint.root.hex(), "key_id": checkpoint.key_id}
     emit(data, as_json=cli.json, text=f"checkpoint at {checkpoint.tree_size} records, head {checkpoint.root.hex()}")
+    return 0
+
+
+async def _follow(cli: Cli) -> int:
+    services = cli.services
+    emit({"following": True}, as_json=cli.json, text="writing checkpoints until stopped")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    task = asyncio.create_task(publish_forever(services.store, services.checkpointer, services.clock))
+    await stop.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await publish_last(services.store, services.checkpointer, services.clock)
     return 0
 
 
@@ -171,7 +193,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     verify.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")  # fmt: skip
     verify.set_defaults(func=run_verify)
-    checkpoint = cmds.add_parser("checkpoint", parents=[common], help="sign and export a checkpoint now")
+    checkpoint = cmds.add_parser(
+        "checkpoint", parents=[common], help="sign and export a checkpoint now (or keep doing it: --follow)",
+        description="Without --follow: one checkpoint now. With --follow: write them at the configured cadence "
+        "until stopped, as 'serve' does, for deployments that run 'serve --no-checkpoints' to keep the export "
+        "work off the serving processes. Only the holder of the checkpoint lock writes (any number may run).",
+    )  # fmt: skip
+    checkpoint.add_argument("--follow", action="store_true", help="keep writing checkpoints until SIGINT/SIGTERM")
     checkpoint.set_defaults(func=run_checkpoint)
     prune_cmd = cmds.add_parser(
         "prune", parents=[common],

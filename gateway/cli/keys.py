@@ -1,9 +1,10 @@
-"""gatewayctl keys create|list|show|revoke|rotate."""
+"""gatewayctl keys create|list|show|revoke|rotate|link|export-secret|publish-cloudfront|unpublish-cloudfront."""
 
 from __future__ import annotations
 
 import argparse
 import base64
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_der_private_key,
 )
 
+from gateway.admin.keys import CdnChange
 from gateway.cli.context import Cli
 from gateway.cli.output import emit, table, when, write_private
 from gateway.cli.timeparse import instant
@@ -89,9 +91,57 @@ async def run_rotate(cli: Cli) -> int:
     return _show(key, cli, "new signing key")
 
 
+# A revocation whose CloudFront step failed: the gateway side is done, the CDN (a service) was unavailable.
+EXIT_CDN_NOT_UPDATED = 69
+
+
 async def run_revoke(cli: Cli) -> int:
-    key = await cli.services.admin.revoke_key(cli.ctx, cli.args.kid, cli.args.reason, cli.now)
-    return _show(key, cli, "revoked key")
+    revoked = await cli.services.admin.revoke_key(cli.ctx, cli.args.kid, cli.args.reason, cli.now)
+    key = revoked.key
+    data = key_json(key, cli.now)
+    lines = [f"revoked key {key.kid} ({key.algorithm.value}) for {key.principal_id}: refused from the next request"]
+    if revoked.cdn is not None:
+        data["cloudfront"] = _cdn_json(revoked.cdn)
+        lines.append(_cdn_text(revoked.cdn))
+    emit(data, as_json=cli.json, text=lines)
+    return _cdn_exit(revoked.cdn, key.kid)
+
+
+def _cdn_json(change: CdnChange) -> dict[str, Any]:
+    return {
+        "public_key_id": change.public_key_id,
+        "removed_from_group": change.removed_from_group,
+        "deleted": change.deleted,
+        "error": change.error,
+    }
+
+
+def _cdn_text(change: CdnChange) -> str:
+    if change.error is not None:
+        return f"CloudFront public key {change.public_key_id} NOT removed: {change.error}"
+    if not (change.removed_from_group or change.deleted):
+        return f"CloudFront public key {change.public_key_id} was already gone"
+    return f"CloudFront public key {change.public_key_id} removed from the key group and deleted (edges: minutes)"
+
+
+def _cdn_exit(change: CdnChange | None, kid: str) -> int:
+    if change is None or change.error is None:
+        return 0
+    print(f"gatewayctl: retry the CloudFront step with: gatewayctl keys unpublish-cloudfront {kid}", file=sys.stderr)
+    return EXIT_CDN_NOT_UPDATED
+
+
+async def run_publish(cli: Cli) -> int:
+    key = await cli.services.admin.publish_key(cli.ctx, cli.args.kid, cli.now)
+    text = f"published key {key.kid} to CloudFront as {key.external_id} (Key-Pair-Id); edges see it within minutes"
+    emit(key_json(key, cli.now), as_json=cli.json, text=text)
+    return 0
+
+
+async def run_unpublish(cli: Cli) -> int:
+    change = await cli.services.admin.unpublish_key(cli.ctx, cli.args.kid, cli.now)
+    emit({"kid": cli.args.kid, "cloudfront": _cdn_json(change)}, as_json=cli.json, text=_cdn_text(change))
+    return _cdn_exit(change, cli.args.kid)
 
 
 async def run_list(cli: Cli) -> int:
@@ -162,9 +212,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     revoke.add_argument("kid", help="the key id (gwk_…)")
     revoke.add_argument("--reason", required=True, help="why (kept in the audit log)")
     revoke.set_defaults(func=run_revoke)
+    _register_cloudfront(cmds, common)
     rotate = cmds.add_parser(
         "rotate", parents=[common],
         help="create a new key that signs from now on; older keys still verify until revoked",
     )  # fmt: skip
     rotate.add_argument("--principal", required=True, help="whose key to rotate")
     rotate.set_defaults(func=run_rotate)
+
+
+def _register_cloudfront(
+    cmds: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    publish = cmds.add_parser(
+        "publish-cloudfront", parents=[common],
+        help="upload a key's public half to CloudFront, add it to the key group, link its Key-Pair-Id",
+        description="Needs cloudfront.key_group_id. CreatePublicKey (CallerReference = the kid, so a retry "
+        "reuses it), then UpdateKeyGroup with the group's ETag (redone if another writer changed it). "
+        "A key group holds 5 keys by default. Revoking the key later removes it again. Audited as key:published.",
+    )  # fmt: skip
+    publish.add_argument("kid", help="an active rsa-2048 or ecdsa-p256 key (gwk_…), not yet linked")
+    publish.set_defaults(func=run_publish)
+    unpublish = cmds.add_parser(
+        "unpublish-cloudfront", parents=[common],
+        help="take a revoked key out of the CloudFront key group and delete its public key (retry after a failure)",
+        description="'keys revoke' does this itself; run this when it reported that CloudFront was not updated. "
+        "Exit 69 if CloudFront still cannot be changed. Audited as key:unpublished or key:unpublish_failed.",
+    )  # fmt: skip
+    unpublish.add_argument("kid", help="a revoked or expired key (gwk_…) linked to a CloudFront public key")
+    unpublish.set_defaults(func=run_unpublish)

@@ -8,7 +8,22 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import audit, credentials, grants, incident, keys, media, offline, principals, serve, setup, subject
+from gateway.cli import (
+    audit,
+    credentials,
+    doctor,
+    grants,
+    incident,
+    keys,
+    master_key,
+    media,
+    offline,
+    principals,
+    serve,
+    setup,
+    subject,
+    webhooks,
+)
 from gateway.cli.context import common_parser, open_cli
 from gateway.cli.output import printable
 from gateway.errors import (
@@ -57,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_parser()
-    for module in (setup, serve, principals, credentials, keys, grants, media, audit, incident, subject, offline):
+    administration = (setup, serve, principals, credentials, keys, master_key, grants, media, audit, incident, subject)
+    for module in (*administration, webhooks, doctor, offline):
         module.register(sub, common)
     return parser
 

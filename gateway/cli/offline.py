@@ -35,6 +35,7 @@ REASONS = {
     "unknown-key": "unknown key id: the URL names a different key than the one given",
     "malformed": "malformed: signature parameters are missing, repeated or unparsable",
     "unattributable": "no principal: the URL carries no gateway key id",
+    "wrong-scope": "wrong credential scope: signed for another date, region or service (S3 SigV4)",
 }
 
 

@@ -11,6 +11,13 @@ worker has its own state view and change-feed poll and shares the database
 The parent only supervises: it forwards SIGINT/SIGTERM, and when a worker
 dies it stops the others and exits with that worker's status, so a service
 manager restarts the whole set rather than serving on with fewer.
+
+With ``[tls]`` the listener speaks HTTPS (``gateway.web.tls``). SIGHUP reloads
+the certificate, key and client CA files named at start without closing
+anything: open connections keep serving, new handshakes get the new
+certificate; files that cannot be used are refused with a message on stderr
+and the old certificate stays. The supervising parent forwards SIGHUP to
+every worker.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import logging
 import os
 import re
 import signal
 import socket
+import ssl
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -32,7 +42,9 @@ from gateway.cli import context
 from gateway.cli.output import printable
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError, InvalidInput, Unavailable
+from gateway.observe import logs
 from gateway.services import open_services
+from gateway.web import tls
 from gateway.web.app import create_app
 from gateway.web.server import Runner
 
@@ -121,15 +133,30 @@ def _close_all(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def _url(host: str, sockets: list[socket.socket]) -> str:
+def _url(host: str, sockets: list[socket.socket], scheme: str = "http") -> str:
     bound, port = sockets[0].getsockname()[:2]  # the real port when the one asked for was 0
     shown = host or bound
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    return f"{scheme}://[{shown}]:{port}" if ":" in shown else f"{scheme}://{shown}:{port}"
 
 
-async def _serve(config: Config, host: str, sockets: list[socket.socket], announce: bool = True) -> None:
+async def _serve(
+    config: Config,
+    host: str,
+    sockets: list[socket.socket],
+    announce: bool = True,
+    checkpoints: bool = True,
+    workers: int = 1,
+) -> None:
+    context = tls.server_context(config)  # before the database: a bad certificate is a configuration error
     services = await open_services(config)
-    runner = Runner(create_app(services), handle_signals=False, access_log=None)  # JSON even for parse errors
+    if workers > 1:  # sibling processes on this database: abuse limits and detection share through it
+        services.limits.shared = services.watcher.shared = True
+    app = create_app(services, checkpoints=checkpoints)
+    access = logging.getLogger(logs.ACCESS_LOGGER) if config.access_log else None
+    runner = Runner(  # JSON even for parse errors; SIGTERM waits shutdown_timeout for requests in flight
+        app, handle_signals=False, access_log=access, access_log_class=logs.AccessLogger,
+        shutdown_timeout=config.shutdown_timeout,
+    )  # fmt: skip
     try:
         await runner.setup()  # from here on the runner's cleanup closes the services
     except BaseException:
@@ -137,24 +164,45 @@ async def _serve(config: Config, host: str, sockets: list[socket.socket], announ
         raise
     try:
         for sock in sockets:
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=context).start()
         if announce:
-            print(printable(f"gateway ({config.environment}) serving on {_url(host, sockets)}"), flush=True)
-        await _until_signalled()
+            url = _url(host, sockets, "https" if context else "http")
+            print(printable(f"gateway ({config.environment}) serving on {url}"), flush=True)
+        await _until_signalled(lambda: _reload(context, config))
+        if announce:
+            drain = f"finishing requests in flight (up to {config.shutdown_timeout:g} s)"
+            print(f"gatewayctl serve: stopping: no new connections, {drain}, then the last audit group and checkpoint",
+                  flush=True)  # fmt: skip
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # stop accepting, wait for handlers, then cleanup_ctx (gateway.web.app) in reverse
 
 
-async def _until_signalled() -> None:
+async def _until_signalled(on_hangup: Callable[[], None]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
+
+
+def _reload(context: ssl.SSLContext | None, config: Config) -> None:
+    """SIGHUP: load the TLS files again into the live context (the next handshakes use them)."""
+    if context is None:
+        print("gatewayctl serve: SIGHUP: no [tls] certificate to reload", file=sys.stderr, flush=True)
+        return
+    try:
+        served = tls.reload(context, config)
+    except ConfigError as exc:
+        print(printable(f"gatewayctl serve: TLS reload refused, still serving the old certificate: {exc.message}"),
+              file=sys.stderr, flush=True)  # fmt: skip
+        return
+    print(printable(f"gatewayctl serve: reloaded the TLS certificate: {served}"), flush=True)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     config = context.load(args)
+    logs.configure(config.log_format, config.log_level)  # one JSON object per line on stderr ([logging])
     host = args.host if args.host is not None else config.host
     port = args.port if args.port is not None else config.port
     names = {
@@ -165,15 +213,17 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--workers must be at least 1, got {args.workers}")
     sockets = bind(host, port, reuse_port=args.workers > 1, **names)
     if args.workers > 1:
-        return _supervise(config, host, sockets, args.workers, names)
+        return _supervise(config, host, sockets, args.workers, names, not args.no_checkpoints)
     try:
-        asyncio.run(_serve(config, host, sockets))
+        asyncio.run(_serve(config, host, sockets, checkpoints=not args.no_checkpoints))
     finally:
         _close_all(sockets)
     return 0
 
 
-def _supervise(config: Config, host: str, first: list[socket.socket], workers: int, names: dict[str, str]) -> int:
+def _supervise(
+    config: Config, host: str, first: list[socket.socket], workers: int, names: dict[str, str], checkpoints: bool
+) -> int:
     """Fork ``workers`` processes, each on its own SO_REUSEPORT socket bound to the same address."""
     port = first[0].getsockname()[1]  # the real port, when 0 was asked for
     children: list[int] = []
@@ -183,7 +233,7 @@ def _supervise(config: Config, host: str, first: list[socket.socket], workers: i
         if pid == 0:  # the worker: serve until signalled, never return into the parent's code
             code = 0
             try:
-                asyncio.run(_serve(config, host, sockets, announce=False))
+                asyncio.run(_serve(config, host, sockets, announce=False, checkpoints=checkpoints, workers=workers))
             except GatewayError as exc:
                 print(printable(f"gatewayctl serve (worker {index}): {exc.message}"), file=sys.stderr, flush=True)
                 code = 69
@@ -192,7 +242,7 @@ def _supervise(config: Config, host: str, first: list[socket.socket], workers: i
         children.append(pid)
         if index:
             _close_all(sockets)
-    url = _url(host, first)
+    url = _url(host, first, "https" if config.tls_cert_file else "http")
     _close_all(first)  # the workers hold their own: a listening socket nobody accepts on would strand clients
     print(printable(f"gateway ({config.environment}) serving on {url} with {workers} workers"), flush=True)
     return _wait_for(children)
@@ -204,8 +254,8 @@ def _wait_for(children: list[int]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
     status = 0
     remaining = set(children)
     while remaining:
@@ -222,11 +272,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     serve = sub.add_parser(
         "serve", parents=[common], help="run the HTTP gateway",
         description="Binds the address first, then opens the database and services, and prints "
-        "'serving on URL' once it listens. Stops cleanly on SIGINT or SIGTERM. A bad --host/--port "
-        "exits 2, a bad server.host/server.port 78, an address in use 69.",
+        "'serving on URL' once it listens. On SIGINT or SIGTERM it stops accepting, lets requests in flight "
+        "finish (server.shutdown_timeout), commits the last audit group and writes the last checkpoint. "
+        "With [tls] it serves "
+        "HTTPS, and SIGHUP reloads the certificate and key without dropping connections. A bad "
+        "--host/--port exits 2, a bad server.host/server.port or TLS file 78, an address in use 69.",
     )  # fmt: skip
     serve.add_argument("--host", help="listen address (default: server.host)")
     serve.add_argument("--port", type=int, help="listen port, 0 for any free one (default: server.port)")
+    serve.add_argument(
+        "--no-checkpoints",
+        action="store_true",
+        help="do not write audit checkpoints here: 'gatewayctl audit checkpoint --follow' runs them elsewhere "
+        "(exporting every record again costs the serving process about a tenth of its CPU under load)",
+    )
     serve.add_argument(
         "--workers", type=int, default=1,
         help="processes sharing the port (SO_REUSEPORT), each with its own state view (default 1)",

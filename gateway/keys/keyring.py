@@ -2,9 +2,10 @@
 
 Key rows come from the state view (``gateway.state``), which the change feed
 keeps current, so a revocation committed by any process reaches every lookup
-within the view's bound, with no database read per request. Only unsealed
-secrets are cached, by kid; a cached secret is never used without the view
-saying the key is active.
+within the view's bound, with no database read per request. The view holds
+no private halves: a key's sealed secret is read from the store and unsealed
+on its first use in a process, then cached by kid; a cached secret is never
+used without the view saying the key is active.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from gateway.errors import Forbidden, VerificationFailed
+from gateway.errors import Forbidden, StoreUnavailable, VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.keys.sealing import MasterKey
 from gateway.model import KeyAlgorithm, KeyState, SigningKey
 from gateway.state.sync import StateSync
+from gateway.store.base import Store
 
 # Keys whose public half verifies: no need to unseal the private half.
 _ASYMMETRIC = {KeyAlgorithm.ED25519, KeyAlgorithm.RSA_2048, KeyAlgorithm.ECDSA_P256}
@@ -39,17 +41,26 @@ class SigningChoice:
 
 
 class Keyring:
-    def __init__(self, state: StateSync, master_key: MasterKey) -> None:
+    def __init__(self, state: StateSync, store: Store, master_key: MasterKey) -> None:
         self._state = state
+        self._store = store
         self._master_key = master_key
         self._secrets: dict[str, bytes] = {}
 
     async def secret(self, key: SigningKey) -> bytes:
+        """The key's private half, unsealed once per process (the view holds keys without it)."""
         secret = self._secrets.get(key.kid)
         if secret is None:
-            secret = await self._master_key.unseal(key.sealed_private, seal_context(key.kid))
+            sealed = key.sealed_private or await self._sealed(key.kid)
+            secret = await self._master_key.unseal(sealed, seal_context(key.kid))
             self._secrets[key.kid] = secret
         return secret
+
+    async def _sealed(self, kid: str) -> bytes:
+        row = await self._store.keys.get(kid)
+        if row is None:
+            raise StoreUnavailable(f"key {kid} is in the state view but not in the store")
+        return row.sealed_private
 
     async def signing_key(
         self,

@@ -17,8 +17,9 @@ signed for the directory its item owns, never a shared one.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from gateway.access.authz import decide
 from gateway.audit import records as audit
@@ -71,6 +72,25 @@ class IssuancePolicy:
 _TOUCH_EVERY = 60.0
 
 
+class IssueLimits(Protocol):
+    """Abuse limits (``gateway.limits.Limiter``): each check is O(1) in memory and raises RateLimited."""
+
+    def admit(self, principal_id: str, items: int, now: float) -> None: ...
+    def signing(self, kid: str, now: float) -> None: ...
+
+
+class _Unlimited:
+    def admit(self, principal_id: str, items: int, now: float) -> None:
+        pass
+
+    def signing(self, kid: str, now: float) -> None:
+        pass
+
+
+def _uncounted(items: list[SignItem], records: list[AuditRecord]) -> None:
+    pass
+
+
 class Issuer:
     def __init__(
         self,
@@ -88,6 +108,9 @@ class Issuer:
         self._audit_log = audit_log
         self._batcher = batcher
         self._touched: dict[str, float] = {}
+        # Set by gateway.services: abuse limits, and the metrics' count of outcomes (both in memory, O(1)).
+        self.limits: IssueLimits = _Unlimited()
+        self.count: Callable[[list[SignItem], list[AuditRecord]], None] = _uncounted
 
     async def issue(
         self,
@@ -99,6 +122,7 @@ class Issuer:
     ) -> list[Outcome]:
         if not self._state.current():
             raise StateStale("this replica's view of keys and principals is stale: nothing is issued")
+        self.limits.admit(principal.id, len(items), now)
         outcomes: list[Outcome] = []
         records: list[AuditRecord] = []
         raw: list[RawEntry] = []
@@ -114,6 +138,7 @@ class Issuer:
         touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
         await self._batcher.submit(Pending(records, now, raw, touches))
         self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
+        self.count(items, records)
         return outcomes
 
     def _erased(self, subject: str) -> bool:
@@ -179,6 +204,7 @@ class Issuer:
         by_external = profile.keyed and profile.name != NATIVE
         algorithms = capabilities.key_types if profile.keyed else None
         choice = await self._keyring.signing_key(principal.id, now, algorithms, by_external)
+        self.limits.signing(choice.row.kid, now)
         key = choice.material if profile.keyed else profile.secret
         if key is None:
             raise InvalidInput(f"profile {profile.name} has no signing secret")

@@ -88,9 +88,13 @@ def _secret(config: Config, spec: ProfileConfig, dialect: Dialect) -> KeyMateria
     path = Path(spec.secret_file)
     path = path if path.is_absolute() else config.data_dir / path
     try:
+        mode = path.stat().st_mode & 0o777
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"profiles.{spec.name}.secret_file: {exc}") from None
+    if mode & 0o077:
+        # Anyone who can read it can sign for every principal at that CDN: refused, as the master key is.
+        raise ConfigError(f"profiles.{spec.name}.secret_file: {path} is readable by others (mode {mode:o}); chmod 600")
     try:
         return dialect.load_key(data, None)
     except InvalidInput as exc:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from gateway.errors import GatewayError
 from gateway.state.media import MediaCache
-from gateway.state.view import StateView, link_revocation
-from gateway.store.base import Change, Store
+from gateway.state.view import StateView
+from gateway.store.base import Change, RevokedPath, Store
 
 log = logging.getLogger("gateway.state")
 Clock = Callable[[], float]
@@ -84,14 +84,20 @@ class StateSync:
             view.put_principal(principal)
         for credential in await self._store.principals.credentials():
             view.put_credential(credential)
-        for key in await self._store.keys.all():
-            view.put_key(key)
+        after = ""
+        while page := await self._store.keys.page(after, _PAGE * 10):
+            for key in page:
+                view.put_key(key)
+            after = page[-1].kid
         for grant in await self._store.grants.live(started):
             view.put_grant(grant)
         for ref in await self._store.subjects.erased_refs():
             view.set_erased(ref, True)
-        for media in await self._store.media.links_revoked_since(started - self._policy.max_ttl):
-            view.put_link_revocation(media.id, link_revocation(media))
+        by_media: dict[str, list[RevokedPath]] = {}
+        for row in await self._store.media.revoked_paths(started - self._policy.max_ttl):
+            by_media.setdefault(row.media_id, []).append(row)
+        for media_id, rows in by_media.items():
+            view.put_link_revocations(media_id, rows)
         self.view = view
         self.media.clear()
         self.confirmed_at = confirmed
@@ -131,8 +137,8 @@ class StateSync:
                 view.put_grant(grant)
         elif change.kind == "media":
             self.media.invalidate(change.ref)
-            media = await store.media.get(change.ref)
-            view.put_link_revocation(change.ref, None if media is None else link_revocation(media))
+            since = self._clock() - self._policy.max_ttl
+            view.put_link_revocations(change.ref, await store.media.revoked_paths(since, change.ref))
         elif change.kind == "subject":
             view.set_erased(change.ref, await store.subjects.is_erased(change.ref))
         else:

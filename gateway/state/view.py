@@ -1,7 +1,8 @@
 """The hot path's picture of the world, held in memory: no lookup on a request touches the store.
 
 Principals, credentials (public halves), keys (public halves and state),
-live grants, erased subjects and media link revocations. The view is plain
+live grants, erased subjects and media link revocations (per path: a revoked
+item's old paths stay revoked when it moves). The view is plain
 data with small apply methods; ``gateway.state.sync`` loads it at start and
 applies the change feed to it, in order. Media items themselves are too many
 to hold (plan for millions): they live in a bounded cache beside the view
@@ -11,21 +12,13 @@ few and held in full here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
-
-
-@dataclass(frozen=True)
-class LinkRevocation:
-    """URLs for a media item issued before ``at`` no longer verify (owner revoked its links, narrowed or deleted it)."""
-
-    media_id: str
-    at: float
-    # Exact rendition paths, and the prefix directories prefix-scoped URLs may have been signed for.
-    paths: tuple[str, ...]
-    directories: tuple[str, ...]
+from gateway.model import Credential, Grant, Principal, SigningKey
+from gateway.store.base import RevokedPath
 
 
 @dataclass
@@ -42,7 +35,7 @@ class StateView:
     _grants_by_pair: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     _revoked_paths: dict[str, float] = field(default_factory=dict)
     _revoked_dirs: dict[str, float] = field(default_factory=dict)
-    _revocations: dict[str, LinkRevocation] = field(default_factory=dict)
+    _revocations: dict[str, tuple[RevokedPath, ...]] = field(default_factory=dict)
 
     # -- lookups (the hot path) --
 
@@ -81,6 +74,9 @@ class StateView:
         self.credentials[credential.id] = credential
 
     def put_key(self, key: SigningKey) -> None:
+        """Held without its sealed private half (fetched from the store on first use: ``Keyring.secret``);
+        100 000 keys must fit in a process's memory."""
+        key = dataclasses.replace(key, principal_id=sys.intern(key.principal_id), sealed_private=b"")
         old = self.keys.get(key.kid)
         if old is not None and old.external_id and old.external_id != key.external_id:
             self._keys_by_external.pop(old.external_id, None)
@@ -113,27 +109,19 @@ class StateView:
         else:
             self.erased.discard(ref)
 
-    def put_link_revocation(self, media_id: str, revocation: LinkRevocation | None) -> None:
-        """Replace what is known about ``media_id``'s link revocation (None: never revoked)."""
-        if revocation is None:
-            if self._revocations.pop(media_id, None) is None:
-                return
-        else:
-            self._revocations[media_id] = revocation
+    def put_link_revocations(self, media_id: str, revoked: Iterable[RevokedPath]) -> None:
+        """Replace what is known about ``media_id``'s revoked links (every path it ever had while revoked)."""
+        rows = tuple(revoked)
+        if rows:
+            self._revocations[media_id] = rows
+        elif self._revocations.pop(media_id, None) is None:
+            return
         # Revocations are rare and few: rebuilding the indexes keeps shared paths right simply.
         self._revoked_paths, self._revoked_dirs = {}, {}
         for known in self._revocations.values():
-            for index, entries in ((self._revoked_paths, known.paths), (self._revoked_dirs, known.directories)):
-                for entry in entries:
-                    index[entry] = max(index.get(entry, known.at), known.at)
+            for row in known:
+                index = self._revoked_dirs if row.is_prefix else self._revoked_paths
+                index[row.path] = max(index.get(row.path, row.at), row.at)
 
-    def revocations(self) -> Mapping[str, LinkRevocation]:
+    def revocations(self) -> Mapping[str, tuple[RevokedPath, ...]]:
         return self._revocations
-
-
-def link_revocation(media: MediaItem) -> LinkRevocation | None:
-    """What the verifier must refuse for ``media``: None when its links were never revoked."""
-    if media.links_revoked_at is None:
-        return None
-    paths = tuple(sorted(set(media.paths.values())))
-    return LinkRevocation(media.id, media.links_revoked_at, paths, tuple(sorted(set(media.prefixes.values()))))

@@ -15,7 +15,7 @@ transaction, numbered in commit order: that is how every replica's state view
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,9 +41,22 @@ class KeyRepo(Protocol):
     async def get(self, kid: str) -> SigningKey | None: ...
     async def get_by_external_id(self, external_id: str) -> SigningKey | None: ...
     async def all(self, principal_id: str | None = None) -> list[SigningKey]: ...
+    async def page(self, after_kid: str, limit: int) -> list[SigningKey]:
+        """Keys ordered by kid after ``after_kid``: loading 100 000 of them a page at a time keeps the peak small."""
+        ...
+
     async def link(self, kid: str, external_id: str) -> None: ...
     async def revoke(self, kid: str, at: float, reason: str, by: str) -> None: ...
     async def touch(self, kid: str, at: float) -> None: ...
+    async def reseal(self, kid: str, old: bytes, new: bytes) -> bool:
+        """Replace a key's sealed private half if it still is ``old`` (a master-key rewrap)."""
+        ...
+
+    async def data_keys(self) -> dict[str, bytes]:
+        """The KMS-wrapped master data keys, by master key id (``gateway.keys.kms``)."""
+        ...
+
+    async def add_data_key(self, key_id: str, wrapped: bytes) -> None: ...
 
 
 class MediaRepo(Protocol):
@@ -56,13 +69,20 @@ class MediaRepo(Protocol):
         """Mark deleted (its links revoked too) and release what it claimed."""
         ...
 
-    async def revoke_links(self, media_id: str, at: float) -> None: ...
+    async def revoke_links(self, media_id: str, at: float) -> None:
+        """Record that URLs for every path and prefix the item has now, issued up to ``at``, are void. The record
+        outlives the item's later paths (moved, deleted and re-put): those URLs stay void."""
+        ...
+
+    async def revoked_paths(self, since: float, media_id: str | None = None) -> list[RevokedPath]:
+        """Link revocations at or after ``since`` (of one item, or all)."""
+        ...
+
     async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
         """(other media id, path) for every live item's path or prefix that ``item``'s prefixes would cover,
         or whose prefix covers one of ``item``'s paths or prefixes."""
         ...
 
-    async def links_revoked_since(self, since: float) -> list[MediaItem]: ...
     async def owned_by(self, owner: str) -> list[MediaItem]: ...
     async def erase_owner(self, owner: str, pseudonym: str, at: float) -> int:
         """Delete ``owner``'s items (their links revoked) and replace the owner by ``pseudonym``: the rows
@@ -80,8 +100,19 @@ class GrantRepo(Protocol):
 
 
 @dataclass(frozen=True)
+class RevokedPath:
+    """URLs for ``path`` (or, as a prefix, under it) issued up to ``at`` no longer verify."""
+
+    media_id: str
+    path: str
+    is_prefix: bool
+    at: float
+
+
+@dataclass(frozen=True)
 class LogEntry:
-    """One position of the Merkle log; ``record`` is None once pruned (the leaf hash stays)."""
+    """One position of the Merkle log; ``record`` is None once pruned (the leaf's input stays), or when
+    the row is not a record (``pruned_at`` None: a column holds a value no record has)."""
 
     seq: int
     leaf_hash: bytes
@@ -89,6 +120,8 @@ class LogEntry:
     retention: str
     record: AuditRecord | None
     pruned_at: float | None = None
+    event: str = ""
+    body_sha256: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +189,15 @@ class SubjectRepo(Protocol):
     async def erase(self, ref: str, at: float) -> None: ...
     async def sealed_pepper(self) -> bytes | None: ...
     async def set_sealed_pepper(self, sealed: bytes) -> None: ...
+    async def sealed_keys(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """(ref, sealed key) in ref order after ``after``: for a master-key rewrap."""
+        ...
+
+    async def reseal_key(self, ref: str, old: bytes, new: bytes) -> bool:
+        """Replace a subject's sealed key if it still is ``old``: an erased subject stays erased."""
+        ...
+
+    async def reseal_pepper(self, old: bytes, new: bytes) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -197,6 +239,12 @@ class Repos(Protocol):
     def subjects(self) -> SubjectRepo: ...
     @property
     def changes(self) -> ChangeRepo: ...
+    @property
+    def outbox(self) -> OutboxRepo: ...
+    @property
+    def limits(self) -> LimitRepo: ...
+    @property
+    def watch(self) -> WatchRepo: ...
 
 
 class Store(Repos, Protocol):
@@ -221,4 +269,125 @@ class Store(Repos, Protocol):
         ...
 
     async def ping(self) -> None: ...
+    async def database_time(self) -> float:
+        """The database server's clock, in epoch seconds (``gatewayctl doctor`` compares it with ours)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+# Operations (gateway.alerts, gateway.limits): the webhook outbox, shared rate-limit buckets, and what
+# outsider-use detection shares between replicas. Writes go through ``transaction()``.
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One event for one webhook endpoint. ``state``: pending (due at ``next_attempt_at``), delivered, dead."""
+
+    id: int
+    endpoint: str
+    event_id: str
+    event: str
+    payload: str
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    state: str
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+class OutboxRepo(Protocol):
+    async def enqueue(self, endpoint: str, event_id: str, event: str, payload: str, now: float) -> bool:
+        """Add the event for the endpoint unless it is already there (False then): enqueueing is idempotent."""
+        ...
+
+    async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[OutboxEntry]:
+        """Lease up to ``limit`` due pending entries to ``owner`` until ``now + lease``, oldest first. An entry
+        leased to another owner whose lease has not run out is never returned: one deliverer at a time."""
+        ...
+
+    async def delivered(self, entry_id: int, owner: str, now: float) -> bool:
+        """Mark delivered (one attempt more), if ``owner`` still holds the lease."""
+        ...
+
+    async def failed(self, entry_id: int, owner: str, error: str, retry_at: float | None) -> bool:
+        """Count a failed attempt and release the lease: due again at ``retry_at``, or dead when None."""
+        ...
+
+    async def revive(self, entry_id: int, now: float) -> bool:
+        """A dead entry becomes pending and due now (its attempts start again)."""
+        ...
+
+    async def entries(self, state: str | None, limit: int) -> list[OutboxEntry]:
+        """Newest first, of one state or all."""
+        ...
+
+    async def backlog(self) -> int:
+        """How many entries are pending."""
+        ...
+
+    async def cursor(self) -> int | None:
+        """The audit position up to which records were turned into events (None: never started)."""
+        ...
+
+    async def set_cursor(self, seq: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class BucketUse:
+    """What one replica took from a shared bucket since it last reported."""
+
+    bucket: str
+    rate: float
+    burst: int
+    used: float
+
+
+class LimitRepo(Protocol):
+    async def reconcile(self, uses: Sequence[BucketUse], now: float) -> dict[str, float]:
+        """For each bucket, in one statement: refill its shared level at ``rate`` since it was last reconciled
+        (at most ``burst``; a bucket never seen starts full), subtract ``used``; return the new levels."""
+        ...
+
+    async def forget_full(self, now: float) -> int:
+        """Delete buckets refilled to their burst by ``now``: a missing bucket is a full one."""
+        ...
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A principal's usual signing: networks (masked, with when last seen), UTC hours (bit h), since when."""
+
+    principal_id: str
+    networks: Mapping[str, float]
+    hours: int
+    first_seen: float
+    issuances: int
+
+
+def merged(old: Baseline | None, seen: Baseline, max_networks: int) -> Baseline:
+    """Union of two baselines; the networks seen longest ago go first past ``max_networks``."""
+    if old is None:
+        old = Baseline(seen.principal_id, {}, 0, seen.first_seen, 0)
+    networks = dict(old.networks)
+    for network, at in seen.networks.items():
+        networks[network] = max(at, networks.get(network, at))
+    kept = dict(sorted(networks.items(), key=lambda item: item[1], reverse=True)[:max_networks])
+    return Baseline(
+        seen.principal_id, kept, old.hours | seen.hours, min(old.first_seen, seen.first_seen),
+        old.issuances + seen.issuances,
+    )  # fmt: skip
+
+
+class WatchRepo(Protocol):
+    async def add_issued(self, rows: Sequence[tuple[str, int, str]]) -> None:
+        """Remember (kid, expires_at, masked network) of issuances, so any replica can tell an outsider."""
+        ...
+
+    async def issued_networks(self, kid: str, expires_at: int) -> set[str]: ...
+    async def forget_issued(self, expired_before: int) -> int: ...
+    async def baselines(self) -> list[Baseline]: ...
+    async def merge_baseline(self, seen: Baseline, max_networks: int) -> Baseline:
+        """Add what one replica saw to the stored baseline (union of networks, hours, sums) and return it."""
+        ...

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gateway.audit.merkle import Frontier, leaf_hash
-from gateway.audit.records import AuditEvent, AuditRecord
+from gateway.audit.records import AuditEvent, AuditRecord, leaf_at
 from gateway.model import (
     Credential,
     Grant,
@@ -48,7 +50,7 @@ AUDIT_COLUMNS = (
     "url_sha256", "expires_at", "decision", "reason", "client_ip", "user_agent", "detail",
     "retention", "personal",
 )  # fmt: skip
-# Cleared when a record is pruned; seq, time, event, retention and leaf_hash stay.
+# Cleared when a record is pruned; seq, time, event, retention, body_sha256 and leaf_hash stay: the leaf's input.
 PRUNABLE_COLUMNS = (
     "actor", "request_id", "kid", "media_id", "rendition", "subject", "url_sha256", "expires_at",
     "decision", "reason", "client_ip", "user_agent", "detail", "personal",
@@ -61,13 +63,24 @@ def principal_values(p: Principal) -> tuple[Any, ...]:
     return (p.id, p.kind.value, perms, renditions, p.created_at, p.disabled_at)
 
 
+@functools.lru_cache(maxsize=256)
+def _permissions(text: str) -> frozenset[Permission]:
+    """One shared set per distinct spelling: a few kinds of principal, thousands of principals."""
+    return frozenset(Permission(p) for p in json.loads(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _renditions(text: str) -> frozenset[Rendition]:
+    return frozenset(Rendition(r) for r in json.loads(text))
+
+
 def principal_from(row: Row) -> Principal:
     renditions = row["renditions"]
     return Principal(
         id=row["id"],
         kind=PrincipalKind(row["kind"]),
-        permissions=frozenset(Permission(p) for p in json.loads(row["permissions"])),
-        renditions=None if renditions is None else frozenset(Rendition(r) for r in json.loads(renditions)),
+        permissions=_permissions(row["permissions"]),
+        renditions=None if renditions is None else _renditions(renditions),
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
     )
@@ -108,10 +121,11 @@ def media_values(m: MediaItem) -> tuple[Any, ...]:
 
 
 def media_from(row: Row) -> MediaItem:
+    # Interned: owners and workspaces repeat across the thousands of items a process caches.
     return MediaItem(
         id=row["id"],
-        owner=row["owner"],
-        workspace=row["workspace"],
+        owner=sys.intern(row["owner"]),
+        workspace=sys.intern(row["workspace"]),
         visibility=Visibility(row["visibility"]),
         paths={Rendition(r): p for r, p in json.loads(row["paths"]).items()},
         updated_at=row["updated_at"],
@@ -172,15 +186,25 @@ def audit_from(row: Row) -> AuditRecord:
 
 
 def log_entry_from(row: Row) -> LogEntry:
-    pruned = row["pruned_at"] is not None
+    body = row["body_sha256"]
     return LogEntry(
         seq=row["seq"],
         leaf_hash=bytes(row["leaf_hash"]),
         time=row["time"],
         retention=row["retention"],
-        record=None if pruned else audit_from(row),
+        record=None if row["pruned_at"] is not None else _readable_record(row),
         pruned_at=row["pruned_at"],
+        event=row["event"],
+        body_sha256=None if body is None else bytes(body),
     )
+
+
+def _readable_record(row: Row) -> AuditRecord | None:
+    """The row's record, or None when a column holds what no record has (``audit verify`` names it)."""
+    try:
+        return audit_from(row)
+    except (ValueError, TypeError):  # an unknown event, detail that is not JSON, ...
+        return None
 
 
 def checkpoint_from(row: Row) -> Checkpoint:
@@ -193,21 +217,25 @@ def placeholders(columns: Sequence[str], style: str = "?") -> str:
     return ", ".join(f"${i}" for i in range(1, len(columns) + 1))
 
 
-Prepared = tuple[tuple[Any, ...], bytes, bytes]
+Prepared = tuple[tuple[Any, ...], bytes]
 
 
 def prepare_rows(records: Sequence[AuditRecord]) -> list[Prepared]:
-    """The position-independent part of each row: values and the leaf's serialisation halves."""
-    return [(audit_values(r), *r.leaf_parts()) for r in records]
+    """The position-independent part of each row: values (body hash last) and the leaf after its position."""
+    prepared: list[Prepared] = []
+    for record in records:
+        body, after_seq = record.leaf_parts()
+        prepared.append(((*audit_values(record), body), after_seq))
+    return prepared
 
 
 def positioned_rows(frontier: Frontier, prepared: Sequence[Prepared]) -> tuple[list[tuple[Any, ...]], list[int]]:
     """Rows at the frontier's next positions (seq, leaf hash last); extends ``frontier``. Cheap: no JSON."""
     values: list[tuple[Any, ...]] = []
     seqs: list[int] = []
-    for row, before, after in prepared:
+    for row, after_seq in prepared:
         seq = frontier.size + 1
-        leaf = leaf_hash(before + str(seq).encode() + after)
+        leaf = leaf_hash(leaf_at(seq, after_seq))
         values.append((*row, seq, leaf))
         frontier.append(leaf)
         seqs.append(seq)
@@ -219,7 +247,7 @@ def audit_rows(frontier: Frontier, records: Sequence[AuditRecord]) -> tuple[list
     return positioned_rows(frontier, prepare_rows(records))
 
 
-AUDIT_INSERT_COLUMNS = (*AUDIT_COLUMNS, "seq", "leaf_hash")
+AUDIT_INSERT_COLUMNS = (*AUDIT_COLUMNS, "body_sha256", "seq", "leaf_hash")
 RAW_COLUMNS = ("time", "event", "request_id", "kid", "client_ip", "user_agent")
 
 

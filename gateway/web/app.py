@@ -8,31 +8,35 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from botocore.exceptions import BotoCoreError, ClientError
+from aiohttp.typedefs import Middleware
 
+from gateway.audit.publisher import publish_forever, publish_last
 from gateway.errors import GatewayError
 from gateway.services import Services
 from gateway.web import openapi, routes
 from gateway.web.appkeys import OPENAPI, SERVICES
-from gateway.web.middleware import error_middleware, request_id_middleware
+from gateway.web.clientcert import client_cert_middleware
+from gateway.web.middleware import request_middleware
 
 MAX_BODY_BYTES = 256 * 1024
 log = logging.getLogger("gateway.audit.checkpoints")
-_CHECKPOINT_LOCK = "checkpoint"
 
 
-def create_app(services: Services, *, close_services: bool = True) -> web.Application:
-    app = web.Application(
-        middlewares=[request_id_middleware, error_middleware],
-        client_max_size=MAX_BODY_BYTES,
-    )
+def create_app(services: Services, *, close_services: bool = True, checkpoints: bool = True) -> web.Application:
+    """The service. ``checkpoints=False`` when a separate ``gatewayctl audit checkpoint --follow`` writes them."""
+    middlewares: list[Middleware] = [request_middleware]
+    if services.config.tls_require_client_cert:  # after request_middleware: its refusal is the JSON 403
+        middlewares.append(client_cert_middleware(services.config.tls_require_client_cert))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
     app[OPENAPI] = openapi.encode(openapi.document(routes.ROUTES, viewer_cookie=services.config.viewer.cookie))
     routes.register(app)  # every endpoint is a row of routes.ROUTES, the same rows the document is drawn from
     if close_services:
         app.cleanup_ctx.append(_close_on_shutdown)
     app.cleanup_ctx.append(_state_sync)
-    app.cleanup_ctx.append(_checkpoints)
+    if checkpoints:
+        app.cleanup_ctx.append(_checkpoints)
+    app.cleanup_ctx.append(_operations)  # last in, first out: stopped before the last checkpoint is written
     return app
 
 
@@ -48,27 +52,39 @@ async def _state_sync(app: web.Application) -> AsyncIterator[None]:
 async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
     """Signed checkpoints every N records or T seconds, idle or not, and a last one at shutdown."""
     services = app[SERVICES]
-    task = asyncio.create_task(_checkpoint_loop(services))
+    task = asyncio.create_task(publish_forever(services.store, services.checkpointer, services.clock))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    with contextlib.suppress(GatewayError, OSError):
-        async with services.store.exclusive(_CHECKPOINT_LOCK) as leader:
-            if leader:
-                await services.checkpointer.write(services.clock())
+    await services.batcher.close()  # the last audit group is committed before the last checkpoint seals it
+    await publish_last(services.store, services.checkpointer, services.clock)
 
 
-async def _checkpoint_loop(services: Services) -> None:
-    """Every second, whichever replica holds the checkpoint lock writes one if it is due: exactly one does."""
-    while True:
-        await asyncio.sleep(1)
-        try:
-            async with services.store.exclusive(_CHECKPOINT_LOCK) as leader:
-                if leader:
-                    await services.checkpointer.maybe(services.clock())
-        except (GatewayError, OSError, BotoCoreError, ClientError) as exc:
-            log.error("checkpoint failed (will retry): %s", exc)
+async def _operations(app: web.Application) -> AsyncIterator[None]:
+    """Abuse-limit reconciliation, webhook delivery, suspicious-use detection, metric samples (docs/operations.md).
+
+    At shutdown each stops, then what it holds in memory is written: limit trips and the alerts detected
+    from the records committed so far (a redemption still in its grace period is not judged).
+    """
+    services = app[SERVICES]
+    config, store, clock = services.config, services.store, services.clock
+    jobs = [services.watcher.run(), services.sampler.run()]
+    if services.limits.rules.any:
+        jobs.append(services.limits.run(store, services.batcher, clock, config.limit_sync_every))
+    if services.outbox.enabled:
+        jobs.append(services.outbox.run())
+    tasks = [asyncio.create_task(job) for job in jobs]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    with contextlib.suppress(GatewayError):
+        await services.limits.flush(services.batcher, clock())
+    with contextlib.suppress(GatewayError):
+        await services.watcher.step(clock())
 
 
 async def _close_on_shutdown(app: web.Application) -> AsyncIterator[None]:

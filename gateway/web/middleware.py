@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -10,7 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import msgspec
 from aiohttp import web
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RateLimited
+from gateway.observe.logs import REQUEST_ID_VAR
 from gateway.web.schemas import Error
 
 log = logging.getLogger("gateway.web")
@@ -53,27 +55,38 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return response
 
 
+def _new_request_id() -> str:
+    """Unique, not secret: a per-process random prefix and a counter (cheaper than fresh randomness each time)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+
+
+_ID_PREFIX = secrets.token_hex(4) + "-"
+_ID_COUNTER = itertools.count(1)
+
+
 @web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets an id (the caller's, if well-formed); every error becomes the JSON error body.
+
+    One middleware, not two: each layer costs every request, and these two always go together.
+    """
     incoming = request.headers.get("X-Request-Id", "")
-    request[REQUEST_ID] = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
-    response = await handler(request)
-    response.headers["X-Request-Id"] = request[REQUEST_ID]
-    return response
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request[REQUEST_ID] = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else _new_request_id()
+    REQUEST_ID_VAR.set(rid)  # every log line of this request carries it (gateway.observe.logs)
     try:
-        return await handler(request)
+        response = await handler(request)
     except GatewayError as exc:
         if exc.status >= 500:
-            log.error("request %s failed: %s", request.get(REQUEST_ID), exc.message)
-        return error_response(exc.status, exc.code, exc.message)
+            log.error("request %s failed: %s", rid, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, error_code(exc.status), exc.reason)
+        response = error_response(exc.status, error_code(exc.status), exc.reason)
     except Exception:
-        log.exception("unhandled error in request %s", request.get(REQUEST_ID))
-        return error_response(500, "internal", "internal error")
+        log.exception("unhandled error in request %s", rid)
+        response = error_response(500, "internal", "internal error")
+    response.headers["X-Request-Id"] = rid
+    return response

@@ -56,6 +56,7 @@ async def page(request: web.Request) -> web.Response:
         # Checked before the item is looked up: an answer that differed by item would tell outsiders what exists.
         raise Unavailable(f"the pages principal {services.config.pages_principal!r} cannot sign ({refusal})")
     ctx = request_context(request, services, principal.id)
+    services.limits.redirect(ctx.client_ip, services.clock())  # per client network, in memory (gateway.limits)
     [outcome] = await services.issuer.issue(principal, viewer, [item], ctx, services.clock())
     error = outcome.error
     if isinstance(error, NotFound) or (isinstance(error, Forbidden) and error.reason in _HIDDEN):

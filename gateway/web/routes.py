@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.model import Rendition
-from gateway.web import media, meta, pages, schemas, sign, verify
+from gateway.web import media, meta, operations, pages, schemas, sign, verify
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,6 +52,7 @@ _ERRORS = {
     403: "authenticated, but not permitted (the message carries the reason)",
     404: "no such thing",
     413: "the body, or the batch, is too large",
+    429: "an abuse limit tripped (limits.*): retry after the seconds in Retry-After",
     503: "the store or the audit log is unavailable; nothing was issued",
 }
 
@@ -60,6 +61,8 @@ def _errors(*statuses: int) -> dict[int, Reply]:
     replies = {status: Reply(_ERRORS[status]) for status in statuses}
     if 401 in replies:
         replies[401] = Reply(_ERRORS[401], headers={"WWW-Authenticate": "Bearer realm"})
+    if 429 in replies:
+        replies[429] = Reply(_ERRORS[429], headers={"Retry-After": "whole seconds until a retry can succeed"})
     return replies
 
 
@@ -69,19 +72,19 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/sign", sign.sign, "sign", "A signed URL for one media rendition",
         {200: Reply("the signed URL, already recorded in the audit log", schemas.Issued),
-         **_errors(400, 401, 403, 404, 413, 503)},
+         **_errors(400, 401, 403, 404, 413, 429, 503)},
         body=schemas.SignRequest, security=(PRINCIPAL,),
     ),
     Route(
         "POST", "/v1/sign/batch", sign.sign_batch, "signBatch", "Signed URLs for many items, one viewer",
         {200: Reply("one result per item, each with its own status", schemas.BatchResponse),
-         **_errors(400, 401, 413, 503)},
+         **_errors(400, 401, 413, 429, 503)},
         body=schemas.BatchRequest, security=(PRINCIPAL,),
     ),
     Route(
         "GET", "/m/{media_id}/{rendition}", pages.page, "openPage", "The stable page URL: a redirect to a fresh URL",
         {302: Reply("to a freshly signed URL", None, {"Location": "the signed URL", "Cache-Control": "no-store"}),
-         **_errors(401, 403, 404, 503)},
+         **_errors(401, 403, 404, 429, 503)},
         security=(VIEWER, VIEWER_COOKIE),
         path_params={"media_id": schemas.MediaId, "rendition": Rendition},  # anything else: the same 404
     ),
@@ -119,6 +122,16 @@ ROUTES: tuple[Route, ...] = (
         "Delete a media item: issuance stops, and its URLs stop verifying",
         {204: Reply("deleted", None), **_errors(400, 401, 403, 404, 503)},
         security=(PRINCIPAL,), path_params=_MEDIA_ID,
+    ),
+    Route(
+        "POST", "/v1/subjects/resolve", operations.resolve_subjects, "resolveSubjects",
+        "The subject ids behind the pseudonyms an incident webhook named (null: unknown or erased)",
+        {200: Reply("pseudonym -> subject id", operations.Resolved), **_errors(400, 401, 403, 413, 503)},
+        body=operations.ResolveRequest, security=(PRINCIPAL,),
+    ),
+    Route(
+        "GET", "/metrics", operations.metrics, "metrics", "Prometheus metrics (text format 0.0.4)",
+        {200: Reply("the metrics, as text/plain; version=0.0.4", None), **_errors(401, 403, 404)},
     ),
     Route("GET", "/healthz", meta.healthz, "health", "Liveness", {200: Reply("alive", schemas.Status)}),
     Route(

@@ -9,7 +9,7 @@ from gateway.access.identity import bearer
 from gateway.audit.records import RequestContext
 from gateway.errors import GatewayError, InvalidInput, PayloadTooLarge
 from gateway.model import Principal, Viewer
-from gateway.netaddr import parse_ip, resolve_client_ip
+from gateway.netaddr import parse_ip
 from gateway.services import Services
 from gateway.signing.issuance import Outcome, SignItem
 from gateway.web import parsing, schemas
@@ -17,20 +17,24 @@ from gateway.web.appkeys import SERVICES
 from gateway.web.middleware import json_response, request_id
 
 
+def storable(text: str | None) -> str | None:
+    """Header text as valid Unicode: aiohttp keeps undecodable bytes as lone surrogates, which no database can
+    store; one such User-Agent would fail the whole audit group it joined (every request in it, 503)."""
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def request_context(
     request: web.Request, services: Services, actor: str, viewer_ip: str | None = None
 ) -> RequestContext:
     """Who asks, from where; ``viewer_ip`` (a backend speaking for a viewer) replaces the caller's address."""
-    client_ip = viewer_ip or resolve_client_ip(
-        request.remote,
-        request.headers.get("X-Forwarded-For"),
-        services.config.trusted_proxies,
-    )
+    client_ip = viewer_ip or services.addresses.resolve(request.remote, request.headers.get("X-Forwarded-For"))
     return RequestContext(
         actor=actor,
         request_id=request_id(request),
         client_ip=client_ip,
-        user_agent=request.headers.get("User-Agent"),
+        user_agent=storable(request.headers.get("User-Agent")),
     )
 
 

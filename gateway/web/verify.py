@@ -1,8 +1,8 @@
 """GET /v1/verify: is this signed URL still good? For nginx auth_request and Envoy ext_authz.
 
-nginx passes the original URI in ``X-Original-URI`` (``$request_uri``);
-Envoy's HTTP ext_authz sends the original method and path behind a
-``path_prefix`` of ``/v1/verify``. The URL verified is always the profile's
+nginx passes the original URI in ``X-Original-URI`` (``$request_uri``),
+honoured only from ``proxy.trusted``; Envoy's HTTP ext_authz sends the
+original method and path behind a ``path_prefix`` of ``/v1/verify``. The URL verified is always the profile's
 ``base_url`` plus the presented path and query: an absolute-form URI keeps
 only its path and query, so a client cannot pick the host. Cookies are read
 for cookie-based formats.
@@ -20,19 +20,18 @@ record cannot be written the answer is 503.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from aiohttp import web
 
 from gateway.errors import InvalidInput, VerificationFailed
-from gateway.netaddr import in_networks, resolve_client_ip
 from gateway.services import Services
 from gateway.signing.dialects.base import Redemption
 from gateway.signing.paths import strip_authority
 from gateway.signing.profiles import Profile
 from gateway.web.appkeys import SERVICES
-from gateway.web.middleware import REQUEST_ID, error_response
+from gateway.web.middleware import REQUEST_ID, error_response, json_response
+from gateway.web.schemas import VerifyAllowed
 from gateway.web.sign import request_context
 
 PREFIX = "/v1/verify"
@@ -40,11 +39,21 @@ PROFILE_HEADER = "X-Gateway-Profile"
 log = logging.getLogger("gateway.verify")
 
 
-def original_uri(request: web.Request) -> str:
+def original_uri(request: web.Request, services: Services) -> str:
+    """What to verify: the path tail (Envoy), or X-Original-URI from a trusted proxy (nginx) — never both.
+
+    A client's own X-Original-URI must not choose what is verified while the proxy serves another
+    path (Envoy forwards client headers it is told to): from an untrusted peer, or beside a path
+    tail, it is refused.
+    """
     uri = request.headers.get("X-Original-URI")
-    if uri:
-        return uri
     tail = request.raw_path[len(PREFIX) :]
+    if uri is not None:
+        if tail not in ("", "?") and not tail.startswith("?"):
+            raise VerificationFailed("ambiguous-uri")
+        if not services.addresses.is_trusted(request.remote):
+            raise VerificationFailed("untrusted-original-uri")
+        return uri
     if not tail.startswith("/"):
         raise InvalidInput("no URL to verify: send X-Original-URI or use /v1/verify as a path prefix")
     return tail
@@ -56,7 +65,8 @@ def path_and_query(uri: str) -> str:
     Only printable ASCII is a request target; anything else is refused here
     rather than reaching a dialect's parser.
     """
-    if not uri.isascii() or not uri.isprintable():
+    if not uri.isascii() or not uri.isprintable() or "#" in uri:
+        # A client never sends a fragment: one here is a parser differential waiting to happen.
         raise VerificationFailed("malformed")
     origin_form = strip_authority(uri)
     if not origin_form.startswith("/"):
@@ -64,25 +74,20 @@ def path_and_query(uri: str) -> str:
     return origin_form
 
 
-def _from_trusted_proxy(request: web.Request, services: Services) -> bool:
-    try:
-        peer = ipaddress.ip_address(request.remote or "")
-    except ValueError:
-        return False
-    return in_networks(peer, services.config.trusted_proxies)
-
-
 def _profile(request: web.Request, services: Services) -> Profile:
     requested = request.headers.get(PROFILE_HEADER)
-    return services.profiles.for_verification(requested, _from_trusted_proxy(request, services))
+    return services.profiles.for_verification(requested, services.addresses.is_trusted(request.remote))
 
 
 async def verify(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    uri = original_uri(request)
-    client_ip = resolve_client_ip(
-        request.remote, request.headers.get("X-Forwarded-For"), services.config.trusted_proxies
-    )
+    try:
+        uri = original_uri(request, services)
+    except VerificationFailed as exc:
+        log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)
+        services.metrics.verified(exc.reason)
+        return error_response(403, "denied", "the signed URL is not valid")
+    client_ip = services.addresses.resolve(request.remote, request.headers.get("X-Forwarded-For"))
     try:
         profile = _profile(request, services)
         redemption = Redemption(
@@ -95,12 +100,17 @@ async def verify(request: web.Request) -> web.Response:
         accepted = await services.verifier.verify(redemption, profile)
     except (VerificationFailed, InvalidInput) as exc:
         log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)
+        services.metrics.verified(exc.reason)
         return error_response(403, "denied", "the signed URL is not valid")
-    ctx = request_context(request, services, accepted.principal_id)
-    await services.redemptions.record(
-        ctx, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name, now=redemption.now
-    )
-    return web.json_response(
-        {"status": "allow", "kid": accepted.kid, "expires_at": accepted.expires},
+    services.metrics.verified()
+    token = accepted.token
+    if services.redemptions.first_from(token, client_ip):
+        ctx = request_context(request, services, accepted.principal_id)
+        await services.redemptions.record(
+            ctx, token=token, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name,
+            now=redemption.now,
+        )  # fmt: skip
+    return json_response(
+        VerifyAllowed(status="allow", kid=accepted.kid, expires_at=accepted.expires),
         headers={"X-Gateway-Kid": accepted.kid, "X-Gateway-Principal": accepted.principal_id},
     )

@@ -84,6 +84,7 @@ async def test_nimble_must_be_marked_unattributable(config: Config) -> None:
     with (config.data_dir / "gateway.toml").open("a") as file:
         file.write('\n[profiles.live]\ndialect = "nimble"\nbase_url = "https://l.example.com"\nsecret_file = "k"\n')
     (config.data_dir / "k").write_text("defaultpassword\n")
+    (config.data_dir / "k").chmod(0o600)
     with pytest.raises(ConfigError, match=r"^profiles\.live\.dialect: nimble URLs"):
         await open_services(load_config(config.data_dir, environ={}))
 
@@ -114,7 +115,7 @@ def test_the_dialects_declare_what_their_signature_covers() -> None:
     covered = {d.name: d.attribution_covered({}) for d in default_registry().all()}
     assert covered == {
         "akamai": True, "bunny": True, "cloudfront": True, "google-cdn": True, "media-cdn": True,
-        "native": True, "nginx": True, "nimble": False, "wowza": True,
+        "native": True, "nginx": True, "nimble": False, "s3": True, "wowza": True,
     }  # fmt: skip
     nginx = NginxSecureLinkDialect()
     assert not nginx.attribution_covered({"expression": UNSIGNED_KID})

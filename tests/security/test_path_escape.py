@@ -170,7 +170,7 @@ def _profile(setup: Setup) -> Profile:
 
 async def _reason(setup: Setup, url: str) -> str:
     fresh = SimpleNamespace(current=lambda: True, view=StateView())  # a current view that revoked nothing
-    verifier = Verifier(_Keyring(setup), fresh)  # type: ignore[arg-type]
+    verifier = Verifier(_Keyring(setup), fresh, 3600)  # type: ignore[arg-type]
     try:
         await verifier.verify(Redemption(url, 1_800_000_030, "203.0.113.7", options=setup.options), _profile(setup))
     except VerificationFailed as refused:

@@ -10,6 +10,7 @@ in tests/test_nginx_real.py.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,38 @@ async def test_only_a_trusted_proxy_may_name_the_profile(
         uri = origin_form((await prefix_token(trusted, world, "akamai"))["url"])
         assert await verify(trusted, caplog, uri, "akamai") == (200, "")
         untrusted = await _untrusted(world, aiohttp_client)  # ...but only when a trusted proxy says which
-        assert await verify(untrusted, caplog, uri, "akamai") == (403, "profile-not-allowed")
-        assert await verify(untrusted, caplog, uri, "native") == (403, "profile-not-allowed")
-        response = await untrusted.get("/v1/verify", headers={"X-Original-URI": uri})
+        assert await _verify_path(untrusted, caplog, uri, "akamai") == (403, "profile-not-allowed")
+        assert await _verify_path(untrusted, caplog, uri, "native") == (403, "profile-not-allowed")
+        response = await untrusted.get("/v1/verify" + uri)
         assert response.status == 403  # no header from an untrusted peer: the default (native) profile
+        # nor may an untrusted peer say what to verify (red team F8: Envoy forwarding a client's header)
+        assert await verify(untrusted, caplog, uri, "akamai") == (403, "untrusted-original-uri")
     finally:
         await world.services.close()
+
+
+async def _verify_path(client: TestClient, caplog: pytest.LogCaptureFixture, uri: str, profile: str) -> tuple[int, str]:
+    """(status, logged refusal reason) of /v1/verify in Envoy's path form."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gateway.verify"):
+        response = await client.get("/v1/verify" + uri, headers={"X-Gateway-Profile": profile})
+    denials = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name == "gateway.verify"]
+    return response.status, denials[-1] if denials else ""
+
+
+async def test_a_header_beside_a_path_tail_is_refused_as_ambiguous(
+    native_only: tuple[World, TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client header naming a good URL must not stand in for the path the proxy actually serves."""
+    world, client = native_only
+    uri = origin_form((await prefix_token(client, world, "native"))["url"])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gateway.verify"):
+        response = await client.get("/v1/verify/v/secret/master.m3u8", headers={"X-Original-URI": uri})
+    assert response.status == 403
+    assert [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name == "gateway.verify"] == [
+        "ambiguous-uri"
+    ]
 
 
 async def test_an_envoy_style_request_names_the_profile_the_same_way(

@@ -39,12 +39,13 @@ def default_registry() -> DialectRegistry:
     from gateway.signing.dialects.native import NativeDialect
     from gateway.signing.dialects.nginx_secure_link import NginxSecureLinkDialect
     from gateway.signing.dialects.nimble import NimbleDialect
+    from gateway.signing.dialects.s3 import S3Dialect
     from gateway.signing.dialects.wowza import WowzaDialect
 
     registry = DialectRegistry()
     for dialect in (
         NativeDialect(), CloudFrontDialect(), GoogleCdnDialect(), MediaCdnDialect(), AkamaiDialect(),
-        NginxSecureLinkDialect(), WowzaDialect(), NimbleDialect(), BunnyDialect(),
+        NginxSecureLinkDialect(), WowzaDialect(), NimbleDialect(), BunnyDialect(), S3Dialect(),
     ):  # fmt: skip
         registry.register(dialect)
     return registry

@@ -12,7 +12,11 @@ it exactly as the profile signs: its ``algorithm`` (default sha256), its
 ``st`` is signed: it is returned as the issue time a link revocation is
 compared with (the gateway signs start = issue time). The gateway never signs
 an ACL whose path holds ``*``, ``?``, ``!`` or ``~`` (wildcards and
-delimiters that would widen or split it).
+delimiters that would widen or split it), nor a URL-mode path holding ``~``
+or ``!``: the signed ``…~url=/a~acl=*`` would equal the message of an ACL
+token ``…~url=/a~acl=*~hmac=…`` open to every path. The verifier reads only
+the fields a token carries (``ip``, ``st``, ``exp``, ``acl``, ``id``,
+``data``, ``hmac``): ``url`` and ``salt`` are signed, never sent.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ TOKEN_NAME = "__token__"  # noqa: S105 (a parameter name, not a secret)
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "md5": hashlib.md5}
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
 _ACL_SPECIAL = frozenset("*?!~")
+_URL_SPECIAL = frozenset("!~")  # the field separator, and the ACL separator
+_SENT_FIELDS = frozenset({"ip", "st", "exp", "acl", "id", "data", "hmac"})
 
 
 def escape_early(text: str) -> str:
@@ -112,7 +118,7 @@ class AkamaiDialect:
             key.require_secret(),
             expires=request.expires,
             acl=[_acl_prefix(request.prefix) + "*"] if request.prefix else None,
-            url=None if request.prefix else path,
+            url=None if request.prefix else _url_path(path),
             starts=request.starts,
             ip=single_address(request.ip, "Akamai") if request.ip else None,
             data=request.attribution,
@@ -171,11 +177,18 @@ def _acl_prefix(prefix: str) -> str:
     return prefix
 
 
+def _url_path(path: str) -> str:
+    if _URL_SPECIAL.intersection(path):
+        raise InvalidInput("an Akamai URL token cannot sign a path containing '~' or '!' (token delimiters)")
+    return path
+
+
 def _fields(token: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for part in token.split("~"):
         name, sep, value = part.partition("=")
-        if not sep or name in fields:
+        # url (and salt) are signed, never sent: a presented url= would turn a URL token into an ACL token.
+        if not sep or name in fields or name not in _SENT_FIELDS:
             raise VerificationFailed("malformed")
         fields[name] = value
     if "exp" not in fields or "hmac" not in fields or list(fields)[-1] != "hmac":

@@ -4,13 +4,19 @@ Fields joined with ``~``: one of ``URLPrefix`` (base64url, no padding),
 ``FullPath`` or ``PathGlobs``; optional ``Starts``, ``Expires``, ``SessionID``,
 ``Data``, ``Headers``, ``IPRanges`` (base64url of a comma list, IPv4 and
 IPv6); then ``Signature`` (Ed25519, base64url) or ``hmac`` (lower-case hex).
-``FullPath`` and ``Headers`` are signed differently from how they appear.
-The token has no key name, so the gateway's key id travels in ``Data``.
-The token is read as sent (no percent-decoding), each field at most once, and
-the signature in its one spelling. A ``URLPrefix`` is read at a path-segment
-boundary (``url_within_prefix``). ``Starts`` is signed: it is returned as the
-issue time a link revocation is compared with (the gateway signs start =
-issue time). An ``hmac`` is checked with the profile's ``hmac_hash`` only.
+``FullPath`` and ``Headers`` are signed differently from how they appear:
+the token carries a bare ``FullPath`` and the signature covers
+``FullPath=<request path>``, so a presented ``FullPath=…`` is malformed (it
+would be signed as written and bind no path), and a full path holding ``~``,
+the field separator, is refused when signing and verifying (``/a~x`` would
+sign ``FullPath=/a`` plus a field ``x``). A token has exactly one scope field
+and only the fields the format defines. The token has no key name, so the
+gateway's key id travels in ``Data``. The token is read as sent (no
+percent-decoding), each field at most once, and the signature in its one
+spelling. A ``URLPrefix`` is read at a path-segment boundary
+(``url_within_prefix``). ``Starts`` is signed: it is returned as the issue
+time a link revocation is compared with (the gateway signs start = issue
+time). An ``hmac`` is checked with the profile's ``hmac_hash`` only.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from gateway.signing.dialects.base import Capabilities, Redemption, Signed, Sign
 TOKEN_PARAM = "edge-cache-token"  # noqa: S105 (a parameter name)
 COOKIE = "Edge-Cache-Cookie"
 _HMAC = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
+_SCOPES = ("URLPrefix", "FullPath", "PathGlobs")
+_FIELDS = frozenset([*_SCOPES, "Starts", "Expires", "SessionID", "Data", "Headers", "IPRanges"])
 
 
 def token_fields(
@@ -60,6 +68,9 @@ def token_fields(
     ip_ranges: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """(token fields, signed fields) in Media CDN's order."""
+    if "~" in (full_path or "") + (path_globs or ""):
+        # The signed text is split at '~': '/a~PathGlobs=/*' would sign a second scope field.
+        raise InvalidInput("a Media CDN full path or path glob cannot contain '~' (the field separator)")
     if full_path:
         token, signed = ["FullPath"], [f"FullPath={full_path}"]
     elif path_globs:
@@ -179,6 +190,8 @@ def _values(fields: list[str]) -> dict[str, str]:
     values = dict(f.partition("=")[::2] for f in fields)
     if len(values) != len(fields):
         raise VerificationFailed("malformed")  # a field given twice: two readings of one token
+    if not _FIELDS.issuperset(values):
+        raise VerificationFailed("malformed")  # a name the format does not define: text smuggled into a field
     return values
 
 
@@ -191,9 +204,14 @@ def _split(token: str) -> tuple[list[str], str]:
 
 def _signed_form(field: str, url: str) -> str:
     if field == "FullPath":
-        return f"FullPath={split_url(url).path}"
-    if field.startswith("Headers="):
-        raise VerificationFailed("malformed")  # header-bound tokens are not verified here
+        path = split_url(url).path
+        if "~" in path:
+            raise VerificationFailed("malformed")  # never signed: it would read as more than one field
+        return f"FullPath={path}"
+    if field.startswith(("FullPath=", "Headers=")):
+        # FullPath is sent bare and always signs the request path: a value would be signed as written
+        # and bind nothing. Header-bound tokens are not verified here.
+        raise VerificationFailed("malformed")
     return field
 
 
@@ -212,6 +230,9 @@ def _signature_ok(key: KeyMaterial, message: bytes, field: str, hmac_hash: str) 
 
 
 def _check_scope(values: dict[str, str], url: str) -> None:
+    """Exactly one scope field; FullPath needs no check here: its signed form is the request path."""
+    if sum(name in values for name in _SCOPES) != 1:
+        raise VerificationFailed("malformed")
     if "URLPrefix" in values:
         prefix = b64url_any_decode(values["URLPrefix"]).decode("utf-8", "replace")
         if not url_within_prefix(url, prefix):
@@ -221,5 +242,3 @@ def _check_scope(values: dict[str, str], url: str) -> None:
         globs = values["PathGlobs"].replace("!", ",").split(",")
         if not any(glob_match(g, path) for g in globs):
             raise VerificationFailed("outside-prefix")
-    elif "FullPath" not in values:
-        raise VerificationFailed("malformed")

@@ -13,6 +13,7 @@ each ``gw_`` parameter the signer writes (numbers without leading zeros).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,11 +98,18 @@ class NativeDialect:
         return self._parse(redemption.url).params["gw_kid"]
 
     def reuse_key(self, redemption: Redemption) -> str | None:
-        """A prefix token's gw_ parameters (in the order sent): the path and other parameters are not signed."""
-        query = redemption.url.partition("?")[2]
-        if "gw_pfx=" not in query:
+        """A prefix token's gw_ parameters (in the order sent): the path and other parameters are not signed.
+
+        Read with the same parser as ``verify`` (a fragment is not part of the query), so a URL is keyed
+        as a prefix token exactly when it is verified as one.
+        """
+        try:
+            params = self._parse(redemption.url).params
+        except VerificationFailed:
+            return None  # verify refuses it with the precise reason
+        if "gw_pfx" not in params:
             return None
-        return "&".join(p for p in query.split("&") if p.startswith("gw_"))
+        return "&".join(f"{name}={value}" for name, value in params.items())
 
     def attribution_covered(self, options: Mapping[str, str]) -> bool:
         return True  # gw_kid picks the verifying key and is in the string to sign
@@ -162,7 +170,10 @@ class NativeDialect:
         _check_claims(token.path, prefix, expires, starts, ip, redemption)
         return Verified(key_id=key.kid, expires=expires, issued_at=issued_at, prefix=prefix)
 
-    def _parse(self, url: str) -> NativeToken:
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def _parse(url: str) -> NativeToken:
+        """Memoised: one request asks for the key id, the reuse key and the claims of the same URL."""
         parts = split_url(url)
         path = parts.path or "/"
         if path_problem(path) is not None:

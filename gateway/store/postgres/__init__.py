@@ -53,6 +53,9 @@ class PostgresStore:
         self.audit = read.audit
         self.subjects = read.subjects
         self.changes = read.changes
+        self.outbox = read.outbox
+        self.limits = read.limits
+        self.watch = read.watch
 
     @classmethod
     async def open(cls, dsn: str, *, migrate: bool = False) -> PostgresStore:
@@ -173,6 +176,10 @@ class PostgresStore:
     async def ping(self) -> None:
         with db_errors():
             await self._pool.fetchval("SELECT 1")
+
+    async def database_time(self) -> float:
+        with db_errors():
+            return float(await self._pool.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"))
 
     async def close(self) -> None:
         await self._pool.close()

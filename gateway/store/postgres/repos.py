@@ -13,7 +13,7 @@ from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
-from gateway.store.base import AuditQuery, Change, Checkpoint, LogEntry, PrunePolicy
+from gateway.store.base import AuditQuery, Change, Checkpoint, LogEntry, PrunePolicy, RevokedPath
 
 Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -140,6 +140,10 @@ class PgKeys(_Repo):
             found = await self._all("SELECT * FROM keys WHERE principal_id = $1 ORDER BY created_at, kid", principal_id)
         return [rows.key_from(r) for r in found]
 
+    async def page(self, after_kid: str, limit: int) -> list[SigningKey]:
+        found = await self._all("SELECT * FROM keys WHERE kid > $1 ORDER BY kid LIMIT $2", after_kid, limit)
+        return [rows.key_from(r) for r in found]
+
     async def revoke(self, kid: str, at: float, reason: str, by: str) -> None:
         await self._changed("key", kid)
         sql = (
@@ -150,6 +154,18 @@ class PgKeys(_Repo):
 
     async def touch(self, kid: str, at: float) -> None:
         await self._run("UPDATE keys SET last_used_at = $1 WHERE kid = $2", at, kid)
+
+    async def reseal(self, kid: str, old: bytes, new: bytes) -> bool:
+        await self._changed("key", kid)
+        sql = "UPDATE keys SET sealed_private = $1 WHERE kid = $2 AND sealed_private = $3"
+        return await self._run(sql, new, kid, old) == 1
+
+    async def data_keys(self) -> dict[str, bytes]:
+        found = await self._all("SELECT key, value FROM meta WHERE starts_with(key, $1)", _DATA_KEY)
+        return {r["key"].removeprefix(_DATA_KEY): bytes(r["value"]) for r in found}
+
+    async def add_data_key(self, key_id: str, wrapped: bytes) -> None:
+        await self._run("INSERT INTO meta (key, value) VALUES ($1, $2)", _DATA_KEY + key_id, wrapped)
 
 
 class PgMedia(_Repo):
@@ -176,13 +192,35 @@ class PgMedia(_Repo):
 
     async def delete(self, media_id: str, at: float) -> None:
         await self._changed("media", media_id)
+        await self._revoke_claims(media_id, at)
         sql = "UPDATE media SET deleted_at = $1, links_revoked_at = $1 WHERE id = $2 AND deleted_at IS NULL"
         await self._run(sql, at, media_id)
         await self._run("DELETE FROM media_paths WHERE media_id = $1", media_id)
 
     async def revoke_links(self, media_id: str, at: float) -> None:
         await self._changed("media", media_id)
+        await self._revoke_claims(media_id, at)
         await self._run("UPDATE media SET links_revoked_at = $1 WHERE id = $2", at, media_id)
+
+    async def _revoke_claims(self, media_id: str, at: float) -> None:
+        item = await self.get(media_id)
+        if item is None:
+            return
+        sql = (
+            "INSERT INTO link_revocations (path, is_prefix, media_id, revoked_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (path, is_prefix, media_id) DO UPDATE SET revoked_at = "
+            "greatest(link_revocations.revoked_at, excluded.revoked_at)"
+        )
+        with db_errors():
+            await self._db.executemany(sql, [(p, i, m, at) for p, m, i in rows.media_path_values(item)])
+
+    async def revoked_paths(self, since: float, media_id: str | None = None) -> list[RevokedPath]:
+        if media_id is None:
+            found = await self._all("SELECT * FROM link_revocations WHERE revoked_at >= $1", since)
+        else:
+            sql = "SELECT * FROM link_revocations WHERE revoked_at >= $1 AND media_id = $2"
+            found = await self._all(sql, since, media_id)
+        return [RevokedPath(r["media_id"], r["path"], bool(r["is_prefix"]), r["revoked_at"]) for r in found]
 
     async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
         """(other media id, path) pairs that ``item``'s prefixes would cover, or whose prefixes cover it."""
@@ -193,11 +231,10 @@ class PgMedia(_Repo):
         ancestors = sorted(rows.ancestors([*item.paths.values(), *item.prefixes.values()]))
         sql = "SELECT media_id, path FROM media_paths WHERE is_prefix AND path = ANY($1::text[]) AND media_id <> $2"
         found += await self._all(sql, ancestors, item.id)
+        # The same file registered twice: whoever may see the alias could read the original.
+        sql = "SELECT media_id, path FROM media_paths WHERE NOT is_prefix AND path = ANY($1::text[]) AND media_id <> $2"
+        found += await self._all(sql, sorted(set(item.paths.values())), item.id)
         return sorted({(r["media_id"], r["path"]) for r in found})
-
-    async def links_revoked_since(self, since: float) -> list[MediaItem]:
-        found = await self._all("SELECT * FROM media WHERE links_revoked_at >= $1", since)
-        return [rows.media_from(r) for r in found]
 
     async def owned_by(self, owner: str) -> list[MediaItem]:
         return [rows.media_from(r) for r in await self._all("SELECT * FROM media WHERE owner = $1 ORDER BY id", owner)]
@@ -206,6 +243,7 @@ class PgMedia(_Repo):
         owned = [m.id for m in await self.owned_by(owner)]
         for media_id in owned:
             await self._changed("media", media_id)
+            await self._revoke_claims(media_id, at)
         await self._run("DELETE FROM media_paths WHERE media_id = ANY($1::text[])", owned)
         sql = (
             "UPDATE media SET owner = $1, deleted_at = coalesce(deleted_at, $2), "
@@ -319,6 +357,7 @@ def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
 
 
 _PEPPER = "audit_pepper"
+_DATA_KEY = "master_data_key:"  # + master key id: a KMS-wrapped data key (gateway.keys.kms)
 
 
 class PgSubjects(_Repo):
@@ -348,6 +387,18 @@ class PgSubjects(_Repo):
     async def set_sealed_pepper(self, sealed: bytes) -> None:
         await self._run("INSERT INTO meta (key, value) VALUES ($1, $2)", _PEPPER, sealed)
 
+    async def sealed_keys(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        # Byte order, as SQLite's: the paging cursor compares the way the rows are ordered.
+        sql = 'SELECT ref, sealed_key FROM subject_keys WHERE ref COLLATE "C" > $1 ORDER BY ref COLLATE "C" LIMIT $2'
+        return [(r["ref"], bytes(r["sealed_key"])) for r in await self._all(sql, after, limit)]
+
+    async def reseal_key(self, ref: str, old: bytes, new: bytes) -> bool:
+        sql = "UPDATE subject_keys SET sealed_key = $1 WHERE ref = $2 AND sealed_key = $3"
+        return await self._run(sql, new, ref, old) == 1
+
+    async def reseal_pepper(self, old: bytes, new: bytes) -> bool:
+        return await self._run("UPDATE meta SET value = $1 WHERE key = $2 AND value = $3", new, _PEPPER, old) == 1
+
 
 class PgChanges(_Repo):
     async def head(self) -> int:
@@ -368,3 +419,6 @@ class PgRepos:
         self.audit = PgAudit(db, tx)
         self.subjects = PgSubjects(db, tx)
         self.changes = PgChanges(db, tx)
+        from gateway.store.postgres.ops import ops_repos  # operations tables (webhooks, limits, detection)
+
+        self.outbox, self.limits, self.watch = ops_repos(db, tx)

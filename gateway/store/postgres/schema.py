@@ -70,4 +70,46 @@ CREATE TABLE change_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT 
 INSERT INTO change_head (id, seq) VALUES (1, 0);
 """,
     ),
+    (
+        4,
+        """
+CREATE TABLE link_revocations (
+    path TEXT COLLATE "C" NOT NULL, is_prefix BOOLEAN NOT NULL, media_id TEXT NOT NULL,
+    revoked_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (path, is_prefix, media_id));
+CREATE INDEX link_revocations_by_time ON link_revocations(revoked_at);
+CREATE INDEX link_revocations_by_media ON link_revocations(media_id);
+INSERT INTO link_revocations (path, is_prefix, media_id, revoked_at)
+    SELECT j.value, false, m.id, m.links_revoked_at FROM media AS m, json_each_text(m.paths::json) AS j
+    WHERE m.links_revoked_at IS NOT NULL ON CONFLICT DO NOTHING;
+INSERT INTO link_revocations (path, is_prefix, media_id, revoked_at)
+    SELECT j.value, true, m.id, m.links_revoked_at FROM media AS m, json_each_text(m.prefixes::json) AS j
+    WHERE m.links_revoked_at IS NOT NULL ON CONFLICT DO NOTHING;
+""",
+    ),
+    # The leaf covers a header that survives pruning plus this body hash (gateway.audit.records). Rows
+    # written before it keep NULL: their leaves are the pre-release layout, which audit verify reports.
+    (5, "ALTER TABLE audit ADD COLUMN body_sha256 BYTEA;"),
+    # Operations (gateway.alerts, gateway.limits): the durable webhook outbox and where the audit feed into it
+    # stopped, rate-limit buckets shared by replicas, and what outsider-use detection shares between them.
+    (
+        6,
+        """
+CREATE TABLE webhook_outbox (
+    id BIGSERIAL PRIMARY KEY, endpoint TEXT NOT NULL, event_id TEXT NOT NULL, event TEXT NOT NULL,
+    payload TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION NOT NULL, state TEXT NOT NULL DEFAULT 'pending', lease_owner TEXT,
+    lease_until DOUBLE PRECISION, last_error TEXT, delivered_at DOUBLE PRECISION, UNIQUE (endpoint, event_id));
+CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_at) WHERE state = 'pending';
+CREATE TABLE webhook_feed (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);
+CREATE TABLE limit_buckets (
+    bucket TEXT PRIMARY KEY, level DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+    rate DOUBLE PRECISION NOT NULL, burst DOUBLE PRECISION NOT NULL);
+CREATE TABLE issued_networks (
+    kid TEXT NOT NULL, expires_at BIGINT NOT NULL, network TEXT NOT NULL, PRIMARY KEY (kid, expires_at, network));
+CREATE INDEX issued_networks_by_expiry ON issued_networks(expires_at);
+CREATE TABLE usage_baselines (
+    principal_id TEXT PRIMARY KEY, networks TEXT NOT NULL, hours INTEGER NOT NULL,
+    first_seen DOUBLE PRECISION NOT NULL, issuances BIGINT NOT NULL, updated_at DOUBLE PRECISION NOT NULL);
+""",
+    ),
 ]

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -136,6 +137,9 @@ class SqliteStore:
         self.audit = self._read_repos.audit
         self.subjects = self._read_repos.subjects
         self.changes = self._read_repos.changes
+        self.outbox = self._read_repos.outbox
+        self.limits = self._read_repos.limits
+        self.watch = self._read_repos.watch
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = False, migrate: bool = False) -> SqliteStore:
@@ -189,8 +193,9 @@ class SqliteStore:
         return await self._group.append(records, raw, touches, at)
 
     def listen(self, wake: Callable[[], None]) -> Listening:
-        """SQLite cannot notify: the state sync polls the feed head every few milliseconds instead."""
-        return _NotListening()
+        """SQLite cannot notify: a thread reads the feed head every few milliseconds on a connection of its own
+        and wakes the state sync when it moved, so the event loop does no work while nothing changes."""
+        return _HeadWatcher(self._path, wake, asyncio.get_running_loop())
 
     @asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:
@@ -215,12 +220,46 @@ class SqliteStore:
         with db_errors():
             await self._reader.execute_fetchall("SELECT 1 FROM meta LIMIT 1")
 
+    async def database_time(self) -> float:
+        with db_errors():
+            rows = await self._reader.execute_fetchall("SELECT (julianday('now') - 2440587.5) * 86400.0")
+        return float(next(iter(rows))[0])
+
     async def close(self) -> None:
         await asyncio.to_thread(self._group.close)
         await self._reader.close()
         await self._writer.close()
 
 
-class _NotListening:
+class _HeadWatcher:
+    """Polls ``max(seq)`` of the change feed; one indexed read, in its own thread, every ``_WATCH_EVERY`` seconds."""
+
+    def __init__(self, path: Path, wake: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
+        self._path = path
+        self._wake = wake
+        self._loop = loop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="change-feed-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        seen: int | None = None
+        try:
+            while not self._stop.wait(_WATCH_EVERY):
+                try:
+                    head = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
+                except sqlite3.Error:
+                    continue  # the sync's own polls fail too, and the view goes stale: fail closed there
+                if head != seen:
+                    seen = head
+                    self._loop.call_soon_threadsafe(self._wake)
+        finally:
+            conn.close()
+
     async def close(self) -> None:
-        return None
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join)
+
+
+_WATCH_EVERY = 0.005

@@ -14,7 +14,7 @@ from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
-from gateway.store.base import AuditQuery, Change, Checkpoint, LogEntry, PrunePolicy
+from gateway.store.base import AuditQuery, Change, Checkpoint, LogEntry, PrunePolicy, RevokedPath
 
 
 @contextmanager
@@ -32,6 +32,7 @@ def db_errors(*, audit: bool = False) -> Iterator[None]:
 
 FRONTIER = "audit_frontier"
 _PEPPER = "audit_pepper"
+_DATA_KEY = "master_data_key:"  # + master key id: a KMS-wrapped data key (gateway.keys.kms)
 
 
 class _Repo:
@@ -141,6 +142,10 @@ class SqliteKeys(_Repo):
             found = await self._all(sql, (principal_id,))
         return [rows.key_from(r) for r in found]
 
+    async def page(self, after_kid: str, limit: int) -> list[SigningKey]:
+        found = await self._all("SELECT * FROM keys WHERE kid > ? ORDER BY kid LIMIT ?", (after_kid, limit))
+        return [rows.key_from(r) for r in found]
+
     async def revoke(self, kid: str, at: float, reason: str, by: str) -> None:
         await self._changed("key", kid)
         await self._run(
@@ -150,6 +155,18 @@ class SqliteKeys(_Repo):
 
     async def touch(self, kid: str, at: float) -> None:
         await self._run("UPDATE keys SET last_used_at = ? WHERE kid = ?", (at, kid))
+
+    async def reseal(self, kid: str, old: bytes, new: bytes) -> bool:
+        await self._changed("key", kid)
+        sql = "UPDATE keys SET sealed_private = ? WHERE kid = ? AND sealed_private = ?"
+        return await self._run(sql, (new, kid, old)) == 1
+
+    async def data_keys(self) -> dict[str, bytes]:
+        found = await self._all("SELECT key, value FROM meta WHERE key LIKE ?", (_DATA_KEY + "%",))
+        return {r["key"].removeprefix(_DATA_KEY): bytes(r["value"]) for r in found}
+
+    async def add_data_key(self, key_id: str, wrapped: bytes) -> None:
+        await self._run("INSERT INTO meta(key, value) VALUES (?, ?)", (_DATA_KEY + key_id, wrapped))
 
 
 class SqliteMedia(_Repo):
@@ -173,13 +190,34 @@ class SqliteMedia(_Repo):
 
     async def delete(self, media_id: str, at: float) -> None:
         await self._changed("media", media_id)
+        await self._revoke_claims(media_id, at)
         sql = "UPDATE media SET deleted_at = ?, links_revoked_at = ? WHERE id = ? AND deleted_at IS NULL"
         await self._run(sql, (at, at, media_id))
         await self._run("DELETE FROM media_paths WHERE media_id = ?", (media_id,))
 
     async def revoke_links(self, media_id: str, at: float) -> None:
         await self._changed("media", media_id)
+        await self._revoke_claims(media_id, at)
         await self._run("UPDATE media SET links_revoked_at = ? WHERE id = ?", (at, media_id))
+
+    async def _revoke_claims(self, media_id: str, at: float) -> None:
+        item = await self.get(media_id)
+        if item is None:
+            return
+        sql = (
+            "INSERT INTO link_revocations (path, is_prefix, media_id, revoked_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (path, is_prefix, media_id) DO UPDATE SET revoked_at = max(revoked_at, excluded.revoked_at)"
+        )
+        with db_errors():
+            await self._conn.executemany(sql, [(p, i, m, at) for p, m, i in rows.media_path_values(item)])
+
+    async def revoked_paths(self, since: float, media_id: str | None = None) -> list[RevokedPath]:
+        sql = "SELECT * FROM link_revocations WHERE revoked_at >= ?"
+        params: tuple[object, ...] = (since,)
+        if media_id is not None:
+            sql, params = sql + " AND media_id = ?", (since, media_id)
+        found = await self._all(sql, params)
+        return [RevokedPath(r["media_id"], r["path"], bool(r["is_prefix"]), r["revoked_at"]) for r in found]
 
     async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
         found: list[aiosqlite.Row] = []
@@ -190,11 +228,12 @@ class SqliteMedia(_Repo):
         marks = ", ".join("?" for _ in ancestors)
         sql = f"SELECT media_id, path FROM media_paths WHERE is_prefix AND path IN ({marks}) AND media_id <> ?"  # noqa: S608
         found += await self._all(sql, (*ancestors, item.id))
+        # The same file registered twice: whoever may see the alias could read the original.
+        paths = sorted(set(item.paths.values()))
+        marks = ", ".join("?" for _ in paths)
+        sql = f"SELECT media_id, path FROM media_paths WHERE NOT is_prefix AND path IN ({marks}) AND media_id <> ?"  # noqa: S608
+        found += await self._all(sql, (*paths, item.id))
         return sorted({(r["media_id"], r["path"]) for r in found})
-
-    async def links_revoked_since(self, since: float) -> list[MediaItem]:
-        found = await self._all("SELECT * FROM media WHERE links_revoked_at >= ?", (since,))
-        return [rows.media_from(r) for r in found]
 
     async def owned_by(self, owner: str) -> list[MediaItem]:
         found = await self._all("SELECT * FROM media WHERE owner = ? ORDER BY id", (owner,))
@@ -204,6 +243,7 @@ class SqliteMedia(_Repo):
         owned = [m.id for m in await self.owned_by(owner)]
         for media_id in owned:
             await self._changed("media", media_id)
+            await self._revoke_claims(media_id, at)
         await self._run("DELETE FROM media_paths WHERE media_id IN (SELECT id FROM media WHERE owner = ?)", (owner,))
         sql = (
             "UPDATE media SET owner = ?, deleted_at = coalesce(deleted_at, ?), "
@@ -330,6 +370,18 @@ class SqliteSubjects(_Repo):
     async def set_sealed_pepper(self, sealed: bytes) -> None:
         await self._run("INSERT INTO meta(key, value) VALUES (?, ?)", (_PEPPER, sealed))
 
+    async def sealed_keys(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        sql = "SELECT ref, sealed_key FROM subject_keys WHERE ref > ? ORDER BY ref LIMIT ?"
+        return [(r["ref"], bytes(r["sealed_key"])) for r in await self._all(sql, (after, limit))]
+
+    async def reseal_key(self, ref: str, old: bytes, new: bytes) -> bool:
+        sql = "UPDATE subject_keys SET sealed_key = ? WHERE ref = ? AND sealed_key = ?"
+        return await self._run(sql, (new, ref, old)) == 1
+
+    async def reseal_pepper(self, old: bytes, new: bytes) -> bool:
+        sql = "UPDATE meta SET value = ? WHERE key = ? AND value = ?"
+        return await self._run(sql, (new, _PEPPER, old)) == 1
+
 
 class SqliteChanges(_Repo):
     async def head(self) -> int:
@@ -370,3 +422,6 @@ class SqliteRepos:
         self.audit = SqliteAudit(conn, in_transaction)
         self.subjects = SqliteSubjects(conn, in_transaction)
         self.changes = SqliteChanges(conn, in_transaction)
+        from gateway.store.sqlite.ops import ops_repos  # operations tables (webhooks, limits, detection)
+
+        self.outbox, self.limits, self.watch = ops_repos(conn, in_transaction)

@@ -123,6 +123,45 @@ MIGRATIONS: list[Migration] = [
         ),
         _claim_existing_prefixes,
     ),
+    Migration(
+        4,
+        (
+            "CREATE TABLE link_revocations (path TEXT NOT NULL, is_prefix INTEGER NOT NULL, media_id TEXT NOT NULL, "
+            "revoked_at REAL NOT NULL, PRIMARY KEY (path, is_prefix, media_id))",
+            "CREATE INDEX link_revocations_by_time ON link_revocations(revoked_at)",
+            "CREATE INDEX link_revocations_by_media ON link_revocations(media_id)",
+            "INSERT OR IGNORE INTO link_revocations (path, is_prefix, media_id, revoked_at) "
+            "SELECT j.value, 0, m.id, m.links_revoked_at FROM media AS m, json_each(m.paths) AS j "
+            "WHERE m.links_revoked_at IS NOT NULL",
+            "INSERT OR IGNORE INTO link_revocations (path, is_prefix, media_id, revoked_at) "
+            "SELECT j.value, 1, m.id, m.links_revoked_at FROM media AS m, json_each(m.prefixes) AS j "
+            "WHERE m.links_revoked_at IS NOT NULL",
+        ),
+    ),
+    # The leaf covers a header that survives pruning plus this body hash (gateway.audit.records). Rows
+    # written before it keep NULL: their leaves are the pre-release layout, which audit verify reports.
+    Migration(5, ("ALTER TABLE audit ADD COLUMN body_sha256 BLOB",)),
+    # Operations (gateway.alerts, gateway.limits): the durable webhook outbox and where the audit feed into it
+    # stopped, rate-limit buckets shared by replicas, and what outsider-use detection shares between them.
+    Migration(
+        6,
+        (
+            "CREATE TABLE webhook_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT NOT NULL, "
+            "event_id TEXT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL, "
+            "attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, state TEXT NOT NULL DEFAULT "
+            "'pending', lease_owner TEXT, lease_until REAL, last_error TEXT, delivered_at REAL, "
+            "UNIQUE (endpoint, event_id))",
+            "CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_at) WHERE state = 'pending'",
+            "CREATE TABLE webhook_feed (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
+            "CREATE TABLE limit_buckets (bucket TEXT PRIMARY KEY, level REAL NOT NULL, updated_at REAL NOT NULL, "
+            "rate REAL NOT NULL, burst REAL NOT NULL)",
+            "CREATE TABLE issued_networks (kid TEXT NOT NULL, expires_at INTEGER NOT NULL, network TEXT NOT NULL, "
+            "PRIMARY KEY (kid, expires_at, network))",
+            "CREATE INDEX issued_networks_by_expiry ON issued_networks(expires_at)",
+            "CREATE TABLE usage_baselines (principal_id TEXT PRIMARY KEY, networks TEXT NOT NULL, hours INTEGER "
+            "NOT NULL, first_seen REAL NOT NULL, issuances INTEGER NOT NULL, updated_at REAL NOT NULL)",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

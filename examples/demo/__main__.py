@@ -1,0 +1,118 @@
+"""``python -m examples.demo``: a page with thumbnails and an HLS player, through nginx, on this machine.
+
+Runs the local stack (``stack.py``: the gateway over mutual TLS, nginx with
+``deploy/nginx/``, an origin), makes sample media with ffmpeg, registers it,
+creates the service principal ``demo-web`` with its own key, and serves the
+application page (``app.py``) at ``https://127.0.0.1:PORT/demo/`` until
+Ctrl-C. Revoke the key in another terminal and the player stops at the next
+segment::
+
+    gatewayctl keys revoke KID --reason demo --data-dir WORKDIR/gateway
+
+Needs nginx (Debian's nginx-core), ffmpeg and hls.js (``npm ci --prefix
+examples/demo``). The certificates come from a throwaway CA made at start
+(``WORKDIR/pki/ca.crt``): the browser warns until it is trusted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from examples.demo import stack as local
+from examples.demo.app import HLS_JS, Demo, create_demo_app
+from examples.demo.media import ITEMS, make_media
+from gateway.cli.credentials import read_credential
+from gateway.config import load_config
+
+PRINCIPAL = "demo-web"
+VIEWER, WORKSPACE = "viewer", "demo"
+
+
+def _tools() -> tuple[str, str]:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    ffmpeg = shutil.which("ffmpeg")
+    missing = [
+        what
+        for what, found in (
+            ("nginx (apt-get install nginx-core)", nginx),
+            ("ffmpeg (apt-get install ffmpeg)", ffmpeg),
+            ("hls.js (npm ci --prefix examples/demo)", HLS_JS.exists()),
+        )
+        if not found
+    ]
+    if missing:
+        raise SystemExit(f"demo: missing {', '.join(missing)}")
+    assert nginx and ffmpeg
+    return nginx, ffmpeg
+
+
+def _register(stack: local.Stack) -> tuple[str, str, str]:
+    """The media, the backend principal and its key, a viewer; their credential file, kid and token."""
+    for item in ITEMS:
+        stack.gatewayctl("media", "put", item.media_id, "--owner", "studio", "--workspace", WORKSPACE,
+                         "--visibility", "workspace", "--video", item.video, "--thumbnail", item.thumbnail)  # fmt: skip
+    credential = stack.gatewayctl("principals", "add", PRINCIPAL, "--perm", "sign")["credential_file"]
+    kid = stack.gatewayctl("keys", "create", "--principal", PRINCIPAL)["kid"]
+    viewer = stack.gatewayctl("token", "--viewer", VIEWER, "--workspace", WORKSPACE, "--ttl", "8h")["token"]
+    return credential, kid, viewer
+
+
+async def _serve(demo: Demo, port: int, ready: dict[str, str]) -> None:
+    runner = web.AppRunner(create_demo_app(demo), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, local.LOOPBACK, port).start()
+    print(f"demo: open {ready['url']}  (kid {ready['kid']}; CA {ready['ca']})", flush=True)
+    print("demo-ready " + json.dumps(ready), flush=True)  # one line for scripts and tests
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(workdir: Path, edge_port: int) -> None:
+    nginx, ffmpeg = _tools()
+    ports = local.Ports(edge_port or local.free_port(), local.free_port(), local.free_port())
+    stack = local.prepare(workdir, ports)
+    make_media(ffmpeg, stack.layout.media_dir)
+    app_port = local.free_port()
+    stack.layout.hooks_dir.mkdir(parents=True, exist_ok=True)
+    (stack.layout.hooks_dir / "demo.conf").write_text(
+        f"location /demo/ {{\n    proxy_pass http://{local.LOOPBACK}:{app_port};\n}}\n"
+    )
+    with local.running(stack, nginx):
+        credential, kid, viewer = _register(stack)
+        config = load_config(stack.layout.data_dir, environ={})
+        demo = Demo(stack.gateway_url, stack.client_context("backend"), read_credential(Path(credential)), viewer,
+                    config.viewer.cookie, ITEMS)  # fmt: skip
+        ready = {"url": f"{stack.edge_url}/demo/", "data_dir": str(stack.layout.data_dir), "kid": kid,
+                 "ca": str(stack.pki.ca)}  # fmt: skip
+        asyncio.run(_serve(demo, app_port, ready))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--workdir", type=Path, help="an empty directory for everything (default: a new temporary one)")
+    parser.add_argument("--port", type=int, default=0, help="the port viewers connect to (default: any free one)")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gateway-demo-"))
+    if workdir.exists() and any(workdir.iterdir()):
+        parser.error(f"--workdir {workdir} is not empty")
+    run(workdir, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The local stack: the shipped nginx site in front of a real gateway and an origin, all on loopback.
+
+- the gateway: ``gatewayctl serve`` as its own process, HTTPS with client
+  certificates demanded on ``/v1/verify`` and the API (``[tls]``);
+- nginx (Debian's nginx-core) running ``deploy/nginx/media-gateway.conf`` and
+  its snippets, changed only where they say ``EDIT`` (``site_files``);
+- the origin: a directory served by a second nginx server on loopback, as an
+  object store or file server would be in a deployment.
+
+``python -m examples.demo`` runs it with a page and a player;
+``tests/test_nginx_e2e.py`` and ``tests/test_browser_demo.py`` test it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from examples.demo.pki import Pki, make_pki
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy" / "nginx"
+GATEWAYCTL = (sys.executable, "-m", "gateway.cli.main")
+LOOPBACK = "127.0.0.1"
+# The routes nginx's client certificate (and the backend's) must unlock: everything but pages and health.
+REQUIRE_CLIENT_CERT = ("verify", "api")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    edge: int  # nginx, where viewers connect (HTTPS)
+    gateway: int  # gatewayctl serve (HTTPS, client certificates)
+    origin: int  # the media directory
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port())
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives under one work directory."""
+
+    root: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "gateway"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.root / "www"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.root / "nginx"
+
+    @property
+    def hooks_dir(self) -> Path:
+        """``media-gateway.d``: locations of one's own in the site (the demo's page)."""
+        return self.nginx_dir / "media-gateway.d"
+
+    @property
+    def gateway_log(self) -> Path:
+        return self.root / "gateway.log"
+
+
+@dataclass(frozen=True)
+class Stack:
+    layout: Layout
+    ports: Ports
+    pki: Pki
+
+    @property
+    def edge_url(self) -> str:
+        return f"https://{LOOPBACK}:{self.ports.edge}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"https://{LOOPBACK}:{self.ports.gateway}"
+
+    def client_context(self, certificate: str | None = None) -> ssl.SSLContext:
+        """Trusts the throwaway CA; presents ``certificate`` (``proxy``, ``backend``) if named."""
+        context = ssl.create_default_context(cafile=self.pki.ca)
+        if certificate:
+            context.load_cert_chain(self.pki.cert(certificate), self.pki.key(certificate))
+        return context
+
+    def gatewayctl(self, *argv: str) -> Any:
+        return gatewayctl(self.layout.data_dir, *argv)
+
+
+def gatewayctl(data_dir: Path, *argv: str) -> Any:
+    """Run one ``gatewayctl ... --json`` command as a user would; its JSON answer."""
+    done = subprocess.run([*GATEWAYCTL, *argv, "--data-dir", str(data_dir), "--json"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"gatewayctl {' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+# --- the gateway ------------------------------------------------------------------------------
+
+
+def init_gateway(layout: Layout, ports: Ports, pki: Pki) -> None:
+    """``gatewayctl init``, then the settings of this stack: its ports, the edge as CDN, ``[tls]``."""
+    subprocess.run([*GATEWAYCTL, "init", "--data-dir", str(layout.data_dir)], check=True, capture_output=True)
+    config = layout.data_dir / "gateway.toml"
+    text = _replace_each(config.read_text(), {
+        "port = 8080": f"port = {ports.gateway}",
+        'cdn_base_url = "https://cdn.example.com"': f'cdn_base_url = "https://{LOOPBACK}:{ports.edge}"',
+    })  # fmt: skip
+    required = ", ".join(f'"{route}"' for route in REQUIRE_CLIENT_CERT)
+    text += f"""
+[tls]
+cert_file = "{pki.cert("gateway")}"
+key_file = "{pki.key("gateway")}"
+client_ca_file = "{pki.ca}"
+require_client_cert = [{required}]
+"""
+    config.write_text(text)
+
+
+@contextmanager
+def gateway_process(layout: Layout, url: str, context: ssl.SSLContext) -> Iterator[subprocess.Popen[bytes]]:
+    """``gatewayctl serve`` until the context exits; its output goes to ``layout.gateway_log``."""
+    with layout.gateway_log.open("ab") as log:
+        proc = subprocess.Popen([*GATEWAYCTL, "serve", "--data-dir", str(layout.data_dir)],
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        _wait_for(url + "/readyz", context, proc, layout.gateway_log)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+# --- nginx ------------------------------------------------------------------------------------
+
+
+def site_files(layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool = True) -> Path:
+    """The shipped site and snippets with each ``EDIT`` value set for this stack; the site's path.
+
+    Every replaced text must be in the shipped file, so this cannot silently drift from it.
+    """
+    snippets = layout.nginx_dir / "snippets"
+    snippets.mkdir(parents=True, exist_ok=True)
+    layout.hooks_dir.mkdir(parents=True, exist_ok=True)
+    include = {"/etc/nginx/snippets/": f"{snippets}/"}
+    verify = _replace_each((DEPLOY / "gateway-verify.conf").read_text(), include)
+    if not decision_cache:
+        verify = _replace_each(verify, {f"    include {snippets}/gateway-verify-cache.conf;\n": ""})
+    (snippets / "gateway-verify.conf").write_text(verify)
+    (snippets / "gateway-verify-cache.conf").write_text((DEPLOY / "gateway-verify-cache.conf").read_text())
+    site = _replace_each((DEPLOY / "media-gateway.conf").read_text(), {
+        **include,
+        "/etc/nginx/media-gateway/": f"{pki.directory}/",
+        "/etc/nginx/media-gateway.d/": f"{layout.hooks_dir}/",
+        "/var/cache/nginx/media-gateway-verify": str(layout.nginx_dir / "decisions"),
+        "server 127.0.0.1:8443;": f"server {LOOPBACK}:{ports.gateway};",
+        "server 127.0.0.1:9000;": f"server {LOOPBACK}:{ports.origin};",
+        "listen 443 ssl;": f"listen {LOOPBACK}:{ports.edge} ssl;",
+    })  # fmt: skip
+    path = layout.nginx_dir / "media-gateway.conf"
+    path.write_text(site)
+    return path
+
+
+def nginx_config(layout: Layout, ports: Ports, site: Path) -> Path:
+    """nginx.conf: the site, and the origin as a second server serving ``layout.media_dir``."""
+    work = layout.nginx_dir
+    for name in ("logs", "temp"):
+        (work / name).mkdir(parents=True, exist_ok=True)
+    mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
+    # As root, nginx's workers would drop to 'nobody', who cannot read 0700 work directories.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/logs/error.log notice;
+events {{ worker_connections 256; }}
+http {{
+    {mime}
+    access_log {work}/logs/access.log;
+    client_body_temp_path {work}/temp/body;
+    proxy_temp_path {work}/temp/proxy;
+    fastcgi_temp_path {work}/temp/fastcgi;
+    uwsgi_temp_path {work}/temp/uwsgi;
+    scgi_temp_path {work}/temp/scgi;
+    include {site};
+    server {{
+        listen {LOOPBACK}:{ports.origin};
+        root {layout.media_dir};
+    }}
+}}
+""")
+    return conf
+
+
+@contextmanager
+def nginx_process(binary: str, conf: Path, url: str, context: ssl.SSLContext) -> Iterator[subprocess.Popen[bytes]]:
+    error_log = conf.parent / "logs" / "error.log"
+    proc = subprocess.Popen([binary, "-p", str(conf.parent), "-c", str(conf)], stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(url + "/__nginx_alive", context, proc, error_log)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+# --- all of it --------------------------------------------------------------------------------
+
+
+def prepare(root: Path, ports: Ports | None = None) -> Stack:
+    """A fresh work directory: certificates, an initialised gateway, an empty media directory."""
+    layout = Layout(root)
+    layout.media_dir.mkdir(parents=True, exist_ok=True)
+    ports = ports or Ports.free()
+    pki = make_pki(root / "pki")
+    init_gateway(layout, ports, pki)
+    return Stack(layout, ports, pki)
+
+
+@contextmanager
+def running(stack: Stack, nginx: str, *, decision_cache: bool = True) -> Iterator[Stack]:
+    """The gateway, then nginx in front of it; both stopped when the context exits."""
+    site = site_files(stack.layout, stack.ports, stack.pki, decision_cache=decision_cache)
+    conf = nginx_config(stack.layout, stack.ports, site)
+    context = stack.client_context()
+    with ExitStack() as processes:
+        processes.enter_context(gateway_process(stack.layout, stack.gateway_url, context))
+        processes.enter_context(nginx_process(nginx, conf, stack.edge_url, context))
+        yield stack
+
+
+def _replace_each(text: str, replacements: dict[str, str]) -> str:
+    for old, new in replacements.items():
+        if old not in text:
+            raise ValueError(f"the shipped configuration no longer contains {old!r}")
+        text = text.replace(old, new)
+    return text
+
+
+def _wait_for(url: str, context: ssl.SSLContext, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context):  # noqa: S310 (our own loopback URL)
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered at {url} within 30 s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

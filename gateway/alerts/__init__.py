@@ -1,0 +1,1 @@
+"""Operating the gateway: suspicious-use detection, the webhook outbox, incident notifications."""

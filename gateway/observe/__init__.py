@@ -1,0 +1,1 @@
+"""Observing the gateway: Prometheus metrics and structured logs."""

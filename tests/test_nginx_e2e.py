@@ -1,0 +1,275 @@
+"""End to end: real nginx running deploy/nginx/media-gateway.conf, a real ``gatewayctl serve`` over
+mutual TLS, and an origin, all on loopback (examples/demo/stack.py starts them).
+
+page URL -> 302 -> bytes; tampered and expired URLs -> 403; ``gatewayctl keys revoke`` -> 403 within
+the documented bound, with and without nginx's decision cache; a thumbnail-only principal cannot
+fetch video; nginx trusts only the gateway's CA and the gateway answers /v1/verify only to nginx.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from examples.demo import stack as local
+from examples.demo.pki import Authority, Pki
+from gateway.config import load_config
+from gateway.services import sync_policy
+from tests.nginx_server import nginx_binary
+from tests.nginx_site import fetch
+from tests.tls_support import https
+
+pytestmark = pytest.mark.e2e
+FILES = {
+    "v/intro/master.m3u8": b"#EXTM3U\n#EXT-X-VERSION:3\n",
+    "v/intro/seg-000.ts": b"segment zero",
+    "t/intro.jpg": b"\xff\xd8 a thumbnail",
+    "v/other/master.m3u8": b"someone else's video",
+}
+CACHE_TTL_BOUND = 2.0  # proxy_cache_valid 1s: nginx's cache clock counts whole seconds (gateway-verify-cache.conf)
+SLACK = 0.5  # the HTTP round trips of the check itself, on a busy machine
+
+
+def _stack(root: Path, decision_cache: bool) -> Iterator[local.Stack]:
+    stack = local.prepare(root)
+    for name, body in FILES.items():
+        path = stack.layout.media_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    for index in range(1, 200):  # fresh segment names: each one a question nginx has not cached
+        (stack.layout.media_dir / "v" / "intro" / f"seg-{index:03d}.ts").write_bytes(b"segment %d" % index)
+    with local.running(stack, nginx_binary(), decision_cache=decision_cache):
+        stack.gatewayctl("media", "put", "intro", "--owner", "alice", "--workspace", "acme",
+                         "--visibility", "workspace", "--video", "/v/intro/master.m3u8",
+                         "--thumbnail", "/t/intro.jpg")  # fmt: skip
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.Stack]:
+    yield from _stack(tmp_path_factory.mktemp("cached"), decision_cache=True)
+
+
+@pytest.fixture(scope="module")
+def uncached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.Stack]:
+    yield from _stack(tmp_path_factory.mktemp("uncached"), decision_cache=False)
+
+
+def _revocation_bound(stack: local.Stack) -> float:
+    """The gateway's own bound: its state view's poll of the store (docs/replicas.md)."""
+    return sync_policy(load_config(stack.layout.data_dir, environ={}), postgres=False).poll_every + SLACK
+
+
+class Backend:
+    """An application backend: a principal with its own key, calling /v1/sign with its client certificate."""
+
+    def __init__(self, stack: local.Stack, name: str, *extra: str) -> None:
+        self.stack = stack
+        added = stack.gatewayctl("principals", "add", name, "--perm", "sign", "--perm", "sign:on-behalf", *extra)
+        self.credential = added["credential_file"]
+        self.kid = stack.gatewayctl("keys", "create", "--principal", name)["kid"]
+
+    def sign(self, rendition: str = "video", **body: Any) -> tuple[int, dict[str, Any]]:
+        token = self.stack.gatewayctl("token", "--credential", self.credential)["token"]
+        request = {"media_id": "intro", "rendition": rendition, "viewer": {"id": "bob", "workspaces": ["acme"]}, **body}
+        return https(self.stack.ports.gateway, self.stack.client_context("backend"), "/v1/sign", "POST",
+                     {"Authorization": f"Bearer {token}"}, request)  # fmt: skip
+
+    def url(self, rendition: str = "video", **body: Any) -> str:
+        status, issued = self.sign(rendition, **body)
+        assert status == 200, issued
+        return str(issued["url"])
+
+    def revoke(self) -> None:
+        self.stack.gatewayctl("keys", "revoke", self.kid, "--reason", "e2e: revoked")
+
+
+def _status(stack: local.Stack, url: str) -> int:
+    return fetch(url, stack.client_context())[0]
+
+
+def _at(url: str, path: str) -> str:
+    """The same token presented for another path."""
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(path=path).geturl()
+
+
+# --- page URL -> 302 -> bytes -------------------------------------------------------------------
+
+
+def test_a_page_url_redirects_to_a_signed_url_that_nginx_serves(cached: local.Stack) -> None:
+    viewer = cached.gatewayctl("token", "--viewer", "bob", "--workspace", "acme")["token"]
+    auth = {"Authorization": f"Bearer {viewer}"}
+    for rendition, path in (("video", "/v/intro/master.m3u8"), ("thumbnail", "/t/intro.jpg")):
+        status, headers, _ = fetch(f"{cached.edge_url}/m/intro/{rendition}", cached.client_context(), auth)
+        assert (status, headers["Cache-Control"]) == (302, "no-store")
+        location = headers["Location"]
+        assert location.startswith(f"{cached.edge_url}{path}?gw_exp=")
+        assert fetch(location, cached.client_context())[::2] == (200, FILES[path.lstrip("/")])
+    status, _, body = fetch(f"{cached.edge_url}/m/intro/video", cached.client_context())
+    assert (status, json.loads(body)["error"]) == (401, "unauthenticated")  # the gateway's answer, through nginx
+    outsider = {"Authorization": f"Bearer {cached.gatewayctl('token', '--viewer', 'eve')['token']}"}
+    status, _, body = fetch(f"{cached.edge_url}/m/intro/video", cached.client_context(), outsider)
+    assert (status, json.loads(body)) == (404, {"error": "not_found", "message": "Not Found"})
+
+
+def test_the_gateway_api_is_not_reachable_through_nginx(cached: local.Stack) -> None:
+    for path in ("/v1/sign", "/v1/verify", "/v1/media/intro", "/openapi.json", "/_gateway_verify"):
+        assert _status(cached, cached.edge_url + path) == 404, path
+
+
+# --- tampered and expired ----------------------------------------------------------------------
+
+
+def test_tampered_and_unsigned_urls_are_refused(cached: local.Stack) -> None:
+    url = Backend(cached, "web-tamper").url(scope="prefix")
+    assert fetch(_at(url, "/v/intro/seg-000.ts"), cached.client_context())[::2] == (200, b"segment zero")
+    signature = url.rsplit("gw_sig=", 1)[1]
+    flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
+    tampered = {
+        "another directory": _at(url, "/v/other/master.m3u8"),
+        "a sibling prefix": _at(url, "/v/intro2/master.m3u8"),
+        "dot segments": _at(url, "/v/intro/../other/master.m3u8"),
+        "later expiry": url.replace("gw_exp=", "gw_exp=1"),
+        "another signature": url.replace(signature, flipped),
+        "no signature": url.split("&gw_sig=")[0],
+        "no token": url.split("?")[0],
+    }
+    assert {name: _status(cached, bad) for name, bad in tampered.items()} == dict.fromkeys(tampered, 403)
+
+
+def test_an_expired_url_is_refused(cached: local.Stack) -> None:
+    url = Backend(cached, "web-expiry").url(ttl=1)
+    time.sleep(1.1 + CACHE_TTL_BOUND)  # past expiry; never asked before, so nothing of it is cached either
+    assert _status(cached, url) == 403
+
+
+# --- revocation ----------------------------------------------------------------------------------
+
+
+def _seconds_until_refused(stack: local.Stack, url: str, limit: float) -> float:
+    start = time.monotonic()
+    while _status(stack, url) != 403:
+        if time.monotonic() - start > limit:
+            raise AssertionError(f"still served {limit:.2f} s after the revocation")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def test_without_the_decision_cache_a_revoked_key_is_refused_within_the_gateways_bound(
+    uncached: local.Stack,
+) -> None:
+    backend = Backend(uncached, "web-revoke")
+    url = _at(backend.url(scope="prefix"), "/v/intro/seg-000.ts")
+    assert _status(uncached, url) == 200
+    backend.revoke()  # gatewayctl keys revoke: another process, writing the store the server polls
+    assert _seconds_until_refused(uncached, url, limit=_revocation_bound(uncached)) <= _revocation_bound(uncached)
+    assert _status(uncached, _at(url, "/v/intro/seg-001.ts")) == 403
+
+
+def _just_after_a_second() -> None:
+    """nginx's cache clock counts whole seconds: an answer stored just after one lives almost 2 s."""
+    time.sleep(1 - time.time() % 1 + 0.02)
+
+
+def test_with_the_decision_cache_a_revoked_url_already_asked_about_is_served_at_most_its_ttl(
+    cached: local.Stack,
+) -> None:
+    """The documented cost of the cache (deploy/nginx/gateway-verify-cache.conf), and its bound."""
+    served_from_cache = False
+    for attempt in range(3):  # the demonstration needs the revocation to land while the answer is kept
+        backend = Backend(cached, f"web-cache-{attempt}")
+        prefix = backend.url(scope="prefix")
+        asked = _at(prefix, f"/v/intro/seg-{10 + attempt:03d}.ts")
+        _just_after_a_second()
+        stored = time.monotonic()
+        assert _status(cached, asked) == 200  # the answer nginx keeps
+        backend.revoke()
+        # The gateway knows at once: a URL nobody asked about yet is refused.
+        fresh = _at(prefix, f"/v/intro/seg-{100 + attempt:03d}.ts")
+        assert _seconds_until_refused(cached, fresh, limit=_revocation_bound(cached)) <= _revocation_bound(cached)
+        still = _status(cached, asked)
+        if time.monotonic() - stored < 1.0:  # checked well inside the kept answer's life
+            assert still == 200
+            served_from_cache = True
+        waited = _seconds_until_refused(cached, asked, limit=CACHE_TTL_BOUND + SLACK)
+        assert time.monotonic() - stored - waited <= CACHE_TTL_BOUND + SLACK
+        if served_from_cache:
+            break
+    assert served_from_cache, "the revocation never landed within a second of the cached answer"
+
+
+def test_the_decision_cache_never_answers_one_question_with_anothers_answer(cached: local.Stack) -> None:
+    """The key holds the path (prefix tokens) and the client address (IP-bound URLs): right after an allow,
+    the same token for another directory, or from another client, is still asked about and refused."""
+    backend = Backend(cached, "web-cache-key")
+    url = backend.url(scope="prefix", client_ip="127.0.0.1")
+    assert _status(cached, url) == 200  # kept by nginx for the next second or two
+    assert _status(cached, _at(url, "/v/other/master.m3u8")) == 403
+    # Another viewer: nginx's peer is loopback, which the gateway trusts to forward the client's address.
+    status, _, _ = fetch(url, cached.client_context(), {"X-Forwarded-For": "198.51.100.7"})
+    assert status == 403
+    assert _status(cached, url) == 200
+
+
+# --- authorisation, through nginx ---------------------------------------------------------------
+
+
+def test_a_thumbnail_only_principal_cannot_fetch_video(cached: local.Stack) -> None:
+    robot = Backend(cached, "thumbnailer", "--rendition", "thumbnail")
+    status, refusal = robot.sign("video")
+    assert (status, refusal["error"]) == (403, "forbidden")
+    thumbnail = robot.url("thumbnail")
+    assert fetch(thumbnail, cached.client_context())[::2] == (200, FILES["t/intro.jpg"])
+    assert _status(cached, _at(thumbnail, "/v/intro/master.m3u8")) == 403
+
+
+# --- mutual TLS between nginx and the gateway -----------------------------------------------------
+
+
+def test_only_nginx_may_ask_the_gateway_and_nginx_asks_only_the_gateway(cached: local.Stack, tmp_path: Path) -> None:
+    url = Backend(cached, "web-mtls").url(scope="prefix")
+    uri = url.removeprefix(cached.edge_url)
+    port = cached.ports.gateway
+    # Someone else on the network, even with the gateway's CA trusted, has no client certificate.
+    assert https(port, cached.client_context(), "/v1/verify", headers={"X-Original-URI": uri})[1]["error"] == (
+        "client_certificate_required"
+    )
+    assert https(port, cached.client_context("proxy"), "/v1/verify", headers={"X-Original-URI": uri})[0] == 200
+    # An nginx that trusts another CA takes the real gateway for an impostor: no answer, no media.
+    impostor = _pki_trusting_another_ca(cached.pki, tmp_path / "pki")
+    layout = local.Layout(tmp_path)
+    ports = local.Ports(local.free_port(), cached.ports.gateway, local.free_port())  # its own origin: never reached
+    site = local.site_files(layout, ports, impostor)
+    with ExitStack() as running:
+        edge = f"https://127.0.0.1:{ports.edge}"
+        running.enter_context(local.nginx_process(nginx_binary(), local.nginx_config(layout, ports, site), edge,
+                                                  cached.client_context()))  # fmt: skip
+        assert fetch(edge + uri, cached.client_context())[0] == 500  # auth_request could not ask: fail closed
+    assert "upstream SSL certificate verify error" in (layout.nginx_dir / "logs" / "error.log").read_text()
+
+
+def _pki_trusting_another_ca(pki: Pki, directory: Path) -> Pki:
+    shutil.copytree(pki.directory, directory)
+    other = Authority("another CA")
+    (directory / "ca.crt").write_bytes(other.cert.public_bytes(Encoding.PEM))
+    return Pki(directory, other)
+
+
+def test_revocation_through_the_cli_is_audited(uncached: local.Stack) -> None:
+    """The redemption nginx caused and the revocation are both in the log, in order."""
+    backend = Backend(uncached, "web-audit")
+    url = backend.url()
+    assert _status(uncached, url) == 200
+    backend.revoke()
+    events = [r["event"] for r in uncached.gatewayctl("audit", "search", "--kid", backend.kid)]
+    assert events[-3:] == ["url:issued", "url:redeemed", "key:revoked"]
