@@ -21,6 +21,7 @@ _MASK_V6 = 48
 
 
 def parse_ip(value: str) -> IPAddress:
+    _no_zone(value)
     try:
         return ipaddress.ip_address(value.strip())
     except ValueError:
@@ -29,10 +30,18 @@ def parse_ip(value: str) -> IPAddress:
 
 def parse_network(value: str) -> IPNetwork:
     """A single address or a CIDR; host bits are cleared (``10.1.2.3/24`` -> ``10.1.2.0/24``)."""
+    _no_zone(value)
     try:
         return ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         raise InvalidInput(f"not an IP address or CIDR: {value!r}") from None
+
+
+def _no_zone(value: str) -> None:
+    """``fe80::1%eth0`` names an interface of the machine that wrote it, not a client: and its raw ``%``
+    would be written into signed URLs, where formats read it as a percent-escape."""
+    if "%" in value:
+        raise InvalidInput(f"a scoped address (with a %zone) is not a client address: {value!r}")
 
 
 @functools.lru_cache(maxsize=65536)

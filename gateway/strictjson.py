@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 
@@ -44,13 +45,38 @@ _DECODER = json.JSONDecoder(
 )
 
 
+# A \uD800-\uDFFF escape: the only way a lone surrogate (text no UTF-8 can carry) gets into a string.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def loads(text: str | bytes | bytearray) -> Any:
     """Parse strict JSON; raises StrictJSONError (a ValueError) for anything else."""
     try:
         if not isinstance(text, str):
             text = bytes(text).decode("utf-8")  # RFC 8259 8.1: UTF-8 only (no BOM, no UTF-16); invalid bytes refused
-        return _DECODER.decode(text)
+        value = _DECODER.decode(text)
     except StrictJSONError:
         raise
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
+    except RecursionError:
+        raise StrictJSONError("not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise StrictJSONError(f"not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(value):
+        # RFC 8259 8.2 leaves it to the parser; such a string fails later, in a database or an encoder.
+        raise StrictJSONError("a string holds an unpaired UTF-16 surrogate escape: not Unicode text")
+    return value
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii() and any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

@@ -92,3 +92,34 @@ class World:
 
 def wall_clock() -> float:
     return time.time()
+
+
+def sqlite_at_version(path: Path, version: int) -> None:
+    """Turn a gateway database into what schema ``version`` held: its tables, with the rows (and the columns)
+    that version had, as an older gateway would have left it. For migration tests."""
+    import sqlite3
+
+    from gateway.store.sqlite.schema import MIGRATIONS
+
+    old = path.with_suffix(".current")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file to move aside
+    path.rename(old)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            for statement in migration.statements:
+                conn.execute(statement)
+    conn.execute("ATTACH DATABASE ? AS current", (str(old),))
+    tables = [row[0] for row in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+    for table in tables:
+        if table == "sqlite_sequence":
+            continue
+        columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
+        copy = f"INSERT OR REPLACE INTO main.{table} ({columns}) SELECT {columns} FROM current.{table}"  # noqa: S608 (names from the schema itself)
+        conn.execute(copy)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    conn.execute("DETACH DATABASE current")
+    conn.close()
+    old.unlink()

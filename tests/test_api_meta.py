@@ -46,6 +46,21 @@ async def test_jwks_publishes_active_ed25519_keys_that_verify_urls(client: TestC
     assert key.kid not in {k["kid"] for k in jwks["keys"]}
 
 
+async def test_jwks_drops_the_keys_of_a_disabled_principal(client: TestClient, world: World) -> None:
+    """Red team 2026-11-25: the gateway refused its URLs (principal-disabled), offline verifiers did not."""
+    key = await world.principal("svc", Permission.SIGN)
+    other = await world.principal("web", Permission.SIGN)
+    assert key is not None and other is not None
+    await world.services.admin.disable_principal(ADMIN, "svc", world.clock())
+    jwks = await (await client.get("/.well-known/jwks.json")).json()
+    assert {k["kid"] for k in jwks["keys"]} == {other.kid, *_pages_kids(world)}
+
+
+def _pages_kids(world: World) -> set[str]:
+    view = world.services.state.view
+    return {k.kid for k in view.keys.values() if k.principal_id == "pages" and k.algorithm is KeyAlgorithm.ED25519}
+
+
 async def test_unknown_route_and_method_are_json(client: TestClient) -> None:
     missing = await client.get("/nope")
     assert missing.status == 404 and (await missing.json())["error"] == "not_found"

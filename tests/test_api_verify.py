@@ -166,8 +166,8 @@ async def test_an_absolute_uri_is_verified_on_the_profiles_own_host(
     from tests.security.test_path_escape import prefix_token, verify
 
     world = await open_deployment(config.data_dir, clock)
+    client = await aiohttp_client(create_app(world.services, close_services=False))
     try:
-        client = await aiohttp_client(create_app(world.services, close_services=False))
         url = (await prefix_token(client, world, "gcdn", scope="path"))["url"]
         assert url.startswith("https://gcdn.example.com/")
         assert await verify(client, caplog, url, "gcdn") == (200, "")
@@ -179,6 +179,7 @@ async def test_an_absolute_uri_is_verified_on_the_profiles_own_host(
         elsewhere = google.sign(other, material).url
         assert await verify(client, caplog, elsewhere, "gcdn") == (403, "bad-signature")
     finally:
+        await client.close()  # the app's shutdown uses the services: close it first
         await world.services.close()
 
 

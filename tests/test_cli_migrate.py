@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from gateway.cli.main import main as gatewayctl
 from gateway.config import Config
+from gateway.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from tests.support import sqlite_at_version
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -22,25 +23,18 @@ def test_a_database_behind_the_code_is_refused_until_migrated(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = str(config.data_dir)
-    conn = sqlite3.connect(config.sqlite_path, isolation_level=None)
-    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")  # as an older gateway left it
-    conn.execute("ALTER TABLE audit DROP COLUMN body_sha256")
-    conn.execute("DROP TABLE link_revocations")
-    conn.execute("DROP TABLE changes")
-    conn.execute("DROP INDEX media_links_revoked")
-    conn.execute("DROP TABLE media_paths")
-    conn.execute("ALTER TABLE media DROP COLUMN links_revoked_at")
-    conn.execute("ALTER TABLE media DROP COLUMN prefixes")
-    conn.execute("DROP INDEX credentials_by_principal")
-    conn.close()
+    sqlite_at_version(config.sqlite_path, 2)  # as an older gateway left it, with init's rows
     capsys.readouterr()
     code, out, err = _run(capsys, "keys", "list", "--data-dir", data)
     assert (code, out) == (69, "")
     assert err == (
-        f"gatewayctl: database {config.sqlite_path} has schema v2, behind this gateway's v5: run 'gatewayctl migrate'\n"
+        f"gatewayctl: database {config.sqlite_path} has schema v2, behind this gateway's v{SCHEMA_VERSION}: "
+        "run 'gatewayctl migrate'\n"
     )
     code, out, err = _run(capsys, "migrate", "--data-dir", data, "--json")
-    assert (code, json.loads(out), err) == (0, {"database": str(config.sqlite_path), "applied": [3, 4, 5]}, "")
+    applied = [migration.version for migration in MIGRATIONS[1:]]
+    assert applied[0] == 3 and applied[-1] == SCHEMA_VERSION
+    assert (code, json.loads(out), err) == (0, {"database": str(config.sqlite_path), "applied": applied}, "")
     code, out, _ = _run(capsys, "migrate", "--data-dir", data)
     assert (code, out) == (0, f"{config.sqlite_path} is already at the current schema\n")
     code, out, _ = _run(capsys, "keys", "list", "--data-dir", data, "--json")

@@ -234,7 +234,9 @@ profiles = ["native", "s3"]
     await world.principal("web", Permission.SIGN, Permission.SIGN_ON_BEHALF)
     await services.admin.put_media(ADMIN, "m1", "alice", "w1", Visibility.UNLISTED,
                                    {Rendition.VIDEO: "/v/m1/video.mp4"}, clock())  # fmt: skip
-    yield world, await aiohttp_client(create_app(services, close_services=False)), moto_endpoint
+    app_client = await aiohttp_client(create_app(services, close_services=False))
+    yield world, app_client, moto_endpoint
+    await app_client.close()  # the app's shutdown uses the services: close it first
     await services.close()
 
 

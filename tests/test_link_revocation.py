@@ -107,3 +107,31 @@ async def test_a_narrowed_or_deleted_item_moved_to_new_paths_does_not_bring_its_
     await world.services.admin.put_media(ADMIN, "m2", "alice", "w1", Visibility.PUBLIC,
                                          {Rendition.VIDEO: "/v/m2new/master.m3u8"}, world.clock())  # fmt: skip
     assert await _verify(client, uri) == 403
+
+
+async def test_a_path_an_item_gives_up_does_not_carry_its_old_links_to_the_next_item_there(
+    world: World, client: TestClient
+) -> None:
+    """Red team 2026-11-25: moved with the same audience (nothing revoked), its old path then given to a
+    private item; the old prefix and path URLs used to open the private item until they expired."""
+    await _setup(world)
+    prefix_url = await _signed(client, world)
+    path_url = await _signed(client, world, scope="path")
+    world.clock.advance(5)
+    moved = {Rendition.VIDEO: "/v/m1-v2/master.m3u8"}
+    item = await world.services.admin.put_media(ADMIN, "m1", "alice", "w1", Visibility.UNLISTED, moved, world.clock())
+    assert item.links_revoked_at is None  # the audience is unchanged: its new paths are not revoked
+    revoked = await world.services.store.media.revoked_paths(0, "m1")
+    assert sorted((r.path, r.is_prefix, r.at) for r in revoked) == [
+        ("/t/m1.jpg", False, world.clock()),
+        ("/v/m1/", True, world.clock()),
+        ("/v/m1/master.m3u8", False, world.clock()),
+    ]
+    await world.services.admin.put_media(ADMIN, "private", "carol", "w9", Visibility.PRIVATE,
+                                         {Rendition.VIDEO: "/v/m1/master.m3u8"}, world.clock(),
+                                         prefixes={Rendition.VIDEO: "/v/m1/"})  # fmt: skip
+    assert await _verify(client, prefix_url) == 403
+    assert await _verify(client, prefix_url.replace("master.m3u8", "seg3.ts")) == 403
+    assert await _verify(client, path_url) == 403
+    world.clock.advance(1)
+    assert await _verify(client, await _signed(client, world, scope="path")) == 200  # m1 at its new path

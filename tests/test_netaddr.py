@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from gateway.errors import InvalidInput
-from gateway.netaddr import mask_ip, parse_network, resolve_client_ip
+from gateway.netaddr import mask_ip, parse_ip, parse_network, resolve_client_ip
 
 TRUSTED = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
 
@@ -29,6 +29,15 @@ def test_parse_network_normalises_and_refuses_garbage() -> None:
     assert str(parse_network("2001:db8::1")) == "2001:db8::1/128"
     with pytest.raises(InvalidInput):
         parse_network("10.0.0.0/33")
+
+
+@pytest.mark.parametrize("parse", [parse_ip, parse_network], ids=["address", "network"])
+@pytest.mark.parametrize("value", ["fe80::1%eth0", "fe80::1%1", "fe80::%25eth0/64"])
+def test_a_scoped_address_is_refused(parse: object, value: str) -> None:
+    """Red team 2026-11-25: it was written raw into URLs (gw_ip=fe80::1%eth0/128), an Akamai URL that never verified."""
+    with pytest.raises(InvalidInput) as refused:
+        parse(value)  # type: ignore[operator]
+    assert str(refused.value) == f"a scoped address (with a %zone) is not a client address: {value!r}"
 
 
 def test_forwarded_header_is_ignored_from_untrusted_peers() -> None:

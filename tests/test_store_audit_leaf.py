@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from gateway.audit.merkle import leaf_hash
@@ -10,6 +9,8 @@ from gateway.audit.records import ENGINEER, VIEWER, AuditEvent, AuditRecord, lea
 from gateway.audit.verify import verify_log
 from gateway.store.base import PrunePolicy, Store
 from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite.schema import MIGRATIONS
+from tests.support import sqlite_at_version
 
 T = 1_800_000_000.0
 
@@ -55,13 +56,10 @@ async def test_a_log_written_before_the_body_hash_migrates_and_is_named_by_verif
     store = await SqliteStore.open(path, create=True)
     await store.append_audit_group(_made()[:2], [], [], T)
     await store.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("ALTER TABLE audit DROP COLUMN body_sha256")
-    conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    conn.close()
+    sqlite_at_version(path, 4)
     store = await SqliteStore.open(path, migrate=True)
     try:
-        assert store.applied_migrations == [5]
+        assert store.applied_migrations == [m.version for m in MIGRATIONS if m.version > 4]
         report = await verify_log(store, {}, now=T)
     finally:
         await store.close()

@@ -125,6 +125,19 @@ async def test_link_revocations_are_kept_per_path_and_outlive_a_move(store: Stor
     assert [r.at for r in await store.media.revoked_paths(0.0, "b")] == [30.0]
 
 
+async def test_revoking_chosen_claims_records_them_and_a_change(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.media.put(_media("a", "/v/a/x.m3u8", prefix="/v/a/"))
+    head = await store.changes.head()
+    async with store.transaction() as tx:
+        await tx.media.revoke_claims("a", [("/v/a/", True), ("/v/a/x.m3u8", False)], 5.0)
+        await tx.media.revoke_claims("a", [("/v/a/", True)], 3.0)  # older: the newest revocation stays
+    assert sorted(await store.media.revoked_paths(0.0, "a"), key=lambda r: (r.path, r.is_prefix)) == [
+        RevokedPath("a", "/v/a/", True, 5.0), RevokedPath("a", "/v/a/x.m3u8", False, 5.0),
+    ]  # fmt: skip
+    assert [(c.kind, c.ref) for c in await store.changes.since(head, 100)][-1] == ("media", "a")
+
+
 async def test_live_grants_and_erased_subjects_for_the_state_view(store: Store) -> None:
     async with store.transaction() as tx:
         await tx.principals.add(P)
@@ -165,7 +178,7 @@ async def test_migrating_a_version_2_database_keeps_its_media_and_claims_owned_d
     import sqlite3
 
     from gateway.store.sqlite import SqliteStore
-    from gateway.store.sqlite.schema import MIGRATIONS
+    from gateway.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "v2.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -178,7 +191,8 @@ async def test_migrating_a_version_2_database_keeps_its_media_and_claims_owned_d
     conn.execute(insert, ("intro", '{"video": "/v/intro/master.m3u8", "thumbnail": "/t/intro.jpg"}'))
     conn.execute(insert, ("flat", '{"video": "/media/flat.mp4"}'))
     conn.close()
-    with pytest.raises(StoreUnavailable, match="schema v2, behind this gateway's v5: run 'gatewayctl migrate'"):
+    behind = f"schema v2, behind this gateway's v{SCHEMA_VERSION}: run 'gatewayctl migrate'"
+    with pytest.raises(StoreUnavailable, match=behind):
         await SqliteStore.open(path)
     store = await SqliteStore.open(path, migrate=True)
     try:

@@ -168,7 +168,10 @@ async def test_a_database_of_another_schema_version_is_refused_by_name(tmp_path:
     sqlite3.connect(tmp_path / "old.db", isolation_level=None).execute(
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'"
     )
-    with pytest.raises(StoreUnavailable, match="schema v1, behind this gateway's v5: run 'gatewayctl migrate'"):
+    from gateway.store.sqlite.schema import SCHEMA_VERSION
+
+    behind = f"schema v1, behind this gateway's v{SCHEMA_VERSION}: run 'gatewayctl migrate'"
+    with pytest.raises(StoreUnavailable, match=behind):
         await SqliteStore.open(tmp_path / "old.db")
 
 

@@ -22,6 +22,26 @@ from gateway.strictjson import StrictJSONError, loads
         ('{"a": 1, "a": 2}', "duplicate key 'a'"),
         ('{"a": {"b": 1, "c": 2, "b": 3}}', "duplicate key 'b'"),
         ('{"a": 1, "\\u0061": 2}', "duplicate key 'a'"),
+        ('["\\ud800"]', "a string holds an unpaired UTF-16 surrogate escape: not Unicode text"),
+        ('{"\\uDFFF": 1}', "a string holds an unpaired UTF-16 surrogate escape: not Unicode text"),
+        ('{"a": [["x\\udc80y"]]}', "a string holds an unpaired UTF-16 surrogate escape: not Unicode text"),
+        ('["\\ude00\\ud83d"]', "a string holds an unpaired UTF-16 surrogate escape: not Unicode text"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON: nested too deeply"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "-inf",
+        "1e999",
+        "-1e999",
+        "dup",
+        "dup-nested",
+        "dup-escaped",
+        "lone-high",
+        "lone-key",
+        "lone-nested",
+        "reversed-pair",
+        "deep",
     ],
 )
 def test_what_other_parsers_read_differently_is_refused(text: str, message: str) -> None:
@@ -36,6 +56,10 @@ def test_what_other_parsers_read_differently_is_refused(text: str, message: str)
 def test_malformed_text_is_a_strict_json_error(text: str | bytes) -> None:
     with pytest.raises(StrictJSONError, match=r"^not valid JSON: "):
         loads(text)
+
+
+def test_a_surrogate_pair_spells_one_character() -> None:
+    assert loads('["\\ud83d\\ude00", "\\\\ud800"]') == ["\U0001f600", "\\ud800"]
 
 
 def test_bytes_are_utf8() -> None:

@@ -89,6 +89,10 @@ class MediaAdmin(AdminBase):
             item = dataclasses.replace(item, links_revoked_at=revoked_at)
             if narrowed:
                 await tx.media.revoke_links(media_id, now)  # the paths it had: their links stop, moved or not
+            given_up = _given_up(before, item)
+            if given_up and not narrowed:
+                # The item moved: another item may claim these next, and must not inherit links to them.
+                await tx.media.revoke_claims(media_id, given_up, now)
             await tx.media.put(item)
             if narrowed:
                 await tx.media.revoke_links(media_id, now)  # and the paths it has now
@@ -120,3 +124,12 @@ class MediaAdmin(AdminBase):
             record = audit.change(ctx, AuditEvent.MEDIA_LINKS_REVOKED, now=now, media_id=media_id, reason=reason)
             await self._log.append(tx, [record], now)
         return dataclasses.replace(item, links_revoked_at=now)
+
+
+def _given_up(before: MediaItem | None, after: MediaItem) -> list[tuple[str, bool]]:
+    """The (path, is_prefix) claims ``before`` had and ``after`` no longer has."""
+    if before is None or before.deleted:
+        return []
+    old = {(path, False) for path in before.paths.values()} | {(p, True) for p in before.prefixes.values()}
+    new = {(path, False) for path in after.paths.values()} | {(p, True) for p in after.prefixes.values()}
+    return sorted(old - new)

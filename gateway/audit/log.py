@@ -131,6 +131,13 @@ class Pending:
     touches: list[str] = field(default_factory=list)
 
 
+def _fail(taken: list[tuple[Pending, asyncio.Future[list[int]]]]) -> None:
+    error = AuditUnavailable("the audit log is unavailable: nothing was issued")
+    for _, future in taken:
+        if not future.done():
+            future.set_exception(error)
+
+
 class AuditBatcher:
     def __init__(self, store: Store, log: AuditLog) -> None:
         self._store = store
@@ -157,10 +164,11 @@ class AuditBatcher:
             except (GatewayError, OSError) as exc:
                 # The cause is for the operator's log; callers learn only that nothing was issued.
                 log.error("audit group commit failed (%d request(s) answered 503): %s", len(taken), exc)
-                error = AuditUnavailable("the audit log is unavailable: nothing was issued")
-                for _, future in taken:
-                    if not future.done():
-                        future.set_exception(error)
+                _fail(taken)
+                continue
+            except Exception:  # anything else would end this task and leave every caller waiting forever
+                log.exception("audit group commit failed unexpectedly (%d request(s) answered 503)", len(taken))
+                _fail(taken)
                 continue
             for (_, future), seqs in zip(taken, results, strict=True):
                 if not future.done():

@@ -172,6 +172,8 @@ class Issuer:
             reason, grant_id = await self._authorise(principal, viewer, media, item, now)
             path = self._path(media, item.rendition)  # after authorising: which renditions exist is not for outsiders
             prefix = self._prefix(media, item) if item.prefix else None
+            if prefix is not None:
+                self._authorise_covered(principal, viewer, media, item, prefix, now)
             issued = await self._sign(principal, profile, path, prefix, item, ttl, now)
         except (Forbidden, NotFound, InvalidInput) as error:
             record = audit.denied(
@@ -201,7 +203,7 @@ class Issuer:
     ) -> Issued:
         """Keyed formats sign with the principal's own key; shared-secret ones name it in a signed field."""
         capabilities = profile.dialect.capabilities
-        by_external = profile.keyed and profile.name != NATIVE
+        by_external = profile.keyed and profile.dialect.name != NATIVE  # as the verifier looks it up
         algorithms = capabilities.key_types if profile.keyed else None
         choice = await self._keyring.signing_key(principal.id, now, algorithms, by_external)
         self.limits.signing(choice.row.kid, now)
@@ -264,13 +266,39 @@ class Issuer:
     async def _authorise(
         self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, now: float
     ) -> tuple[str, str | None]:
-        grants: list[Grant] = []
-        if principal.kind is PrincipalKind.ENGINEER:
-            grants = self._state.view.grants_for(principal.id, media.id)
-        decision = decide(principal, viewer, media, item.rendition, grants, now)
+        decision = decide(principal, viewer, media, item.rendition, self._grants(principal, media), now)
         if not decision.allowed:
             raise Forbidden(f"not permitted: {decision.reason}", reason=decision.reason)
         return decision.reason, decision.grant.id if decision.grant else None
+
+    def _authorise_covered(
+        self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, prefix: str, now: float
+    ) -> None:
+        """A prefix token opens every rendition under it: each must be one this caller may have on its own.
+
+        Renditions often share a directory (``/media/x/master.m3u8`` and ``/media/x/poster.jpg``): a
+        thumbnail-only principal asking for the thumbnail's directory would otherwise get the video.
+        """
+        grants = self._grants(principal, media)
+        for rendition in sorted(covered_renditions(media, prefix) - {item.rendition}, key=lambda r: r.value):
+            if not decide(principal, viewer, media, rendition, grants, now).allowed:
+                raise Forbidden(
+                    f"the {item.rendition.value} directory {prefix!r} also holds the {rendition.value}, "
+                    "which this caller may not have: use scope 'path'",
+                    reason="prefix-covers-rendition",
+                )
+
+    def _grants(self, principal: Principal, media: MediaItem) -> list[Grant]:
+        if principal.kind is PrincipalKind.ENGINEER:
+            return self._state.view.grants_for(principal.id, media.id)
+        return []
+
+
+def covered_renditions(media: MediaItem, prefix: str) -> set[Rendition]:
+    """The renditions a token for ``prefix`` would open: their file, or their own directory, lies under it."""
+    covered = {rendition for rendition, path in media.paths.items() if canonical_path(path).startswith(prefix)}
+    covered |= {rendition for rendition, own in media.prefixes.items() if own.startswith(prefix)}
+    return covered
 
 
 def _issuance_id() -> str:

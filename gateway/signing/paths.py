@@ -154,6 +154,8 @@ def normalised_spelling(path: str) -> str:
 
 def canonical_path(path: str) -> str:
     """A media path in canonical form; raises InvalidInput when it cannot be one (signing-time rule)."""
+    if not path.isascii() and any("\ud800" <= c <= "\udfff" for c in path):
+        raise InvalidInput(f"URL path {path!r} is not allowed: it holds a byte that is no UTF-8 text")
     spelled = normalised_spelling(path)
     problem = path_problem(spelled)
     if problem is not None:

@@ -115,14 +115,18 @@ class Verifier:
             raise VerificationFailed("non-canonical-path")
         if not profile.attributable:
             raise VerificationFailed("unattributable")
-        token = profile.dialect.reuse_key(redemption) or redemption.url
+        try:
+            token = profile.dialect.reuse_key(redemption) or redemption.url
+        except (InvalidInput, UnicodeError):
+            raise VerificationFailed("malformed") from None
         key = Decisions.key(redemption, profile, token)
         accepted = self.decisions.get(key, path)
         if accepted is None:
             try:
                 accepted = await self._verify(redemption, profile)
-            except InvalidInput:
-                raise VerificationFailed("malformed") from None  # e.g. a URL no parser can split
+            except (InvalidInput, UnicodeError):
+                # A URL no parser can split, or text that is no Unicode (a cookie's stray byte): never a 500.
+                raise VerificationFailed("malformed") from None
             accepted = replace(accepted, token=hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16])
             self.decisions.put(key, accepted, path)
         else:

@@ -15,7 +15,7 @@ transaction, numbered in commit order: that is how every replica's state view
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -72,6 +72,10 @@ class MediaRepo(Protocol):
     async def revoke_links(self, media_id: str, at: float) -> None:
         """Record that URLs for every path and prefix the item has now, issued up to ``at``, are void. The record
         outlives the item's later paths (moved, deleted and re-put): those URLs stay void."""
+        ...
+
+    async def revoke_claims(self, media_id: str, claims: Iterable[tuple[str, bool]], at: float) -> None:
+        """Record that URLs for these (path, is_prefix) claims of the item, issued up to ``at``, are void."""
         ...
 
     async def revoked_paths(self, since: float, media_id: str | None = None) -> list[RevokedPath]:

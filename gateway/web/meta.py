@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.errors import StateStale
 from gateway.keys.material import b64url
-from gateway.model import KeyAlgorithm, KeyState
+from gateway.model import KeyAlgorithm, KeyState, Principal
 from gateway.web.appkeys import OPENAPI, SERVICES
 from gateway.web.middleware import json_response
 from gateway.web.schemas import Jwk, Jwks, Status
@@ -29,13 +29,22 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI], content_type="application/json", charset="utf-8")
 
 
+def _signs(principal: Principal | None) -> bool:
+    """A disabled principal's keys verify nothing at the gateway: offline verifiers must not trust them either."""
+    return principal is not None and not principal.disabled
+
+
 async def jwks(request: web.Request) -> web.Response:
-    """Active Ed25519 URL-signing keys, so anyone can verify native URLs offline."""
+    """Active Ed25519 URL-signing keys of enabled principals, so anyone can verify native URLs offline."""
     services = request.app[SERVICES]
     now = services.clock()
+    view = services.state.view
     keys = [
         Jwk(kty="OKP", crv="Ed25519", x=b64url(k.public_key), kid=k.kid, use="sig", alg="EdDSA")
-        for k in services.state.view.keys.values()
-        if k.algorithm is KeyAlgorithm.ED25519 and k.public_key and k.state(now) is KeyState.ACTIVE
+        for k in view.keys.values()
+        if k.algorithm is KeyAlgorithm.ED25519
+        and k.public_key
+        and k.state(now) is KeyState.ACTIVE
+        and _signs(view.principals.get(k.principal_id))
     ]
     return json_response(Jwks(keys=keys), headers={"Cache-Control": "max-age=60"})

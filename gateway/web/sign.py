@@ -14,6 +14,7 @@ from gateway.services import Services
 from gateway.signing.issuance import Outcome, SignItem
 from gateway.web import parsing, schemas
 from gateway.web.appkeys import SERVICES
+from gateway.web.headers import forwarded_for
 from gateway.web.middleware import json_response, request_id
 
 
@@ -29,7 +30,7 @@ def request_context(
     request: web.Request, services: Services, actor: str, viewer_ip: str | None = None
 ) -> RequestContext:
     """Who asks, from where; ``viewer_ip`` (a backend speaking for a viewer) replaces the caller's address."""
-    client_ip = viewer_ip or services.addresses.resolve(request.remote, request.headers.get("X-Forwarded-For"))
+    client_ip = viewer_ip or services.addresses.resolve(request.remote, forwarded_for(request))
     return RequestContext(
         actor=actor,
         request_id=request_id(request),

@@ -30,6 +30,7 @@ from gateway.signing.dialects.base import Redemption
 from gateway.signing.paths import strip_authority
 from gateway.signing.profiles import Profile
 from gateway.web.appkeys import SERVICES
+from gateway.web.headers import forwarded_for, only_one
 from gateway.web.middleware import REQUEST_ID, error_response, json_response
 from gateway.web.schemas import VerifyAllowed
 from gateway.web.sign import request_context
@@ -46,7 +47,7 @@ def original_uri(request: web.Request, services: Services) -> str:
     path (Envoy forwards client headers it is told to): from an untrusted peer, or beside a path
     tail, it is refused.
     """
-    uri = request.headers.get("X-Original-URI")
+    uri = only_one(request, "X-Original-URI")
     tail = request.raw_path[len(PREFIX) :]
     if uri is not None:
         if tail not in ("", "?") and not tail.startswith("?"):
@@ -74,8 +75,14 @@ def path_and_query(uri: str) -> str:
     return origin_form
 
 
+def ascii_cookies(request: web.Request) -> dict[str, str]:
+    """The cookies a signed-cookie format could be in: every format's cookies are ASCII, and a stray
+    byte (kept by aiohttp as a lone surrogate) in someone else's cookie must not reach a dialect."""
+    return {name: value for name, value in request.cookies.items() if (name + value).isascii()}
+
+
 def _profile(request: web.Request, services: Services) -> Profile:
-    requested = request.headers.get(PROFILE_HEADER)
+    requested = only_one(request, PROFILE_HEADER)
     return services.profiles.for_verification(requested, services.addresses.is_trusted(request.remote))
 
 
@@ -87,14 +94,14 @@ async def verify(request: web.Request) -> web.Response:
         log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)
         services.metrics.verified(exc.reason)
         return error_response(403, "denied", "the signed URL is not valid")
-    client_ip = services.addresses.resolve(request.remote, request.headers.get("X-Forwarded-For"))
+    client_ip = services.addresses.resolve(request.remote, forwarded_for(request))
     try:
         profile = _profile(request, services)
         redemption = Redemption(
             url=profile.base_url + path_and_query(uri),
             now=services.clock(),
             client_ip=client_ip,
-            cookies=dict(request.cookies),
+            cookies=ascii_cookies(request),
             options=profile.options,
         )
         accepted = await services.verifier.verify(redemption, profile)

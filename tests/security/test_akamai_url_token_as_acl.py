@@ -39,7 +39,9 @@ async def deployment(config: Config, clock: Clock, aiohttp_client: Any) -> Async
     world = await open_deployment(config.data_dir, clock)
     paths = {Rendition.VIDEO: PUBLIC_PATH, Rendition.THUMBNAIL: "/t/pub.jpg"}
     await world.services.admin.put_media(ADMIN, "pub", "alice", "w1", Visibility.UNLISTED, paths, clock())
-    yield world, await aiohttp_client(create_app(world.services, close_services=False))
+    client = await aiohttp_client(create_app(world.services, close_services=False))
+    yield world, client
+    await client.close()  # the app's shutdown uses the services: close it first
     await world.services.close()
 
 

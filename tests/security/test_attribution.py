@@ -38,7 +38,9 @@ UNSIGNED_KID = "$secure_link_expires$uri$remote_addr $secret"  # nginx's documen
 async def deployment(config: Config, clock: Clock, aiohttp_client: Any) -> AsyncIterator[tuple[World, TestClient]]:
     world = await open_deployment(config.data_dir, clock)
     await world.principal("other", Permission.SIGN)  # a second principal with an active key
-    yield world, await aiohttp_client(create_app(world.services, close_services=False))
+    client = await aiohttp_client(create_app(world.services, close_services=False))
+    yield world, client
+    await client.close()  # the app's shutdown uses the services: close it first
     await world.services.close()
 
 

@@ -35,7 +35,9 @@ async def untrusted(config: Config, clock: Clock, aiohttp_client: Any) -> AsyncI
     world = World(services, clock)
     await world.principal("web", Permission.SIGN, Permission.SIGN_ON_BEHALF)
     await world.media("m1")
-    yield world, await aiohttp_client(create_app(services, close_services=False))
+    client = await aiohttp_client(create_app(services, close_services=False))
+    yield world, client
+    await client.close()  # the app's shutdown uses the services: close it first
     await services.close()
 
 

@@ -159,10 +159,8 @@ async def test_a_verify_path_with_an_encoded_line_break_is_denied_not_an_unknown
     assert await response.json() == {"error": "denied", "message": "the signed URL is not valid"}
 
 
-@pytest.mark.parametrize("escape", ["\\udd00", "\\ud800", "\\udfff", "\\u0000"])
-async def test_a_lone_surrogate_in_a_json_viewer_token_is_a_401(live: TestClient, web: World, escape: str) -> None:
-    """JSON may spell a lone surrogate ("\\ud800"); aiohttp's headers never hold one, so only a body can send it."""
-    body = f'{{"media_id": "m1", "rendition": "video", "viewer_token": "{escape}eyJ.e30.x"}}'.encode()
+async def test_a_nul_escape_in_a_json_viewer_token_is_a_401(live: TestClient, web: World) -> None:
+    body = b'{"media_id": "m1", "rendition": "video", "viewer_token": "\\u0000eyJ.e30.x"}'
     headers = {**web.auth("web"), "Content-Type": "application/json"}
     response = await live.post("/v1/sign", data=body, headers=headers)
     assert response.status == 401
@@ -170,3 +168,38 @@ async def test_a_lone_surrogate_in_a_json_viewer_token_is_a_401(live: TestClient
         "error": "unauthenticated",
         "message": "malformed token: not three base64url segments",
     }
+
+
+LONE_SURROGATE = "the body is not valid JSON: a string holds an unpaired UTF-16 surrogate escape: not Unicode text"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "template"),
+    [
+        ("POST", "/v1/sign", '{{"media_id": "m1", "rendition": "video", "viewer_token": "{s}eyJ.e30.x"}}'),
+        ("PUT", "/v1/media/x", '{{"owner": "alice", "workspace": "w1", "visibility": "private", '
+                               '"renditions": {{"video": "/v/x/a{s}.m3u8"}}}}'),
+        ("POST", "/v1/media/m1/revoke-links", '{{"reason": "x{s}"}}'),
+        ("POST", "/v1/sign", '{{"media_id": "m1", "rendition": "video", "viewer": {{"id": "a", "{s}": 1}}}}'),
+    ],
+    ids=["viewer-token", "media-path", "revoke-reason", "object-key"],
+)  # fmt: skip
+@pytest.mark.parametrize("escape", ["\\udd00", "\\ud800", "\\udfff", "\\uDCFF"])
+async def test_a_lone_surrogate_anywhere_in_a_body_is_a_400_before_anything_else(
+    live: TestClient, web: World, caplog: pytest.LogCaptureFixture, method: str, path: str, template: str, escape: str
+) -> None:
+    """JSON may spell a lone surrogate; no database or encoder takes one (red team: a 500 and a 503 with the
+    database's message). aiohttp's headers never hold one, so only a body can send it."""
+    headers = {**web.auth("web"), "Content-Type": "application/json"}
+    response = await live.request(method, path, data=template.format(s=escape).encode(), headers=headers)
+    assert (response.status, await response.json()) == (400, {"error": "invalid_request", "message": LONE_SURROGATE})
+    _no_tracebacks(caplog)
+
+
+async def test_a_surrogate_pair_is_text_and_accepted(live: TestClient, web: World) -> None:
+    body = b'{"reason": "leaked \\ud83d\\ude00"}'
+    headers = {**web.auth("web"), "Content-Type": "application/json"}
+    response = await live.post("/v1/media/m1/revoke-links", data=body, headers=headers)
+    assert response.status == 200
+    [record] = [r for r in await web.services.store.audit.tail(2) if r.event.value == "media:links_revoked"]
+    assert record.reason == "leaked \U0001f600"

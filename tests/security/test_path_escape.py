@@ -78,7 +78,9 @@ SIBLING_REASON = {
 @pytest.fixture
 async def deployment(config: Config, clock: Clock, aiohttp_client: Any) -> AsyncIterator[tuple[World, TestClient]]:
     world = await open_deployment(config.data_dir, clock)
-    yield world, await aiohttp_client(create_app(world.services, close_services=False))
+    client = await aiohttp_client(create_app(world.services, close_services=False))
+    yield world, client
+    await client.close()  # the app's shutdown uses the services: close it first
     await world.services.close()
 
 

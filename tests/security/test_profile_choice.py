@@ -31,7 +31,9 @@ from tests.support import Clock, World
 async def native_only(config: Config, clock: Clock, aiohttp_client: Any) -> AsyncIterator[tuple[World, TestClient]]:
     """Every dialect configured for signing, but /v1/verify limited to the default: native."""
     world = await open_deployment(config.data_dir, clock, verify=())
-    yield world, await aiohttp_client(create_app(world.services, close_services=False))
+    client = await aiohttp_client(create_app(world.services, close_services=False))
+    yield world, client
+    await client.close()  # the app's shutdown uses the services: close it first
     await world.services.close()
 
 

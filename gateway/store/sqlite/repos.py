@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -202,14 +202,20 @@ class SqliteMedia(_Repo):
 
     async def _revoke_claims(self, media_id: str, at: float) -> None:
         item = await self.get(media_id)
-        if item is None:
-            return
+        if item is not None:
+            await self._insert_revocations(media_id, [(p, i) for p, _, i in rows.media_path_values(item)], at)
+
+    async def revoke_claims(self, media_id: str, claims: Iterable[tuple[str, bool]], at: float) -> None:
+        await self._changed("media", media_id)
+        await self._insert_revocations(media_id, claims, at)
+
+    async def _insert_revocations(self, media_id: str, claims: Iterable[tuple[str, bool]], at: float) -> None:
         sql = (
             "INSERT INTO link_revocations (path, is_prefix, media_id, revoked_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (path, is_prefix, media_id) DO UPDATE SET revoked_at = max(revoked_at, excluded.revoked_at)"
         )
         with db_errors():
-            await self._conn.executemany(sql, [(p, i, m, at) for p, m, i in rows.media_path_values(item)])
+            await self._conn.executemany(sql, [(path, is_prefix, media_id, at) for path, is_prefix in claims])
 
     async def revoked_paths(self, since: float, media_id: str | None = None) -> list[RevokedPath]:
         sql = "SELECT * FROM link_revocations WHERE revoked_at >= ?"
