@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from gateway.audit import records as audit
 from gateway.audit.checkpoints import LogSigner, load_public_keys
 from gateway.audit.export import checkpoint_json
 from gateway.audit.merkle import leaf_hash
-from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, leaf_input
+from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, AuditEvent, leaf_input
 from gateway.audit.retention import CLOCK_SKEW, DAY
 from gateway.audit.verify import Report, verify_log
 from gateway.services import Services
 from gateway.store import rows
 from gateway.store.base import Checkpoint, Store
 from tests.audit_support import db, fill
-from tests.support import World
+from tests.support import ADMIN, World
 
 NO_OUTSIDE = "no checkpoint outside the database: tail truncation cannot be detected"
 ALTERED = "records up to #{n} were altered, inserted, reordered or deleted"
@@ -216,6 +217,14 @@ def _prune_by_hand(services: Services, seq: int, pruned_at: float) -> tuple[floa
     return time, retention
 
 
+async def _log_prune(services: Services, at: float, records_pruned: int = 1) -> None:
+    """The audit:pruned record a prune run appends beside what it prunes (gateway.audit.retention)."""
+    sealed_upto = (await services.store.audit.checkpoints())[-1].tree_size
+    detail = {"records_pruned": records_pruned, "raw_entries_purged": 0, "sealed_upto": sealed_upto}
+    async with services.store.transaction() as tx:
+        await tx.audit.append([audit.change(ADMIN, AuditEvent.AUDIT_PRUNED, now=at, detail=detail)])
+
+
 async def test_a_viewer_record_may_be_pruned_from_the_end_of_the_erased_retention_and_not_before(
     sealed: World,
 ) -> None:
@@ -225,10 +234,12 @@ async def test_a_viewer_record_may_be_pruned_from_the_end_of_the_erased_retentio
     assert retention == "viewer"
     ends = time + ERASED_VIEWER_RETENTION
     _prune_by_hand(services, 6, ends)
+    await _log_prune(services, ends)
     assert (await _verify(services, None, now=ends - CLOCK_SKEW)).ok
     too_early = "record #6 was pruned before its retention ended"
     assert (await _verify(services, None, now=ends - CLOCK_SKEW - 1)).problem == too_early  # by the verifier's clock
     _prune_by_hand(services, 6, ends - 1)
+    await _log_prune(services, ends - 1)
     assert (await _verify(services, None, now=ends)).problem == too_early  # by the stored prune time
 
 
@@ -238,9 +249,35 @@ async def test_an_engineer_record_keeps_its_six_years(sealed: World) -> None:
     assert retention == "engineer"
     ends = time + RETENTION_SECONDS["engineer"]
     _prune_by_hand(services, 1, time + 31 * DAY)  # past an erased viewer's 30 days: no excuse for an engineer record
+    await _log_prune(services, time + 31 * DAY)
     assert (await _verify(services, None, now=ends)).problem == "record #1 was pruned before its retention ended"
     _prune_by_hand(services, 1, ends)
+    await _log_prune(services, ends)
     assert (await _verify(services, None, now=ends)).ok
+
+
+async def test_a_record_wiped_without_a_logged_prune_is_named(sealed: World) -> None:
+    """Red team 2026-11-25: viewer records wiped by hand with a made-up prune time 40 days on passed verify."""
+    services = sealed.services
+    time, _ = _prune_by_hand(services, 6, 0)
+    at = time + 40 * DAY
+    _prune_by_hand(services, 6, at)
+    report = await _verify(services, None, now=at)
+    assert (report.first_bad, report.problem) == (6, f"record #6 was pruned at {at:.0f} by no prune the log records")
+
+
+async def test_a_prune_that_wiped_more_than_it_counted_is_named(sealed: World) -> None:
+    services = sealed.services
+    time, _ = _prune_by_hand(services, 6, 0)
+    at = time + 40 * DAY
+    await _log_prune(services, at, records_pruned=1)
+    for seq in (6, 7):
+        _prune_by_hand(services, seq, at)
+    report = await _verify(services, None, now=at)
+    assert (report.first_bad, report.problem) == (
+        7,
+        f"2 records were pruned at {at:.0f}, but that prune recorded 1: records were wiped by hand",
+    )
 
 
 async def test_a_pruned_record_keeps_the_header_its_leaf_was_made_of(sealed: World) -> None:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.audit.checkpoints import signature_ok
 from gateway.audit.export import checkpoint_from_json
 from gateway.audit.merkle import Frontier, leaf_hash
-from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER, leaf_input
+from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER, AuditEvent, leaf_input
 from gateway.audit.retention import CLOCK_SKEW
 from gateway.store.base import Checkpoint, LogEntry, Store
 
@@ -142,6 +142,50 @@ def _pruned_problem(entry: LogEntry, now: float) -> str | None:
     return None
 
 
+@dataclass
+class _Prunes:
+    """Every pruned record must have been pruned by a prune the log records (``audit:pruned``, same time),
+    and no prune may have pruned more records than it counted: a record wiped early by hand, with a made-up
+    prune time, is found even when its retention bound alone would let it pass."""
+
+    pruned: dict[float, list[int]] = field(default_factory=dict)
+    logged: dict[float, list[tuple[int, object, object]]] = field(default_factory=dict)
+    unreadable: set[float] = field(default_factory=set)  # prune records since pruned themselves (years on)
+
+    def note(self, entry: LogEntry) -> None:
+        if entry.record is None:
+            if entry.event == AuditEvent.AUDIT_PRUNED.value:
+                self.unreadable.add(entry.time)
+            if entry.pruned_at is not None:
+                self.pruned.setdefault(entry.pruned_at, []).append(entry.seq)
+        elif entry.record.event is AuditEvent.AUDIT_PRUNED:
+            detail = entry.record.detail
+            operation = (entry.seq, detail.get("records_pruned"), detail.get("sealed_upto"))
+            self.logged.setdefault(float(entry.record.time), []).append(operation)
+
+    def problem(self) -> tuple[int, str] | None:
+        for at, seqs in sorted(self.pruned.items()):
+            if at in self.unreadable:
+                continue
+            operations = self.logged.get(at, [])
+            if not operations:
+                return seqs[0], f"record #{seqs[0]} was pruned at {at:.0f} by no prune the log records"
+            counted = sum(n for _, n, _ in operations if isinstance(n, int))
+            last, sealed = (
+                max(seq for seq, _, _ in operations),
+                max((s for _, _, s in operations if isinstance(s, int)), default=0),
+            )
+            for seq in seqs:
+                if seq > last or seq > sealed:
+                    return seq, f"record #{seq} was pruned at {at:.0f}, but that prune did not reach it"
+            if len(seqs) > counted:
+                return seqs[counted], (
+                    f"{len(seqs)} records were pruned at {at:.0f}, but that prune recorded {counted}: "
+                    "records were wiped by hand"
+                )
+        return None
+
+
 def _check_entry(entry: LogEntry, expected: int, exported: _ExportedLeaves, report: Report, now: float) -> bool:
     if entry.seq != expected:
         what = "is missing (deleted)" if entry.seq > expected else "appears twice or out of order"
@@ -196,10 +240,12 @@ async def verify_log(
     total = max([(await store.audit.frontier()).size, *heads.keys()], default=0)
     exported = _ExportedLeaves(export_dir)
     frontier = Frontier()
+    prunes = _Prunes()
     while page := await store.audit.entries(frontier.size, PAGE):
         for entry in page:
             if not _check_entry(entry, frontier.size + 1, exported, report, now):
                 return report
+            prunes.note(entry)
             frontier.append(entry.leaf_hash)
             head = heads.get(frontier.size)
             if head is not None and head != frontier.root():
@@ -211,6 +257,9 @@ async def verify_log(
         report.records = frontier.size
         if progress:
             progress(frontier.size, total)
+    unaccounted = prunes.problem()
+    if unaccounted is not None:
+        return report.fail(*unaccounted)
     newest = max(heads, default=0)
     if newest > frontier.size:
         where = (
