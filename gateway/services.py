@@ -138,6 +138,9 @@ def _observe(services: Services) -> None:
     metrics.gauges = Gauges(state.age, services.sampler.checkpoint_age, services.sampler.webhook_backlog,
                             lambda: services.watcher.rates.rates(services.clock()))  # fmt: skip
     services.issuer.limits = services.limits
+    # Page redirects are limited per client network, not under the pages principal's (site-wide) buckets.
+    services.limits.exempt = frozenset({services.config.pages_principal})
+    services.limits.owner_of = lambda kid: _owner(state, kid)
     # One process on SQLite shares nothing; 'serve --workers N' sets these again (gateway.cli.serve).
     services.limits.shared = services.watcher.shared = is_postgres(services.config)
     services.issuer.count = metrics.count_issuance
@@ -147,6 +150,11 @@ def _observe(services: Services) -> None:
         services.watcher.committed(records)
 
     services.batcher.on_commit = committed
+
+
+def _owner(state: StateSync, kid: str) -> str | None:
+    key = state.view.keys.get(kid)
+    return None if key is None else key.principal_id
 
 
 def sync_policy(config: Config, postgres: bool) -> SyncPolicy:

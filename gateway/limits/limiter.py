@@ -67,9 +67,19 @@ class Trip:
 
 
 class Limiter:
-    def __init__(self, rules: Rules, tally: Tally | None = None) -> None:
+    def __init__(
+        self,
+        rules: Rules,
+        tally: Tally | None = None,
+        exempt: frozenset[str] = frozenset(),
+        owner_of: Callable[[str], str | None] = lambda kid: None,
+    ) -> None:
         self.rules = rules
         self._tally = tally or Tally(1)
+        # Principals limited per client network instead (the pages principal signs every viewer's
+        # redirect: a principal or key bucket would be one limit for the whole site), and who owns a key.
+        self.exempt = exempt
+        self.owner_of = owner_of
         self._buckets: dict[str, Bucket] = {}
         self._trips: dict[str, Trip] = {}
         # Other processes take from the same buckets (PostgreSQL replicas, serve --workers): reconcile through
@@ -80,12 +90,12 @@ class Limiter:
 
     def admit(self, principal_id: str, items: int, now: float) -> None:
         """Before issuing ``items`` URLs for a principal (a batch larger than the burst needs a full bucket)."""
-        if self.rules.principal.enabled:
+        if self.rules.principal.enabled and principal_id not in self.exempt:
             self._take("principal", principal_id, self.rules.principal, min(items, self.rules.principal.burst), now)
 
     def signing(self, kid: str, now: float) -> None:
         """Before signing with a key."""
-        if self.rules.key.enabled:
+        if self.rules.key.enabled and (not self.exempt or self.owner_of(kid) not in self.exempt):
             self._take("key", kid, self.rules.key, 1, now)
 
     def redirect(self, client_ip: str | None, now: float) -> None:
@@ -119,14 +129,18 @@ class Limiter:
     # Off the request path.
 
     async def reconcile(self, store: Store, now: float) -> None:
-        """Report what this replica took and adopt the shared levels; forget buckets that are full again."""
+        """Report what this replica took and adopt the shared levels; forget buckets that are full again.
+
+        Every bucket this replica holds is reconciled, not only those it took from since the last time: a
+        replica that is waiting for a refill learns what the others took meanwhile, and refuses with them.
+        """
         for name in [n for n, b in self._buckets.items() if b.idle(now)]:
             del self._buckets[name]
         if not self.shared:
             for bucket in self._buckets.values():
                 bucket.used = 0.0
             return
-        busy = {n: b for n, b in self._buckets.items() if b.used}
+        busy = dict(self._buckets)
         if not busy:
             return
         uses = [BucketUse(n, b.rule.rate, b.rule.burst, b.drain()) for n, b in busy.items()]

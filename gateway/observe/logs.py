@@ -35,7 +35,11 @@ from gateway.netaddr import mask_ip
 REQUEST_ID_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 ACCESS_LOGGER = "gateway.access"
 # Candidates only: each match is checked by ipaddress before it is masked.
-_ADDRESS = re.compile(r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w.:])")
+# An address may carry a prefix length: a network already masked (``127.0.0.0/24``) is left as it is.
+_ADDRESS = re.compile(
+    r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?:/\d{1,3})?(?![\w.:])"
+)
+_MASKED_PREFIX = {4: 24, 6: 48}  # what gateway.netaddr.mask_ip keeps
 # LogRecord attributes that are not "extra" fields given by the caller.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -47,11 +51,14 @@ def mask_addresses(text: str) -> str:
 
 def _mask_match(match: re.Match[str]) -> str:
     found = match.group(0)
+    address, slash, prefix = found.partition("/")
     try:
-        ipaddress.ip_address(found)
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return found
-    return mask_ip(found) or found
+    if slash and int(prefix) <= _MASKED_PREFIX[ip.version]:
+        return found  # a network no narrower than a masked one names nobody
+    return mask_ip(address) or found
 
 
 class JsonFormatter(logging.Formatter):

@@ -73,6 +73,9 @@ async def _operations(app: web.Application) -> AsyncIterator[None]:
     if services.limits.rules.any:
         jobs.append(services.limits.run(store, services.batcher, clock, config.limit_sync_every))
     if services.outbox.enabled:
+        # Before serving: a first start sets the event cursor here, so no change made from now on is missed.
+        with contextlib.suppress(GatewayError):
+            await services.outbox.feed(clock())
         jobs.append(services.outbox.run())
     tasks = [asyncio.create_task(job) for job in jobs]
     yield
