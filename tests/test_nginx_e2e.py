@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,13 @@ FILES = {
     "t/intro.jpg": b"\xff\xd8 a thumbnail",
     "v/other/master.m3u8": b"someone else's video",
 }
-CACHE_TTL_BOUND = 2.0  # proxy_cache_valid 1s: nginx's cache clock counts whole seconds (gateway-verify-cache.conf)
+CACHE_TTL_BOUND = 1.0  # an answer is reused only within the second it was asked in (gateway-verify-cache.conf)
 SLACK = 0.5  # the HTTP round trips of the check itself, on a busy machine
+# gatewayctl with its imports done (they take most of a second): the command runs when told "go".
+PRIMED = (
+    "import sys; from gateway.cli.main import main; print('ready', flush=True);"
+    " sys.exit(main(sys.argv[1:]) if sys.stdin.readline() == 'go\\n' else 0)"
+)
 
 
 def _stack(root: Path, decision_cache: bool) -> Iterator[local.Stack]:
@@ -91,6 +98,30 @@ class Backend:
 
     def revoke(self) -> None:
         self.stack.gatewayctl("keys", "revoke", self.kid, "--reason", "e2e: revoked")
+
+
+@contextmanager
+def _primed_gatewayctl(stack: local.Stack, *argv: str) -> Iterator[Callable[[], None]]:
+    """One ``gatewayctl`` command in a process started ahead of time; calling what this yields runs it.
+
+    The operator's real command, in its own process; only its start-up is moved out of the timed part.
+    """
+    argv = (*argv, "--data-dir", str(stack.layout.data_dir), "--json")
+    proc = subprocess.Popen([sys.executable, "-c", PRIMED, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def go() -> None:
+        out, err = proc.communicate("go\n", timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"gatewayctl {' '.join(argv)} exited {proc.returncode}: {err.strip()} {out.strip()}")
+
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        yield go
+    finally:
+        if proc.returncode is None:  # never told to go: it does nothing
+            proc.kill()
+            proc.communicate()
 
 
 def _status(stack: local.Stack, url: str) -> int:
@@ -177,35 +208,46 @@ def test_without_the_decision_cache_a_revoked_key_is_refused_within_the_gateways
 
 
 def _just_after_a_second() -> None:
-    """nginx's cache clock counts whole seconds: an answer stored just after one lives almost 2 s."""
+    """An answer stored just after a second begins is the one kept longest: almost the whole second."""
     time.sleep(1 - time.time() % 1 + 0.02)
 
 
-def test_with_the_decision_cache_a_revoked_url_already_asked_about_is_served_at_most_its_ttl(
+def _answers_until_refused(stack: local.Stack, url: str, limit: float) -> list[tuple[float, int]]:
+    """Ask for ``url`` until it is refused: each request's wall-clock start (nginx's clock) and status."""
+    answers: list[tuple[float, int]] = []
+    deadline = time.time() + limit
+    while not answers or answers[-1][1] != 403:
+        if time.time() > deadline:
+            raise AssertionError(f"still served {limit:.2f} s after the revocation: {answers}")
+        started = time.time()
+        answers.append((started, _status(stack, url)))
+        time.sleep(0.01)
+    return answers
+
+
+def test_with_the_decision_cache_a_revoked_url_already_asked_about_is_refused_within_1_s(
     cached: local.Stack,
 ) -> None:
-    """The documented cost of the cache (deploy/nginx/gateway-verify-cache.conf), and its bound."""
-    served_from_cache = False
+    """The documented cost of the cache (deploy/nginx/gateway-verify-cache.conf), and its bound, measured."""
     for attempt in range(3):  # the demonstration needs the revocation to land while the answer is kept
         backend = Backend(cached, f"web-cache-{attempt}")
         prefix = backend.url(scope="prefix")
         asked = _at(prefix, f"/v/intro/seg-{10 + attempt:03d}.ts")
-        _just_after_a_second()
-        stored = time.monotonic()
-        assert _status(cached, asked) == 200  # the answer nginx keeps
-        backend.revoke()
+        with _primed_gatewayctl(cached, "keys", "revoke", backend.kid, "--reason", "e2e: revoked") as revoke:
+            _just_after_a_second()
+            assert _status(cached, asked) == 200  # the answer nginx keeps
+            decided = time.time()  # the gateway decided before this
+            revoke()
         # The gateway knows at once: a URL nobody asked about yet is refused.
         fresh = _at(prefix, f"/v/intro/seg-{100 + attempt:03d}.ts")
         assert _seconds_until_refused(cached, fresh, limit=_revocation_bound(cached)) <= _revocation_bound(cached)
-        still = _status(cached, asked)
-        if time.monotonic() - stored < 1.0:  # checked well inside the kept answer's life
-            assert still == 200
-            served_from_cache = True
-        waited = _seconds_until_refused(cached, asked, limit=CACHE_TTL_BOUND + SLACK)
-        assert time.monotonic() - stored - waited <= CACHE_TTL_BOUND + SLACK
-        if served_from_cache:
+        answers = _answers_until_refused(cached, asked, limit=CACHE_TTL_BOUND + SLACK)
+        served = [started for started, status in answers if status == 200]  # all of them after the revocation
+        # The bound: no request that began 1 s or more after the decision was answered with it.
+        assert all(started < decided + CACHE_TTL_BOUND for started in served), (decided, answers)
+        if served:  # the cost: served from nginx's memory after its key was revoked
             break
-    assert served_from_cache, "the revocation never landed within a second of the cached answer"
+    assert served, "the revocation never landed within the second of the kept answer"
 
 
 def test_the_decision_cache_never_answers_one_question_with_anothers_answer(cached: local.Stack) -> None:
@@ -213,7 +255,8 @@ def test_the_decision_cache_never_answers_one_question_with_anothers_answer(cach
     the same token for another directory, or from another client, is still asked about and refused."""
     backend = Backend(cached, "web-cache-key")
     url = backend.url(scope="prefix", client_ip="127.0.0.1")
-    assert _status(cached, url) == 200  # kept by nginx for the next second or two
+    _just_after_a_second()  # all of it within the second the first answer is kept for
+    assert _status(cached, url) == 200  # kept by nginx for the rest of this second
     assert _status(cached, _at(url, "/v/other/master.m3u8")) == 403
     # Another viewer: nginx's peer is loopback, which the gateway trusts to forward the client's address.
     status, _, _ = fetch(url, cached.client_context(), {"X-Forwarded-For": "198.51.100.7"})

@@ -121,15 +121,18 @@ async def unwrap(client: KmsClient, wrapped: WrappedDataKey) -> AesGcmMasterKey:
 
 
 def boto3_clients(endpoint_url: str = "") -> KmsClients:
-    """boto3 KMS clients per region, with short timeouts: an unreachable KMS fails start-up in seconds."""
-    import boto3
-    from botocore.config import Config as BotoConfig
+    """boto3 KMS clients per region, with short timeouts: an unreachable KMS fails start-up in seconds.
 
+    boto3 is imported on the first client, so a gateway that never meets KMS never pays for it.
+    """
     made: dict[str, KmsClient] = {}
-    settings = BotoConfig(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
 
     def client(region: str) -> KmsClient:
         if region not in made:
+            import boto3
+            from botocore.config import Config as BotoConfig
+
+            settings = BotoConfig(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
             made[region] = boto3.client("kms", region_name=region, endpoint_url=endpoint_url or None, config=settings)
         return made[region]
 

@@ -119,7 +119,8 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "DELETE", "/v1/media/{media_id}", media.delete_media, "deleteMedia",
-        "Delete a media item: issuance stops, and its URLs stop verifying",
+        "Delete a media item: issuance stops, and its URLs stop verifying at the gateway (not in formats a CDN "
+        "checks alone: docs/dialects.md)",
         {204: Reply("deleted", None), **_errors(400, 401, 403, 404, 503)},
         security=(PRINCIPAL,), path_params=_MEDIA_ID,
     ),
