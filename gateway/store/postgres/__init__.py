@@ -36,6 +36,10 @@ CHANNEL = "gateway_changes"
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x6777_6D69  # advisory lock id: one replica migrates at a time
 _CONNECT_TIMEOUT = 5.0
+# A statement the database does not answer in this time fails (StoreUnavailable, AuditUnavailable: a 503)
+# rather than holding its request, the state sync and the shutdown forever behind a silent network.
+# Migrations run without it: a large table can take longer, and nothing waits on them.
+_COMMAND_TIMEOUT = 5.0
 
 
 class PostgresStore:
@@ -61,7 +65,10 @@ class PostgresStore:
     async def open(cls, dsn: str, *, migrate: bool = False) -> PostgresStore:
         """Connect; refuse a schema that is behind (``gatewayctl migrate``) or ahead of this gateway."""
         with db_errors():
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10, timeout=_CONNECT_TIMEOUT)
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=10, timeout=_CONNECT_TIMEOUT,
+                command_timeout=None if migrate else _COMMAND_TIMEOUT,
+            )  # fmt: skip
         store = cls(pool, dsn)
         try:
             if migrate:
