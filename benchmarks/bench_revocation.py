@@ -193,7 +193,7 @@ async def fail_closed(data: Path, server_dsn: str) -> tuple[float, float]:
             return denied / 1000, unready
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=45)  # SIGTERM: each last write waits at most LAST_WRITE_SECONDS
         await proxy.close()
 
 

@@ -33,6 +33,7 @@ from gateway.store.base import Change, RevokedPath, Store
 log = logging.getLogger("gateway.state")
 Clock = Callable[[], float]
 _PAGE = 1000
+_LOG_FAILURES_EVERY = 10.0
 _TIDY_EVERY = 60.0
 
 
@@ -158,6 +159,7 @@ class StateSync:
     async def run(self) -> None:
         """Poll (and, where the store can, listen) until cancelled."""
         listening = self._store.listen(self.wake)
+        failures, logged_at = 0, float("-inf")
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -166,7 +168,14 @@ class StateSync:
                 try:
                     await self.catch_up()
                 except (GatewayError, OSError) as exc:
-                    log.error("state sync failed (the view ages until it succeeds): %s", exc)
+                    failures += 1
+                    if time.monotonic() - logged_at >= _LOG_FAILURES_EVERY:  # not one line per poll (20/s)
+                        log.error("state sync failed %d time(s) (the view ages until it succeeds): %s", failures, exc)
+                        logged_at, failures = time.monotonic(), 0
+                else:
+                    if logged_at > float("-inf"):
+                        log.warning("state sync recovered")
+                    logged_at, failures = float("-inf"), 0
                 self._tidy(self._clock())
         finally:
             await listening.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -57,8 +57,12 @@ async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await services.batcher.close()  # the last audit group is committed before the last checkpoint seals it
-    await publish_last(services.store, services.checkpointer, services.clock)
+
+    async def last_group_then_checkpoint() -> None:
+        await services.batcher.close()  # the last audit group is committed before the last checkpoint seals it
+        await publish_last(services.store, services.checkpointer, services.clock)
+
+    await _given_up_after(LAST_WRITE_SECONDS, "the last audit group and checkpoint", last_group_then_checkpoint())
 
 
 async def _operations(app: web.Application) -> AsyncIterator[None]:
@@ -84,10 +88,22 @@ async def _operations(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    with contextlib.suppress(GatewayError):
-        await services.limits.flush(services.batcher, clock())
-    with contextlib.suppress(GatewayError):
-        await services.watcher.step(clock())
+    await _given_up_after(LAST_WRITE_SECONDS, "the limit trips held", services.limits.flush(services.batcher, clock()))
+    await _given_up_after(LAST_WRITE_SECONDS, "the last detection round", services.watcher.step(clock()))
+
+
+# Each write at shutdown waits at most this long: a replica whose database is gone must still exit.
+LAST_WRITE_SECONDS = 10.0
+
+
+async def _given_up_after(seconds: float, what: str, work: Awaitable[object]) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await work
+    except TimeoutError:
+        log.error("shutdown: %s not written in %g s (is the database reachable?): given up", what, seconds)
+    except GatewayError as exc:
+        log.error("shutdown: %s not written: %s", what, exc)
 
 
 async def _close_on_shutdown(app: web.Application) -> AsyncIterator[None]:
