@@ -15,10 +15,10 @@ import pytest
 from gateway.audit import records as audit
 from gateway.audit.checkpoints import LogSigner, load_public_keys
 from gateway.audit.export import checkpoint_json
-from gateway.audit.merkle import leaf_hash
+from gateway.audit.merkle import Frontier, leaf_hash
 from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, AuditEvent, leaf_input
 from gateway.audit.retention import CLOCK_SKEW, DAY
-from gateway.audit.verify import Report, verify_log
+from gateway.audit.verify import Report, _ExportedLeaves, verify_log
 from gateway.services import Services
 from gateway.store import rows
 from gateway.store.base import Checkpoint, Store
@@ -305,3 +305,132 @@ async def test_a_pruned_record_of_an_unknown_class_is_a_failure(sealed: World) -
     assert (report.first_bad, report.problem) == (
         6, "record #6 has an unknown retention class 'forever': when it could be pruned cannot be told",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ("UPDATE audit SET reason = 'rewritten' WHERE seq = 7",
+         "record #7 was altered: its contents do not match its leaf hash"),
+        ("DELETE FROM audit WHERE seq = 7", "record #7 is missing (deleted)"),
+    ],
+    ids=["edited", "deleted"],
+)  # fmt: skip
+async def test_verification_stops_at_the_first_bad_record_and_counts_nothing_after_it(
+    sealed: World, change: str, problem: str
+) -> None:
+    """The whole verdict: a failed walk does not go on to report the rest of the log as verified."""
+    db(sealed.services).execute(change)
+    report = await _verify(sealed.services, None)
+    assert report == Report(records=0, checkpoints_checked=1, problem=problem, first_bad=7, notes=[])
+
+
+def test_exported_leaves_are_read_one_segment_at_a_time_and_found_at_both_ends(tmp_path: Path) -> None:
+    """``audit verify`` holds one exported segment in memory, whichever record of it is asked for."""
+    segments = {(1, 3): "viewer", (4, 6): "engineer", (7, 7): "viewer"}
+    for (first, last), retention in segments.items():
+        folder = tmp_path / "segments" / retention
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps({"seq": n, "leaf_hash": bytes([n]).hex() * 32}) for n in range(first, last + 1)]
+        (folder / f"{first:012d}-{last:012d}.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "segments" / "viewer" / "notes-x.jsonl").write_text("not a segment\n")
+    exported = _ExportedLeaves(tmp_path)
+    for seq, held in [(1, 3), (3, 3), (2, 3), (4, 3), (6, 3), (5, 3), (7, 1), (1, 3)]:
+        assert exported.get(seq) == bytes([seq]) * 32
+        assert len(exported._leaves) == held  # that segment only
+    assert exported.get(8) is None
+    assert _ExportedLeaves(None).get(1) is None
+    assert _ExportedLeaves(tmp_path / "missing").get(1) is None
+
+
+async def _log_prune_detail(services: Services, at: float, detail: dict[str, object]) -> None:
+    async with services.store.transaction() as tx:
+        await tx.audit.append([audit.change(ADMIN, AuditEvent.AUDIT_PRUNED, now=at, detail=detail)])
+
+
+@pytest.mark.parametrize(("sealed_upto", "problem"), [(6, None), (5, "that prune did not reach it")])
+async def test_a_prune_reaches_only_as_far_as_the_checkpoint_it_was_bounded_by(
+    sealed: World, sealed_upto: int, problem: str | None
+) -> None:
+    """A prune only touches sealed records: one pruned past the prune's own ``sealed_upto`` was wiped by hand."""
+    services = sealed.services
+    time, _ = _prune_by_hand(services, 6, 0)
+    at = time + 40 * DAY
+    _prune_by_hand(services, 6, at)
+    await _log_prune_detail(services, at, {"records_pruned": 1, "raw_entries_purged": 0, "sealed_upto": sealed_upto})
+    report = await _verify(services, None, now=at)
+    expected = None if problem is None else f"record #6 was pruned at {at:.0f}, but {problem}"
+    assert (report.problem, report.first_bad) == (expected, None if problem is None else 6)
+
+
+async def test_a_prune_record_without_a_readable_bound_reaches_nothing(sealed: World) -> None:
+    """Not even record #1: a bound that is no number counts as none."""
+    services = sealed.services
+    time, _ = _prune_by_hand(services, 1, 0)
+    at = time + RETENTION_SECONDS["engineer"]
+    _prune_by_hand(services, 1, at)
+    await _log_prune_detail(services, at, {"records_pruned": 1, "raw_entries_purged": 0, "sealed_upto": "20"})
+    report = await _verify(services, None, now=at)
+    assert (report.first_bad, report.problem) == (
+        1,
+        f"record #1 was pruned at {at:.0f}, but that prune did not reach it",
+    )
+
+
+async def test_records_pruned_by_a_prune_whose_own_record_was_pruned_since_are_not_blamed(sealed: World) -> None:
+    """Years on, the audit:pruned record is itself pruned: what it accounted for cannot be re-counted, nor blamed."""
+    services = sealed.services
+    time, _ = _prune_by_hand(services, 6, 0)
+    at = time + 40 * DAY
+    _prune_by_hand(services, 6, at)
+    await _log_prune(services, at)  # record #21
+    _, retention = _prune_by_hand(services, 21, 0)
+    later = at + RETENTION_SECONDS[retention]
+    _prune_by_hand(services, 21, later)
+    await _log_prune_detail(services, later, {"records_pruned": 1, "raw_entries_purged": 0, "sealed_upto": 22})
+    report = await _verify(services, None, now=later)
+    assert (report.ok, report.problem, report.records) == (True, None, 22)
+
+
+async def test_an_ordinary_record_at_the_made_up_prune_time_does_not_account_for_a_wiped_record(
+    sealed: World,
+) -> None:
+    services = sealed.services
+    time, _ = _prune_by_hand(services, 6, 0)
+    at = time + 40 * DAY
+    async with services.store.transaction() as tx:
+        await tx.audit.append([audit.change(ADMIN, AuditEvent.KEY_CREATED, now=at, detail={})])
+    _prune_by_hand(services, 6, at)
+    report = await _verify(services, None, now=at)
+    assert (report.first_bad, report.problem) == (6, f"record #6 was pruned at {at:.0f} by no prune the log records")
+
+
+async def test_only_a_pruned_prune_record_excuses_the_prunes_of_its_time(sealed: World) -> None:
+    """Another pruned record whose own time happens to equal a made-up prune time excuses nothing."""
+    services = sealed.services
+    time, _ = _prune_by_hand(services, 6, 0)
+    at = time + 40 * DAY
+    async with services.store.transaction() as tx:  # record #21, an engineer's, written at `at`
+        await tx.audit.append([audit.change(ADMIN, AuditEvent.KEY_CREATED, now=at, detail={})])
+    _, retention = _prune_by_hand(services, 21, 0)
+    later = at + RETENTION_SECONDS[retention]
+    _prune_by_hand(services, 21, later)  # pruned when due, by a logged prune
+    await _log_prune_detail(services, later, {"records_pruned": 1, "raw_entries_purged": 0, "sealed_upto": 22})
+    _prune_by_hand(services, 6, at)  # wiped by hand, its prune time made up to equal #21's time
+    report = await _verify(services, None, now=later)
+    assert (report.first_bad, report.problem) == (6, f"record #6 was pruned at {at:.0f} by no prune the log records")
+
+
+async def test_a_log_emptied_under_a_database_checkpoint_of_one_record_is_truncated_in_the_database(
+    sealed: World,
+) -> None:
+    """No checkpoint outside: the one that covers the missing tail is the database's own, even at size 1."""
+    services = sealed.services
+    tree = Frontier()
+    tree.append(bytes(db(services).execute("SELECT leaf_hash FROM audit WHERE seq = 1").fetchone()[0]))
+    checkpoint = _signer(services).sign(1, tree.root(), sealed.clock())
+    await _replace_database_checkpoints(services, checkpoint)
+    db(services).execute("DELETE FROM audit")
+    report = await _verify(services, None)
+    problem = "log truncated: records #1..#1 are missing (the newest signed checkpoint, in the database, covers 1)"
+    assert (report.ok, report.first_bad, report.problem, report.records) == (False, 1, problem, 0)

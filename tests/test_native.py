@@ -405,3 +405,10 @@ def test_a_signed_network_with_host_bits_set_matches_nobody() -> None:
     url = (f"https://cdn.example.com/v/a.mp4?gw_exp={NOW + 100}&gw_iat={NOW}&gw_ip=198.51.100.7/24"
            f"&gw_kid={ED.kid}&gw_sig={signature}")  # fmt: skip
     assert _reason(url, "198.51.100.7") == "wrong-ip"
+
+
+def test_the_presented_key_id_is_the_signed_gw_kid_exactly() -> None:
+    assert native.presented_key_id(Redemption(_signed(), NOW)) == ED.kid
+    with pytest.raises(VerificationFailed) as refused:
+        native.presented_key_id(Redemption("https://cdn.example.com/v/a.mp4?gw_exp=1&gw_iat=0&gw_sig=AA", NOW))
+    assert refused.value.reason == "malformed"  # no gw_kid: nothing to look up

@@ -10,6 +10,7 @@ from gateway.signing.paths import (
     canonical_prefix,
     canonical_query,
     is_canonical_path,
+    origin_and_path,
     path_problem,
     path_within,
     split_query,
@@ -26,6 +27,7 @@ from gateway.signing.paths import (
 )  # fmt: skip
 def test_canonical_paths_pass(path: str) -> None:
     assert path_problem(path) is None
+    assert is_canonical_path(path) is True
     assert canonical_path(path) == path
 
 
@@ -142,3 +144,17 @@ def test_a_malformed_escape_in_the_query_is_refused() -> None:
 def test_query_escapes_are_read_three_characters_at_a_time() -> None:
     assert canonical_query([("q", "%41b%2fc%7e")]) == "q=Ab%2Fc~"
     assert canonical_query([("n\u00e9", "x y")]) == "n%C3%A9=x%20y"
+
+
+@pytest.mark.parametrize("raw", ["/v/a\ud800", "/v/\udfffb", "/v/caf\u00e9\udc80"])
+def test_a_media_path_holding_lone_surrogates_is_refused_not_a_crash(raw: str) -> None:
+    """Lone surrogates (bytes a surrogateescape decoding kept) are no text: refused before respelling."""
+    with pytest.raises(InvalidInput, match=r"is not allowed: it holds a byte that is no UTF-8 text$"):
+        canonical_path(raw)
+
+
+def test_origin_and_path_splits_an_absolute_url_and_leaves_anything_else_whole() -> None:
+    assert origin_and_path("https://cdn.example:8443/v/a.ts?x=1&y=2") == ("https://cdn.example:8443", "/v/a.ts")
+    assert origin_and_path("https://cdn.example/v/a.ts?x=1", keep_query=True) == ("https://cdn.example", "/v/a.ts?x=1")
+    assert origin_and_path("/v/a.ts?x=1") == ("", "/v/a.ts")
+    assert origin_and_path("/v/a.ts?x=1", keep_query=True) == ("", "/v/a.ts?x=1")

@@ -7,13 +7,19 @@ verified as a path token: the cached "allow" then answered for every path, priva
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.config import Config
 from gateway.errors import VerificationFailed
 from gateway.model import Permission, Rendition, Visibility
 from gateway.signing.dialects.base import Redemption
-from tests.support import ADMIN, World
+from gateway.web.app import create_app
+from tests.dialect_fixtures import open_deployment
+from tests.support import ADMIN, Clock, World
 
 BASE = "https://cdn.example.com"
 
@@ -59,3 +65,38 @@ async def test_a_cached_path_token_decision_never_answers_for_another_path(world
     with pytest.raises(VerificationFailed) as refused:
         await services.verifier.verify(Redemption(f"{BASE}{url}#gw_pfx=", world.clock(), "198.51.100.7"), profile)
     assert refused.value.reason == "malformed"
+
+
+@pytest.fixture
+async def deployment(config: Config, clock: Clock, aiohttp_client: Any) -> AsyncIterator[tuple[World, TestClient]]:
+    """Every dialect a profile (tests/dialect_fixtures.py), CloudFront's signed cookies among them."""
+    world = await open_deployment(config.data_dir, clock)
+    yield world, await aiohttp_client(create_app(world.services, close_services=False))
+    await world.services.close()
+
+
+async def _sign_cf_prefix(client: TestClient, world: World) -> dict[str, Any]:
+    body = {"media_id": "a", "rendition": "video", "viewer": {"id": "bob"}, "profile": "cf", "scope": "prefix"}
+    response = await client.post("/v1/sign", json=body, headers=world.auth("web"))
+    assert response.status == 200, await response.text()
+    return dict(await response.json())
+
+
+async def test_a_decision_remembered_for_signed_cookies_is_never_lent_to_a_request_without_them(
+    deployment: tuple[World, TestClient],
+) -> None:
+    """Same URL, same address (a NAT): the cookies carry the signature, so they are part of what was verified."""
+    world, client = deployment
+    signed = await _sign_cf_prefix(client, world)
+    segment = signed["url"].split("/v/", 1)[0] + "/v/a/seg-1.ts"  # the CDN's absolute URL, as CloudFront signs it
+    profile = world.services.profiles.get("cf")
+    verifier = world.services.verifier
+    accepted = await verifier.verify(Redemption(segment, world.clock(), "198.51.100.7", signed["cookies"]), profile)
+    assert (accepted.kid, accepted.principal_id) == (signed["kid"], "web")
+    with pytest.raises(VerificationFailed) as refused:
+        await verifier.verify(Redemption(segment, world.clock(), "198.51.100.7"), profile)
+    assert refused.value.reason == "malformed"  # no signature at all
+    forged = {**signed["cookies"], "CloudFront-Signature": "AAAA"}
+    with pytest.raises(VerificationFailed) as refused:
+        await verifier.verify(Redemption(segment, world.clock(), "198.51.100.7", forged), profile)
+    assert refused.value.reason == "bad-signature"
