@@ -167,7 +167,9 @@ async def test_through_nginx_a_prefix_token_never_reaches_another_directory(
                 escaped = {name: await get(uri.replace(MEDIA_PATH, path)) for name, path in ESCAPES.items()}
     assert {name: status for name, (status, _) in escaped.items()} == dict.fromkeys(ESCAPES, 403)
     reasons = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name == "gateway.verify"]
-    assert reasons == ["non-canonical-path"] * len(ESCAPES)
+    # The /v/other denial may be logged once the capture has begun (the server answers nginx first).
+    assert reasons.count("non-canonical-path") == len(ESCAPES), reasons
+    assert set(reasons) <= {"non-canonical-path", "outside-prefix"}, reasons
 
 
 async def test_through_nginx_a_client_cannot_choose_the_profile(tmp_path: Path, deployment: World) -> None:

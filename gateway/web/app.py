@@ -44,9 +44,7 @@ async def _state_sync(app: web.Application) -> AsyncIterator[None]:
     """Keep the state view current for as long as the app serves (docs/replicas.md)."""
     task = asyncio.create_task(app[SERVICES].state.run())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await _stopped([task], "the state sync")
 
 
 async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
@@ -54,9 +52,7 @@ async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     task = asyncio.create_task(publish_forever(services.store, services.checkpointer, services.clock))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await _stopped([task], "the checkpoint writer")
 
     async def last_group_then_checkpoint() -> None:
         await services.batcher.close()  # the last audit group is committed before the last checkpoint seals it
@@ -83,17 +79,22 @@ async def _operations(app: web.Application) -> AsyncIterator[None]:
         jobs.append(services.outbox.run())
     tasks = [asyncio.create_task(job) for job in jobs]
     yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await _stopped(tasks, "the background jobs")
     await _given_up_after(LAST_WRITE_SECONDS, "the limit trips held", services.limits.flush(services.batcher, clock()))
     await _given_up_after(LAST_WRITE_SECONDS, "the last detection round", services.watcher.step(clock()))
 
 
 # Each write at shutdown waits at most this long: a replica whose database is gone must still exit.
 LAST_WRITE_SECONDS = 10.0
+
+
+async def _stopped(tasks: list[asyncio.Task[None]], what: str) -> None:
+    """Cancel and wait, for a bounded time: a task that swallows its cancellation must not hold the exit."""
+    for task in tasks:
+        task.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=LAST_WRITE_SECONDS)
+    if pending:
+        log.error("shutdown: %s did not stop in %g s: left behind", what, LAST_WRITE_SECONDS)
 
 
 async def _given_up_after(seconds: float, what: str, work: Awaitable[object]) -> None:
