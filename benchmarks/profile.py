@@ -1,6 +1,6 @@
 """Where a hot path's CPU goes: the real server under wrk load, sampled by py-spy, summed per function.
 
-Run: .venv/bin/python -m benchmarks.profile sign|page|verify-same|verify-distinct [--seconds 10] [--top 25]
+Run: .venv/bin/python -m benchmarks.profile sign|batch|page|verify-same|verify-distinct [--seconds 10] [--top 25]
 Prints the functions with the most samples on the stack (inclusive) and on top (self), as shares
 of all samples of the server's main thread. Needs py-spy (pip) and wrk.
 """
@@ -37,6 +37,10 @@ def _lua(step: str, fixture: object, data_dir: Path) -> tuple[str, str]:
     if step == "sign":
         body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
         return "/v1/sign", lua_post(body, {"Authorization": f"Bearer {token}"}, "/v1/sign")
+    if step == "batch":
+        items = [{"media_id": f"m{i}", "rendition": "video"} for i in range(100)]
+        body = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}})
+        return "/v1/sign/batch", lua_post(body, {"Authorization": f"Bearer {token}"}, "/v1/sign/batch")
     if step == "page":
         return "/m/m1/video", lua_get({"Authorization": f"Bearer {viewer}"}, "/m/m1/video")
     if step == "verify-same":
@@ -70,7 +74,7 @@ def summarise(raw: Path, top: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["sign", "page", "verify-same", "verify-distinct"])
+    parser.add_argument("step", choices=["sign", "batch", "page", "verify-same", "verify-distinct"])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()

@@ -7,6 +7,10 @@ directory, starts ``gatewayctl serve`` pinned to core 0 and wrk pinned to core
 nginx for the auth_request pair. Ratios are what count: this machine is shared
 and noisy, absolute numbers are not comparable between runs.
 
+Steps: sign, page, verify-same, verify-distinct, nginx, batch, cloudfront, workers. Memory
+(``benchmarks.bench_memory``) and revocation across replicas (``benchmarks.bench_revocation``)
+are separate commands: they need their own data (1 M media items) or PostgreSQL.
+
 Needs: wrk and nginx (Debian packages ``wrk``, ``nginx-core``), taskset (util-linux).
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import shutil
@@ -301,6 +306,188 @@ def step_verify_distinct(bench: Bench, gw: Gateway) -> None:
                   f"hello {floor_cpu:.0f} + 1.3 x Ed25519 verify {one_verify:.0f}; {fmt_rate(result)}"))  # fmt: skip
 
 
+def ed25519_sign_rate(message_bytes: int = 120) -> float:
+    """Raw in-process Ed25519 signatures per second on this core: the floor of a batch of native URLs."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from benchmarks._timing import rate
+
+    key = Ed25519PrivateKey.generate()
+    message = b"x" * message_bytes
+    return rate(lambda: key.sign(message))
+
+
+def step_batch(bench: Bench, gw: Gateway) -> None:
+    """100 items per call; its unit is URLs/s against raw Ed25519 signing in one process on one core."""
+    items = [{"media_id": f"m{i}", "rendition": "video"} for i in range(100)]
+    body = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}})
+    lua = lua_post(body, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign/batch")
+    runs = [checked(wrk(gw.url, lua, bench.duration, connections=4), "batch") for _ in range(bench.rounds)]
+    result = sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+    urls = result.rate * 100
+    floor = run_pinned(ed25519_sign_rate)
+    ratio = urls / floor
+    bench.add(Row("POST /v1/sign/batch, 100 items: URLs/s", f"{urls:,.0f}/s", f"{floor:,.0f}/s", ratio, ">=0.70",
+                  ratio >= 0.70, f"floor: raw Ed25519 signing in-process; p99 {result.p99_ms:.1f} ms"))  # fmt: skip
+
+
+def run_pinned(measure: Callable[[], float]) -> float:
+    """A floor measured in-process, on the server's core (as the server runs), by this interpreter."""
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(SERVER_CORE)})
+    try:
+        return measure()
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+def cloudfront_rates() -> tuple[float, float]:
+    """(gateway's CloudFront dialect, botocore's CloudFrontSigner): URLs/s, same RSA-2048 key, canned policy."""
+    from botocore.signers import CloudFrontSigner
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from benchmarks._timing import rate
+    from gateway.keys.material import KeyMaterial
+    from gateway.model import KeyAlgorithm
+    from gateway.signing.dialects.base import SignRequest
+    from gateway.signing.dialects.cloudfront import CloudFrontDialect
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+    public = private.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    material = KeyMaterial("K2JCJMDEHXQW5F", KeyAlgorithm.RSA_2048, public, der)
+    dialect = CloudFrontDialect()
+    url = "https://d111111abcdef8.cloudfront.net/v/m1/master.m3u8"
+    request = SignRequest(url=url, expires=1_900_000_000)
+    ours = rate(lambda: dialect.sign(request, material))
+    sha1 = hashes.SHA1()  # noqa: S303 (CloudFront's canned policies are RSA-SHA1 by definition)
+    signer = CloudFrontSigner("K2JCJMDEHXQW5F", lambda message: private.sign(message, padding.PKCS1v15(), sha1))
+    expires = datetime.datetime.fromtimestamp(1_900_000_000, tz=datetime.UTC)
+    theirs = rate(lambda: signer.generate_presigned_url(url, date_less_than=expires))
+    return ours, theirs
+
+
+def step_cloudfront(bench: Bench, gw: Gateway) -> None:
+    ours, theirs = run_pinned(lambda: _median_pair(cloudfront_rates, bench.rounds))
+    ratio = ours / theirs
+    bench.add(Row("CloudFront issuance, RSA-2048 (in-process)", f"{ours:,.0f}/s", f"{theirs:,.0f}/s", ratio,
+                  ">=0.85", ratio >= 0.85, "floor: botocore CloudFrontSigner, same key and policy"))  # fmt: skip
+
+
+def _median_pair(measure: Callable[[], tuple[float, float]], rounds: int) -> tuple[float, float]:
+    pairs = sorted((measure() for _ in range(rounds)), key=lambda p: p[0] / p[1])
+    return pairs[len(pairs) // 2]
+
+
+_NGINX_PAIR = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log error;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    upstream gateway {{ server 127.0.0.1:{gateway}; keepalive 64; }}
+    upstream hello {{ server 127.0.0.1:{hello}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{gateway_edge};
+        root {dir}/origin;
+        location /v/ {{ auth_request /_verify; }}
+        location = /_verify {{
+            internal;
+            proxy_pass http://gateway/v1/verify;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Gateway-Profile native;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{hello_edge};
+        root {dir}/origin;
+        location /v/ {{ auth_request /_hello; }}
+        location = /_hello {{
+            internal;
+            proxy_pass http://hello/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+        }}
+    }}
+}}
+"""
+
+
+def lua_cycle_path(values_file: Path) -> str:
+    return (
+        f"local values = {{}}\nfor line in io.lines({json.dumps(str(values_file))}) do values[#values + 1] = line end\n"
+        'local i = 0\nrequest = function()\n  i = i % #values + 1\n  return wrk.format("GET", values[i])\nend\n'
+    )
+
+
+def step_nginx(bench: Bench, gw: Gateway) -> None:
+    """nginx auth_request -> /v1/verify against nginx auth_request -> hello-world; nginx shares the server's core."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    root = Path(tempfile.mkdtemp(prefix="gw-bench-nginx-"))
+    root.chmod(0o755)  # nginx's workers run as www-data: the origin must be readable to them
+    segments = root / "origin" / "v" / "m1"
+    segments.mkdir(parents=True)
+    for i in range(1000):
+        (segments / f"seg{i}.ts").write_bytes(b"s" * 188)
+    paths = root / "paths.txt"
+    paths.write_text("".join(f"/v/m1/seg{i}.ts?{gw.prefix_token}\n" for i in range(1000)))
+    gateway_edge, hello_edge = free_port(), free_port()
+    conf = root / "nginx.conf"
+    conf.write_text(_NGINX_PAIR.format(dir=root, gateway=gw.url.rsplit(":", 1)[1], hello=gw.hello_url.rsplit(":", 1)[1],
+                                       gateway_edge=gateway_edge, hello_edge=hello_edge))  # fmt: skip
+    with process([nginx, "-c", str(conf), "-e", str(root / "error.log")]), _removed(root):
+        wait_http(f"http://127.0.0.1:{hello_edge}/v/m1/seg0.ts")
+        wait_http(f"http://127.0.0.1:{gateway_edge}/v/m1/seg0.ts?{gw.prefix_token}")
+        lua = lua_cycle_path(paths)
+        floor, result, ratio = paired(
+            bench,
+            lambda: checked(wrk(f"http://127.0.0.1:{hello_edge}", lua, bench.duration), "nginx->hello"),
+            lambda: checked(wrk(f"http://127.0.0.1:{gateway_edge}", lua, bench.duration), "nginx->verify"),
+        )
+    bench.add(Row("nginx auth_request -> /v1/verify (HLS segments)", fmt_rate(result), fmt_rate(floor), ratio,
+                  ">=0.85", ratio >= 0.85, "floor: nginx auth_request -> hello-world"))  # fmt: skip
+
+
+@contextmanager
+def _removed(path: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def step_workers(bench: Bench, gw: Gateway) -> None:
+    """``serve --workers 2`` against 1 worker on this 2-core machine, where wrk needs one of the cores."""
+    segments = bench.data_dir / "segments.txt"
+    segments.write_text("".join(f"/v/m1/seg{i}.ts?{gw.prefix_token}\n" for i in range(1000)))
+    lua = lua_cycle_header("X-Original-URI", segments)
+    port = free_port()
+    serve = [PY, "-m", "gateway.cli.main", "serve", "--data-dir", str(bench.data_dir), "--port", str(port),
+             "--workers", "2"]  # fmt: skip
+    with process(serve, core="0,1"):
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        floor, result, ratio = paired(
+            bench,
+            lambda: checked(wrk(gw.url, lua, bench.duration), "verify, 1 worker"),
+            lambda: checked(wrk(f"http://127.0.0.1:{port}", lua, bench.duration), "verify, 2 workers"),
+        )
+    bench.add(Row("serve --workers 2 vs 1 (verify, same token)", fmt_rate(result), fmt_rate(floor), ratio,
+                  "report", None, "2 cores, wrk shares them: the honest ceiling here is below 2"))  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
@@ -342,6 +529,10 @@ STEPS: dict[str, Step] = {
     "page": step_page,
     "verify-same": step_verify_same,
     "verify-distinct": step_verify_distinct,
+    "nginx": step_nginx,
+    "batch": step_batch,
+    "cloudfront": step_cloudfront,
+    "workers": step_workers,
 }
 
 if __name__ == "__main__":

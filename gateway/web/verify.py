@@ -78,6 +78,8 @@ def path_and_query(uri: str) -> str:
 def ascii_cookies(request: web.Request) -> dict[str, str]:
     """The cookies a signed-cookie format could be in: every format's cookies are ASCII, and a stray
     byte (kept by aiohttp as a lone surrogate) in someone else's cookie must not reach a dialect."""
+    if "Cookie" not in request.headers:  # the usual case: nothing to parse
+        return {}
     return {name: value for name, value in request.cookies.items() if (name + value).isascii()}
 
 
