@@ -169,7 +169,7 @@ async def test_through_nginx_a_prefix_token_never_reaches_another_directory(
     reasons = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name == "gateway.verify"]
     # The /v/other denial may be logged once the capture has begun (the server answers nginx first).
     assert reasons.count("non-canonical-path") == len(ESCAPES), reasons
-    assert set(reasons) <= {"non-canonical-path", "outside-prefix"}, reasons
+    assert len(reasons) - len(ESCAPES) <= 1, reasons  # at most that one earlier denial (its reason is the dialect's)
 
 
 async def test_through_nginx_a_client_cannot_choose_the_profile(tmp_path: Path, deployment: World) -> None:
