@@ -22,7 +22,7 @@ from gateway.model import (
     SigningKey,
     Visibility,
 )
-from gateway.store.base import Checkpoint, LogEntry, RawEntry
+from gateway.store.base import Baseline, Checkpoint, LogEntry, OutboxEntry, RawEntry
 
 
 class Row(Protocol):
@@ -253,3 +253,24 @@ RAW_COLUMNS = ("time", "event", "request_id", "kid", "client_ip", "user_agent")
 
 def raw_values(entries: Sequence[RawEntry]) -> list[tuple[Any, ...]]:
     return [(e.time, e.event, e.request_id, e.kid, e.client_ip, e.user_agent) for e in entries]
+
+
+OUTBOX_COLUMNS = (
+    "id, endpoint, event_id, event, payload, created_at, attempts, next_attempt_at, state, last_error, delivered_at"
+)
+
+
+def outbox_entry_from(row: Any) -> OutboxEntry:
+    return OutboxEntry(
+        id=int(row["id"]), endpoint=row["endpoint"], event_id=row["event_id"], event=row["event"],
+        payload=row["payload"], created_at=row["created_at"], attempts=int(row["attempts"]),
+        next_attempt_at=row["next_attempt_at"], state=row["state"], last_error=row["last_error"],
+        delivered_at=row["delivered_at"],
+    )  # fmt: skip
+
+
+def baseline_from(row: Any) -> Baseline:
+    return Baseline(
+        principal_id=row["principal_id"], networks=json.loads(row["networks"]), hours=int(row["hours"]),
+        first_seen=row["first_seen"], issuances=int(row["issuances"]),
+    )  # fmt: skip

@@ -10,30 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
+from gateway.store import rows
 from gateway.store.base import Baseline, BucketUse, OutboxEntry, merged
 from gateway.store.postgres.repos import Executor, Transactional, _Repo, db_errors
-
-_ENTRY = (
-    "id, endpoint, event_id, event, payload, created_at, attempts, next_attempt_at, state, last_error, delivered_at"
-)
-
-
-def _entry(row: Any) -> OutboxEntry:
-    return OutboxEntry(
-        id=int(row["id"]), endpoint=row["endpoint"], event_id=row["event_id"], event=row["event"],
-        payload=row["payload"], created_at=row["created_at"], attempts=int(row["attempts"]),
-        next_attempt_at=row["next_attempt_at"], state=row["state"], last_error=row["last_error"],
-        delivered_at=row["delivered_at"],
-    )  # fmt: skip
-
-
-def _baseline(row: Any) -> Baseline:
-    return Baseline(
-        principal_id=row["principal_id"], networks=json.loads(row["networks"]), hours=int(row["hours"]),
-        first_seen=row["first_seen"], issuances=int(row["issuances"]),
-    )  # fmt: skip
 
 
 class PgOutbox(_Repo):
@@ -49,10 +29,10 @@ class PgOutbox(_Repo):
             "UPDATE webhook_outbox SET lease_owner = $1, lease_until = $2 WHERE id IN ("  # noqa: S608 (constant)
             "SELECT id FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= $3 "
             "AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) "
-            f"RETURNING {_ENTRY}"
+            f"RETURNING {rows.OUTBOX_COLUMNS}"
         )
         found = await self._all(sql, owner, now + lease, now, limit)
-        return sorted((_entry(r) for r in found), key=lambda e: e.id)
+        return sorted((rows.outbox_entry_from(r) for r in found), key=lambda e: e.id)
 
     async def delivered(self, entry_id: int, owner: str, now: float) -> bool:
         sql = (
@@ -79,10 +59,10 @@ class PgOutbox(_Repo):
 
     async def entries(self, state: str | None, limit: int) -> list[OutboxEntry]:
         if state:
-            sql = f"SELECT {_ENTRY} FROM webhook_outbox WHERE state = $1 ORDER BY id DESC LIMIT $2"  # noqa: S608
-            return [_entry(r) for r in await self._all(sql, state, limit)]
-        sql = f"SELECT {_ENTRY} FROM webhook_outbox ORDER BY id DESC LIMIT $1"  # noqa: S608 (constant)
-        return [_entry(r) for r in await self._all(sql, limit)]
+            sql = f"SELECT {rows.OUTBOX_COLUMNS} FROM webhook_outbox WHERE state = $1 ORDER BY id DESC LIMIT $2"  # noqa: S608
+            return [rows.outbox_entry_from(r) for r in await self._all(sql, state, limit)]
+        sql = f"SELECT {rows.OUTBOX_COLUMNS} FROM webhook_outbox ORDER BY id DESC LIMIT $1"  # noqa: S608 (constant)
+        return [rows.outbox_entry_from(r) for r in await self._all(sql, limit)]
 
     async def backlog(self) -> int:
         row = await self._one("SELECT count(*) AS n FROM webhook_outbox WHERE state = 'pending'")
@@ -144,11 +124,11 @@ class PgWatch(_Repo):
         return await self._run("DELETE FROM issued_networks WHERE expires_at < $1", expired_before)
 
     async def baselines(self) -> list[Baseline]:
-        return [_baseline(r) for r in await self._all("SELECT * FROM usage_baselines ORDER BY principal_id")]
+        return [rows.baseline_from(r) for r in await self._all("SELECT * FROM usage_baselines ORDER BY principal_id")]
 
     async def merge_baseline(self, seen: Baseline, max_networks: int) -> Baseline:
         row = await self._one("SELECT * FROM usage_baselines WHERE principal_id = $1 FOR UPDATE", seen.principal_id)
-        new = merged(None if row is None else _baseline(row), seen, max_networks)
+        new = merged(None if row is None else rows.baseline_from(row), seen, max_networks)
         sql = (
             "INSERT INTO usage_baselines (principal_id, networks, hours, first_seen, issuances, updated_at) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (principal_id) DO UPDATE SET networks = excluded.networks, "

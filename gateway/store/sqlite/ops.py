@@ -12,28 +12,9 @@ from typing import Any
 
 import aiosqlite
 
+from gateway.store import rows
 from gateway.store.base import Baseline, BucketUse, OutboxEntry, merged
 from gateway.store.sqlite.repos import _Repo, db_errors
-
-_ENTRY = (
-    "id, endpoint, event_id, event, payload, created_at, attempts, next_attempt_at, state, last_error, delivered_at"
-)
-
-
-def entry_from(row: Any) -> OutboxEntry:
-    return OutboxEntry(
-        id=int(row["id"]), endpoint=row["endpoint"], event_id=row["event_id"], event=row["event"],
-        payload=row["payload"], created_at=row["created_at"], attempts=int(row["attempts"]),
-        next_attempt_at=row["next_attempt_at"], state=row["state"], last_error=row["last_error"],
-        delivered_at=row["delivered_at"],
-    )  # fmt: skip
-
-
-def baseline_from(row: Any) -> Baseline:
-    return Baseline(
-        principal_id=row["principal_id"], networks=json.loads(row["networks"]), hours=int(row["hours"]),
-        first_seen=row["first_seen"], issuances=int(row["issuances"]),
-    )  # fmt: skip
 
 
 class SqliteOutbox(_Repo):
@@ -49,10 +30,10 @@ class SqliteOutbox(_Repo):
             f"UPDATE webhook_outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("  # noqa: S608 (constant)
             "SELECT id FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? "
             "AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?) "
-            f"RETURNING {_ENTRY}"
+            f"RETURNING {rows.OUTBOX_COLUMNS}"
         )
         found = await self._all(sql, (owner, now + lease, now, now, limit))
-        return sorted((entry_from(r) for r in found), key=lambda e: e.id)
+        return sorted((rows.outbox_entry_from(r) for r in found), key=lambda e: e.id)
 
     async def delivered(self, entry_id: int, owner: str, now: float) -> bool:
         sql = (
@@ -79,8 +60,8 @@ class SqliteOutbox(_Repo):
 
     async def entries(self, state: str | None, limit: int) -> list[OutboxEntry]:
         where, params = ("WHERE state = ?", (state, limit)) if state else ("", (limit,))
-        sql = f"SELECT {_ENTRY} FROM webhook_outbox {where} ORDER BY id DESC LIMIT ?"  # noqa: S608 (constant)
-        return [entry_from(r) for r in await self._all(sql, params)]
+        sql = f"SELECT {rows.OUTBOX_COLUMNS} FROM webhook_outbox {where} ORDER BY id DESC LIMIT ?"  # noqa: S608 (constant)
+        return [rows.outbox_entry_from(r) for r in await self._all(sql, params)]
 
     async def backlog(self) -> int:
         row = await self._one("SELECT count(*) AS n FROM webhook_outbox WHERE state = 'pending'")
@@ -133,11 +114,11 @@ class SqliteWatch(_Repo):
         return await self._run("DELETE FROM issued_networks WHERE expires_at < ?", (expired_before,))
 
     async def baselines(self) -> list[Baseline]:
-        return [baseline_from(r) for r in await self._all("SELECT * FROM usage_baselines ORDER BY principal_id")]
+        return [rows.baseline_from(r) for r in await self._all("SELECT * FROM usage_baselines ORDER BY principal_id")]
 
     async def merge_baseline(self, seen: Baseline, max_networks: int) -> Baseline:
         row = await self._one("SELECT * FROM usage_baselines WHERE principal_id = ?", (seen.principal_id,))
-        new = merged(None if row is None else baseline_from(row), seen, max_networks)
+        new = merged(None if row is None else rows.baseline_from(row), seen, max_networks)
         sql = (
             "INSERT OR REPLACE INTO usage_baselines (principal_id, networks, hours, first_seen, issuances, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?)"
