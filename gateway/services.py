@@ -90,8 +90,15 @@ def _admin(config: Config, store: Store, master_key: MasterKeys, audit_log: Audi
     return admin
 
 
-def _return_freed_memory() -> None:
+# Below this many keys the parsing garbage is small, and a full collection costs more than it returns (a
+# collection walks the whole heap: tens of ms in a process that has been busy a while).
+_TRIM_AFTER_KEYS = 10_000
+
+
+def _return_freed_memory(view: StateView) -> None:
     """Loading the view parses every key row once; hand the freed heap back to the OS (glibc keeps it otherwise)."""
+    if len(view.keys) < _TRIM_AFTER_KEYS:
+        return
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -173,7 +180,7 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         media = MediaCache(store.media.get, config.state_media_cache)
         state = StateSync(store, StateView(), media, clock, sync_policy(config, is_postgres(config)))
         await state.load()
-        _return_freed_memory()
+        _return_freed_memory(state.view)
         keyring = Keyring(state, store, master_key)
         audit_log = await AuditLog.open(store, master_key)
         batcher = AuditBatcher(store, audit_log)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +35,41 @@ class Clock:
 
 
 def init_data_dir(path: Path) -> Config:
-    assert gatewayctl(["init", "--data-dir", str(path)]) == 0
+    """A data directory exactly as ``gatewayctl init`` leaves it.
+
+    ``init`` runs once per test process, into a template; each test gets its own copy of the files (a few
+    file copies instead of key generation, database creation and migrations every time). ``init`` itself is
+    tested by calling it (tests/test_cli.py, tests/test_cli_failures.py). A directory that already holds
+    something (a gateway.toml naming PostgreSQL) is initialised for real: init reads what is there.
+    """
+    if path.exists() and any(path.iterdir()):
+        assert gatewayctl(["init", "--data-dir", str(path)]) == 0
+    else:
+        copy_tree(_init_template(), path)
     return load_config(path, environ={})
+
+
+_templates: dict[str, Path] = {}
+
+
+def _init_template() -> Path:
+    if "init" not in _templates:
+        template = private_temp_dir("gateway-init-template-")
+        assert gatewayctl(["init", "--data-dir", str(template)]) == 0
+        _templates["init"] = template
+    return _templates["init"]
+
+
+def private_temp_dir(prefix: str) -> Path:
+    """A directory for this test process's templates, removed when it exits."""
+    made = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, made, True)
+    return made
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy files and their modes (owner-only stays owner-only) into ``target``, which may exist."""
+    shutil.copytree(source, target, dirs_exist_ok=True, copy_function=shutil.copy2)
 
 
 @dataclass
