@@ -13,7 +13,7 @@ from gateway.services import Services, open_services
 from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
 from gateway.web.app import create_app
-from tests import postgres
+from tests import postgres, servicelogs
 from tests.aws_support import moto_endpoint  # noqa: F401 (a fixture: moto's server for S3, KMS, CloudFront)
 from tests.support import Clock, World, init_data_dir
 
@@ -24,6 +24,20 @@ settings.register_profile(
     "mutation", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    servicelogs.forget_all()  # each test reports only the services it started
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failing test's report carries the tail of every service log it watched (tests/servicelogs.py)."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        report.sections.extend(servicelogs.tails())
+    return report
 
 
 def require_service(what: str) -> None:
@@ -48,6 +62,7 @@ def postgres_database() -> Iterator[str]:
 async def postgres_url(postgres_database: str) -> str:
     """The run's PostgreSQL database, emptied for this test."""
     await postgres.reset_schema(postgres_database)
+    servicelogs.watch_postgresql()
     return postgres_database
 
 
@@ -63,6 +78,7 @@ async def store(  # every store implementation, for contract tests
 
         url = request.getfixturevalue("postgres_database")  # a sync fixture: resolvable from here
         await postgres.reset_schema(url)
+        servicelogs.watch_postgresql()
         opened = await PostgresStore.open(url, migrate=True)
     yield opened
     await opened.close()

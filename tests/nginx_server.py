@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests import servicelogs
 from tests.conftest import require_service
 
 
@@ -68,6 +69,7 @@ http {{
 """
     )
     proc = subprocess.Popen([binary, "-p", str(workdir), "-c", str(conf)], stderr=subprocess.PIPE)
+    servicelogs.watch("nginx", workdir / "logs" / "error.log")
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(base, proc)

@@ -9,6 +9,7 @@ one is also written there (the README's picture).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -23,7 +24,8 @@ from typing import Any
 import pytest
 
 from examples.demo.app import HLS_JS
-from examples.demo.stack import gatewayctl
+from examples.demo.stack import Layout, gatewayctl
+from tests import servicelogs
 from tests.cdp import chromium, chromium_binary
 from tests.conftest import require_service
 from tests.nginx_server import nginx_binary
@@ -52,16 +54,38 @@ def _ready_line(log: Path, proc: subprocess.Popen[bytes], timeout: float = 180) 
     raise RuntimeError(f"the demo was not ready within {timeout} s:\n{log.read_text()}")
 
 
+def _install_hls_js() -> None:
+    """hls.js from the pinned lock file (examples/demo/package-lock.json), as README's demo command does:
+    a newcomer's test run needs nothing installed by hand beyond npm itself."""
+    if HLS_JS.exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        require_service("npm, to install hls.js from examples/demo/package-lock.json (apt-get install -y npm)")
+    assert npm is not None
+    demo_dir = ROOT / "examples" / "demo"
+    with (demo_dir / ".npm-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker installs; another waits and finds it installed
+        if not HLS_JS.exists():
+            done = subprocess.run([npm, "ci", "--prefix", str(demo_dir), "--no-audit", "--no-fund"],
+                                  capture_output=True, text=True, timeout=600)  # fmt: skip
+            if done.returncode != 0 or not HLS_JS.exists():
+                require_service(f"hls.js: npm ci --prefix examples/demo failed: {done.stderr.strip()[-500:]}")
+
+
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[dict[str, Any]]:
     chromium_binary()
     nginx_binary()
     require_tool("ffmpeg", "apt-get install -y ffmpeg")
-    if not HLS_JS.exists():
-        require_service("hls.js (npm ci --prefix examples/demo)")
+    _install_hls_js()
     log = tmp_path / "demo.log"
+    servicelogs.watch("demo (python -m examples.demo)", log)
+    work = Layout(tmp_path / "demo")
+    servicelogs.watch("gateway (the demo's)", work.gateway_log)
+    servicelogs.watch("nginx (the demo's)", work.nginx_dir / "logs" / "error.log")
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "examples.demo", "--workdir", str(tmp_path / "demo")],
+        proc = subprocess.Popen([sys.executable, "-m", "examples.demo", "--workdir", str(work.root)],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         yield json.loads(_ready_line(log, proc))

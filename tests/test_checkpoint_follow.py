@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_e2e_serve import GATEWAYCTL, _free_port, _wait_ready
+from tests import servicelogs
+from tests.processes import GATEWAYCTL, ctl, init, serving, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -21,28 +21,23 @@ def _checkpoints(data_dir: Path) -> list[str]:
 
 
 def test_checkpoints_come_from_the_follower_not_the_server(tmp_path: Path) -> None:
-    subprocess.run([*GATEWAYCTL, "init", "--data-dir", str(tmp_path)], check=True, capture_output=True)
-    env = {**os.environ, "GATEWAY_AUDIT_CHECKPOINT_EVERY_SECONDS": "1"}
-    port = _free_port()
-    argv = [*GATEWAYCTL, "serve", "--data-dir", str(tmp_path), "--port", str(port), "--no-checkpoints"]
-    server = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}", server)
+    data = init(tmp_path / "gw")
+    env = {"GATEWAY_AUDIT_CHECKPOINT_EVERY_SECONDS": "1"}
+    with serving(data, "--no-checkpoints", env=env) as server:
+        # A serving gateway writes a checkpoint at once when one is due (none yet) and every second after: the
+        # proof that this one writes none is that time passes without one (two of its periods and a half).
         time.sleep(2.5)
-        assert _checkpoints(tmp_path) == []  # the server writes none
-        follower = subprocess.Popen([*GATEWAYCTL, "audit", "checkpoint", "--follow", "--data-dir", str(tmp_path)],
-                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-        deadline = time.monotonic() + 30
-        while len(_checkpoints(tmp_path)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        follower.send_signal(signal.SIGTERM)
-        out, err = follower.communicate(timeout=15)
-        assert follower.returncode == 0, err
-        assert out.decode() == "writing checkpoints until stopped\n"
-        assert len(_checkpoints(tmp_path)) >= 2
-    finally:
-        server.terminate()
-        server.communicate(timeout=15)
-    done = subprocess.run([*GATEWAYCTL, "audit", "verify", "--data-dir", str(tmp_path), "--json"],
-                          capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
+        assert _checkpoints(data) == [], server.output()
+        follower_log = tmp_path / "follower.log"
+        with follower_log.open("ab") as log:
+            follower = subprocess.Popen([*GATEWAYCTL, "audit", "checkpoint", "--follow", "--data-dir", str(data)],
+                                        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        servicelogs.watch("checkpoint follower", follower_log)
+        try:
+            wait_until(lambda: len(_checkpoints(data)) >= 2, "two checkpoints from the follower")
+        finally:
+            follower.send_signal(signal.SIGTERM)
+            follower.wait(timeout=15)
+        assert follower.returncode == 0, follower_log.read_text()
+        assert follower_log.read_text() == "writing checkpoints until stopped\n"
+    assert ctl(data, "audit", "verify")["ok"] is True

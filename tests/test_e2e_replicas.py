@@ -8,42 +8,30 @@ with exactly one checkpoint writer.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
-from tests.test_e2e_serve import _free_port, _wait_ready
+from tests.processes import Served, http_json, init, start_serve, wait_ready, wait_until
+from tests.processes import ctl as _gatewayctl
 
 pytestmark = pytest.mark.e2e
-GATEWAYCTL = [sys.executable, "-m", "gateway.cli.main"]
 REPLICAS = 3
 
 
-def _ctl(data_dir: Path, *argv: str) -> dict:
-    done = subprocess.run([*GATEWAYCTL, *argv, "--data-dir", str(data_dir), "--json"], capture_output=True, text=True,
-                          env=_env(data_dir))  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+def _ctl(data_dir: Path, *argv: str) -> Any:
+    return _gatewayctl(data_dir, *argv, env=_env(data_dir))
 
 
-def _http(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+_http = http_json
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -64,7 +52,7 @@ def _page(base: str, path: str, viewer: str) -> tuple[int, str]:
 def _env(data_dir: Path) -> dict[str, str]:
     """Every process of the deployment names the same database (and checkpoints every second)."""
     url = (data_dir / "database.url").read_text()
-    return {**os.environ, "GATEWAY_DATABASE_URL": url, "GATEWAY_AUDIT_CHECKPOINT_EVERY_SECONDS": "1"}
+    return {"GATEWAY_DATABASE_URL": url, "GATEWAY_AUDIT_CHECKPOINT_EVERY_SECONDS": "1"}
 
 
 @pytest.fixture
@@ -72,21 +60,16 @@ def replicas(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Path, list[str
     data = tmp_path / "gw"
     data.mkdir()
     (data / "database.url").write_text(postgres_url)
-    subprocess.run([*GATEWAYCTL, "init", "--data-dir", str(data)], check=True, capture_output=True, env=_env(data))
-    procs, bases = [], []
+    init(data, env=_env(data))
+    served: list[Served] = []
     try:
-        for _ in range(REPLICAS):
-            port = _free_port()
-            proc = subprocess.Popen([*GATEWAYCTL, "serve", "--data-dir", str(data), "--port", str(port)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(data))  # fmt: skip
-            procs.append(proc)
-            bases.append(f"http://127.0.0.1:{port}")
-            _wait_ready(bases[-1], proc)
-        yield data, bases
+        for index in range(REPLICAS):  # started together, as an orchestrator would
+            served.append(start_serve(data, env=_env(data), name=f"replica {index + 1}", ready=False))
+        for replica in served:
+            wait_ready(replica)
+        yield data, [replica.base for replica in served]
     finally:
-        for proc in procs:
-            proc.terminate()
-        outputs = [proc.communicate(timeout=15)[0].decode() for proc in procs]
+        outputs = [replica.stop() for replica in served]
     assert not [line for out in outputs for line in out.splitlines() if "checkpoint failed" in line]
 
 
@@ -126,20 +109,23 @@ def test_three_replicas_serve_the_walk_through_interchangeably(replicas: tuple[P
         status, allowed = _http(base + "/v1/verify", headers={"X-Original-URI": uri})
         assert (status, allowed["kid"]) == (200, key["kid"])
     _ctl(data, "keys", "revoke", key["kid"], "--reason", "laptop stolen")
-    latencies = _refused_everywhere([one, two, three], uri, time.monotonic(), within=1.0)
-    assert max(latencies) < 0.1, latencies
+    # Refused everywhere within the replicas' staleness bound (2 s): a replica that had missed the revocation
+    # would be stale, and deny everything. How fast it really lands is benchmarks/bench_revocation.py's to say.
+    _refused_everywhere([one, two, three], uri, time.monotonic(), within=2.0)
     status, refused = _http(two + "/v1/sign", "POST", request, auth)
     assert (status, refused["error"]) == (403, "no_active_key")
-    time.sleep(3.5)  # checkpoints every second, by whichever replica holds the lock
-    report = _ctl(data, "audit", "verify")
-    assert report["ok"] is True and report["records"] >= 8 and report["checkpoints_checked"] >= 2
+    # Checkpoints come every second, from whichever replica holds the lock: wait until two seal this log.
+    report = wait_until(lambda: _sealed_by_two_checkpoints(data), "two checkpoints over the walk-through's records")
+    assert report["ok"] is True and report["records"] >= 8
+
+
+def _sealed_by_two_checkpoints(data: Path) -> dict[str, Any] | None:
+    report: dict[str, Any] = _ctl(data, "audit", "verify")
+    return report if report["checkpoints_checked"] >= 2 else None
 
 
 def test_exactly_one_replica_writes_each_checkpoint(replicas: tuple[Path, list[str]], postgres_url: str) -> None:
     """Three replicas all find a checkpoint due every second; without one writer they would write three."""
-    import asyncio
-
-    import asyncpg
 
     async def times() -> list[float]:
         conn = await asyncpg.connect(postgres_url)
@@ -149,7 +135,7 @@ def test_exactly_one_replica_writes_each_checkpoint(replicas: tuple[Path, list[s
             await conn.close()
 
     before = len(asyncio.run(times()))
-    time.sleep(4.5)
-    written = asyncio.run(times())
-    assert 3 <= len(written) - before <= 6, written  # about one a second in all, not three
+    written = wait_until(lambda: (found := asyncio.run(times())) and len(found) >= before + 4 and found,
+                         "four more checkpoints")  # fmt: skip
+    # Three writers would each write one every second: pairs of checkpoints within milliseconds of each other.
     assert min(b - a for a, b in itertools.pairwise(written)) >= 0.9, written

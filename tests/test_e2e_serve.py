@@ -2,73 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.processes import ctl as _ctl
+from tests.processes import http_json as _call
+from tests.processes import init, serving
+
 pytestmark = pytest.mark.e2e
-GATEWAYCTL = [sys.executable, "-m", "gateway.cli.main"]
-
-
-def _ctl(data_dir: Path, *argv: str) -> dict:
-    out = subprocess.run([*GATEWAYCTL, *argv, "--data-dir", str(data_dir), "--json"],
-                         check=True, capture_output=True, text=True).stdout  # fmt: skip
-    return json.loads(out)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    subprocess.run([*GATEWAYCTL, "init", "--data-dir", str(tmp_path)], check=True, capture_output=True)
-    port = _free_port()
-    env = {**os.environ, "GATEWAY_SERVER_PORT": str(port)}
-    proc = subprocess.Popen([*GATEWAYCTL, "serve", "--data-dir", str(tmp_path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, proc)
-        yield tmp_path, base
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(100):
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else b''!r}")
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not become ready")
-
-
-def _call(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+    data_dir = init(tmp_path / "gw")
+    with serving(data_dir) as served:
+        yield data_dir, served.base
 
 
 def test_sign_verify_revoke_against_the_real_process(server: tuple[Path, str]) -> None:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +20,9 @@ from gateway.keys.rewrap import Rewrap, census
 from gateway.model import KeyAlgorithm, Permission, Principal, PrincipalKind, SigningKey
 from gateway.services import Services, open_services
 from gateway.store.base import AuditQuery, Store
+from tests import processes
 from tests.audit_support import fill, verify
+from tests.processes import ctl as gatewayctl
 from tests.support import ADMIN, Clock, World, init_data_dir
 from tests.test_kms import kms_key, master_key_section
 
@@ -136,52 +135,16 @@ async def test_rewrap_local_to_kms_and_back(kms_ready: tuple[Path, str], clock: 
 
 # --- while a gateway serves ---------------------------------------------------------------------
 
-GATEWAYCTL = [sys.executable, "-m", "gateway.cli.main"]
 
-
-def _ctl(data_dir: Path, *argv: str, env: dict[str, str] | None = None) -> dict:
-    done = subprocess.run([*GATEWAYCTL, *argv, "--data-dir", str(data_dir), "--json"], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=60)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _ctl(data_dir: Path, *argv: str, env: dict[str, str] | None = None) -> Any:
+    return gatewayctl(data_dir, *argv, env=env)
 
 
 @pytest.fixture
 def serving(kms_ready: tuple[Path, str]) -> Iterator[tuple[Path, str]]:
     data_dir, _ = kms_ready
-    port = _free_port()
-    proc = subprocess.Popen([*GATEWAYCTL, "serve", "--data-dir", str(data_dir)],
-                            env={**os.environ, "GATEWAY_SERVER_PORT": str(port)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, proc)
-        yield data_dir, base
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    import urllib.request
-
-    for _ in range(150):
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else b''!r}")
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not become ready")
+    with processes.serving(data_dir) as served:
+        yield data_dir, served.base
 
 
 class Traffic(threading.Thread):
@@ -195,8 +158,7 @@ class Traffic(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        from tests.test_e2e_serve import _call
-
+        _call = processes.http_json
         count = 0
         while not self.stop.is_set():
             count += 1
@@ -208,6 +170,13 @@ class Traffic(threading.Thread):
             self.kids.add(signed["kid"])
             uri = signed["url"].removeprefix("https://cdn.example.com")
             self.outcomes[f"verify {_call(self.base + '/v1/verify', headers={'X-Original-URI': uri})[0]}"] += 1
+
+    def wait_for_verified(self, count: int) -> None:
+        for _ in range(600):
+            if self.outcomes["verify 200"] >= count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"fewer than {count} URLs verified: {self.outcomes}")
 
     def wait_for(self, kid: str) -> None:
         for _ in range(600):  # 30 s: generous for a loaded CI machine; it takes milliseconds
@@ -227,7 +196,7 @@ def test_rewrap_while_a_gateway_signs_and_verifies(serving: tuple[Path, str]) ->
     traffic = Traffic(base, _ctl(data_dir, "token", "--credential", added["credential_file"])["token"])
     traffic.start()
     try:
-        time.sleep(0.5)
+        traffic.wait_for_verified(10)  # serving, before the first rewrap
         to_kms = _ctl(data_dir, "master-key", "rewrap", "--to", "kms")
         assert to_kms["to"].startswith("kms:") and to_kms["signing_keys"] == 2 and to_kms["pepper"] == 1
         # A key sealed under KMS from the start: the running server (sealing locally) must find the data key.
@@ -236,7 +205,7 @@ def test_rewrap_while_a_gateway_signs_and_verifies(serving: tuple[Path, str]) ->
         traffic.wait_for(hmac["kid"])
         to_local = _ctl(data_dir, "master-key", "rewrap", "--to", "local")
         assert to_local["signing_keys"] == 3 and to_local["pepper"] == 1 and to_local["subject_keys"] >= 1
-        time.sleep(0.5)
+        traffic.wait_for_verified(traffic.outcomes["verify 200"] + 10)  # and still serving after it
     finally:
         traffic.stop.set()
         traffic.join(timeout=10)
@@ -245,5 +214,4 @@ def test_rewrap_while_a_gateway_signs_and_verifies(serving: tuple[Path, str]) ->
     assert status["not_under_sealing"] == 0 and status["sealing"] == to_local["to"]
     events = [r["event"] for r in _ctl(data_dir, "audit", "search", "--event", "master_key:rewrapped", "--limit", "50")]
     assert len(events) >= 2
-    verified = subprocess.run([*GATEWAYCTL, "audit", "verify", "--data-dir", str(data_dir)], capture_output=True)
-    assert verified.returncode == 0, verified.stdout
+    assert _ctl(data_dir, "audit", "verify")["ok"] is True

@@ -14,7 +14,7 @@ import json
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -23,7 +23,8 @@ import pytest
 from gateway.config import load_config
 from gateway.store import open_store
 from gateway.store.base import AuditQuery
-from tests.test_e2e_serve import GATEWAYCTL, _ctl, _free_port, _wait_ready
+from tests.processes import GATEWAYCTL, init, start_serve
+from tests.processes import ctl as _ctl
 
 pytestmark = pytest.mark.e2e
 
@@ -36,8 +37,7 @@ def data(tmp_path: Path, postgres_url: str) -> Iterator[Path]:
         '[viewer]\nissuer = "urn:gateway:dev-idp"\naudience = "viewers"\npublic_key_file = "keys/dev-idp.pub"',
     ]
     (tmp_path / "gateway.toml").write_text("\n".join(settings) + "\n")  # init keeps it
-    subprocess.run([*GATEWAYCTL, "init", "--data-dir", str(tmp_path)], check=True, capture_output=True)
-    yield tmp_path
+    yield init(tmp_path)
 
 
 def _request_head(port: int, token: str, length: int) -> bytes:
@@ -61,6 +61,25 @@ def _refused(port: int) -> bool:
     return False
 
 
+async def _commit_waits_on_the_lock(lock: asyncpg.Connection) -> bool:
+    waiting = await lock.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'audit'::regclass")
+    return bool(waiting)
+
+
+async def _as_awaitable(value: bool) -> bool:
+    return value
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0) -> None:
+    """Poll ``check`` until it holds (the event), failing after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {timeout} s") from None
+
+
 async def _log_state(data: Path) -> tuple[int, int, list[str]]:
     """(records in the log, records the newest checkpoint seals, issuance ids logged)."""
     store = await open_store(load_config(data, environ={}))
@@ -80,11 +99,9 @@ async def test_sigterm_finishes_the_request_in_flight_then_commits_and_checkpoin
     _ctl(data, "keys", "create", "--principal", "web")
     _ctl(data, "media", "put", "m1", "--owner", "alice", "--workspace", "w1", "--video", "/v/m1/index.m3u8")
     token = _ctl(data, "token", "--credential", added["credential_file"])["token"]
-    port = _free_port()
-    proc = subprocess.Popen([*GATEWAYCTL, "serve", "--data-dir", str(data), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    served = start_serve(data)
+    port, proc = served.port, served.proc
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", proc)
         body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}).encode()
         lock = await asyncpg.connect(postgres_url)
         holding = lock.transaction()
@@ -92,21 +109,22 @@ async def test_sigterm_finishes_the_request_in_flight_then_commits_and_checkpoin
         await lock.execute("LOCK TABLE audit IN EXCLUSIVE MODE")  # the audit group cannot commit yet
         sock = socket.create_connection(("127.0.0.1", port), timeout=15)
         sock.sendall(_request_head(port, token, len(body)) + body)
-        await asyncio.sleep(0.5)
+        await _until(lambda: _commit_waits_on_the_lock(lock), "the request's audit commit waits on the lock")
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(1.0)
+        await _until(lambda: _as_awaitable("stopping: no new connections" in served.output()), "serve stopping")
+        await _until(lambda: _as_awaitable(_refused(port)), "no new connections after SIGTERM")
         assert proc.poll() is None, "exited with a request in flight"
-        assert _refused(port), "still accepting new connections after SIGTERM"
         await holding.rollback()  # the commit goes ahead
         await lock.close()
         status, answer = await asyncio.to_thread(_read_response, sock)
         sock.close()
         assert status == 200, answer
-        out = proc.communicate(timeout=30)[0].decode()
+        proc.wait(timeout=30)
+        out = served.output()
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
     assert proc.returncode == 0, out
     assert "stopping: no new connections" in out
     size, sealed, issued = await _log_state(data)

@@ -5,10 +5,10 @@ audit record of each attempt, and no loss across a restart of a real ``gatewayct
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,13 +26,12 @@ from gateway.model import Permission, PrincipalKind, Visibility
 from gateway.services import Services
 from gateway.store import open_store
 from gateway.store.base import AuditQuery
+from tests.processes import GATEWAYCTL, Served, free_port, start_serve
 from tests.support import ADMIN, Clock, World, init_data_dir
-from tests.test_e2e_serve import _free_port, _wait_ready
 from tests.webhook_receiver import Receiver, configure_webhook, verify_signature
 
 SECRET = b"whsec_test_0123456789abcdef0123"
 BACKOFF = 5  # webhooks.backoff: the first retry 5 s after a failure, then 10 s, 20 s, ...
-GATEWAYCTL = [sys.executable, "-m", "gateway.cli.main"]
 
 
 @pytest.fixture
@@ -285,17 +284,9 @@ def test_notify_without_an_endpoint_is_a_configuration_error(
 # A restart of the real process: events queued while the receiver is down are neither lost nor repeated.
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([*GATEWAYCTL, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    _wait_ready(f"http://127.0.0.1:{port}", proc)
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=30)[0].decode()
-    assert proc.returncode == 0, out
+def _stop(gateway: Served) -> str:
+    out = gateway.stop()
+    assert gateway.proc.returncode == 0, out
     return out
 
 
@@ -314,14 +305,13 @@ async def _wait_until(check: Any, timeout: float = 20.0) -> None:
 async def test_no_event_is_lost_or_repeated_across_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "gw"
     await asyncio.to_thread(init_data_dir, data)
-    hook_port = _free_port()  # the receiver is down: nothing listens here yet
+    hook_port = free_port()  # the receiver is down: nothing listens here yet
     receiver = Receiver(SECRET, port=hook_port)
     configure_webhook(data, receiver.url, SECRET, backoff=0.2, max_attempts=100)
     for pid in ("web", "cdn"):
         await asyncio.to_thread(_ctl, data, "principals", "add", pid)
         await asyncio.to_thread(_ctl, data, "keys", "create", "--principal", pid)
-    port = _free_port()
-    gateway = await asyncio.to_thread(_serve, data, port)
+    gateway = await asyncio.to_thread(start_serve, data)
     config = load_config(data, environ={})
     store = await open_store(config)
     try:
@@ -331,7 +321,7 @@ async def test_no_event_is_lost_or_repeated_across_a_restart(tmp_path: Path) -> 
         # While the gateway is down: another event, only in the audit log so far.
         await asyncio.to_thread(_ctl, data, "keys", "revoke", await _kid(store, "cdn"), "--reason", "while down")
         await receiver.start()
-        gateway = await asyncio.to_thread(_serve, data, port)
+        gateway = await asyncio.to_thread(functools.partial(start_serve, data, port=gateway.port))
         await receiver.wait_for("principal.disabled", timeout=30)
         await receiver.wait_for("key.revoked", timeout=30)
         await asyncio.sleep(1.5)
@@ -348,9 +338,7 @@ async def test_no_event_is_lost_or_repeated_across_a_restart(tmp_path: Path) -> 
         assert len(attempts) == disabled.attempts >= 3  # every attempt audited, the failed ones too
         assert all(r.reason and "Connect" in r.reason for r in attempts[:-1])
     finally:
-        if gateway.poll() is None:
-            gateway.kill()
-            gateway.communicate()
+        gateway.stop(signal.SIGKILL)
         await receiver.stop()
         await store.close()
 

@@ -51,7 +51,7 @@ def _hls(ffmpeg: str, item: Item, root: Path, seconds: int) -> None:
         "-f", "lavfi", "-i", item.pattern,
         "-f", "lavfi", "-i", f"sine=frequency={item.tone}",
         "-t", str(seconds),
-        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-pix_fmt", "yuv420p",
+        "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "main", "-pix_fmt", "yuv420p",
         "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",  # a keyframe opens every one-second segment
         "-c:a", "aac", "-b:a", "64k",
         "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
