@@ -9,6 +9,7 @@ import pytest
 
 from gateway.cli.doctor import FAIL, OK, WARN, _clock_check
 from gateway.cli.main import main as gatewayctl
+from gateway.store.sqlite.schema import SCHEMA_VERSION
 from tests.nginx_server import nginx_binary
 from tests.support import init_data_dir
 from tests.webhook_receiver import configure_webhook
@@ -39,7 +40,7 @@ def test_a_fresh_data_directory_passes_with_warnings(data: Path, capsys: pytest.
         ("ok", "development IdP key"), ("warn", "master key apart"), ("ok", "store"), ("ok", "clock"),
         ("warn", "checkpoint export"), ("skip", "webhooks"), ("ok", "metrics"),
     ]  # fmt: skip
-    assert lines[6] == f"ok   store: {data / 'gateway.db'} reachable, schema v6 (this gateway's)"
+    assert lines[6] == f"ok   store: {data / 'gateway.db'} reachable, schema v{SCHEMA_VERSION} (this gateway's)"
     assert lines[5].startswith("warn master key apart: keys/master.key is on the database's disk")
 
 
@@ -108,7 +109,7 @@ def test_postgresql_reachable_with_its_clock_compared(
     code, lines = _doctor(capsys, data)
     assert code == 0, lines
     [store] = [line for line in lines if line.startswith("ok   store:")]
-    assert store == "ok   store: PostgreSQL reachable, schema v6 (this gateway's)"
+    assert store == f"ok   store: PostgreSQL reachable, schema v{SCHEMA_VERSION} (this gateway's)"
     [clock] = [line for line in lines if " clock: " in line]
     assert clock.startswith("ok   clock: database clock ") and clock.endswith(" s from ours")
 

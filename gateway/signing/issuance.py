@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from gateway.access.authz import decide
+from gateway.access.authz import Decision, decide
 from gateway.audit import records as audit
 from gateway.audit.log import AuditBatcher, AuditLog, Pending
 from gateway.audit.records import ENGINEER, VIEWER, AuditRecord, RequestContext
@@ -169,12 +169,13 @@ class Issuer:
             profile = self._profiles.get(item.profile)
             ttl = self._ttl(item)
             media = await self._media(item.media_id)
-            reason, grant_id = await self._authorise(principal, viewer, media, item, now)
+            decision = self._authorise(principal, viewer, media, item, now)
             path = self._path(media, item.rendition)  # after authorising: which renditions exist is not for outsiders
             prefix = self._prefix(media, item) if item.prefix else None
             if prefix is not None:
                 self._authorise_covered(principal, viewer, media, item, prefix, now)
-            issued = await self._sign(principal, profile, path, prefix, item, ttl, now)
+            expires = _expiry(int(now), ttl, decision.grant, profile)
+            issued = await self._sign(principal, profile, path, prefix, item, expires, now)
         except (Forbidden, NotFound, InvalidInput) as error:
             record = audit.denied(
                 ctx, now=now, media_id=item.media_id, rendition=item.rendition.value,
@@ -182,11 +183,11 @@ class Issuer:
             )  # fmt: skip
             return Outcome(item, error=error), record
         detail = {"issuance_id": issued.issuance_id, "profile": profile.name, "dialect": profile.dialect.name}
-        if grant_id:
-            detail["grant_id"] = grant_id
+        if decision.grant:
+            detail["grant_id"] = decision.grant.id
         record = audit.issued(
             ctx, now=now, kid=issued.kid, media_id=item.media_id, rendition=item.rendition.value,
-            subject=subject, url=issued.url, expires_at=issued.expires, reason=reason, detail=detail,
+            subject=subject, url=issued.url, expires_at=issued.expires, reason=decision.reason, detail=detail,
             retention=retention,
         )  # fmt: skip
         return Outcome(item, issued=issued), record
@@ -198,7 +199,7 @@ class Issuer:
         path: str,
         prefix: str | None,
         item: SignItem,
-        ttl: int,
+        expires: int,
         now: float,
     ) -> Issued:
         """Keyed formats sign with the principal's own key; shared-secret ones name it in a signed field."""
@@ -211,7 +212,6 @@ class Issuer:
         if key is None:
             raise InvalidInput(f"profile {profile.name} has no signing secret")
         issued_at = int(now)
-        expires = issued_at + ttl
         # A signed start time is the issue time a link revocation is compared with (native: gw_iat).
         starts = issued_at if capabilities.starts and profile.dialect.name != NATIVE else None
         request = SignRequest(
@@ -263,13 +263,13 @@ class Issuer:
             )
         return prefix
 
-    async def _authorise(
+    def _authorise(
         self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, now: float
-    ) -> tuple[str, str | None]:
+    ) -> Decision:
         decision = decide(principal, viewer, media, item.rendition, self._grants(principal, media), now)
         if not decision.allowed:
             raise Forbidden(f"not permitted: {decision.reason}", reason=decision.reason)
-        return decision.reason, decision.grant.id if decision.grant else None
+        return decision
 
     def _authorise_covered(
         self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, prefix: str, now: float
@@ -292,6 +292,30 @@ class Issuer:
         if principal.kind is PrincipalKind.ENGINEER:
             return self._state.view.grants_for(principal.id, media.id)
         return []
+
+
+def _expiry(issued_at: int, ttl: int, grant: Grant | None, profile: Profile) -> int:
+    """``issued_at + ttl``; under an access grant, no later than the grant's end.
+
+    A URL issued under a grant must end with it, and stop when the grant is
+    revoked: the verifier compares its signed issue time with the revocation
+    (``grant-revoked``), so the format must sign one.
+    """
+    expires = issued_at + ttl
+    if grant is None:
+        return expires
+    capabilities = profile.dialect.capabilities
+    if not capabilities.starts:
+        raise Forbidden(
+            f"profile {profile.name} cannot sign an issue time, so a URL issued under access grant {grant.id} could "
+            "not be stopped when the grant is revoked: use a profile that can (native, for one)",
+            reason="grant-needs-issue-time",
+        )
+    step = capabilities.expiry_step
+    ends = issued_at + int(grant.expires_at - issued_at) // step * step  # whole steps of the format, not past
+    if ends <= issued_at:
+        raise Forbidden(f"access grant {grant.id} ends before a URL could be valid", reason="grant-ending")
+    return min(expires, ends)
 
 
 def covered_renditions(media: MediaItem, prefix: str) -> set[Rendition]:

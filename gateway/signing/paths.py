@@ -8,10 +8,12 @@ A path is canonical when:
 - it starts with ``/`` and is ASCII;
 - it holds only RFC 3986 ``pchar`` characters except ``;`` (unreserved,
   ``!$&'()*+,=:@``), ``/`` and ``%XX`` escapes with upper-case hex;
-- no escape encodes an unreserved character (RFC 3986 §2.3: ``%7E`` *is*
-  ``~``, so it would be a second spelling), nor ``/``, ``\\``, ``;``, ``%``,
-  NUL or another control byte; escapes of other reserved characters stay
-  (RFC 3986 §2.2: ``%2C`` and ``,`` are different URIs);
+- no escape encodes a character a path may hold literally: an unreserved
+  one (RFC 3986 §2.3: ``%7E`` *is* ``~``) or one of ``!$&'()*+,=:@``.
+  RFC 3986 §2.2 calls ``%2C`` and ``,`` different URIs, but every origin we
+  sit in front of (nginx's static files, S3 keys) decodes both to the same
+  file, so a second spelling would let two items claim one file. Nor may an
+  escape encode ``/``, ``\\``, ``;``, ``%``, NUL or another control byte;
 - escaped bytes >= 0x80 are well-formed UTF-8, free of control, format and
   unassigned characters, and no character folds (NFKC, or a known look-alike)
   to ASCII punctuation such as ``.`` ``/`` ``\\`` ``;`` ``%``;
@@ -21,6 +23,9 @@ A path is canonical when:
 Media paths are written by administrators, so ``canonical_path`` first fixes
 harmless spelling (escape case, needless escapes, raw non-ASCII) and then
 applies the same check; it never resolves dot segments or decodes ``%2F``.
+So one file has exactly one canonical spelling: comparing canonical paths
+byte for byte (claims, overlaps, prefixes, link revocations) compares the
+files an origin serves.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def _decoded_segment(segment: str) -> str | _Problem:
             raw += piece.encode("ascii")
             continue
         byte = int(piece[1:], 16)
-        if byte < 0x80 and chr(byte) in _UNRESERVED:
+        if byte < 0x80 and chr(byte) in _LITERAL:
             return _Problem(f"{piece} is a second spelling of {chr(byte)!r}: write it unescaped")
         if byte in _REFUSED_BYTES:
             return _Problem(f"{piece} (an encoded '/', '\\', ';', '%' or control byte) is not allowed")
@@ -136,7 +141,8 @@ def is_canonical_path(path: str) -> bool:
 
 
 def normalised_spelling(path: str) -> str:
-    """Fix spelling only: escape case, needless escapes, raw characters outside the path alphabet.
+    """Fix spelling only: escape case, needless escapes (of anything a path may hold literally), raw characters
+    outside the path alphabet.
 
     Never resolves dot segments and never decodes an escape that may not be
     literal, so the result is checked afterwards like any other path.
@@ -146,7 +152,7 @@ def normalised_spelling(path: str) -> str:
     for piece in _SPLIT_ANY_ESCAPES.split(path):
         if _ESCAPE.fullmatch(piece):
             char = chr(int(piece[1:], 16))
-            out.append(char if char in _UNRESERVED else piece.upper())
+            out.append(char if char in _LITERAL else piece.upper())
             continue
         out.extend(c if c in _LITERAL or c in "/%" else "".join(f"%{b:02X}" for b in c.encode()) for c in piece)
     return "".join(out)

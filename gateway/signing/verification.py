@@ -15,8 +15,10 @@ enforced on it.
 Everything about the present is read from the state view: key and principal
 state, and media link revocations. A URL whose signature covers its issue
 time is refused when its item's links were revoked after (or in the same
-second as) it was issued. A process whose view is stale denies everything
-(``state-stale``) until the change feed proves it current again.
+second as) it was issued, and so is one its principal signed for a path
+while an access grant let it, once that grant is revoked (``grant-revoked``).
+A process whose view is stale denies everything (``state-stale``) until the
+change feed proves it current again.
 
 Decisions are remembered (``Decisions``): a player presents the same signed
 URL, or the same prefix token for every segment, many times a minute. A
@@ -135,10 +137,20 @@ class Verifier:
             # The gateway never signs that far ahead: a format whose fields run together (Bunny's path and
             # expiry) can be re-read with a digit moved from one into the other, an expiry centuries away.
             raise VerificationFailed("expiry-too-far")
-        revoked_at = self._state.view.links_revoked_at(path)
-        if revoked_at is not None and accepted.issued_at is not None and accepted.issued_at <= revoked_at:
-            raise VerificationFailed("links-revoked")
+        self._not_revoked(path, accepted)
         return accepted
+
+    def _not_revoked(self, path: str, accepted: Accepted) -> None:
+        """Link revocations (anyone's URLs for the path) and revoked grants (the grantee's), by signed issue time."""
+        if accepted.issued_at is None:
+            return  # a format with no signed issue time: documented (docs/dialects.md), never issued under a grant
+        view = self._state.view
+        revoked_at = view.links_revoked_at(path)
+        if revoked_at is not None and accepted.issued_at <= revoked_at:
+            raise VerificationFailed("links-revoked")
+        revoked_at = view.grant_revoked_at(path, accepted.principal_id)
+        if revoked_at is not None and accepted.issued_at <= revoked_at:
+            raise VerificationFailed("grant-revoked")
 
     def _still_good(self, accepted: Accepted, now: float) -> None:
         """What a remembered decision must still pass: everything but the signature."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.model import Credential, Grant, Principal, SigningKey
@@ -35,6 +35,9 @@ class StateView:
     _grants_by_pair: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     _revoked_paths: dict[str, float] = field(default_factory=dict)
     _revoked_dirs: dict[str, float] = field(default_factory=dict)
+    # Revoked access grants: the grantee's URLs only, keyed (principal, path).
+    _grant_paths: dict[tuple[str, str], float] = field(default_factory=dict)
+    _grant_dirs: dict[tuple[str, str], float] = field(default_factory=dict)
     _revocations: dict[str, tuple[RevokedPath, ...]] = field(default_factory=dict)
 
     # -- lookups (the hot path) --
@@ -57,13 +60,20 @@ class StateView:
         """
         if not self._revoked_paths and not self._revoked_dirs:
             return None
-        found = self._revoked_paths.get(path)
-        cut = len(path)
-        while (cut := path.rfind("/", 0, cut)) >= 0:
-            at = self._revoked_dirs.get(path[: cut + 1])
-            if at is not None and (found is None or at > found):
-                found = at
-        return found
+        return _newest(path, self._revoked_paths.get, self._revoked_dirs.get)
+
+    def grant_revoked_at(self, path: str, principal_id: str) -> float | None:
+        """When a grant that let ``principal_id`` sign for ``path`` (or a directory above it) was last revoked."""
+        if not self._grant_paths and not self._grant_dirs:
+            return None
+
+        def at_path(key: str) -> float | None:
+            return self._grant_paths.get((principal_id, key))
+
+        def at_dir(key: str) -> float | None:
+            return self._grant_dirs.get((principal_id, key))
+
+        return _newest(path, at_path, at_dir)
 
     # -- applying changes --
 
@@ -117,11 +127,27 @@ class StateView:
         elif self._revocations.pop(media_id, None) is None:
             return
         # Revocations are rare and few: rebuilding the indexes keeps shared paths right simply.
-        self._revoked_paths, self._revoked_dirs = {}, {}
+        self._revoked_paths, self._revoked_dirs, self._grant_paths, self._grant_dirs = {}, {}, {}, {}
         for known in self._revocations.values():
             for row in known:
-                index = self._revoked_dirs if row.is_prefix else self._revoked_paths
-                index[row.path] = max(index.get(row.path, row.at), row.at)
+                if row.principal_id is None:
+                    index = self._revoked_dirs if row.is_prefix else self._revoked_paths
+                    index[row.path] = max(index.get(row.path, row.at), row.at)
+                else:
+                    scoped = self._grant_dirs if row.is_prefix else self._grant_paths
+                    key = (row.principal_id, row.path)
+                    scoped[key] = max(scoped.get(key, row.at), row.at)
 
     def revocations(self) -> Mapping[str, tuple[RevokedPath, ...]]:
         return self._revocations
+
+
+def _newest(path: str, at_path: Callable[[str], float | None], at_dir: Callable[[str], float | None]) -> float | None:
+    """The newest revocation of ``path`` itself or of a directory above it."""
+    found = at_path(path)
+    cut = len(path)
+    while (cut := path.rfind("/", 0, cut)) >= 0:
+        at = at_dir(path[: cut + 1])
+        if at is not None and (found is None or at > found):
+            found = at
+    return found

@@ -79,7 +79,7 @@ class MediaRepo(Protocol):
         ...
 
     async def revoked_paths(self, since: float, media_id: str | None = None) -> list[RevokedPath]:
-        """Link revocations at or after ``since`` (of one item, or all)."""
+        """Link and grant revocations at or after ``since`` (of one item, or all)."""
         ...
 
     async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
@@ -100,17 +100,22 @@ class GrantRepo(Protocol):
     async def all(self, principal_id: str | None = None) -> list[Grant]: ...
     async def for_media(self, principal_id: str, media_id: str) -> list[Grant]: ...
     async def live(self, now: float) -> list[Grant]: ...
-    async def revoke(self, grant_id: str, at: float) -> None: ...
+    async def revoke(self, grant_id: str, at: float) -> None:
+        """Mark revoked, and record that the grantee's URLs for every path and prefix the item has now, issued
+        up to ``at``, are void (a ``RevokedPath`` with the principal)."""
+        ...
 
 
 @dataclass(frozen=True)
 class RevokedPath:
-    """URLs for ``path`` (or, as a prefix, under it) issued up to ``at`` no longer verify."""
+    """URLs for ``path`` (or, as a prefix, under it) issued up to ``at`` no longer verify: anyone's, or with
+    ``principal_id`` only the URLs that principal's keys signed (a revoked access grant)."""
 
     media_id: str
     path: str
     is_prefix: bool
     at: float
+    principal_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from gateway.model import (
     SigningKey,
     Visibility,
 )
-from gateway.store.base import Baseline, Checkpoint, LogEntry, OutboxEntry, RawEntry
+from gateway.store.base import Baseline, Checkpoint, LogEntry, OutboxEntry, RawEntry, RevokedPath
 
 
 class Row(Protocol):
@@ -139,6 +139,10 @@ def media_path_values(m: MediaItem) -> list[tuple[str, str, bool]]:
     """The paths and prefixes a live item claims (one row each), so overlaps can be found by index."""
     claims = {(p, m.id, False) for p in m.paths.values()} | {(p, m.id, True) for p in m.prefixes.values()}
     return sorted(claims)
+
+
+def revoked_path_from(row: Row) -> RevokedPath:
+    return RevokedPath(row["media_id"], row["path"], bool(row["is_prefix"]), row["revoked_at"], row["principal_id"])
 
 
 def prefix_upper_bound(prefix: str) -> str:

@@ -86,6 +86,8 @@ class Capabilities:
     # The option that decides whether attribution is signed (nginx: "expression"), for error messages.
     attribution_option: str | None = None
     revocation: str = ""
+    # The format's expiry counts in steps of this many seconds from the issue time (WMSAuth: minutes).
+    expiry_step: int = 1
 
 
 class Dialect(Protocol):

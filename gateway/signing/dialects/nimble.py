@@ -73,6 +73,7 @@ class NimbleDialect:
     capabilities = Capabilities(
         key_types=(KeyAlgorithm.SHARED_SECRET,),
         starts=True,
+        expiry_step=60,
         ip="one exact address (required)",
         prefix="stream-name prefix",
         revocation="one password per WMSAuth rule: change it (old URLs stop at once); "

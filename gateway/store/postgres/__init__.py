@@ -33,7 +33,7 @@ from gateway.store.postgres.schema import MIGRATIONS
 
 log = logging.getLogger("gateway.store")
 CHANNEL = "gateway_changes"
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+SCHEMA_VERSION = MIGRATIONS[-1].version
 _MIGRATION_LOCK = 0x6777_6D69  # advisory lock id: one replica migrates at a time
 _CONNECT_TIMEOUT = 5.0
 # A statement the database does not answer in this time fails (StoreUnavailable, AuditUnavailable: a 503)
@@ -108,12 +108,16 @@ class PostgresStore:
                         "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
                     )
                     current = int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
-                    for version, sql in MIGRATIONS:
-                        if version > current:
+                    for migration in MIGRATIONS:
+                        if migration.version > current:
                             async with conn.transaction():
-                                await conn.execute(sql)
-                                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
-                            applied.append(version)
+                                await conn.execute(migration.sql)
+                                if migration.step is not None:
+                                    await migration.step(conn)
+                                await conn.execute(
+                                    "INSERT INTO schema_migrations (version) VALUES ($1)", migration.version
+                                )
+                            applied.append(migration.version)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         return applied

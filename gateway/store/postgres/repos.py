@@ -221,12 +221,13 @@ class PgMedia(_Repo):
             await self._db.executemany(sql, [(path, is_prefix, media_id, at) for path, is_prefix in claims])
 
     async def revoked_paths(self, since: float, media_id: str | None = None) -> list[RevokedPath]:
-        if media_id is None:
-            found = await self._all("SELECT * FROM link_revocations WHERE revoked_at >= $1", since)
-        else:
-            sql = "SELECT * FROM link_revocations WHERE revoked_at >= $1 AND media_id = $2"
-            found = await self._all(sql, since, media_id)
-        return [RevokedPath(r["media_id"], r["path"], bool(r["is_prefix"]), r["revoked_at"]) for r in found]
+        sql = (
+            "SELECT media_id, path, is_prefix, revoked_at, NULL AS principal_id FROM link_revocations "
+            "WHERE revoked_at >= $1 AND ($2::text IS NULL OR media_id = $2) UNION ALL SELECT media_id, path, "
+            "is_prefix, revoked_at, principal_id FROM grant_revocations "
+            "WHERE revoked_at >= $1 AND ($2::text IS NULL OR media_id = $2)"
+        )
+        return [rows.revoked_path_from(r) for r in await self._all(sql, since, media_id)]
 
     async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
         """(other media id, path) pairs that ``item``'s prefixes would cover, or whose prefixes cover it."""
@@ -283,8 +284,16 @@ class PgGrants(_Repo):
         return [rows.grant_from(r) for r in await self._all(sql, principal_id, media_id)]
 
     async def revoke(self, grant_id: str, at: float) -> None:
+        grant = await self.get(grant_id)
+        if grant is None or grant.revoked_at is not None:
+            return
         await self._changed("grant", grant_id)
-        await self._run("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", at, grant_id)
+        await self._changed("media", grant.media_id)  # every replica reloads the item's revocations
+        await self._run("UPDATE grants SET revoked_at = $1 WHERE id = $2", at, grant_id)
+        await self._run(
+            "INSERT INTO grant_revocations SELECT $1, $2, media_id, path, is_prefix, $3 FROM media_paths "
+            "WHERE media_id = $4 ON CONFLICT DO NOTHING", grant_id, grant.principal_id, at, grant.media_id,
+        )  # fmt: skip
 
 
 class PgAudit(_Repo):

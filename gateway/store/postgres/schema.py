@@ -10,8 +10,68 @@ reader could skip one that committed late).
 
 from __future__ import annotations
 
-MIGRATIONS: list[tuple[int, str]] = [
-    (
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.store import respell
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    sql: str
+    # Data work SQL cannot express, run after the statements in the same transaction (an asyncpg connection).
+    step: Callable[[Any], Awaitable[None]] | None = None
+
+
+_ESCAPED = "%!%%"  # LIKE ... ESCAPE '!': holds a percent sign
+
+
+async def _respell_paths_and_revoke_ended_grants(conn: Any) -> None:
+    """Schema v7's data step (gateway.store.respell), as the SQLite store runs it."""
+    found = await conn.fetch(
+        "SELECT id, paths, prefixes, deleted_at FROM media WHERE paths LIKE $1 ESCAPE '!' OR prefixes LIKE $1 "
+        "ESCAPE '!'", _ESCAPED,
+    )  # fmt: skip
+    if found:
+        live = await conn.fetch("SELECT id, paths, prefixes FROM media WHERE deleted_at IS NULL")
+        stored = {r["id"]: _stored(r, True) for r in live} | {
+            r["id"]: _stored(r, r["deleted_at"] is None) for r in found
+        }
+        for item in respell.respell_media(stored.values()).changed:
+            await conn.execute("UPDATE media SET paths = $1, prefixes = $2 WHERE id = $3", *respell.update_values(item))
+            await conn.execute("DELETE FROM media_paths WHERE media_id = $1", item.id)
+            if item.live:
+                await conn.executemany(
+                    "INSERT INTO media_paths (path, media_id, is_prefix) VALUES ($1, $2, $3)", respell.claims(item)
+                )
+    revoked = await conn.fetch(
+        "DELETE FROM link_revocations WHERE path LIKE $1 ESCAPE '!' RETURNING path, is_prefix, media_id, revoked_at",
+        _ESCAPED,
+    )
+    await conn.executemany(
+        "INSERT INTO link_revocations (path, is_prefix, media_id, revoked_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
+        "(path, is_prefix, media_id) DO UPDATE SET revoked_at = greatest(link_revocations.revoked_at, "
+        "excluded.revoked_at)",
+        respell.respell_revocations((r["path"], r["is_prefix"], r["media_id"], r["revoked_at"]) for r in revoked),
+    )
+    # Grants that ended before URLs were capped at their end: their URLs stop at that end from now on.
+    await conn.execute(
+        "INSERT INTO grant_revocations SELECT g.id, g.principal_id, g.media_id, p.path, p.is_prefix, "
+        "coalesce(g.revoked_at, g.expires_at) FROM grants AS g JOIN media_paths AS p ON p.media_id = g.media_id "
+        "WHERE g.revoked_at IS NOT NULL OR g.expires_at <= extract(epoch FROM clock_timestamp()) "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
+def _stored(row: Any, live: bool) -> respell.StoredMedia:
+    return respell.StoredMedia(row["id"], json.loads(row["paths"]), json.loads(row["prefixes"]), live)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
         3,
         """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
@@ -70,7 +130,7 @@ CREATE TABLE change_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT 
 INSERT INTO change_head (id, seq) VALUES (1, 0);
 """,
     ),
-    (
+    Migration(
         4,
         """
 CREATE TABLE link_revocations (
@@ -88,10 +148,10 @@ INSERT INTO link_revocations (path, is_prefix, media_id, revoked_at)
     ),
     # The leaf covers a header that survives pruning plus this body hash (gateway.audit.records). Rows
     # written before it keep NULL: their leaves are the pre-release layout, which audit verify reports.
-    (5, "ALTER TABLE audit ADD COLUMN body_sha256 BYTEA;"),
+    Migration(5, "ALTER TABLE audit ADD COLUMN body_sha256 BYTEA;"),
     # Operations (gateway.alerts, gateway.limits): the durable webhook outbox and where the audit feed into it
     # stopped, rate-limit buckets shared by replicas, and what outsider-use detection shares between them.
-    (
+    Migration(
         6,
         """
 CREATE TABLE webhook_outbox (
@@ -111,5 +171,18 @@ CREATE TABLE usage_baselines (
     principal_id TEXT PRIMARY KEY, networks TEXT NOT NULL, hours INTEGER NOT NULL,
     first_seen DOUBLE PRECISION NOT NULL, issuances BIGINT NOT NULL, updated_at DOUBLE PRECISION NOT NULL);
 """,
+    ),
+    # Grants end their URLs (gateway.signing.issuance caps a URL at its grant's end; a revoked grant's URLs stop
+    # verifying), and stored paths take the one spelling per file (gateway.store.respell).
+    Migration(
+        7,
+        """
+CREATE TABLE grant_revocations (
+    grant_id TEXT NOT NULL, principal_id TEXT NOT NULL, media_id TEXT NOT NULL, path TEXT COLLATE "C" NOT NULL,
+    is_prefix BOOLEAN NOT NULL, revoked_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (grant_id, path, is_prefix));
+CREATE INDEX grant_revocations_by_time ON grant_revocations(revoked_at);
+CREATE INDEX grant_revocations_by_media ON grant_revocations(media_id);
+""",
+        _respell_paths_and_revoke_ended_grants,
     ),
 ]

@@ -218,12 +218,12 @@ class SqliteMedia(_Repo):
             await self._conn.executemany(sql, [(path, is_prefix, media_id, at) for path, is_prefix in claims])
 
     async def revoked_paths(self, since: float, media_id: str | None = None) -> list[RevokedPath]:
-        sql = "SELECT * FROM link_revocations WHERE revoked_at >= ?"
-        params: tuple[object, ...] = (since,)
-        if media_id is not None:
-            sql, params = sql + " AND media_id = ?", (since, media_id)
-        found = await self._all(sql, params)
-        return [RevokedPath(r["media_id"], r["path"], bool(r["is_prefix"]), r["revoked_at"]) for r in found]
+        sql = (
+            "SELECT media_id, path, is_prefix, revoked_at, NULL AS principal_id FROM link_revocations "
+            "WHERE revoked_at >= ?1 AND (?2 IS NULL OR media_id = ?2) UNION ALL SELECT media_id, path, is_prefix, "
+            "revoked_at, principal_id FROM grant_revocations WHERE revoked_at >= ?1 AND (?2 IS NULL OR media_id = ?2)"
+        )
+        return [rows.revoked_path_from(r) for r in await self._all(sql, (since, media_id))]
 
     async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
         found: list[aiosqlite.Row] = []
@@ -280,8 +280,16 @@ class SqliteGrants(_Repo):
         return [rows.grant_from(r) for r in await self._all(sql, (principal_id, media_id))]
 
     async def revoke(self, grant_id: str, at: float) -> None:
+        grant = await self.get(grant_id)
+        if grant is None or grant.revoked_at is not None:
+            return
         await self._changed("grant", grant_id)
-        await self._run("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, grant_id))
+        await self._changed("media", grant.media_id)  # every replica reloads the item's revocations
+        await self._run("UPDATE grants SET revoked_at = ? WHERE id = ?", (at, grant_id))
+        await self._run(
+            "INSERT OR IGNORE INTO grant_revocations SELECT ?, ?, media_id, path, is_prefix, ? FROM media_paths "
+            "WHERE media_id = ?", (grant_id, grant.principal_id, at, grant.media_id),
+        )  # fmt: skip
 
     async def live(self, now: float) -> list[Grant]:
         found = await self._all("SELECT * FROM grants WHERE revoked_at IS NULL AND expires_at > ?", (now,))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.model import Rendition, default_prefixes
+from gateway.store import respell
 from gateway.store.rows import ancestors, prefix_upper_bound
 
 
@@ -104,6 +105,50 @@ def _claim_existing_prefixes(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE media SET prefixes = ? WHERE id = ?", (json.dumps(claimed, sort_keys=True), media_id))
 
 
+GRANT_REVOCATIONS = (
+    "CREATE TABLE grant_revocations (grant_id TEXT NOT NULL, principal_id TEXT NOT NULL, media_id TEXT NOT NULL, "
+    "path TEXT NOT NULL, is_prefix INTEGER NOT NULL, revoked_at REAL NOT NULL, PRIMARY KEY (grant_id, path, "
+    "is_prefix))",
+    "CREATE INDEX grant_revocations_by_time ON grant_revocations(revoked_at)",
+    "CREATE INDEX grant_revocations_by_media ON grant_revocations(media_id)",
+)
+# Grants that ended before URLs were capped at their end: their URLs stop at that end from now on.
+_ENDED_GRANTS = (
+    "INSERT OR IGNORE INTO grant_revocations "
+    "SELECT g.id, g.principal_id, g.media_id, p.path, p.is_prefix, coalesce(g.revoked_at, g.expires_at) "
+    "FROM grants AS g JOIN media_paths AS p ON p.media_id = g.media_id "
+    "WHERE g.revoked_at IS NOT NULL OR g.expires_at <= (julianday('now') - 2440587.5) * 86400.0"
+)
+_ESCAPED = "%!%%"  # LIKE ... ESCAPE '!': holds a percent sign
+
+
+def _respell_paths_and_revoke_ended_grants(conn: sqlite3.Connection) -> None:
+    found = conn.execute(
+        "SELECT id, paths, prefixes, deleted_at FROM media WHERE paths LIKE ? ESCAPE '!' OR prefixes LIKE ? "
+        "ESCAPE '!'", (_ESCAPED, _ESCAPED),
+    ).fetchall()  # fmt: skip
+    if found:
+        live = conn.execute("SELECT id, paths, prefixes FROM media WHERE deleted_at IS NULL").fetchall()
+        stored = {r[0]: respell.StoredMedia(r[0], json.loads(r[1]), json.loads(r[2]), True) for r in live}
+        stored |= {r[0]: respell.StoredMedia(r[0], json.loads(r[1]), json.loads(r[2]), r[3] is None) for r in found}
+        for item in respell.respell_media(stored.values()).changed:
+            conn.execute("UPDATE media SET paths = ?, prefixes = ? WHERE id = ?", respell.update_values(item))
+            conn.execute("DELETE FROM media_paths WHERE media_id = ?", (item.id,))
+            if item.live:
+                conn.executemany("INSERT INTO media_paths (path, media_id, is_prefix) VALUES (?, ?, ?)",
+                                 respell.claims(item))  # fmt: skip
+    revoked = conn.execute(
+        "SELECT path, is_prefix, media_id, revoked_at FROM link_revocations WHERE path LIKE ? ESCAPE '!'", (_ESCAPED,)
+    ).fetchall()
+    conn.execute("DELETE FROM link_revocations WHERE path LIKE ? ESCAPE '!'", (_ESCAPED,))
+    conn.executemany(
+        "INSERT INTO link_revocations (path, is_prefix, media_id, revoked_at) VALUES (?, ?, ?, ?) ON CONFLICT "
+        "(path, is_prefix, media_id) DO UPDATE SET revoked_at = max(revoked_at, excluded.revoked_at)",
+        respell.respell_revocations((p, bool(i), m, at) for p, i, m, at in revoked),
+    )
+    conn.execute(_ENDED_GRANTS)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(2, _BASELINE),
     Migration(
@@ -162,6 +207,9 @@ MIGRATIONS: list[Migration] = [
             "NOT NULL, first_seen REAL NOT NULL, issuances INTEGER NOT NULL, updated_at REAL NOT NULL)",
         ),
     ),
+    # Grants end their URLs (gateway.signing.issuance caps a URL at its grant's end; a revoked grant's URLs stop
+    # verifying), and stored paths take the one spelling per file (gateway.store.respell).
+    Migration(7, GRANT_REVOCATIONS, _respell_paths_and_revoke_ended_grants),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
