@@ -59,6 +59,19 @@ def mask_ip(value: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+def mask_network(value: str | None) -> str | None:
+    """A CIDR no narrower than the masks ``mask_ip`` keeps (``203.0.113.7/32`` -> ``203.0.113.0/24``; a
+    broader one as it is); None for None or for what is not a network."""
+    if not value:
+        return None
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return None
+    keep = _MASK_V4 if network.version == 4 else _MASK_V6
+    return str(network.supernet(new_prefix=keep) if network.prefixlen > keep else network)
+
+
 class ClientAddresses:
     """Client-address resolution behind one deployment's trusted proxies, memoised (bounded).
 

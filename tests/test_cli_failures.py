@@ -250,9 +250,9 @@ def test_init_creates_the_database_a_url_names(
         (["incident", "report", "--kid", "gwk_typo"], 3,
          "no key 'gwk_typo': nothing to report (keys list shows every key id)"),
         (["subject", "erase", "nobody", "--reason", "ticket 1"], 3,
-         "nothing is held about subject 'nobody' (no audit records, media or principal)"),
+         "nothing is held about viewer subject 'nobody' (no audit records or media)"),
         (["subject", "export", "nobody", "--out", "OUT"], 3,
-         "nothing is held about subject 'nobody' (no audit records, media or principal)"),
+         "nothing is held about viewer subject 'nobody' (no audit records or media)"),
         (["audit", "prune", "--now", "2100-01-01"], 2,
          "--now 2100-01-01 is in the future: prune evaluates retention at most at the present"),
         (["audit", "verify", "--public-key", "MISSING"], 2,
@@ -330,7 +330,7 @@ def test_subject_erase_of_someone_known_only_as_a_media_owner_works(
         == 0
     )
     code, out, _ = run(capsys, config.data_dir, "subject", "erase", "zoe", "--reason", "ticket 2")
-    assert (code, out) == (0, "erased zoe: 1 media item(s) deleted, 0 grant(s) revoked; audit key shredded\n")
+    assert (code, out) == (0, "erased viewer zoe: 1 media item(s) deleted; audit key shredded\n")
 
 
 def test_init_says_when_there_was_nothing_to_do(config: Config, capsys: pytest.CaptureFixture[str]) -> None:

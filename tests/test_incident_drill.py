@@ -54,8 +54,9 @@ async def test_report_names_outsider_use_and_affected_subjects(
     assert await _redeem(client, bob_uri, OUTSIDER) == 200  # the stolen URL, used from elsewhere
     assert await _redeem(client, bob_uri, OUTSIDER) == 200  # repeat: aggregated, not logged again
     report = await incident_report(world.services.store, world.services.audit_log, kid, None)
-    assert [(u["media_id"], u["network"]) for u in report["issuances"]] == [
-        ("alice-film", "198.51.100.0/24"), ("bob-film", "198.51.100.0/24"),
+    # Each issuance keeps the caller's own network (the backend's) and, beside it, the viewer's it asserted.
+    assert [(u["media_id"], u["network"], u["viewer_network"]) for u in report["issuances"]] == [
+        ("alice-film", "127.0.0.0/24", "198.51.100.0/24"), ("bob-film", "127.0.0.0/24", "198.51.100.0/24"),
     ]  # fmt: skip
     assert [u["network"] for u in report["redemptions"]] == ["198.51.100.0/24", "203.0.113.0/24"]
     assert [u["network"] for u in report["outsider_redemptions"]] == ["203.0.113.0/24"]

@@ -100,7 +100,7 @@ async def test_one_trip_record_per_minute_counts_every_refusal(client: TestClien
 
 
 async def test_a_key_is_limited_across_the_principals_requests(client: TestClient, web: World) -> None:
-    """A batch takes one principal token per item (at most the burst) and one key token per URL signed."""
+    """A batch takes one principal token per item (refused whole above the burst) and one key token per URL signed."""
     web.services.limits.rules = dataclasses.replace(web.services.limits.rules, principal=Rule(100, 100))
     auth = web.auth("web")
     status, _, body = await _sign(client, auth, items=5)

@@ -5,7 +5,8 @@ The rules, in order (the first that decides wins):
 1. a disabled principal, or one without ``sign``, is refused;
 2. a principal limited to some renditions is refused the others;
 3. a deleted item is refused to everyone;
-4. asserting a viewer without ``sign:on-behalf`` is refused;
+4. asserting a viewer, or a viewer's address, without ``sign:on-behalf`` is
+   refused;
 5. the owner, a member of the item's workspace (``workspace`` visibility),
    and anyone for ``unlisted``/``public`` items are allowed;
 6. an engineer with a live access grant for the item is allowed (the grant's
@@ -86,14 +87,18 @@ def decide(
     rendition: Rendition,
     grants: Iterable[Grant],
     now: float,
+    viewer_address: bool = False,
 ) -> Decision:
-    """Decide whether ``principal`` may sign ``rendition`` of ``media`` for ``viewer``."""
+    """Decide whether ``principal`` may sign ``rendition`` of ``media`` for ``viewer``.
+
+    ``viewer_address``: the caller asserts the viewer's address (``viewer_ip``), which the audit record keeps.
+    """
     refusal = principal_refusal(principal, rendition)
     if refusal is not None:
         return _deny(refusal)
     if media.deleted:
         return _deny("media-deleted")
-    asserted = viewer is not None and viewer.source == "asserted"
+    asserted = viewer_address or (viewer is not None and viewer.source == "asserted")
     if asserted and not principal.has(Permission.SIGN_ON_BEHALF):
         return _deny("missing-permission:sign:on-behalf")
     decision = _viewer_decision(viewer, media) or _grant_decision(principal, media, grants, now)

@@ -31,7 +31,7 @@ from gateway.alerts.detect import Baselines, Cooldown, IssuedIndex, KeyRates, Sp
 from gateway.alerts.outbox import Outbox
 from gateway.audit import records as audit
 from gateway.audit.log import AuditLog
-from gateway.audit.records import AuditEvent, AuditRecord, RequestContext
+from gateway.audit.records import AuditEvent, AuditRecord, RequestContext, issued_networks
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.model import PrincipalKind
@@ -162,9 +162,11 @@ class Watcher:
         return []
 
     def _issued(self, record: AuditRecord, kid: str) -> list[tuple[AuditRecord, str | None]]:
-        network, expires = record.client_ip, record.expires_at
-        if network is not None and expires is not None and self.index.add(kid, expires, network):
-            self._to_share.add((kid, expires, network))
+        network, expires = record.client_ip, record.expires_at  # the caller's own network
+        if expires is not None:
+            for issued_to in issued_networks(record):  # its viewer may redeem from theirs, or the URL's binding
+                if self.index.add(kid, expires, issued_to):
+                    self._to_share.add((kid, expires, issued_to))
         found: list[tuple[AuditRecord, str | None]] = []
         spike = self.rates.add(kid, record.time)
         if spike is not None and self._cooldown.ready("rate", kid, record.time):

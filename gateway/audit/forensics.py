@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from gateway.audit.log import AuditLog
-from gateway.audit.records import AuditEvent, AuditRecord
+from gateway.audit.records import BOUND_TO, VIEWER_NETWORK, AuditEvent, AuditRecord
 from gateway.errors import NotFound
 from gateway.store.base import AuditQuery, Store
 
@@ -30,6 +30,9 @@ class Use:
     media_id: str | None = None
     rendition: str | None = None
     user_agent: str | None = None
+    # An issuance's other networks: the viewer's a backend asserted, the URL's binding.
+    viewer_network: str | None = None
+    bound_to: str | None = None
 
 
 def build_report(
@@ -41,7 +44,7 @@ def build_report(
 ) -> dict[str, Any]:
     issued_networks: dict[int | None, set[str | None]] = {}
     for use in issuances:
-        issued_networks.setdefault(use.expires_at, set()).add(use.network)
+        issued_networks.setdefault(use.expires_at, set()).update({use.network, use.viewer_network, use.bound_to})
     outsiders = [r for r in redemptions if r.network not in issued_networks.get(r.expires_at, set())]
     times = [u.time for u in (*issuances, *redemptions)]
     affected = sorted({owner for m in {u.media_id for u in issuances if u.media_id} if (owner := owners.get(m))})
@@ -60,13 +63,14 @@ def build_report(
 
 
 async def _use(record: AuditRecord, audit_log: AuditLog) -> Use:
-    network, agent = record.client_ip, record.user_agent
+    fields: dict[str, Any] = {"client_ip": record.client_ip, "user_agent": record.user_agent, **record.detail}
     personal = await audit_log.reveal(record)
     if personal is not None:
-        network, agent = personal.get("client_ip"), personal.get("user_agent")
+        fields = personal
     return Use(
         seq=record.seq or 0, time=record.time, event=record.event.value, expires_at=record.expires_at,
-        network=network, media_id=record.media_id, rendition=record.rendition, user_agent=agent,
+        network=fields.get("client_ip"), media_id=record.media_id, rendition=record.rendition,
+        user_agent=fields.get("user_agent"), viewer_network=fields.get(VIEWER_NETWORK), bound_to=fields.get(BOUND_TO),
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.audit.records import VIEWER_EVENTS, AuditEvent, AuditRecord
+from gateway.audit.records import NETWORK_DETAIL, VIEWER_EVENTS, AuditEvent, AuditRecord
 
 REF_PREFIX = "sub_"
 OWNER_EVENTS = frozenset({AuditEvent.MEDIA_PUT})
@@ -43,11 +43,17 @@ def needs_pseudonym(record: AuditRecord) -> bool:
 
 
 def protect(record: AuditRecord, ref: str, key: bytes, nonce: bytes | None = None) -> AuditRecord:
-    """The record with its personal fields sealed and the subject replaced by its reference."""
+    """The record with its personal fields sealed and the subject replaced by its reference.
+
+    The viewer's networks an issuance keeps in ``detail`` (the address a backend asserted for the viewer, the
+    URL's binding) are sealed with them: ``reveal`` returns them beside ``client_ip``.
+    """
     fields = {name: getattr(record, name) for name in PERSONAL_FIELDS}
+    fields |= {name: record.detail[name] for name in NETWORK_DETAIL if name in record.detail}
+    detail = {name: value for name, value in record.detail.items() if name not in NETWORK_DETAIL}
     nonce = nonce or secrets.token_bytes(_NONCE)
     sealed = nonce + AESGCM(key).encrypt(nonce, json.dumps(fields, sort_keys=True).encode(), ref.encode())
-    return dataclasses.replace(record, subject=ref, client_ip=None, user_agent=None, personal=sealed)
+    return dataclasses.replace(record, subject=ref, client_ip=None, user_agent=None, personal=sealed, detail=detail)
 
 
 def reveal(record: AuditRecord, key: bytes | None) -> dict[str, Any] | None:

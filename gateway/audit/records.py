@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from gateway.netaddr import mask_ip
+from gateway.netaddr import mask_ip, mask_network
 
 ENGINEER = "engineer"
 VIEWER = "viewer"
@@ -175,12 +175,18 @@ _FIELDS = fields(AuditRecord)
 
 @dataclass(frozen=True)
 class RequestContext:
-    """Who asked, from where: what every record about a request shares."""
+    """Who asked, from where: what every record about a request shares.
+
+    ``client_ip`` is always the caller's own address, resolved from the connection (and trusted proxies):
+    never something the caller says. ``viewer_ip`` is the viewer's address a backend with ``sign:on-behalf``
+    asserts for the viewer it speaks for; it is recorded beside, never instead.
+    """
 
     actor: str
     request_id: str | None = None
     client_ip: str | None = None
     user_agent: str | None = None
+    viewer_ip: str | None = None
 
 
 _MAX_USER_AGENT = 256
@@ -213,7 +219,10 @@ def issued(
     reason: str,
     detail: Mapping[str, Any] | None = None,
     retention: str = VIEWER,
+    bound_to: str | None = None,
 ) -> AuditRecord:
+    """``bound_to``: the address or network the URL is bound to (its client IP), recorded masked."""
+    detail = {**(detail or {}), **_networks(ctx, bound_to)}
     return AuditRecord(
         time=now,
         event=AuditEvent.URL_ISSUED,
@@ -226,9 +235,29 @@ def issued(
         expires_at=expires_at,
         decision="allow",
         reason=reason,
-        detail=detail or {},
+        detail=detail,
         **_request_fields(ctx),
     )
+
+
+# Networks an issuance record keeps in ``detail`` besides the caller's own (``client_ip``): personal data of
+# the viewer, so sealed with the other personal fields when the record names one (gateway.audit.privacy).
+VIEWER_NETWORK = "viewer_network"
+BOUND_TO = "bound_to"
+NETWORK_DETAIL = (VIEWER_NETWORK, BOUND_TO)
+
+
+def _networks(ctx: RequestContext, bound_to: str | None) -> dict[str, str]:
+    found = {VIEWER_NETWORK: mask_ip(ctx.viewer_ip), BOUND_TO: mask_network(bound_to)}
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def issued_networks(record: AuditRecord, personal: Mapping[str, Any] | None = None) -> set[str]:
+    """Every masked network an issuance went to: the caller's, the viewer's it asserted, the URL's binding."""
+    fields: Mapping[str, Any] = personal if personal is not None else {"client_ip": record.client_ip,
+                                                                      **record.detail}  # fmt: skip
+    found = [fields.get("client_ip"), *(fields.get(name) for name in NETWORK_DETAIL)]
+    return {network for network in found if isinstance(network, str)}
 
 
 def denied(
@@ -250,6 +279,7 @@ def denied(
         subject=subject,
         decision="deny",
         reason=reason,
+        detail=_networks(ctx, None),
         **_request_fields(ctx),
     )
 

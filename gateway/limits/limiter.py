@@ -25,7 +25,7 @@ from gateway.audit import records as audit
 from gateway.audit.log import AuditBatcher, Pending
 from gateway.audit.records import VIEWER, AuditEvent, RequestContext
 from gateway.config import Config
-from gateway.errors import GatewayError, RateLimited
+from gateway.errors import GatewayError, PayloadTooLarge, RateLimited
 from gateway.limits.buckets import Bucket, Rule, retry_after
 from gateway.netaddr import mask_ip
 from gateway.observe.metrics import Tally
@@ -89,9 +89,21 @@ class Limiter:
     # The request path: memory only.
 
     def admit(self, principal_id: str, items: int, now: float) -> None:
-        """Before issuing ``items`` URLs for a principal (a batch larger than the burst needs a full bucket)."""
-        if self.rules.principal.enabled and principal_id not in self.exempt:
-            self._take("principal", principal_id, self.rules.principal, min(items, self.rules.principal.burst), now)
+        """Before issuing ``items`` URLs for a principal: one token per item, a batch as much as its items.
+
+        A batch larger than the burst could never be saved up for: it is refused at once (413), never
+        let through on a smaller charge.
+        """
+        rule = self.rules.principal
+        if not rule.enabled or principal_id in self.exempt:
+            return
+        if items > rule.burst:
+            self._tripped(f"principal:{principal_id}", "principal", principal_id, now)
+            raise PayloadTooLarge(
+                f"a batch of {items} items is more than this principal may ever be issued at once "
+                f"(limits.principal_burst = {rule.burst}): send at most {rule.burst} per request"
+            )
+        self._take("principal", principal_id, rule, items, now)
 
     def signing(self, kid: str, now: float) -> None:
         """Before signing with a key."""

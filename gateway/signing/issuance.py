@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.access.authz import Decision, decide
@@ -128,13 +128,11 @@ class Issuer:
         raw: list[RawEntry] = []
         erased = viewer is not None and self._erased(viewer.subject)
         for item in items:
-            item_ctx = replace(ctx, client_ip=item.client_ip) if item.client_ip else ctx
-            outcome, record = await self._one(principal, viewer, item, item_ctx, now, erased)
+            # The caller's own address is what the record keeps as client_ip: never the URL's binding.
+            outcome, record = await self._one(principal, viewer, item, ctx, now, erased)
             outcomes.append(outcome)
             records.append(record)
-            raw.append(
-                RawEntry(now, record.event.value, ctx.request_id, record.kid, item_ctx.client_ip, ctx.user_agent)
-            )
+            raw.append(RawEntry(now, record.event.value, ctx.request_id, record.kid, ctx.client_ip, ctx.user_agent))
         touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
         await self._batcher.submit(Pending(records, now, raw, touches))
         self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
@@ -169,11 +167,12 @@ class Issuer:
             profile = self._profiles.get(item.profile)
             ttl = self._ttl(item)
             media = await self._media(item.media_id)
-            decision = self._authorise(principal, viewer, media, item, now)
+            asserts = ctx.viewer_ip is not None
+            decision = self._authorise(principal, viewer, media, item, now, asserts)
             path = self._path(media, item.rendition)  # after authorising: which renditions exist is not for outsiders
             prefix = self._prefix(media, item) if item.prefix else None
             if prefix is not None:
-                self._authorise_covered(principal, viewer, media, item, prefix, now)
+                self._authorise_covered(principal, viewer, media, item, prefix, now, asserts)
             expires = _expiry(int(now), ttl, decision.grant, profile)
             issued = await self._sign(principal, profile, path, prefix, item, expires, now)
         except (Forbidden, NotFound, InvalidInput) as error:
@@ -188,7 +187,7 @@ class Issuer:
         record = audit.issued(
             ctx, now=now, kid=issued.kid, media_id=item.media_id, rendition=item.rendition.value,
             subject=subject, url=issued.url, expires_at=issued.expires, reason=decision.reason, detail=detail,
-            retention=retention,
+            retention=retention, bound_to=item.client_ip,
         )  # fmt: skip
         return Outcome(item, issued=issued), record
 
@@ -264,15 +263,23 @@ class Issuer:
         return prefix
 
     def _authorise(
-        self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, now: float
+        self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, now: float, asserts: bool
     ) -> Decision:
-        decision = decide(principal, viewer, media, item.rendition, self._grants(principal, media), now)
+        grants = self._grants(principal, media)
+        decision = decide(principal, viewer, media, item.rendition, grants, now, viewer_address=asserts)
         if not decision.allowed:
             raise Forbidden(f"not permitted: {decision.reason}", reason=decision.reason)
         return decision
 
     def _authorise_covered(
-        self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, prefix: str, now: float
+        self,
+        principal: Principal,
+        viewer: Viewer | None,
+        media: MediaItem,
+        item: SignItem,
+        prefix: str,
+        now: float,
+        asserts: bool,
     ) -> None:
         """A prefix token opens every rendition under it: each must be one this caller may have on its own.
 
@@ -281,7 +288,7 @@ class Issuer:
         """
         grants = self._grants(principal, media)
         for rendition in sorted(covered_renditions(media, prefix) - {item.rendition}, key=lambda r: r.value):
-            if not decide(principal, viewer, media, rendition, grants, now).allowed:
+            if not decide(principal, viewer, media, rendition, grants, now, viewer_address=asserts).allowed:
                 raise Forbidden(
                     f"the {item.rendition.value} directory {prefix!r} also holds the {rendition.value}, "
                     "which this caller may not have: use scope 'path'",

@@ -29,13 +29,14 @@ def storable(text: str | None) -> str | None:
 def request_context(
     request: web.Request, services: Services, actor: str, viewer_ip: str | None = None
 ) -> RequestContext:
-    """Who asks, from where; ``viewer_ip`` (a backend speaking for a viewer) replaces the caller's address."""
-    client_ip = viewer_ip or services.addresses.resolve(request.remote, forwarded_for(request))
+    """Who asks, from where: the caller's own address always (from the connection, behind trusted proxies);
+    ``viewer_ip``, a backend's word for its viewer's address, beside it."""
     return RequestContext(
         actor=actor,
         request_id=request_id(request),
-        client_ip=client_ip,
+        client_ip=services.addresses.resolve(request.remote, forwarded_for(request)),
         user_agent=storable(request.headers.get("User-Agent")),
+        viewer_ip=viewer_ip,
     )
 
 
@@ -111,5 +112,12 @@ async def sign_batch(request: web.Request) -> web.Response:
 
 
 def _viewer_ip(body: schemas.SignRequest | schemas.BatchRequest) -> str | None:
-    """The viewer's address, recorded (masked) in the audit log but not bound into the URL."""
-    return None if body.viewer_ip is None else str(parse_ip(body.viewer_ip))
+    """The viewer's address, recorded (masked) in the audit log beside the caller's, not bound into the URL.
+
+    Only for a viewer (issuance then needs ``sign:on-behalf``: gateway.access.authz, rule 4).
+    """
+    if body.viewer_ip is None:
+        return None
+    if body.viewer_token is None and body.viewer is None:
+        raise InvalidInput("viewer_ip is the address of the viewer the URL is for: give viewer_token or viewer too")
+    return str(parse_ip(body.viewer_ip))
