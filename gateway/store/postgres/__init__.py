@@ -226,8 +226,8 @@ def _connect_errors(dsn: str) -> Iterator[None]:
         raise StoreUnavailable(f"cannot reach PostgreSQL at {where}: {why}") from None
     except (ValueError, asyncpg.ClientConfigurationError):  # their messages may quote the URL: not repeated
         raise ConfigError(
-            "database.url is not a PostgreSQL URL asyncpg can read: postgresql://USER:PASSWORD@HOST:PORT/DATABASE, "
-            "with @ / ? # : % in the password percent-encoded"
+            "database.url cannot be read as a PostgreSQL URL (postgresql://HOST:PORT/DATABASE, with USER:PASSWORD@ "
+            "before HOST): percent-encode any @ / ? # : % in the password"
         ) from None
 
 
