@@ -64,7 +64,7 @@ _EXIT_CODES: list[tuple[type[GatewayError], int]] = [
     (ConfigError, EXIT_CONFIG),
 ]
 
-_EPILOG = """exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 conflict,
+EXIT_CODE_HELP = """exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 conflict,
 5 denied, 69 store or audit unavailable, 78 configuration error, 141 output pipe closed"""
 
 
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="gatewayctl",
         description="Administer the signed-URL media gateway: keys, principals, grants, media, audit.",
-        epilog=_EPILOG,
+        epilog=EXIT_CODE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gatewayctl {version()}")
