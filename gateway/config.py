@@ -4,8 +4,8 @@ Sources, later wins: built-in defaults, the TOML file, ``GATEWAY_<SECTION>_<KEY>
 environment variables (``GATEWAY_SERVER_PORT=9000``; lists comma-separated).
 Every problem is a ``ConfigError`` naming the offending key. An unknown key is
 one too, in the file and in the environment alike: a ``GATEWAY_`` variable that
-is no setting (``GATEWAY_SERVER_PROT``) stops start-up, unless it is one of the
-few named in ``NOT_SETTINGS``.
+is no setting (a typo: ``SERVER_PROT`` for ``SERVER_PORT``) stops start-up,
+unless it is one of the few named in ``NOT_SETTINGS``.
 """
 
 from __future__ import annotations

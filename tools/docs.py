@@ -133,7 +133,10 @@ def usage(prog: str, parser: argparse.ArgumentParser) -> str:
     return " ".join(words)
 
 
-def _leaves(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[tuple[list[str], argparse.ArgumentParser, str]]:
+Leaf = tuple[list[str], argparse.ArgumentParser, str]
+
+
+def _leaves(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[Leaf]:
     for name, child, help_text in _subcommands(parser):
         if _subcommands(child):
             yield [*path, name], child, help_text
@@ -179,7 +182,7 @@ def cli_reference() -> str:
         "Every command, its usage and its options, as `gatewayctl COMMAND --help` prints them. The global",
         "options `--data-dir`, `--config` and `--actor` may come before the command or after it; `--actor`",
         "(who is recorded in the audit log) only where the command changes something. Shell completion:",
-        "`gatewayctl completion bash|zsh|fish` (README, \"gatewayctl\").",
+        '`gatewayctl completion bash|zsh|fish` (README, "gatewayctl").',
         "",
         f"    {usage('gatewayctl', parser)} COMMAND ...",
         "",

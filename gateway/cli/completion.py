@@ -33,6 +33,8 @@ def tree(parser: argparse.ArgumentParser, path: str = "") -> Iterator[tuple[str,
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             children += [(name, child) for name, child in action.choices.items()]
+        elif not action.option_strings and action.choices:  # a positional with choices: they may follow
+            node.words += [str(choice) for choice in action.choices]
         elif action.option_strings and action.help is not argparse.SUPPRESS:
             names = action.option_strings
             node.words += [name for name in names if name.startswith("--") or len(names) == 1]

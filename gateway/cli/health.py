@@ -58,6 +58,8 @@ def probe(config: Config, host: str, port: int, timeout: float) -> tuple[bool, s
     try:
         connection.request("GET", "/readyz", headers={"User-Agent": "gatewayctl-health"})
         status = connection.getresponse().status
+    except ssl.SSLCertVerificationError as exc:
+        return False, f"not reachable: {where}: TLS: not the certificate in tls.cert_file ({exc.verify_message})"
     except ssl.SSLError as exc:
         return False, f"not reachable: {where}: TLS: {exc.reason or exc}"
     except (OSError, http.client.HTTPException) as exc:

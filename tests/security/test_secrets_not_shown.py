@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -128,7 +127,7 @@ def test_serve_logs_and_metrics_never_show_the_database_password(pg_data: tuple[
 
 def _get(url: str) -> str:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(url, timeout=10) as response:
             return str(response.read().decode())
     except urllib.error.HTTPError as error:
         return str(error.read().decode())
@@ -199,7 +198,8 @@ def test_webhook_url_passwords_and_signing_secrets_are_never_shown(
     (config.keys_dir / "hook.secret").chmod(0o600)
     with (config.data_dir / "gateway.toml").open("a") as toml:  # port 99999: the client quotes the whole URL
         toml.write('\n[webhooks]\nmax_attempts = 1\n\n[webhooks.backend]\n'
-                   'url = "http://hookuser:Hook-S3cret@127.0.0.1:99999/hook"\nsecret_file = "keys/hook.secret"\n')  # fmt: skip
+                   'url = "http://hookuser:Hook-S3cret@127.0.0.1:99999/hook"\n'
+                   'secret_file = "keys/hook.secret"\n')  # fmt: skip
     data = str(config.data_dir)
     shown = [_run(capsys, "webhooks", "deliver", "--data-dir", data)]
     assert _run(capsys, "principals", "add", "web", "--data-dir", data, "--actor", "t")[0] == 0
@@ -236,10 +236,12 @@ def test_reprs_hold_no_secrets(tmp_path: Path) -> None:
     [
         (f"postgresql://gw:{PASSWORD}@db:5432/gw", "postgresql://gw:***@db:5432/gw"),
         (f"postgresql://gw:p@ss{PASSWORD}@db/gw", "postgresql://gw:***@db/gw"),  # an unescaped @ in the password
-        (f"postgresql://gw@db/gw?sslmode=require&password={PASSWORD}", "postgresql://gw@db/gw?sslmode=require&password=***"),
+        (f"postgresql://gw@db/gw?sslmode=require&password={PASSWORD}",
+         "postgresql://gw@db/gw?sslmode=require&password=***"),
         ("postgresql://gw@db:5432/gw", "postgresql://gw@db:5432/gw"),  # nothing to mask
         ("https://cdn.example.com/v/a@b/x.mp4?gw_exp=1", "https://cdn.example.com/v/a@b/x.mp4?gw_exp=1"),  # @ in a path
-        (f'failed: "https://u:{PASSWORD}@hooks.example.com/x" (attempt 2)', 'failed: "https://u:***@hooks.example.com/x" (attempt 2)'),
+        (f'failed: "https://u:{PASSWORD}@hooks.example.com/x" (attempt 2)',
+         'failed: "https://u:***@hooks.example.com/x" (attempt 2)'),
         (f"host=db password={PASSWORD} user=gw", "host=db password=*** user=gw"),
     ],
 )  # fmt: skip
