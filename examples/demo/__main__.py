@@ -77,11 +77,11 @@ async def _serve(demo: Demo, port: int, ready: dict[str, str]) -> None:
     runner = web.AppRunner(create_demo_app(demo), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, local.LOOPBACK, port).start()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before "ready": a script may stop it the moment it reads that
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     print(f"demo: open {ready['url']}  (kid {ready['kid']}; CA {ready['ca']})", flush=True)
     print("demo-ready " + json.dumps(ready), flush=True)  # one line for scripts and tests
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
     finally:

@@ -175,12 +175,13 @@ async def _serve(
     try:
         for sock in sockets:
             await web.SockSite(runner, sock, ssl_context=context).start()
+        stop = _on_signals(lambda: _reload(context, config))  # before "serving on": one may stop it at once
         if announce:
             url = _url(host, sockets, "https" if context else "http")
             print(printable(f"gateway ({config.environment}) serving on {url}"), flush=True)
         if ready is not None:
             ready()
-        await _until_signalled(lambda: _reload(context, config))
+        await stop.wait()
         if announce:
             _say_stopping(config)
     finally:
@@ -193,13 +194,14 @@ def _say_stopping(config: Config) -> None:
           flush=True)  # fmt: skip
 
 
-async def _until_signalled(on_hangup: Callable[[], None]) -> None:
+def _on_signals(on_hangup: Callable[[], None]) -> asyncio.Event:
+    """SIGINT and SIGTERM set the event returned; SIGHUP calls ``on_hangup``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    await stop.wait()
+    return stop
 
 
 def _reload(context: ssl.SSLContext | None, config: Config) -> None:
