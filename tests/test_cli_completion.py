@@ -148,3 +148,15 @@ def test_a_new_command_completes_without_touching_the_scripts() -> None:
     sub.add_parser("frobnicate", help="x").add_argument("--level", choices=["low", "high"], help="y")
     text = script("bash", parser)
     assert "'') echo 'frobnicate --help'" in text and "'frobnicate|--level') echo 'low high'" in text
+
+
+def test_zsh_completes_when_autoloaded_from_fpath(scripts: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "_gatewayctl").write_text(scripts["zsh"].read_text())  # the other way to install it
+    driver = f"""fpath=({tmp_path} $fpath)
+compadd() {{ [[ $1 == -- ]] && shift; print -l -- "$@" }}
+autoload -U _gatewayctl
+words=(gatewayctl subject '')
+CURRENT=3
+_gatewayctl"""
+    done = subprocess.run([_shell("zsh"), "-f", "-c", driver], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["export", "erase", "--help"]

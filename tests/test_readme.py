@@ -65,6 +65,7 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/verify", headers={"X-Original-URI": uri})
         with pytest.raises(urllib.error.HTTPError) as refused:  # revoked in step 7: refused from then on
             urllib.request.urlopen(request, timeout=10)
+        refused.value.close()
         assert refused.value.code == 403
     finally:
         server.send_signal(signal.SIGTERM)

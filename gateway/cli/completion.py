@@ -103,6 +103,7 @@ _ZSH = """#compdef gatewayctl
 # zsh completion for gatewayctl, generated from its parser by 'gatewayctl completion zsh'.
 # Install: gatewayctl completion zsh > ~/.gatewayctl-completion.zsh, and in ~/.zshrc after compinit:
 #   source ~/.gatewayctl-completion.zsh
+# (or save it as _gatewayctl in a directory of $fpath)
 {lookups}
 _gatewayctl() {{
     local cmd='' word choices i
@@ -124,7 +125,9 @@ _gatewayctl() {{
     compadd -- ${{=$(_gatewayctl_words "$cmd")}}
 }}
 
-if (( $+functions[compdef] )); then
+if [[ ${{funcstack[1]}} == _gatewayctl ]]; then  # autoloaded from a file _gatewayctl in $fpath
+    _gatewayctl "$@"
+elif (( $+functions[compdef] )); then  # sourced
     compdef _gatewayctl gatewayctl
 fi
 """
