@@ -2,11 +2,15 @@
 
 Sources, later wins: built-in defaults, the TOML file, ``GATEWAY_<SECTION>_<KEY>``
 environment variables (``GATEWAY_SERVER_PORT=9000``; lists comma-separated).
-Every problem is a ``ConfigError`` naming the offending key.
+Every problem is a ``ConfigError`` naming the offending key. An unknown key is
+one too, in the file and in the environment alike: a ``GATEWAY_`` variable that
+is no setting (a typo: ``SERVER_PROT`` for ``SERVER_PORT``) stops start-up,
+unless it is one of the few named in ``NOT_SETTINGS``.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import tomllib
@@ -19,6 +23,17 @@ from gateway.errors import ConfigError
 from gateway.netaddr import IPNetwork
 
 DEV_IDP_ISSUER = "urn:gateway:dev-idp"
+ENV_PREFIX = "GATEWAY_"
+# GATEWAY_ variables that are not settings, and so not refused as unknown ones: gatewayctl's global
+# options, and what the test suite, benchmarks, tools and the demo read (grep GATEWAY_: tests/test_config.py
+# keeps this list complete).
+NOT_SETTINGS = frozenset({
+    "GATEWAY_DATA_DIR", "GATEWAY_CONFIG", "GATEWAY_ACTOR",  # gatewayctl --data-dir, --config, --actor
+    "GATEWAY_REQUIRE_SERVICES",  # tests: a missing service fails instead of skipping (CI)
+    "GATEWAY_TEST_POSTGRES",  # tests: the PostgreSQL server to create test databases on
+    "GATEWAY_FUZZ_EXAMPLES", "GATEWAY_FUZZ_REPORT",  # tests: the fuzz budget and its report file
+    "GATEWAY_DEMO_SCREENSHOT",  # tests: where the browser test writes the README's picture
+})  # fmt: skip
 CONFIG_FILE = "gateway.toml"
 # Who may scrape /metrics when metrics.allow is not set: this host only.
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -63,7 +78,7 @@ class WebhookEndpoint:
     """Where alert and change events are delivered (``gateway.alerts``): a URL, its signing secret, the events."""
 
     name: str
-    url: str
+    url: str = field(repr=False)  # may carry a password
     secret_file: str
     # Events this endpoint receives (webhook names, e.g. "key.revoked"); empty: every event.
     events: tuple[str, ...] = ()
@@ -77,7 +92,7 @@ class Config:
     environment: str = "development"
     host: str = "127.0.0.1"
     port: int = 8080
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # may carry a password: shown through gateway.redact.url
     cdn_base_url: str = "https://cdn.example.com"
     default_ttl: int = 300
     max_ttl: int = 3600
@@ -451,7 +466,16 @@ def _from_file(data: dict[str, Any], path: Path) -> dict[tuple[str, str], Any]:
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[tuple[str, str], Any]:
-    return {k: environ[_env_name(*k)] for k in _FIELDS if _env_name(*k) in environ}
+    known = {_env_name(*k): k for k in _FIELDS}
+    unknown = sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in known and n not in NOT_SETTINGS)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in the environment: {', '.join(_guess(n, known) for n in unknown)}")
+    return {known[name]: value for name, value in environ.items() if name in known}
+
+
+def _guess(name: str, known: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(name, [*known, *NOT_SETTINGS], n=1, cutoff=0.8)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 def load_config(data_dir: Path, config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:

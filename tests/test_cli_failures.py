@@ -25,7 +25,7 @@ NOBODY = 65534
 
 
 def run(capsys: pytest.CaptureFixture[str], data_dir: Path, *argv: str) -> tuple[int, str, str]:
-    code = main([*argv, "--data-dir", str(data_dir), "--actor", "tester"])
+    code = main(["--data-dir", str(data_dir), "--actor", "tester", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -12,17 +12,24 @@ segment::
 Needs nginx (Debian's nginx-core), ffmpeg and hls.js (``npm ci --prefix
 examples/demo``). The certificates come from a throwaway CA made at start
 (``WORKDIR/pki/ca.crt``): the browser warns until it is trusted.
+
+WORKDIR holds keys, a CA and a database: by default a new ``gateway-demo-*``
+folder in the system's temporary directory, removed when the demo ends,
+however it ends (Ctrl-C and SIGTERM included, during start-up too).
+``--workdir DIR`` keeps everything in DIR instead, and leaves it there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from aiohttp import web
@@ -70,11 +77,11 @@ async def _serve(demo: Demo, port: int, ready: dict[str, str]) -> None:
     runner = web.AppRunner(create_demo_app(demo), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, local.LOOPBACK, port).start()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before "ready": a script may stop it the moment it reads that
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     print(f"demo: open {ready['url']}  (kid {ready['kid']}; CA {ready['ca']})", flush=True)
     print("demo-ready " + json.dumps(ready), flush=True)  # one line for scripts and tests
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
     finally:
@@ -101,16 +108,42 @@ def run(workdir: Path, edge_port: int) -> None:
         asyncio.run(_serve(demo, app_port, ready))
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM during start-up unwinds like Ctrl-C: every ``finally`` runs (processes stopped, files removed)."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _temporary() -> Iterator[Path]:
+    """A new ``gateway-demo-*`` folder, removed on the way out, whatever the way."""
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"demo: removed {workdir} (its keys and CA with it)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--workdir", type=Path, help="an empty directory for everything (default: a new temporary one)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="an empty directory for everything, kept afterwards (default: a temporary one, removed)",
+    )
     parser.add_argument("--port", type=int, default=0, help="the port viewers connect to (default: any free one)")
     args = parser.parse_args(argv)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gateway-demo-"))
-    if workdir.exists() and any(workdir.iterdir()):
-        parser.error(f"--workdir {workdir} is not empty")
-    run(workdir, args.port)
+    if args.workdir is not None and args.workdir.exists() and any(args.workdir.iterdir()):
+        parser.error(f"--workdir {args.workdir} is not empty")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with contextlib.ExitStack() as stack:
+            workdir = args.workdir or stack.enter_context(_temporary())
+            run(workdir, args.port)
+    except KeyboardInterrupt:
+        print("demo: stopped", flush=True)
+        return 130
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.admin.base import AdminBase, require_principal
 from gateway.audit import records as audit
@@ -25,7 +25,7 @@ from gateway.model import (
 class NewPrincipal:
     principal: Principal
     credential: Credential
-    credential_seed: bytes
+    credential_seed: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class NewCredential:
     """A credential not yet stored, with its private half (which the gateway never stores)."""
 
     credential: Credential
-    seed: bytes
+    seed: bytes = field(repr=False)
 
 
 def new_credential(principal_id: str, now: float) -> NewCredential:

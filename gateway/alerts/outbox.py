@@ -26,10 +26,11 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
+from gateway import redact
 from gateway.alerts import webhooks
 from gateway.audit import records as audit
 from gateway.audit.log import AuditLog
@@ -53,8 +54,8 @@ _MIN_SECRET = 16
 @dataclass(frozen=True)
 class Endpoint:
     name: str
-    url: str
-    secrets: tuple[bytes, ...]  # the current secret first, then the previous one during a rotation
+    url: str = field(repr=False)  # may carry a password
+    secrets: tuple[bytes, ...] = field(repr=False)  # the current secret first, then the previous one in a rotation
     events: tuple[str, ...]
 
 
@@ -210,7 +211,7 @@ class Outbox:
         try:
             status = await self._post(endpoint.url, headers, payload, self._policy.timeout)
         except (OSError, aiohttp.ClientError, TimeoutError) as exc:
-            return Attempt(entry, None, f"{type(exc).__name__}: {exc}"[:300])
+            return Attempt(entry, None, redact.text(f"{type(exc).__name__}: {exc}")[:300])
         return Attempt(entry, status, None if 200 <= status < 300 else f"HTTP {status}")
 
     async def _record(self, attempt: Attempt, now: float) -> None:

@@ -17,7 +17,7 @@ from gateway.audit.publisher import publish_forever, publish_last
 from gateway.audit.records import AuditEvent, AuditRecord
 from gateway.audit.retention import CLOCK_SKEW, prune
 from gateway.audit.verify import Progress, verify_log
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit, when
 from gateway.cli.timeparse import instant
 from gateway.errors import ConfigError, InvalidInput
@@ -164,12 +164,13 @@ async def run_prune(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # commands that change nothing: no --actor
     group = sub.add_parser("audit", help="read, verify, checkpoint and prune the audit log")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
-    tail = cmds.add_parser("tail", parents=[common], help="the newest records")
+    tail = cmds.add_parser("tail", parents=[reading], help="the newest records")
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
     tail.set_defaults(func=run_tail)
-    search = cmds.add_parser("search", parents=[common], help="records matching every filter given")
+    search = cmds.add_parser("search", parents=[reading], help="records matching every filter given")
     search.add_argument("--event", help="event tag, e.g. url:issued, key:revoked")
     search.add_argument("--by", dest="actor_filter", metavar="ACTOR", help="who acted (principal or cli:user)")
     search.add_argument("--kid", help="key id (gwk_…)")
@@ -180,7 +181,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     search.add_argument("--limit", type=int, default=100, help="at most this many records (default 100)")
     search.set_defaults(func=run_search)
     verify = cmds.add_parser(
-        "verify", parents=[common],
+        "verify", parents=[reading],
         help="check the log against its signed checkpoints; exit 1 naming the first bad record",
         description="Walks every record in bounded memory: contents against leaf hashes, positions, "
         "tree heads against every signed checkpoint (database and export directory), exported leaf "
@@ -194,7 +195,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                         help="progress bar on stderr (default: when stderr is a terminal)")  # fmt: skip
     verify.set_defaults(func=run_verify)
     checkpoint = cmds.add_parser(
-        "checkpoint", parents=[common], help="sign and export a checkpoint now (or keep doing it: --follow)",
+        "checkpoint", parents=[reading], help="sign and export a checkpoint now (or keep doing it: --follow)",
         description="Without --follow: one checkpoint now. With --follow: write them at the configured cadence "
         "until stopped, as 'serve' does, for deployments that run 'serve --no-checkpoints' to keep the export "
         "work off the serving processes. Only the holder of the checkpoint lock writes (any number may run).",

@@ -14,16 +14,43 @@ from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.services import Services, open_services
 
+GLOBAL_OPTIONS = ("data_dir", "config", "actor")
 
-def common_parser(with_json: bool = True) -> argparse.ArgumentParser:
-    """Options every data command takes; each parser gets its own copy (actions are shared objects)."""
+
+def common_parser(with_json: bool = True, actor: bool = True) -> argparse.ArgumentParser:
+    """Options every data command takes; each parser gets its own copy (actions are shared objects).
+
+    ``actor=False`` for commands that change nothing (no audit record names who ran them). The global
+    options are also accepted before the command (``add_global_options``): their default is SUPPRESS
+    here, so a value given before the command is not overwritten by the command's default; ``settle``
+    fills in what neither place gave."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="database and keys directory (env GATEWAY_DATA_DIR; default .)")
-    common.add_argument("--config", help="TOML config file (env GATEWAY_CONFIG; default DATA_DIR/gateway.toml)")
-    common.add_argument("--actor", help="who is acting, for the audit log (env GATEWAY_ACTOR; default cli:$USER)")
+    add_global_options(common, actor=actor)
     if with_json:
         common.add_argument("--json", action="store_true", help="machine-readable output")
     return common
+
+
+def add_global_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, actor: bool = True) -> None:
+    hidden = argparse.SUPPRESS
+    parser.add_argument(
+        "--data-dir", default=hidden, help="database and keys directory (env GATEWAY_DATA_DIR; default .)"
+    )
+    parser.add_argument(
+        "--config", default=hidden, help="TOML config file (env GATEWAY_CONFIG; default DATA_DIR/gateway.toml)"
+    )
+    if actor:
+        parser.add_argument(
+            "--actor", default=hidden, help="who is acting, for the audit log (env GATEWAY_ACTOR; default cli:$USER)"
+        )
+
+
+def settle(args: argparse.Namespace) -> argparse.Namespace:
+    """The global options neither before nor after the command gave: None (the environment, then the default)."""
+    for name in GLOBAL_OPTIONS:
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    return args
 
 
 def data_dir(args: argparse.Namespace) -> Path:

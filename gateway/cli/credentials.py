@@ -6,12 +6,12 @@ import argparse
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.admin import NewCredential, new_credential
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit, table, when, write_private
 from gateway.errors import InvalidInput, NotFound
 from gateway.keys.material import b64url, b64url_decode
@@ -25,7 +25,7 @@ T = TypeVar("T")
 class CredentialFile:
     principal: str
     credential_id: str
-    seed: bytes
+    seed: bytes = field(repr=False)
     audience: str
 
     def to_json(self) -> str:
@@ -118,9 +118,10 @@ async def run_revoke(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # commands that change nothing: no --actor
     group = sub.add_parser("credentials", help="principals' API credentials: list, rotate, revoke (audited)")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
-    lst = cmds.add_parser("list", parents=[common], help="list API credentials (the gateway keeps public halves only)")
+    lst = cmds.add_parser("list", parents=[reading], help="list API credentials (the gateway keeps public halves only)")
     lst.add_argument("--principal", help="only this principal's credentials")
     lst.set_defaults(func=run_list)
     rotate = cmds.add_parser(

@@ -24,10 +24,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gateway import redact
 from gateway.alerts.outbox import load_endpoints
 from gateway.cli import context
 from gateway.cli.output import print_lines, printable
-from gateway.config import Config
+from gateway.config import CONFIG_FILE, Config
 from gateway.errors import GatewayError
 from gateway.store import is_postgres, open_store
 
@@ -117,9 +118,10 @@ def export_checks(config: Config) -> list[Check]:
 
 
 def _directory_check(directory: Path, config: Config) -> Check:
+    if not directory.exists():  # doctor creates nothing: the first checkpoint makes it
+        return _future_directory_check(directory)
     probe = directory / f".doctor-{secrets.token_hex(4)}"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -129,6 +131,13 @@ def _directory_check(directory: Path, config: Config) -> Check:
         return Check("checkpoint export", WARN, f"{directory} is writable but on the database's disk: "
                      "mount it from another machine (or use audit.s3_bucket)")  # fmt: skip
     return Check("checkpoint export", OK, f"{directory} is writable")
+
+
+def _future_directory_check(directory: Path) -> Check:
+    parent = next(p for p in directory.parents if p.exists())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return Check("checkpoint export", FAIL, f"{directory} does not exist, and {parent} is not writable")
+    return Check("checkpoint export", WARN, f"{directory} does not exist yet (the first checkpoint creates it)")
 
 
 def _s3_check(config: Config) -> Check:
@@ -230,13 +239,20 @@ def nginx_check(path: Path, nginx: str) -> Check:
     return Check("nginx", OK, f"{path}: syntax ok")
 
 
+def config_check(args: argparse.Namespace, config: Config) -> Check:
+    path = context.config_file(args) or config.data_dir / CONFIG_FILE
+    if not path.is_file():  # only the default may be absent (context.load): built-in defaults, environment
+        detail = f"{path} does not exist: built-in defaults and GATEWAY_ variables ('gatewayctl init' writes one)"
+        return Check("config", WARN, detail)
+    return Check("config", OK, f"{path} ({config.environment})")
+
+
 async def run_checks(args: argparse.Namespace) -> list[Check]:
     try:
         config = context.load(args)
     except GatewayError as exc:
         return [Check("config", FAIL, exc.message)]
-    checks = [Check("config", OK, f"{context.config_file(args) or config.data_dir / 'gateway.toml'} "
-                    f"({config.environment})")]  # fmt: skip
+    checks = [config_check(args, config)]
     checks += file_checks(config) + separation_checks(config)
     checks += await store_checks(config)
     checks += await asyncio.to_thread(export_checks, config)
@@ -247,7 +263,7 @@ async def run_checks(args: argparse.Namespace) -> list[Check]:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    checks = asyncio.run(run_checks(args))
+    checks = [Check(c.name, c.status, redact.text(c.detail)) for c in asyncio.run(run_checks(args))]
     if args.json:
         json.dump([asdict(c) for c in checks], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -257,8 +273,9 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = context.common_parser(actor=False)  # commands that change nothing: no --actor
     doctor = sub.add_parser(
-        "doctor", parents=[common], help="check this deployment: config, key files, store, clock, exports, nginx",
+        "doctor", parents=[reading], help="check this deployment: config, key files, store, clock, exports, nginx",
         description="One line per check (ok, warn, FAIL, skip); exit 1 if any check failed, 0 otherwise. "
         "Checks the configuration, that key and secret files are owner-only, the master key kept apart from "
         "the database, the store (reachable, schema current), the database clock against this host's, that "

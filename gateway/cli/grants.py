@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit, table, when
 from gateway.cli.timeparse import duration
 from gateway.errors import NotFound
@@ -58,6 +58,7 @@ async def run_revoke(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # commands that change nothing: no --actor
     group = sub.add_parser("grants", help="time-boxed access grants for engineers")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = cmds.add_parser("add", parents=[common], help="let an engineer sign for a media item for a while")
@@ -66,7 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     add.add_argument("--reason", required=True, help="why (required; logged)")
     add.add_argument("--duration", default="1h", help="how long, e.g. 30m, 4h (max 7d; default 1h)")
     add.set_defaults(func=run_add)
-    lst = cmds.add_parser("list", parents=[common], help="list grants")
+    lst = cmds.add_parser("list", parents=[reading], help="list grants")
     lst.add_argument("--principal", help="only this engineer's grants")
     lst.set_defaults(func=run_list)
     revoke = cmds.add_parser("revoke", parents=[common], help="end a grant now")

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from gateway.admin.keys import CdnChange
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit, table, when, write_private
 from gateway.cli.timeparse import instant
 from gateway.errors import NotFound
@@ -169,16 +169,28 @@ async def run_show(cli: Cli) -> int:
     return 0
 
 
+# Every KeyAlgorithm, with where it is used: --algorithm's help lists them all (a new one needs its entry).
+_USED_BY = {
+    KeyAlgorithm.ED25519: "default; native, Media CDN",
+    KeyAlgorithm.HMAC_SHA256: "native",
+    KeyAlgorithm.RSA_2048: "CloudFront",
+    KeyAlgorithm.ECDSA_P256: "CloudFront",
+    KeyAlgorithm.HMAC_SHA1: "Cloud CDN",
+    KeyAlgorithm.SHARED_SECRET: "a CDN's one secret: Akamai, nginx, Wowza, Nimble, Bunny",
+}
+
+
+def _algorithm_help() -> str:
+    return ", ".join(f"{algorithm.value} ({_USED_BY[algorithm]})" for algorithm in KeyAlgorithm)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # commands that change nothing: no --actor
     group = sub.add_parser("keys", help="per-principal URL-signing keys")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = cmds.add_parser("create", parents=[common], help="create a signing key for a principal")
     create.add_argument("--principal", required=True, help="whose key it is")
-    create.add_argument(
-        "--algorithm", default="ed25519",
-        help="ed25519 (default; native, Media CDN), hmac-sha256 (native), rsa-2048 or ecdsa-p256 "
-        "(CloudFront), hmac-sha1 (Cloud CDN)",
-    )  # fmt: skip
+    create.add_argument("--algorithm", default="ed25519", help=_algorithm_help())
     create.add_argument("--not-after", metavar="TIME", help="expiry (epoch seconds or ISO 8601)")
     create.add_argument("--external-id", help="the CDN's id for this key (CloudFront Key-Pair-Id, Cloud CDN KeyName)")
     create.set_defaults(func=run_create)
@@ -200,10 +212,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     export.add_argument("--reason", required=True, help="why the secret leaves the gateway (logged)")
     export.add_argument("--out", required=True, metavar="FILE", help="created with mode 0600; never overwritten")
     export.set_defaults(func=run_export)
-    lst = cmds.add_parser("list", parents=[common], help="list keys")
+    lst = cmds.add_parser("list", parents=[reading], help="list keys")
     lst.add_argument("--principal", help="only this principal's keys")
     lst.set_defaults(func=run_list)
-    show = cmds.add_parser("show", parents=[common], help="show one key")
+    show = cmds.add_parser("show", parents=[reading], help="show one key")
     show.add_argument("kid", help="the key id (gwk_…)")
     show.set_defaults(func=run_show)
     revoke = cmds.add_parser(

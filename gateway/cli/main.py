@@ -7,12 +7,16 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
+from gateway import redact
 from gateway.cli import (
     audit,
+    completion,
     credentials,
     doctor,
     grants,
+    health,
     incident,
     keys,
     master_key,
@@ -24,8 +28,9 @@ from gateway.cli import (
     subject,
     webhooks,
 )
-from gateway.cli.context import common_parser, open_cli
+from gateway.cli.context import add_global_options, common_parser, open_cli, settle
 from gateway.cli.output import printable
+from gateway.cli.parser import Parser
 from gateway.errors import (
     ConfigError,
     Conflict,
@@ -59,21 +64,30 @@ _EXIT_CODES: list[tuple[type[GatewayError], int]] = [
     (ConfigError, EXIT_CONFIG),
 ]
 
-_EPILOG = """exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 conflict,
+EXIT_CODE_HELP = """exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 conflict,
 5 denied, 69 store or audit unavailable, 78 configuration error, 141 output pipe closed"""
 
 
+def version() -> str:
+    try:
+        return metadata.version("media-gateway")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gatewayctl",
         description="Administer the signed-URL media gateway: keys, principals, grants, media, audit.",
-        epilog=_EPILOG,
+        epilog=EXIT_CODE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"gatewayctl {version()}")
+    add_global_options(parser.add_argument_group("global options (before or after the command)"))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_parser()
     administration = (setup, serve, principals, credentials, keys, master_key, grants, media, audit, incident, subject)
-    for module in (*administration, webhooks, doctor, offline):
+    for module in (*administration, webhooks, doctor, health, offline, completion):
         module.register(sub, common)
     return parser
 
@@ -96,7 +110,7 @@ def exit_code(error: GatewayError) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = settle(build_parser().parse_args(argv))
     # Anything this process creates is owner-only, even a file no code path below thought of.
     # (Not what keeps the database private: see gateway.store.files and gateway.store.sqlite.)
     umask = os.umask(0o077)
@@ -112,7 +126,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
     except GatewayError as exc:
-        print(f"gatewayctl: {printable(exc.message)}", file=sys.stderr)
+        print(f"gatewayctl: {printable(redact.text(exc.message))}", file=sys.stderr)
         return exit_code(exc)
     except BrokenPipeError:
         _silence_stdout()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit
 from gateway.keys.masters import BACKENDS
 from gateway.keys.rewrap import Census, Rewrap, census
@@ -67,10 +67,11 @@ async def run_rewrap(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # commands that change nothing: no --actor
     group = sub.add_parser("master-key", help="the master key that seals signing keys and audit keys: status, rewrap")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     status = cmds.add_parser(
-        "status", parents=[common], help="which master seals new secrets, and how many secrets each master holds",
+        "status", parents=[reading], help="which master seals new secrets, and how many secrets each master holds",
     )  # fmt: skip
     status.set_defaults(func=run_status)
     rewrap = cmds.add_parser(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit
 from gateway.errors import InvalidInput, NotFound
 from gateway.model import Rendition, Visibility
@@ -57,6 +57,7 @@ async def run_delete(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # commands that change nothing: no --actor
     group = sub.add_parser("media", help="the media catalogue")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     put = cmds.add_parser("put", parents=[common], help="create or replace a media item")
@@ -81,7 +82,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     revoke.add_argument("id", help="the media id")
     revoke.add_argument("--reason", required=True, help="why (kept in the audit log)")
     revoke.set_defaults(func=run_revoke_links)
-    show = cmds.add_parser("show", parents=[common], help="show a media item")
+    show = cmds.add_parser("show", parents=[reading], help="show a media item")
     show.add_argument("id", help="the media id")
     show.set_defaults(func=run_show)
     delete = cmds.add_parser("delete", parents=[common], help="delete a media item: issuance stops at once")

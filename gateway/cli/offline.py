@@ -59,11 +59,14 @@ def _options(pairs: list[str] | None) -> dict[str, str]:
 
 def _load(args: argparse.Namespace) -> tuple[Dialect, KeyMaterial]:
     dialect = default_registry().get(args.dialect)
+    return dialect, dialect.load_key(_key_file(args), args.key_id)
+
+
+def _key_file(args: argparse.Namespace) -> bytes:
     try:
-        data = Path(args.key_file).read_bytes()
+        return Path(args.key_file).read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read --key-file: {exc}") from None
-    return dialect, dialect.load_key(data, args.key_id)
 
 
 def run_sign(args: argparse.Namespace) -> int:
@@ -94,7 +97,8 @@ def run_sign(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    dialect, key = _load(args)
+    dialect = default_registry().get(args.dialect)
+    data = _key_file(args)
     now = args.now if args.now is not None else time.time()
     cookies = dict(c.partition("=")[::2] for c in args.cookie or [])
     redemption = Redemption(args.url, now, args.ip, cookies, _options(args.option))
@@ -105,7 +109,8 @@ def run_verify(args: argparse.Namespace) -> int:
         presented = dialect.presented_key_id(redemption)
         if presented is not None and args.key_id and presented != args.key_id:
             raise VerificationFailed("unknown-key")
-        verified = dialect.verify(redemption, key)
+        # Without --key-id, the key is the one the URL names (CloudFront's Key-Pair-Id, Cloud CDN's KeyName …).
+        verified = dialect.verify(redemption, dialect.load_key(data, args.key_id or presented))
     except VerificationFailed as exc:
         message = REASONS.get(exc.reason, exc.reason) + (f": {problem}" if problem else "")
         emit(
@@ -164,7 +169,10 @@ def _shared(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key-file", required=True, metavar="FILE", help="the signing key; its form per dialect is listed below"
     )
-    parser.add_argument("--key-id", metavar="ID", help="Key-Pair-Id, KeyName or gw_kid, for formats that name keys")
+    parser.add_argument(
+        "--key-id", metavar="ID",
+        help="Key-Pair-Id, KeyName or gw_kid, for formats that name keys (verify: default the one the URL names)",
+    )  # fmt: skip
     parser.add_argument("--url", required=True, help="the full URL (to verify: as the client requested it)")
     option_help = "dialect option, e.g. hash_algorithm=SHA256 (cloudfront), expression=... (nginx)"
     parser.add_argument("--option", action="append", metavar="NAME=VALUE", help=option_help)

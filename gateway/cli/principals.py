@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.admin import new_credential
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.credentials import save_then_store
 from gateway.cli.output import emit, table, when
 from gateway.model import Permission, Principal, PrincipalKind, Rendition, check_name
@@ -70,6 +70,7 @@ async def run_disable(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # commands that change nothing: no --actor
     group = sub.add_parser("principals", help="engineers and services that may sign")
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = cmds.add_parser(
@@ -85,7 +86,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     add.add_argument("--rendition", action="append", help="limit signing to this rendition (repeatable)")
     add.add_argument("--credential-out", metavar="FILE", help="where to write the credential")
     add.set_defaults(func=run_add)
-    lst = cmds.add_parser("list", parents=[common], help="list principals")
+    lst = cmds.add_parser("list", parents=[reading], help="list principals")
     lst.set_defaults(func=run_list)
     disable = cmds.add_parser(
         "disable", parents=[common], help="disable a principal (its tokens and URLs stop working)"

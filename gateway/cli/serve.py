@@ -4,13 +4,16 @@ Binding comes first, before any database is opened: a port in use or a bad
 host is one line and an exit code (see ``bind``), not a traceback after a
 claim that the gateway is serving.
 
-``--workers N`` runs N processes on the same port: each binds its own socket
-with ``SO_REUSEPORT``, so the kernel spreads connections across them. Each
-worker has its own state view and change-feed poll and shares the database
-(and its audit log) with the others, exactly as replicas on other hosts do.
-The parent only supervises: it forwards SIGINT/SIGTERM, and when a worker
-dies it stops the others and exits with that worker's status, so a service
-manager restarts the whole set rather than serving on with fewer.
+``--workers N`` runs N processes on the same port: each has its own socket
+with ``SO_REUSEPORT``, so the kernel spreads connections across them. The
+first is bound *before* it allows port sharing, so a port another process
+holds (another ``serve --workers``, whose sockets allow sharing, included)
+is "in use" exactly as for plain ``serve``. Each worker has its own state
+view and change-feed poll and shares the database (and its audit log) with
+the others, exactly as replicas on other hosts do. The parent supervises
+(``gateway.cli.workers``): "serving on" once every worker listens, a
+worker's start-up error as plain ``serve`` would report it, signals
+forwarded, and the whole set stopped when one worker dies.
 
 With ``[tls]`` the listener speaks HTTPS (``gateway.web.tls``). SIGHUP reloads
 the certificate, key and client CA files named at start without closing
@@ -28,7 +31,6 @@ import contextlib
 import errno
 import ipaddress
 import logging
-import os
 import re
 import signal
 import socket
@@ -40,6 +42,7 @@ from aiohttp import web
 
 from gateway.cli import context
 from gateway.cli.output import printable
+from gateway.cli.workers import Work, Workers
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError, InvalidInput, Unavailable
 from gateway.observe import logs
@@ -75,15 +78,20 @@ def _addresses(host: str, port: int, name: str) -> list[tuple[int, tuple[str, in
     return sorted(unique)
 
 
-def _listen(family: int, address: tuple[str, int], reuse_port: bool = False) -> socket.socket:
+def _listen(family: int, address: tuple[str, int], reuse_port: bool = False, join: bool = False) -> socket.socket:
+    """``reuse_port``: the port will be shared with this gateway's other workers; ``join``: this is one of them."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
+        if join:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
+        if reuse_port and not join:
+            # Bound alone first: a port that any other process holds, even one that allows sharing, is in use.
+            # Only then is it opened to the workers (the kernel checks a joiner against this flag as it is now).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.listen(_BACKLOG)
         sock.setblocking(False)
     except BaseException:
@@ -104,11 +112,12 @@ def _bind_error(exc: OSError, host: str, port: int, name: str) -> GatewayError:
 
 
 def bind(
-    host: str, port: int, *, host_name: str = "--host", port_name: str = "--port", reuse_port: bool = False
-) -> list[socket.socket]:
+    host: str, port: int, *, host_name: str = "--host", port_name: str = "--port", reuse_port: bool = False,
+    join: bool = False,
+) -> list[socket.socket]:  # fmt: skip
     """Listening sockets for every address of ``host``. The names say where a value came from: a bad
     --host/--port is InvalidInput (exit 2), a bad server.host/server.port ConfigError (78); an
-    address in use is Unavailable (69)."""
+    address in use is Unavailable (69). ``reuse_port``: shared with the workers that bind with ``join``."""
     if not 0 <= port <= 65535:
         raise _bad(port_name)(f"{port_name} must be from 0 to 65535, got {port}")
     if host:
@@ -118,7 +127,7 @@ def bind(
         for family, (ip, asked) in _addresses(host, port, host_name):
             # Port 0: every address of the host listens on the port the first one got.
             address = (ip, sockets[0].getsockname()[1] if sockets else asked)
-            sockets.append(_listen(family, address, reuse_port))
+            sockets.append(_listen(family, address, reuse_port, join))
     except OSError as exc:
         _close_all(sockets)
         raise _bind_error(exc, host, port, host_name) from None
@@ -146,6 +155,7 @@ async def _serve(
     announce: bool = True,
     checkpoints: bool = True,
     workers: int = 1,
+    ready: Callable[[], None] | None = None,
 ) -> None:
     context = tls.server_context(config)  # before the database: a bad certificate is a configuration error
     services = await open_services(config)
@@ -165,25 +175,33 @@ async def _serve(
     try:
         for sock in sockets:
             await web.SockSite(runner, sock, ssl_context=context).start()
+        stop = _on_signals(lambda: _reload(context, config))  # before "serving on": one may stop it at once
         if announce:
             url = _url(host, sockets, "https" if context else "http")
             print(printable(f"gateway ({config.environment}) serving on {url}"), flush=True)
-        await _until_signalled(lambda: _reload(context, config))
+        if ready is not None:
+            ready()
+        await stop.wait()
         if announce:
-            drain = f"finishing requests in flight (up to {config.shutdown_timeout:g} s)"
-            print(f"gatewayctl serve: stopping: no new connections, {drain}, then the last audit group and checkpoint",
-                  flush=True)  # fmt: skip
+            _say_stopping(config)
     finally:
         await runner.cleanup()  # stop accepting, wait for handlers, then cleanup_ctx (gateway.web.app) in reverse
 
 
-async def _until_signalled(on_hangup: Callable[[], None]) -> None:
+def _say_stopping(config: Config) -> None:
+    drain = f"finishing requests in flight (up to {config.shutdown_timeout:g} s)"
+    print(f"gatewayctl serve: stopping: no new connections, {drain}, then the last audit group and checkpoint",
+          flush=True)  # fmt: skip
+
+
+def _on_signals(on_hangup: Callable[[], None]) -> asyncio.Event:
+    """SIGINT and SIGTERM set the event returned; SIGHUP calls ``on_hangup``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    await stop.wait()
+    return stop
 
 
 def _reload(context: ssl.SSLContext | None, config: Config) -> None:
@@ -211,7 +229,7 @@ def run_serve(args: argparse.Namespace) -> int:
     }
     if args.workers < 1:
         raise InvalidInput(f"--workers must be at least 1, got {args.workers}")
-    sockets = bind(host, port, reuse_port=args.workers > 1, **names)
+    sockets = bind(host, port, reuse_port=args.workers > 1, join=False, **names)
     if args.workers > 1:
         return _supervise(config, host, sockets, args.workers, names, not args.no_checkpoints)
     try:
@@ -222,55 +240,45 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _supervise(
-    config: Config, host: str, first: list[socket.socket], workers: int, names: dict[str, str], checkpoints: bool
+    config: Config, host: str, first: list[socket.socket], count: int, names: dict[str, str], checkpoints: bool
 ) -> int:
-    """Fork ``workers`` processes, each on its own SO_REUSEPORT socket bound to the same address."""
+    """Fork ``count`` workers, each on its own SO_REUSEPORT socket bound to the same address."""
     port = first[0].getsockname()[1]  # the real port, when 0 was asked for
-    children: list[int] = []
-    for index in range(workers):
-        sockets = first if index == 0 else bind(host, port, reuse_port=True, **names)
-        pid = os.fork()
-        if pid == 0:  # the worker: serve until signalled, never return into the parent's code
-            code = 0
-            try:
-                asyncio.run(_serve(config, host, sockets, announce=False, checkpoints=checkpoints, workers=workers))
-            except GatewayError as exc:
-                print(printable(f"gatewayctl serve (worker {index}): {exc.message}"), file=sys.stderr, flush=True)
-                code = 69
-            finally:
-                os._exit(code)
-        children.append(pid)
-        if index:
-            _close_all(sockets)
     url = _url(host, first, "https" if config.tls_cert_file else "http")
-    _close_all(first)  # the workers hold their own: a listening socket nobody accepts on would strand clients
-    print(printable(f"gateway ({config.environment}) serving on {url} with {workers} workers"), flush=True)
-    return _wait_for(children)
+    pool = Workers(lambda: _say_stopping(config))
+    try:
+        for index in range(count):
+            sockets = first if index == 0 else bind(host, port, reuse_port=True, join=True, **names)
+            pool.start(index, _worker(config, host, sockets, count, checkpoints))
+            if index:
+                _close_all(sockets)
+    except BaseException:
+        pool.stop()
+        pool.wait()
+        raise
+    finally:
+        _close_all(first)  # the workers hold their own: a listening socket nobody accepts on would strand clients
+    pool.supervise_signals()
+    failure = pool.wait_ready()
+    if failure is not None:
+        pool.stop()
+        pool.wait()
+        raise failure
+    if not pool.stopped:
+        print(printable(f"gateway ({config.environment}) serving on {url} with {count} workers"), flush=True)
+    return pool.wait()
 
 
-def _wait_for(children: list[int]) -> int:
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
+def _worker(config: Config, host: str, sockets: list[socket.socket], count: int, checkpoints: bool) -> Work:
+    def work(_index: int, ready: Callable[[], None]) -> None:
+        asyncio.run(_serve(config, host, sockets, announce=False, checkpoints=checkpoints, workers=count, ready=ready))
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
-    status = 0
-    remaining = set(children)
-    while remaining:
-        pid, raw = os.wait()
-        remaining.discard(pid)
-        code = os.waitstatus_to_exitcode(raw)
-        if code and not status:
-            status = code if code > 0 else 128 - code
-            forward(signal.SIGTERM, None)  # one worker down: stop the set, let the service manager restart it
-    return status
+    return work
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     serve = sub.add_parser(
-        "serve", parents=[common], help="run the HTTP gateway",
+        "serve", parents=[context.common_parser(with_json=False, actor=False)], help="run the HTTP gateway",
         description="Binds the address first, then opens the database and services, and prints "
         "'serving on URL' once it listens. On SIGINT or SIGTERM it stops accepting, lets requests in flight "
         "finish (server.shutdown_timeout), commits the last audit group and writes the last checkpoint. "

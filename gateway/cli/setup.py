@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from gateway import redact
 from gateway.access import tokens
 from gateway.audit.checkpoints import LogSigner
 from gateway.cli import context
@@ -24,10 +28,10 @@ from gateway.cli.credentials import read_credential
 from gateway.cli.output import emit, write_private
 from gateway.cli.timeparse import duration
 from gateway.config import CONFIG_FILE, DEV_IDP_ISSUER, Config
-from gateway.errors import ConfigError, InvalidInput
+from gateway.errors import ConfigError, GatewayError, InvalidInput
 from gateway.keys.sealing import LocalMasterKey
 from gateway.model import KeyAlgorithm, Permission, PrincipalKind
-from gateway.services import open_services
+from gateway.services import Services, open_services
 from gateway.store import files, is_postgres, open_store
 
 DEV_VIEWER_AUDIENCE = "media-gateway-viewers"
@@ -79,54 +83,119 @@ def _write_config(path: Path) -> bool:
     return True
 
 
+class _Made:
+    """What this ``init`` created, removed again when it fails: a failed init leaves nothing new behind."""
+
+    def __init__(self) -> None:
+        self._paths: list[Path] = []
+        self._families: list[tuple[Path, set[Path]]] = []
+
+    @contextlib.contextmanager
+    def creating(self, *paths: Path) -> Iterator[None]:
+        absent = [path for path in paths if not path.exists()]
+        try:
+            yield
+        finally:
+            self._paths += [path for path in absent if path.exists()]
+
+    def family(self, path: Path) -> None:
+        """``path`` and whatever appears beside it under its name (``-wal``, ``-shm``, lock files)."""
+        self._families.append((path, set(path.parent.glob(glob.escape(path.name) + "*"))))
+
+    def undo(self) -> None:
+        made = list(self._paths)
+        for path, before in self._families:
+            made += [p for p in path.parent.glob(glob.escape(path.name) + "*") if p not in before]
+        for path in sorted(made, key=lambda p: len(p.parts), reverse=True):  # what is inside a directory first
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
 async def run_init(args: argparse.Namespace) -> int:
     data_dir = context.data_dir(args)
-    keys_dir = data_dir / "keys"
-    files.private_dirs(keys_dir)  # the data directory too, when init creates it
-    os.chmod(keys_dir, files.PRIVATE_DIR)
-    created: list[str] = []
-    config_path = context.config_file(args) or data_dir / CONFIG_FILE
-    if _write_config(config_path):
-        created.append(str(config_path))
-    config = context.load(args, creating=True)
-    if not is_postgres(config) and not config.sqlite_path.exists():
-        created.append(str(config.sqlite_path))
-    store = await open_store(config, create=True)  # the one command that may create the database
-    await store.close()
-    if LocalMasterKey.create(config.master_key_path):
-        created.append(str(config.master_key_path))
-    if LogSigner.create(config.log_signing_key_path):
-        created.append(f"{config.log_signing_key_path} (signs audit checkpoints; copy the .pub off-box)")
-    if config.viewer.issuer == DEV_IDP_ISSUER and _write_dev_idp(config):
-        created.append(str(config.dev_idp_key_path))
-    services = await open_services(config)
+    made = _Made()
     try:
-        if await services.store.principals.get(config.pages_principal) is None:
-            ctx = context.Cli(args, config, services, time.time()).ctx
-            await services.admin.add_principal(
-                ctx,
-                config.pages_principal,
-                PrincipalKind.SERVICE,
-                frozenset({Permission.SIGN}),
-                None,
-                time.time(),
-            )
-            await services.admin.create_key(ctx, config.pages_principal, KeyAlgorithm.ED25519, time.time())
-            created.append(f"principal {config.pages_principal} (signs page-URL redirects) with its key")
-    finally:
-        await services.close()
+        config, created = await _initialise(args, data_dir, made)
+    except BaseException:
+        made.undo()
+        raise
     summary: dict[str, Any] = {
         "data_dir": str(data_dir),
         "created": created,
-        "database": config.database_url if is_postgres(config) else str(config.sqlite_path),
+        "database": database_shown(config),
     }
     lines = [f"gateway initialised in {data_dir}"] + [f"  created {c}" for c in created]
     emit(summary, as_json=args.json, text=lines if created else [f"{data_dir} is already initialised"])
     return 0
 
 
+async def _initialise(args: argparse.Namespace, data_dir: Path, made: _Made) -> tuple[Config, list[str]]:
+    keys_dir = data_dir / "keys"
+    with made.creating(*keys_dir.parents, keys_dir):
+        files.private_dirs(keys_dir)  # the data directory too, when init creates it
+    os.chmod(keys_dir, files.PRIVATE_DIR)
+    created: list[str] = []
+    config_path = context.config_file(args) or data_dir / CONFIG_FILE
+    with made.creating(config_path):
+        if _write_config(config_path):
+            created.append(str(config_path))
+    config = context.load(args, creating=True)
+    if not is_postgres(config):
+        made.family(config.sqlite_path)
+        if not config.sqlite_path.exists():
+            created.append(str(config.sqlite_path))
+    with made.creating(*config.sqlite_path.parents):
+        store = await open_store(config, create=True)  # the one command that may create the database
+    await store.close()
+    signing_key = config.log_signing_key_path
+    with made.creating(config.master_key_path, signing_key, signing_key.with_suffix(".pub")):
+        new_master = LocalMasterKey.create(config.master_key_path)
+        if new_master:
+            created.append(str(config.master_key_path))
+        if LogSigner.create(signing_key):
+            created.append(f"{signing_key} (signs audit checkpoints; copy the .pub off-box)")
+    dev_idp = config.dev_idp_key_path
+    with made.creating(dev_idp, dev_idp.with_suffix(".pub")):
+        if config.viewer.issuer == DEV_IDP_ISSUER and _write_dev_idp(config):
+            created.append(str(dev_idp))
+    try:
+        services = await open_services(config)
+    except GatewayError as exc:
+        if not new_master:
+            raise
+        hint = ("; this database was set up by another data directory: copy its keys/master.key and "
+                "keys/log-signing.key here, then run 'gatewayctl init' again")  # fmt: skip
+        raise type(exc)(exc.message + hint) from None
+    try:
+        if await services.store.principals.get(config.pages_principal) is None:
+            await _add_pages_principal(args, config, services)
+            created.append(f"principal {config.pages_principal} (signs page-URL redirects) with its key")
+    finally:
+        await services.close()
+    return config, created
+
+
+async def _add_pages_principal(args: argparse.Namespace, config: Config, services: Services) -> None:
+    ctx = context.Cli(args, config, services, time.time()).ctx
+    permissions = frozenset({Permission.SIGN})
+    await services.admin.add_principal(
+        ctx, config.pages_principal, PrincipalKind.SERVICE, permissions, None, time.time()
+    )
+    await services.admin.create_key(ctx, config.pages_principal, KeyAlgorithm.ED25519, time.time())
+
+
+def database_shown(config: Config) -> str:
+    """The database as output may show it: a PostgreSQL URL with its password masked."""
+    return redact.url(config.database_url) if is_postgres(config) else str(config.sqlite_path)
+
+
 def _viewer_token(args: argparse.Namespace, config: Config, ttl: int) -> str:
     if config.viewer.issuer != DEV_IDP_ISSUER:
+        if not (context.config_file(args) or config.data_dir / CONFIG_FILE).exists():
+            raise ConfigError(
+                f"{config.data_dir} is not initialised: run 'gatewayctl init' (it sets up the development "
+                "identity provider that 'token --viewer' signs with)"
+            )
         raise ConfigError("viewer tokens come from your identity provider; the development IdP is not configured")
     try:
         key = load_pem_private_key(config.dev_idp_key_path.read_bytes(), None)
@@ -152,7 +221,7 @@ async def run_migrate(args: argparse.Namespace) -> int:
     store = await open_store(config, migrate=True)
     applied = store.applied_migrations
     await store.close()
-    where = config.database_url or str(config.sqlite_path)
+    where = database_shown(config)
     text = f"migrated {where} to schema v{applied[-1]}" if applied else f"{where} is already at the current schema"
     emit({"database": where, "applied": applied}, as_json=args.json, text=text)
     return 0
@@ -182,6 +251,7 @@ async def run_token(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = context.common_parser(actor=False)  # commands that change nothing: no --actor
     init = sub.add_parser(
         "init",
         parents=[common],
@@ -193,7 +263,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     init.set_defaults(func=run_init)
     migrate = sub.add_parser(
         "migrate",
-        parents=[common],
+        parents=[reading],
         help="apply pending database schema migrations (run once after upgrading, before serving)",
         description="Bring the database (database.url: SQLite or PostgreSQL) up to this gateway's schema "
         "version. Each migration runs in its own transaction; replicas refuse to start on a schema that is "
@@ -202,7 +272,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     migrate.set_defaults(func=run_migrate)
     token = sub.add_parser(
         "token",
-        parents=[common],
+        parents=[reading],
         help="mint a principal's API token, or a development viewer token",
         description="--credential FILE: a short-lived Bearer JWT for the HTTP API, signed with the "
         "principal's credential (EdDSA). --viewer SUBJECT: a viewer token from the DEVELOPMENT "

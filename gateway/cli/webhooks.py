@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit, table, when
 from gateway.errors import Conflict, InvalidInput
 
@@ -49,10 +49,11 @@ async def run_deliver(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # commands that change nothing: no --actor
     webhooks = sub.add_parser("webhooks", help="the webhook outbox: deliveries, retries")
     cmds = webhooks.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = cmds.add_parser(
-        "list", parents=[common], help="deliveries, newest first",
+        "list", parents=[reading], help="deliveries, newest first",
         description="Each event queued for each endpoint: its state (pending, delivered, dead), attempts, "
         "when it is next tried and the last error.",
     )  # fmt: skip
@@ -60,14 +61,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.set_defaults(func=run_list)
     retry = cmds.add_parser(
-        "retry", parents=[common], help="make a dead delivery due again (after fixing the receiver)",
+        "retry", parents=[reading], help="make a dead delivery due again (after fixing the receiver)",
         description="A delivery that used up webhooks.max_attempts is dead; this makes it pending and due "
         "now, with its attempts counted again from zero. A delivery that is not dead is a conflict (exit 4).",
     )  # fmt: skip
     retry.add_argument("id", type=int, help="the delivery id (gatewayctl webhooks list)")
     retry.set_defaults(func=run_retry)
     deliver = cmds.add_parser(
-        "deliver", parents=[common], help="queue new events and attempt the due deliveries once, now",
+        "deliver", parents=[reading], help="queue new events and attempt the due deliveries once, now",
         description="What a serving gateway does every second, once: turn new audit records into events and "
         "attempt every due delivery. For deployments where no gateway is serving.",
     )  # fmt: skip

@@ -9,7 +9,8 @@ names the request that caused it.
 
 Personal data: the gateway logs no viewer ids, tokens or URLs. As a net under
 that rule, every IPv4 or IPv6 address in a message is masked to its /24 or /48
-(``gateway.netaddr.mask_ip``) before it is written, whoever logged it.
+(``gateway.netaddr.mask_ip``) before it is written, whoever logged it; and so
+is every URL's password (``gateway.redact``: a database URL quoted by a driver).
 
 The access log (``logging.access_log``, off by default) is one line per
 request: method, the matched route's *pattern* (``/m/{media_id}/{rendition}``
@@ -30,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from gateway import redact
 from gateway.netaddr import mask_ip
 
 REQUEST_ID_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -45,7 +47,8 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 def mask_addresses(text: str) -> str:
-    """``text`` with every IP address replaced by its masked network."""
+    """``text`` with every IP address replaced by its masked network (and every URL's password masked)."""
+    text = redact.text(text)
     return _ADDRESS.sub(_mask_match, text) if ("." in text or ":" in text) else text
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import msgspec
 from aiohttp import web
 
+from gateway import redact
 from gateway.errors import GatewayError, RateLimited
 from gateway.observe.logs import REQUEST_ID_VAR
 from gateway.web.schemas import Error
@@ -49,7 +50,7 @@ def error_code(status: int) -> str:
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
-    response = json_response(Error(error=code, message=message), status=status)
+    response = json_response(Error(error=code, message=redact.text(message)), status=status)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="media-gateway"'
     return response

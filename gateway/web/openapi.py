@@ -30,7 +30,7 @@ def document(routes: Iterable[Route], *, viewer_cookie: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         method = "get" if route.method == "*" else route.method.lower()
-        paths.setdefault(_path(route.path), {})[method] = _operation(route, schema_of)
+        paths.setdefault(path_of(route.path), {})[method] = _operation(route, schema_of)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -66,7 +66,7 @@ def _types(routes: tuple[Route, ...]) -> list[Any]:
     return found
 
 
-def _path(aiohttp_path: str) -> str:
+def path_of(aiohttp_path: str) -> str:
     return _REGEX_PARAM.sub(r"{\1}", aiohttp_path)
 
 

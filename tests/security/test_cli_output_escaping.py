@@ -25,7 +25,7 @@ EVIL_AGENT = "curl\x1b]0;owned\x07\u202egnp.exe"
 
 async def _cli(capsys: pytest.CaptureFixture[str], world: World, *argv: str) -> tuple[int, str, str]:
     data_dir = str(world.services.config.data_dir)
-    code = await asyncio.to_thread(gatewayctl, [*argv, "--data-dir", data_dir, "--actor", "tester"])
+    code = await asyncio.to_thread(gatewayctl, ["--data-dir", data_dir, "--actor", "tester", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -20,7 +20,7 @@ from tests.support import ADMIN, World
 
 async def _cli(capsys: pytest.CaptureFixture[str], world: World, *argv: str) -> tuple[int, str, str]:
     data_dir = str(world.services.config.data_dir)
-    code = await asyncio.to_thread(gatewayctl, [*argv, "--data-dir", data_dir, "--actor", "tester"])
+    code = await asyncio.to_thread(gatewayctl, ["--data-dir", data_dir, "--actor", "tester", *argv])
     out, err = capsys.readouterr()
     # The CLI is another process: the server learns of its changes at its next poll of the change feed.
     await world.services.state.catch_up()

@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
 
+from gateway import redact
 from gateway.audit.merkle import Frontier
 from gateway.audit.records import AuditRecord
-from gateway.errors import StoreUnavailable
+from gateway.errors import ConfigError, StoreUnavailable
 from gateway.store import rows
 from gateway.store.base import Listening, RawEntry, Repos
 from gateway.store.postgres.repos import DRIVER_ERRORS, PgRepos, Transactional, db_errors
@@ -64,7 +66,7 @@ class PostgresStore:
     @classmethod
     async def open(cls, dsn: str, *, migrate: bool = False) -> PostgresStore:
         """Connect; refuse a schema that is behind (``gatewayctl migrate``) or ahead of this gateway."""
-        with db_errors():
+        with db_errors(), _connect_errors(dsn):
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=10, timeout=_CONNECT_TIMEOUT,
                 command_timeout=None if migrate else _COMMAND_TIMEOUT,
@@ -194,6 +196,43 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def server_of(dsn: str) -> str:
+    """Where ``dsn`` points, as written (``host:port``), never its user information."""
+    rest = dsn.partition("://")[2]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return rest[:end].rpartition("@")[2] or "the local server (no host in database.url)"
+
+
+@contextlib.contextmanager
+def _connect_errors(dsn: str) -> Iterator[None]:
+    """Connecting: an unreachable server in words, a URL that cannot be read without quoting it."""
+    where = server_of(dsn)
+    try:
+        yield
+    except ConnectionRefusedError:
+        raise StoreUnavailable(
+            f"cannot reach PostgreSQL at {where}: connection refused (is it running there, and does "
+            "database.url name the right host and port?)"
+        ) from None
+    except socket.gaierror:
+        raise StoreUnavailable(
+            f"cannot reach PostgreSQL at {where}: the host name does not resolve (check the host in database.url)"
+        ) from None
+    except TimeoutError:
+        raise StoreUnavailable(
+            f"cannot reach PostgreSQL at {where}: no answer within {_CONNECT_TIMEOUT:g} s (is the host right, "
+            "and does a firewall let this host through?)"
+        ) from None
+    except OSError as exc:
+        why = exc.strerror or redact.text(str(exc)) or type(exc).__name__
+        raise StoreUnavailable(f"cannot reach PostgreSQL at {where}: {why}") from None
+    except (ValueError, asyncpg.ClientConfigurationError):  # their messages may quote the URL: not repeated
+        raise ConfigError(
+            "database.url cannot be read as a PostgreSQL URL (postgresql://HOST:PORT/DATABASE, with USER:PASSWORD@ "
+            "before HOST): percent-encode any @ / ? # : % in the password"
+        ) from None
 
 
 class _Listener:

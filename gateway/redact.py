@@ -1,0 +1,60 @@
+"""Secrets out of everything shown: the password of a URL is ``***`` in output, logs and error messages.
+
+A database URL carries its password (``postgresql://user:PASSWORD@host/db``,
+or ``?password=``), and so may a webhook, KMS or S3 endpoint URL. The code
+that shows a URL shows ``url(value)``; as a net under that rule, the places
+where text leaves the gateway (``gatewayctl``'s output and error lines, log
+lines, HTTP error bodies) pass it through ``text``, which masks the password
+of every URL it finds in free text, whoever wrote it (a driver's exception
+message included). Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MASK = "***"
+# A URL in free text: a scheme, "://", then everything up to white space or a quote.
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
+# password=… and sslpassword=… (libpq's query parameters; also the key=value form in free text)
+_PASSWORD_PARAMETER = re.compile(r"(?i)(\b(?:ssl)?password\s*=\s*)([^\s&#;,\"']+)")
+
+
+def url(value: str) -> str:
+    """``value`` with the password of its user information and any password parameter masked.
+
+    The user information is what precedes the authority's last ``@`` (the authority ends at the first
+    ``/``, ``?`` or ``#``), so an ``@`` in a path is left alone. A URL without a password is unchanged."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return _PASSWORD_PARAMETER.sub(_mask_parameter, value)
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, host = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if at and colon:
+        authority = f"{user}:{MASK}@{host}"
+    return scheme + sep + authority + _PASSWORD_PARAMETER.sub(_mask_parameter, tail)
+
+
+def text(value: str) -> str:
+    """``value`` with every URL's password and every ``password=`` value masked (see ``url``)."""
+    if "://" not in value and "assword" not in value:  # the common case: nothing to look at
+        return value
+    return _PASSWORD_PARAMETER.sub(_mask_parameter, _URL.sub(lambda match: url(match.group(0)), value))
+
+
+def data(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with ``text`` applied to every string in it."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        return {key: data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [data(item) for item in value]
+    return value
+
+
+def _mask_parameter(match: re.Match[str]) -> str:
+    return match.group(1) + MASK
