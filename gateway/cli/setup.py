@@ -46,6 +46,7 @@ port = 8080
 cdn_base_url = "https://cdn.example.com"
 default_ttl = 300
 max_ttl = 3600
+cache_window = 60     # one URL per minute for the same request, so browsers and CDNs cache it; 0: off
 
 [viewer]
 issuer = "{DEV_IDP_ISSUER}"

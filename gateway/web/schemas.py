@@ -65,11 +65,15 @@ class AssertedViewer(_Strict):
 
 
 class SignItem(_Strict, kw_only=True):
+    """``form``: where a prefix token travels: the query (``?gw_…``) or a path segment (``/_t/<token>/…``, native
+    profiles), which relative HLS/DASH playlist URLs inherit."""
+
     media_id: MediaId
     rendition: Rendition
     ttl: Ttl | None = None
     client_ip: Address | None = None
     scope: Literal["path", "prefix"] = "path"
+    form: Literal["query", "path"] = "query"
     profile: ProfileName | None = None
 
 
