@@ -12,6 +12,7 @@ from gateway.cli import (
     audit,
     credentials,
     doctor,
+    explain,
     grants,
     incident,
     keys,
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_parser()
     administration = (setup, serve, principals, credentials, keys, master_key, grants, media, audit, incident, subject)
-    for module in (*administration, webhooks, doctor, offline):
+    for module in (*administration, explain, webhooks, doctor, offline):
         module.register(sub, common)
     return parser
 

@@ -106,6 +106,14 @@ class MediaRequest(_Strict):
     prefixes: dict[Rendition, Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]] | None = None
 
 
+class ExplainRequest(_Strict):
+    """POST /v1/explain: a signed URL as the viewer presented it (absolute, or the path and query nginx sees)."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
+    profile: ProfileName | None = None
+    client_ip: Address | None = None
+
+
 class RevokeLinksRequest(_Strict):
     """POST /v1/media/{media_id}/revoke-links: every URL issued for the item until now stops verifying."""
 
@@ -167,6 +175,17 @@ class VerifyAllowed(_Out):
     status: Literal["allow"]
     kid: str
     expires_at: int
+
+
+class Explained(_Out):
+    """Why /v1/verify would refuse the URL now (``reason``, one of the verifier's), or that it would allow it."""
+
+    verdict: Literal["accepted", "refused"]
+    reason: str
+    profile: str
+    summary: str
+    details: list[str]
+    facts: dict[str, Any]
 
 
 class Status(_Out):

@@ -328,3 +328,13 @@ def _ip_matches(network_text: str, client_ip: str | None) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.version == network.version and address in network
+
+
+def presented_claims(url: str) -> dict[str, str]:
+    """A native URL's gw_ parameters as presented (in its query or its path token), where they travel, and the
+    path they are about; empty when it does not parse. For explanations: nothing here is verified."""
+    try:
+        token = NativeDialect._parse(url)
+    except (VerificationFailed, InvalidInput):
+        return {}
+    return {**token.params, "form": "path" if token.in_path else "query", "resource_path": token.path}
