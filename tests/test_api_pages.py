@@ -26,9 +26,12 @@ async def test_owner_is_redirected_to_a_fresh_signed_url(client: TestClient, pag
     assert first.status == 302
     assert first.headers["Cache-Control"] == "no-store"
     assert first.headers["Location"].startswith("https://cdn.example.com/v/m1/master.m3u8?gw_exp=")
-    pages.clock.advance(5)
+    pages.clock.advance(5)  # the same cache window (signing.cache_window): the same URL, for the browser's cache
     second = await _get(client, "/m/m1/video", headers=headers)
-    assert second.headers["Location"] != first.headers["Location"]
+    assert second.headers["Location"] == first.headers["Location"]
+    pages.clock.advance(60)  # the next window: a fresh one
+    third = await _get(client, "/m/m1/video", headers=headers)
+    assert third.headers["Location"] != first.headers["Location"]
 
 
 async def test_viewer_token_from_cookie(client: TestClient, pages: World) -> None:

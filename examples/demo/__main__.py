@@ -30,7 +30,7 @@ from aiohttp import web
 from examples.demo import stack as local
 from examples.demo.app import HLS_JS, Demo, create_demo_app
 from examples.demo.media import ITEMS, make_media
-from gateway.cli.credentials import read_credential
+from gateway.access.credential_file import read_credential
 from gateway.config import load_config
 
 PRINCIPAL = "demo-web"

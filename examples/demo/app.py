@@ -23,8 +23,8 @@ import aiohttp
 from aiohttp import web
 
 from examples.demo.media import Item
+from gateway.access.credential_file import CredentialFile
 from gateway.access.tokens import mint_principal_token
-from gateway.cli.credentials import CredentialFile
 
 STATIC = Path(__file__).parent / "static"
 HLS_JS = Path(__file__).parent / "node_modules" / "hls.js" / "dist" / "hls.min.js"

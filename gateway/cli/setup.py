@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from gateway.access import tokens
+from gateway.access.credential_file import read_credential
 from gateway.audit.checkpoints import LogSigner
 from gateway.cli import context
-from gateway.cli.credentials import read_credential
 from gateway.cli.output import emit, write_private
 from gateway.cli.timeparse import duration
 from gateway.config import CONFIG_FILE, DEV_IDP_ISSUER, Config
