@@ -143,7 +143,9 @@ def _observe(services: Services) -> None:
         CacheStats("media", lambda: (state.media.hits, state.media.misses)),
     ]
     metrics.gauges = Gauges(state.age, services.sampler.checkpoint_age, services.sampler.webhook_backlog,
-                            lambda: services.watcher.rates.rates(services.clock()))  # fmt: skip
+                            lambda: services.watcher.rates.rates(services.clock()),
+                            lambda: float(services.batcher.pending_records()))  # fmt: skip
+    state.on_revocation = metrics.propagated
     services.issuer.limits = services.limits
     # Page redirects are limited per client network, not under the pages principal's (site-wide) buckets.
     services.limits.exempt = frozenset({services.config.pages_principal})
