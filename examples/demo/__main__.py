@@ -4,8 +4,10 @@ Runs the local stack (``stack.py``: the gateway over mutual TLS, nginx with
 ``deploy/nginx/``, an origin), makes sample media with ffmpeg, registers it,
 creates the service principal ``demo-web`` with its own key, and serves the
 application page (``app.py``) at ``https://127.0.0.1:PORT/demo/`` until
-Ctrl-C. Revoke the key in another terminal and the player stops at the next
-segment::
+Ctrl-C. The stream plays through a path token that the player renews from the
+page URL before it expires (``--token-ttl 6`` makes that happen every few
+seconds). Revoke the key that signed the current token (shown under the
+player) in another terminal and the player stops at the next segment::
 
     gatewayctl keys revoke KID --reason demo --data-dir WORKDIR/gateway
 
@@ -81,10 +83,10 @@ async def _serve(demo: Demo, port: int, ready: dict[str, str]) -> None:
         await runner.cleanup()
 
 
-def run(workdir: Path, edge_port: int) -> None:
+def run(workdir: Path, edge_port: int, signing: local.Signing) -> None:
     nginx, ffmpeg = _tools()
     ports = local.Ports(edge_port or local.free_port(), local.free_port(), local.free_port())
-    stack = local.prepare(workdir, ports)
+    stack = local.prepare(workdir, ports, signing)
     make_media(ffmpeg, stack.layout.media_dir)
     app_port = local.free_port()
     stack.layout.hooks_dir.mkdir(parents=True, exist_ok=True)
@@ -106,11 +108,19 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--workdir", type=Path, help="an empty directory for everything (default: a new temporary one)")
     parser.add_argument("--port", type=int, default=0, help="the port viewers connect to (default: any free one)")
+    parser.add_argument("--token-ttl", type=int, default=300, metavar="SECONDS",
+                        help="how long each signed URL lives (signing.default_ttl; default 300); a few seconds "
+                        "shows the player renewing its token from the page URL")  # fmt: skip
+    parser.add_argument("--cache-window", type=int, default=60, metavar="SECONDS",
+                        help="signing.cache_window (default 60; a URL then lives up to ttl + window: 0 makes "
+                        "each token live exactly --token-ttl)")  # fmt: skip
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     if workdir.exists() and any(workdir.iterdir()):
         parser.error(f"--workdir {workdir} is not empty")
-    run(workdir, args.port)
+    if args.token_ttl < 1 or args.cache_window < 0:
+        parser.error("--token-ttl must be at least 1 and --cache-window at least 0")
+    run(workdir, args.port, local.Signing(args.token_ttl, args.cache_window, path_token_pages=True))
     return 0
 
 
