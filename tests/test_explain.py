@@ -7,6 +7,7 @@ reason without an explanation, or without a case here, fails.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -16,10 +17,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.cli.main import main as gatewayctl
 from gateway.config import Config
 from gateway.explain.reasons import MEANING
 from gateway.model import KeyAlgorithm, KeyState, Permission, PrincipalKind
 from gateway.signing.dialects.base import SignRequest
+from gateway.signing.dialects.native import token_params
 from gateway.web.app import create_app
 from tests.dialect_fixtures import open_deployment, origin_form
 from tests.support import ADMIN, Clock, World
@@ -252,3 +255,27 @@ async def test_explaining_remembers_nothing_and_records_nothing(deployment: tupl
     assert (await walk.explain(url))["verdict"] == "accepted"
     assert await world.services.store.audit.tail(1000) == before
     assert (world.services.verifier.decisions.hits, world.services.verifier.decisions.misses) == (hits, misses)
+
+
+async def test_gatewayctl_explain_prints_the_reason_and_exits_1_when_refused(
+    deployment: tuple[World, TestClient], capsys: pytest.CaptureFixture[str]
+) -> None:
+    world, client = deployment
+    walk = Walk(world, client)
+    url = await walk.url(scope="prefix", form="path")
+    data_dir = str(world.services.config.data_dir)
+    await world.services.admin.revoke_key(ADMIN, _kid_of(url), "rotated out", world.clock())
+    code = await asyncio.to_thread(gatewayctl, ["explain", url, "--data-dir", data_dir])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[0] == "refused (key-revoked, profile native): the key that signed it has been revoked"
+    assert out[1].startswith(f"  key {_kid_of(url)} of principal web was revoked at ")
+    assert out[1].endswith(" by test-admin: rotated out")
+    await world.services.admin.create_key(ADMIN, "web", KeyAlgorithm.ED25519, world.clock())
+    fresh = await walk.url(scope="prefix", form="path", ttl=60)
+    assert await asyncio.to_thread(gatewayctl, ["explain", fresh, "--data-dir", data_dir, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "accepted"
+
+
+def _kid_of(url: str) -> str:
+    return str(token_params(url.split("/")[4])["gw_kid"])
