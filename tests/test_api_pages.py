@@ -130,5 +130,5 @@ def test_a_path_token_page_needs_the_prefix_scope(tmp_path: Path) -> None:
     init_data_dir(tmp_path)
     with (tmp_path / "gateway.toml").open("a") as toml:
         toml.write('\n[pages]\nform = "path"\n')
-    with pytest.raises(ConfigError, match='pages.form = "path" needs pages.scope = "prefix"'):
+    with pytest.raises(ConfigError, match=r'pages\.form = "path" needs pages\.scope = "prefix"'):
         load_config(tmp_path, environ={})

@@ -273,7 +273,8 @@ async def test_gatewayctl_explain_prints_the_reason_and_exits_1_when_refused(
     assert out[1].endswith(" by test-admin: rotated out")
     await world.services.admin.create_key(ADMIN, "web", KeyAlgorithm.ED25519, world.clock())
     fresh = await walk.url(scope="prefix", form="path", ttl=60)
-    assert await asyncio.to_thread(gatewayctl, ["explain", fresh, "--data-dir", data_dir, "--json"]) == 0
+    at = str(world.clock())  # the test's clock, not this host's
+    assert await asyncio.to_thread(gatewayctl, ["explain", fresh, "--data-dir", data_dir, "--json", "--now", at]) == 0
     assert json.loads(capsys.readouterr().out)["verdict"] == "accepted"
 
 

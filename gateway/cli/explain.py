@@ -18,7 +18,8 @@ EXIT_REFUSED = 1
 
 async def run_explain(cli: Cli) -> int:
     args = cli.args
-    found = await Inquiry(cli.services).explain(args.url, profile=args.profile, client_ip=args.ip, now=cli.now)
+    now = cli.now if args.now is None else args.now
+    found = await Inquiry(cli.services).explain(args.url, profile=args.profile, client_ip=args.ip, now=now)
     head = f"{found.verdict} ({found.reason}, profile {found.profile}): {found.summary}"
     emit(dataclasses.asdict(found), as_json=cli.json, text=[head, *(f"  {line}" for line in found.details)])
     return 0 if found.verdict == "accepted" else EXIT_REFUSED
@@ -38,4 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "--profile", help="the profile to verify with (default: the one whose base URL it is on, else verify's)"
     )
     explain.add_argument("--ip", metavar="ADDRESS", help="the client address the request came from (IP-bound URLs)")
+    explain.add_argument(
+        "--now", type=float, metavar="EPOCH", help="judge the times as at this moment (default: now), the state as now"
+    )
     explain.set_defaults(func=run_explain)
