@@ -13,13 +13,12 @@ looked up by it, and a remembered decision is never reused outside it.
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.keys.material import b64url, b64url_decode
 from gateway.model import Permission, Visibility
+from tests.security.test_path_escape import verify
 from tests.support import ADMIN, World
 
 
@@ -37,11 +36,8 @@ async def token(world: World, client: TestClient) -> str:
 
 
 async def _verify(client: TestClient, caplog: pytest.LogCaptureFixture, uri: str) -> tuple[int, str]:
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="gateway.verify"):
-        response = await client.get("/v1/verify", headers={"X-Original-URI": uri})
-    denials = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name == "gateway.verify"]
-    return response.status, denials[-1] if denials else ""
+    """(status, logged refusal reason) of /v1/verify, asked as nginx asks it."""
+    return await verify(client, caplog, uri, "native")
 
 
 def _text(token: str) -> str:
