@@ -91,6 +91,13 @@ expect_status 403 "$status" "verify the revoked key's URL"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/v1/verify" -H "X-Original-URI: $URI")
 expect_status 200 "$status" "the pages key's URL is unaffected"
 
+step "why is the backend's URL refused? gatewayctl explain says, from the audit log"
+explained=$("$CTL" explain "$SIGNED_URI") && fail "explain called the revoked key's URL valid"
+printf '%s\n' "$explained"
+printf '%s' "$explained" | grep -q "was revoked at .* by quickstart: quickstart: laptop stolen" \
+  || fail "explain did not name who revoked the key and why"
+"$CTL" explain "$URI" >/dev/null || fail "explain refused the pages key's URL"
+
 step "the audit log"
 "$CTL" audit tail -n 30
 count=$("$CTL" audit search --event url:issued --json | json '.__len__()')

@@ -96,9 +96,15 @@ class Config:
     cdn_base_url: str = "https://cdn.example.com"
     default_ttl: int = 300
     max_ttl: int = 3600
+    # [signing] cache_window: requests in one window of this many seconds get the byte-identical URL (0: off).
+    cache_window: int = 60
     api_audience: str = "media-gateway"
     max_token_lifetime: int = 3600
     pages_principal: str = "pages"
+    # [pages] scope and form: what a page URL redirects to (gateway.web.pages): the rendition's file ("path"), or
+    # its item's own directory ("prefix"), as a query token ("query") or a path token ("path": /_t/<token>/…).
+    pages_scope: str = "path"
+    pages_form: str = "query"
     trusted_proxies: tuple[IPNetwork, ...] = ()
     batch_max_items: int = 100
     default_profile: str = "native"
@@ -317,6 +323,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("signing", "cdn_base_url"): ("cdn_base_url", _url),
     ("signing", "default_ttl"): ("default_ttl", _int(1, 7 * 86400)),
     ("signing", "max_ttl"): ("max_ttl", _int(1, 7 * 86400)),
+    ("signing", "cache_window"): ("cache_window", _int(0, 3600)),
     ("signing", "batch_max_items"): ("batch_max_items", _int(1, 1000)),
     ("signing", "profile"): ("default_profile", _text),
     ("verify", "profiles"): ("verify_profiles", _strings),
@@ -340,6 +347,8 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("api", "audience"): ("api_audience", _text),
     ("api", "max_token_lifetime"): ("max_token_lifetime", _int(60, 86400)),
     ("pages", "principal"): ("pages_principal", _text),
+    ("pages", "scope"): ("pages_scope", _choice("path", "prefix")),
+    ("pages", "form"): ("pages_form", _choice("query", "path")),
     ("proxy", "trusted"): ("trusted_proxies", _networks),
     ("tls", "cert_file"): ("tls_cert_file", _text),
     ("tls", "key_file"): ("tls_key_file", _text),
@@ -506,6 +515,8 @@ def load_config(data_dir: Path, config_file: Path | None = None, environ: Mappin
 def _check(config: Config) -> None:
     if config.default_ttl > config.max_ttl:
         raise ConfigError("signing.default_ttl must not exceed signing.max_ttl")
+    if config.pages_form == "path" and config.pages_scope != "prefix":
+        raise ConfigError('pages.form = "path" needs pages.scope = "prefix": a path token covers a directory')
     if config.master_key_backend == "kms" and not config.kms_key_id:
         raise ConfigError('master_key.kms_key_id is required with master_key.backend = "kms"')
     _check_tls(config)

@@ -79,13 +79,18 @@ class RateLimited(GatewayError):
 
 
 class VerificationFailed(GatewayError):
-    """A signed URL was refused. ``reason`` is precise; callers see only 'denied'."""
+    """A signed URL was refused. ``reason`` is precise; callers see only 'denied'.
+
+    ``facts``: what the refusal was decided on (the expiry, the signed prefix, the string that was signed),
+    for ``gatewayctl explain``; never shown to the caller of /v1/verify.
+    """
 
     status = 403
     code = "denied"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, **facts: object) -> None:
         super().__init__("the signed URL is not valid", reason=reason)
+        self.facts = facts
 
 
 class ConfigError(GatewayError):

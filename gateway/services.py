@@ -143,7 +143,9 @@ def _observe(services: Services) -> None:
         CacheStats("media", lambda: (state.media.hits, state.media.misses)),
     ]
     metrics.gauges = Gauges(state.age, services.sampler.checkpoint_age, services.sampler.webhook_backlog,
-                            lambda: services.watcher.rates.rates(services.clock()))  # fmt: skip
+                            lambda: services.watcher.rates.rates(services.clock()),
+                            lambda: float(services.batcher.pending_records()))  # fmt: skip
+    state.on_revocation = metrics.propagated
     services.issuer.limits = services.limits
     # Page redirects are limited per client network, not under the pages principal's (site-wide) buckets.
     services.limits.exempt = frozenset({services.config.pages_principal})
@@ -166,7 +168,9 @@ def _owner(state: StateSync, kid: str) -> str | None:
 
 def sync_policy(config: Config, postgres: bool) -> SyncPolicy:
     poll = config.state_poll_every or (_POLL_POSTGRES if postgres else _POLL_SQLITE)
-    return SyncPolicy(stale_after=config.state_stale_after, poll_every=poll, max_ttl=config.max_ttl)
+    # A URL lives at most max_ttl + cache_window (gateway.signing.issuance): revocations older cannot matter.
+    lifetime = config.max_ttl + config.cache_window
+    return SyncPolicy(stale_after=config.state_stale_after, poll_every=poll, max_ttl=lifetime)
 
 
 async def open_services(config: Config, clock: Clock = time.time) -> Services:
@@ -186,7 +190,7 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         batcher = AuditBatcher(store, audit_log)
         policy_cp = CheckpointPolicy(config.checkpoint_every_records, config.checkpoint_every_seconds)
         checkpointer = Checkpointer(store, signer, configured_exporters(config), policy_cp)
-        policy = IssuancePolicy(config.default_ttl, config.max_ttl)
+        policy = IssuancePolicy(config.default_ttl, config.max_ttl, config.cache_window)
         ops = _operations(config, store, audit_log, state, clock)
         services = Services(
             config=config,
@@ -202,7 +206,7 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
             redemptions=Redemptions(batcher),
             subjects=Subjects(store, audit_log, after_change=state.catch_up),
             issuer=Issuer(state, keyring, profiles, policy, audit_log, batcher),
-            verifier=Verifier(keyring, state, config.max_ttl),
+            verifier=Verifier(keyring, state, config.max_ttl + config.cache_window),
             admin=_admin(config, store, master_key, audit_log, state),
             state=state,
             addresses=ClientAddresses(config.trusted_proxies),

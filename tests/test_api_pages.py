@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.model import Visibility
-from tests.support import ADMIN, World
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError
+from gateway.model import Rendition, Visibility
+from gateway.signing.dialects.native import token_params
+from tests.support import ADMIN, World, init_data_dir
 
 
 @pytest.fixture
@@ -26,9 +31,12 @@ async def test_owner_is_redirected_to_a_fresh_signed_url(client: TestClient, pag
     assert first.status == 302
     assert first.headers["Cache-Control"] == "no-store"
     assert first.headers["Location"].startswith("https://cdn.example.com/v/m1/master.m3u8?gw_exp=")
-    pages.clock.advance(5)
+    pages.clock.advance(5)  # the same cache window (signing.cache_window): the same URL, for the browser's cache
     second = await _get(client, "/m/m1/video", headers=headers)
-    assert second.headers["Location"] != first.headers["Location"]
+    assert second.headers["Location"] == first.headers["Location"]
+    pages.clock.advance(60)  # the next window: a fresh one
+    third = await _get(client, "/m/m1/video", headers=headers)
+    assert third.headers["Location"] != first.headers["Location"]
 
 
 async def test_viewer_token_from_cookie(client: TestClient, pages: World) -> None:
@@ -81,3 +89,46 @@ async def test_a_disabled_pages_principal_fails_closed_alike_for_every_item(clie
         == await missing.json()
         == {"error": "unavailable", "message": "the pages principal 'pages' cannot sign (principal-disabled)"}
     )
+
+
+class TestPathTokenPages:
+    """``[pages] scope = "prefix"`` and ``form = "path"``: the page URL answers a path token for the item's own
+    directory (what gateway-player.js renews from), and the file alone where there is no such directory."""
+
+    @pytest.fixture
+    def config(self, tmp_path: Path) -> Config:
+        init_data_dir(tmp_path)
+        with (tmp_path / "gateway.toml").open("a") as toml:
+            toml.write('\n[pages]\nscope = "prefix"\nform = "path"\n')
+        return load_config(tmp_path, environ={})
+
+    async def test_a_video_page_url_redirects_to_a_path_token_and_a_thumbnail_to_its_file(
+        self, client: TestClient, pages: World
+    ) -> None:
+        headers = {"Authorization": f"Bearer {pages.viewer_token('alice')}"}
+        video = (await _get(client, "/m/m1/video", headers=headers)).headers["Location"]
+        token = video.split("/")[4]
+        assert video == f"https://cdn.example.com/_t/{token}/v/m1/master.m3u8"
+        assert token_params(token)["gw_pfx"] == "/v/m1/"
+        segment = video.removeprefix("https://cdn.example.com").replace("master.m3u8", "seg-9.ts")
+        assert (await client.get("/v1/verify", headers={"X-Original-URI": segment})).status == 200
+        thumbnail = (await _get(client, "/m/m1/thumbnail", headers=headers)).headers["Location"]
+        assert thumbnail.startswith("https://cdn.example.com/t/m1.jpg?gw_exp=") and "gw_pfx" not in thumbnail
+
+    async def test_a_video_without_a_directory_of_its_own_gets_its_file_alone(
+        self, client: TestClient, pages: World
+    ) -> None:
+        """A progressive MP4 among others (/media/x.mp4): a prefix token would open the other items' files."""
+        paths = {Rendition.VIDEO: "/media/x.mp4"}
+        await pages.services.admin.put_media(ADMIN, "x", "alice", "w1", Visibility.PRIVATE, paths, pages.clock())
+        headers = {"Authorization": f"Bearer {pages.viewer_token('alice')}"}
+        video = (await _get(client, "/m/x/video", headers=headers)).headers["Location"]
+        assert video.startswith("https://cdn.example.com/media/x.mp4?gw_exp=") and "gw_pfx" not in video
+
+
+def test_a_path_token_page_needs_the_prefix_scope(tmp_path: Path) -> None:
+    init_data_dir(tmp_path)
+    with (tmp_path / "gateway.toml").open("a") as toml:
+        toml.write('\n[pages]\nform = "path"\n')
+    with pytest.raises(ConfigError, match=r'pages\.form = "path" needs pages\.scope = "prefix"'):
+        load_config(tmp_path, environ={})

@@ -35,7 +35,7 @@ async def test_owner_gets_a_url_and_the_issuance_is_logged(client: TestClient, w
     assert response.status == 200
     body = await response.json()
     assert body["url"].startswith("https://cdn.example.com/v/m1/master.m3u8?gw_exp=")
-    assert body["expires_at"] == int(web.clock()) + 120
+    assert body["expires_at"] == int(web.clock()) + 60 + 120  # the cache window (T0 starts one), then the ttl
     assert body["kid"].startswith("gwk_") and body["issuance_id"].startswith("gwi_")
     [record] = await web.services.store.audit.search(AuditQuery(event="url:issued"))
     assert record.url_sha256 == hashlib.sha256(body["url"].encode()).hexdigest()
@@ -284,3 +284,27 @@ async def test_batch_items_name_the_misspelt_field(client: TestClient, web: Worl
         "error": "invalid_request",
         "message": "invalid request body: Object contains unknown field `rendtion` - at `$.items[1]`",
     }
+
+
+async def test_a_path_token_is_asked_for_with_form_path_and_only_for_a_prefix(client: TestClient, web: World) -> None:
+    viewer = {"viewer_token": web.viewer_token("alice")}
+    response = await _sign(client, web, scope="prefix", form="path", **viewer)
+    url = (await response.json())["url"]
+    assert url.startswith("https://cdn.example.com/_t/") and url.endswith("/v/m1/master.m3u8")
+    refused = await _sign(client, web, form="path", **viewer)
+    assert (refused.status, (await refused.json())["message"]) == (
+        400,
+        'form "path" is a path token, which covers a directory: it needs scope "prefix"',
+    )
+    unknown = await _sign(client, web, scope="prefix", form="segment", **viewer)
+    assert unknown.status == 400
+
+
+async def test_a_media_path_under_the_path_token_marker_is_refused(client: TestClient, web: World) -> None:
+    await web.principal("writer", Permission.MEDIA_WRITE, key=None)
+    body = {"owner": "alice", "workspace": "w1", "visibility": "private", "renditions": {"video": "/_t/x/a.m3u8"}}
+    response = await client.put("/v1/media/tok", json=body, headers=web.auth("writer"))
+    assert (response.status, (await response.json())["message"]) == (
+        400,
+        "URL path '/_t/x/a.m3u8' is not allowed: paths under /_t/ are reserved for path tokens",
+    )

@@ -1,7 +1,9 @@
 """A real player in a real browser: headless Chromium opens the demo (``python -m examples.demo``, a real
-process running nginx, the gateway and an origin), shows the thumbnails through page URLs, plays the HLS
-stream through nginx with a prefix token, and stops at the next segment once ``gatewayctl keys revoke``
-has revoked the key that signed it.
+process running nginx, the gateway and an origin), shows the thumbnails through page URLs, and plays the HLS
+stream through nginx with a path token that lives ``TOKEN_TTL`` seconds: ``deploy/player/gateway-player.js``
+renews it from the page URL before it expires, so the stream plays for more than three token lifetimes
+without a stall; then ``gatewayctl keys revoke`` of the key that signed the current token stops it at the
+next segment.
 
 Screenshots go to the test's directory; with ``GATEWAY_DEMO_SCREENSHOT=docs/demo-player.png`` the last
 one is also written there (the README's picture).
@@ -40,6 +42,8 @@ PLAYING = (
     "window.demo && window.demo.loaded.length >= 5 && document.getElementById('player').currentTime > 3"
     " && document.getElementById('player').videoWidth === 640"
 )
+TOKEN_TTL = 6  # seconds each signed URL lives (the demo's --token-ttl; no cache window, so exactly that)
+SEGMENT = 1.0  # seconds of media per segment (examples/demo/media.py): no stall may last longer
 
 
 def _ready_line(log: Path, proc: subprocess.Popen[bytes], timeout: float = 180) -> str:
@@ -85,7 +89,8 @@ def demo(tmp_path: Path) -> Iterator[dict[str, Any]]:
     servicelogs.watch("gateway (the demo's)", work.gateway_log)
     servicelogs.watch("nginx (the demo's)", work.nginx_dir / "logs" / "error.log")
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "examples.demo", "--workdir", str(work.root)],
+        proc = subprocess.Popen([sys.executable, "-m", "examples.demo", "--workdir", str(work.root),
+                                 "--token-ttl", str(TOKEN_TTL), "--cache-window", "0"],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         yield json.loads(_ready_line(log, proc))
@@ -98,22 +103,42 @@ def demo(tmp_path: Path) -> Iterator[dict[str, Any]]:
             proc.wait()
 
 
-async def test_the_player_plays_through_nginx_and_stops_at_the_next_segment_once_the_key_is_revoked(
+async def test_the_player_outlives_its_tokens_without_a_stall_and_stops_at_the_next_segment_once_revoked(
     demo: dict[str, Any], tmp_path: Path
 ) -> None:
     async with chromium(tmp_path / "profile") as page:
         await page.navigate(demo["url"])
         await page.wait_for(THUMBNAILS_SHOWN)  # three <img src="/m/ID/thumbnail">: 302, signed URL, nginx, origin
         await page.wait_for(PLAYING, timeout=60)  # hls.js decoded several verified segments
-        await page.screenshot(tmp_path / "playing.png")
-        assert await page.evaluate("window.demo.refused") == []
+        played = 3 * TOKEN_TTL + 2
+        await page.wait_for(f"document.getElementById('player').currentTime >= {played}", timeout=played * 4)
+        state = await page.evaluate(
+            "({renewals: demo.renewals, failures: demo.renewFailures, stalls: demo.stalls, times: demo.times,"
+            " refused: demo.refused, loaded: demo.loaded, lifetime: demo.lifetime, kid: demo.kid,"
+            " current: document.getElementById('player').currentTime})"
+        )
+        await page.screenshot(tmp_path / "renewed.png")
 
-        gatewayctl(Path(demo["data_dir"]), "keys", "revoke", demo["kid"], "--reason", "browser test")
+        gatewayctl(Path(demo["data_dir"]), "keys", "revoke", state["kid"], "--reason", "browser test")
         refused = await page.wait_for("window.demo.refused[0]", timeout=30)
         loaded = await page.evaluate("window.demo.loaded")
         await page.wait_for("document.getElementById('status').className === 'refused'")
         await page.screenshot(tmp_path / "revoked.png")
 
+    print(  # the figures, for the record (pytest -s)
+        f"\nplayback: token lifetime {state['lifetime']} s, played {state['current']:.1f} s, "
+        f"{len(state['renewals'])} renewals, stalls {state['stalls']}, segments {len(state['loaded'])}"
+    )
+    assert state["lifetime"] == TOKEN_TTL
+    assert state["refused"] == [] and state["failures"] == 0
+    # Renewed before each token ran out: a new token at least every lifetime, each one different.
+    assert len(state["renewals"]) >= 3
+    assert len({renewal["segment"] for renewal in state["renewals"]}) == len(state["renewals"])
+    assert all(renewal["exp"] - renewal["iat"] == TOKEN_TTL for renewal in state["renewals"])
+    # The video kept moving: currentTime never went back, and no wait for data lasted a segment.
+    positions = [position for _, position in state["times"]]
+    assert positions == sorted(positions) and positions[-1] >= 3 * TOKEN_TTL
+    assert all(stall < SEGMENT for stall in state["stalls"]), state["stalls"]
     assert refused["code"] == 403
     assert refused["sn"] == max(loaded) + 1  # the very next segment, once the key was revoked
     assert sorted(loaded) == list(range(len(loaded)))  # every segment before it played, none skipped

@@ -82,7 +82,7 @@ async def test_verify_outcomes_are_counted_by_reason(client: TestClient, web: Wo
     uri = url.removeprefix("https://cdn.example.com")
     for presented in (uri, uri, uri.replace("gw_sig=", "gw_sig=A"), "relative"):
         await client.get("/v1/verify", headers={"X-Original-URI": presented})
-    web.clock.advance(301)
+    web.clock.advance(361)  # the cache window (60 s) and the default ttl
     await client.get("/v1/verify", headers={"X-Original-URI": uri})
     samples = await _scrape(client)
     assert _get(samples, "gateway_verify_total", decision="allow", reason="ok") == 2

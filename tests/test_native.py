@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import InvalidInput, VerificationFailed
-from gateway.keys.material import KeyMaterial, b64url, ed25519_public
+from gateway.keys.material import KeyMaterial, b64url, b64url_decode, ed25519_public
 from gateway.model import KeyAlgorithm
 from gateway.signing.dialects.base import Capabilities, Redemption, SignRequest, Verified
-from gateway.signing.dialects.native import NativeDialect, string_to_sign
+from gateway.signing.dialects.native import NativeDialect, string_to_sign, token_params
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "native.json").read_text())
 SEED = bytes.fromhex(VECTORS["keys"]["ed25519_seed_hex"])
@@ -40,7 +40,7 @@ def test_signing_reproduces_the_published_vector(vector: dict) -> None:
 @pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["name"])
 def test_published_vector_verifies_with_the_public_half(vector: dict) -> None:
     key = ED_VERIFY_ONLY if vector["algorithm"] == "ed25519" else HS
-    ip = "203.0.113.99" if "203.0.113" in vector["signed_url"] else "2001:db8:1234:ffff::9"
+    ip = "203.0.113.99" if "203.0.113" in vector["input"].get("ip", "") else "2001:db8:1234:ffff::9"
     now = vector["input"]["expires"] - 30
     verified = native.verify(Redemption(vector["signed_url"], now, ip), key)
     assert verified.key_id == vector["kid"]
@@ -340,6 +340,7 @@ def test_the_native_dialect_describes_itself_exactly() -> None:
         prefix="path prefix (gw_pfx)",
         key_id_field="gw_kid",
         revocation="instant: the gateway's verifier checks the key on every request",
+        path_token=True,
     )
     assert native.describe().startswith("gateway native GW2: Ed25519 or HMAC-SHA256;")
     assert native.attribution_covered({}) is True
@@ -412,3 +413,44 @@ def test_the_presented_key_id_is_the_signed_gw_kid_exactly() -> None:
     with pytest.raises(VerificationFailed) as refused:
         native.presented_key_id(Redemption("https://cdn.example.com/v/a.mp4?gw_exp=1&gw_iat=0&gw_sig=AA", NOW))
     assert refused.value.reason == "malformed"  # no gw_kid: nothing to look up
+
+
+# --- path tokens: /_t/<token>/<path> (docs/native-format.md, "Path tokens") ---------------------
+
+
+def test_a_path_token_is_its_query_twin_in_another_place() -> None:
+    """The same string to sign, so the same signature: neither form grants what the other does not."""
+    query, path = _vector("prefix-ipv6"), _vector("path-token-ipv6")
+    assert query["string_to_sign"] == path["string_to_sign"]
+    assert query["signed_url"].rsplit("gw_sig=", 1)[1] == path["token_text"].rsplit("gw_sig=", 1)[1]
+    assert path["signed_url"].startswith("https://cdn.example.com/_t/")
+    assert path["signed_url"].endswith("/v/abc/master.m3u8")
+
+
+def _path_token(**kwargs: object) -> str:
+    base = {"prefix": "/v/abc/", "path_token": True}
+    return _signed(**{**base, **kwargs})
+
+
+def test_a_path_token_opens_every_path_under_its_prefix_and_keeps_the_query_unsigned() -> None:
+    url = _path_token()
+    token = url.split("/")[4]
+    assert url == f"https://cdn.example.com/_t/{token}/v/abc/master.m3u8"
+    for path in ("/v/abc/seg-001.ts", "/v/abc/720p/seg-001.ts", "/v/abc/seg-001.ts?_HLS_msn=3"):
+        verified = native.verify(Redemption(f"https://cdn.example.com/_t/{token}{path}", NOW), ED)
+        assert (verified.prefix, verified.issued_at) == ("/v/abc/", NOW - 5)
+
+
+def test_the_signer_refuses_a_path_token_without_a_prefix_and_any_path_under_the_marker() -> None:
+    with pytest.raises(InvalidInput, match="a path token is a prefix token"):
+        _signed(path_token=True)
+    with pytest.raises(InvalidInput, match="reserved for path tokens"):
+        _signed(url="https://cdn.example.com/_t/abc/master.m3u8")
+
+
+def test_the_token_segment_decodes_to_the_parameters_the_query_form_carries() -> None:
+    url = _path_token(ip="203.0.113.0/24", starts=NOW - 1)
+    text = b64url_decode(url.split("/")[4]).decode()
+    query_form = _signed(prefix="/v/abc/", ip="203.0.113.0/24", starts=NOW - 1)
+    assert text == query_form.split("?", 1)[1]
+    assert token_params(url.split("/")[4])["gw_pfx"] == "/v/abc/"

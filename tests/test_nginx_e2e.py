@@ -31,8 +31,16 @@ from tests.nginx_site import fetch
 from tests.tls_support import https
 
 pytestmark = pytest.mark.e2e
+# A real VOD playlist whose segment URLs are relative, as ffmpeg writes them: they resolve against the
+# playlist's own URL (RFC 8216 4.1), so they keep a path token and lose a query token.
+PLAYLIST = (
+    b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+    b"#EXTINF:1.000000,\nseg-000.ts\n#EXTINF:1.000000,\nseg-001.ts\n#EXTINF:1.000000,\n720p/seg-002.ts\n"
+    b"#EXT-X-ENDLIST\n"
+)
 FILES = {
-    "v/intro/master.m3u8": b"#EXTM3U\n#EXT-X-VERSION:3\n",
+    "v/intro/master.m3u8": PLAYLIST,
+    "v/intro/720p/seg-002.ts": b"segment two, 720p",
     "v/intro/seg-000.ts": b"segment zero",
     "t/intro.jpg": b"\xff\xd8 a thumbnail",
     "v/other/master.m3u8": b"someone else's video",
@@ -47,7 +55,8 @@ PRIMED = (
 
 
 def _stack(root: Path, decision_cache: bool) -> Iterator[local.Stack]:
-    stack = local.prepare(root)
+    # No cache window: these tests time expiry and revocation to the second (tests/test_issuance_cache.py has it).
+    stack = local.prepare(root, signing=local.Signing(cache_window=0))
     for name, body in FILES.items():
         path = stack.layout.media_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +191,57 @@ def test_an_expired_url_is_refused(cached: local.Stack) -> None:
     url = Backend(cached, "web-expiry").url(ttl=1)
     time.sleep(1.1 + CACHE_TTL_BOUND)  # past expiry; never asked before, so nothing of it is cached either
     assert _status(cached, url) == 403
+
+
+# --- path tokens: /_t/<token>/v/intro/..., the segment taken off before the origin --------------
+
+
+def _segments(playlist: bytes) -> list[str]:
+    return [line for line in playlist.decode().splitlines() if line and not line.startswith("#")]
+
+
+def test_a_path_token_reaches_every_relative_segment_of_a_real_playlist(cached: local.Stack) -> None:
+    backend = Backend(cached, "web-path-token")
+    url = backend.url(scope="prefix", form="path")
+    token = url.split("/")[4]
+    assert url == f"{cached.edge_url}/_t/{token}/v/intro/master.m3u8"
+    status, _, playlist = fetch(url, cached.client_context())
+    assert (status, playlist) == (200, PLAYLIST)  # the origin has no /_t/: nginx took the segment off
+    for relative in _segments(playlist):
+        segment = urllib.parse.urljoin(url, relative)  # what every HLS player does
+        assert segment.startswith(f"{cached.edge_url}/_t/{token}/v/intro/"), segment
+        on_disk = (cached.layout.media_dir / "v" / "intro" / relative).read_bytes()
+        assert fetch(segment, cached.client_context())[::2] == (200, on_disk)
+    query_form = backend.url(scope="prefix")  # the query token is lost on the way to a relative segment
+    assert _status(cached, urllib.parse.urljoin(query_form, "seg-000.ts")) == 403
+    backend.revoke()
+    fresh = f"{cached.edge_url}/_t/{token}/v/intro/seg-{150:03d}.ts"  # never asked about: no cached answer
+    assert _seconds_until_refused(cached, fresh, limit=_revocation_bound(cached)) <= _revocation_bound(cached)
+
+
+def test_no_spelling_in_or_around_the_token_segment_gets_past_nginx(cached: local.Stack) -> None:
+    backend = Backend(cached, "web-path-spellings")
+    url = backend.url(scope="prefix", form="path")
+    token, edge = url.split("/")[4], cached.edge_url
+    query = backend.url(scope="prefix").split("?", 1)[1]
+    assert _status(cached, f"{edge}/_t/{token}/v/intro/seg-001.ts") == 200
+    attempts = {
+        "dot-dot after the token": f"/_t/{token}/v/intro/../other/master.m3u8",
+        "dot-dot right after the token": f"/_t/{token}/../v/other/master.m3u8",
+        "encoded dot-dot": f"/_t/{token}/v/intro/%2e%2e/other/master.m3u8",
+        "empty segment": f"/_t/{token}//v/intro/seg-001.ts",
+        "escaped marker": f"/%5Ft/{token}/v/intro/seg-001.ts",
+        "encoded slash": f"/_t/{token}%2Fv/intro/seg-001.ts",
+        "doubled token segment": f"/_t/{token}/_t/{token}/v/intro/seg-001.ts",
+        "another item's path": f"/_t/{token}/v/other/master.m3u8",
+        "a sibling directory": f"/_t/{token}/v/intro2/master.m3u8",
+        "no path after the token": f"/_t/{token}",
+        "path and query token together": f"/_t/{token}/v/intro/seg-001.ts?{query}",
+        "a made-up token": "/_t/Z3dfZXhwPTE/v/intro/seg-001.ts",
+        "the path without its token": "/v/intro/seg-001.ts",
+    }
+    statuses = {name: _status(cached, edge + target) for name, target in attempts.items()}
+    assert statuses == dict.fromkeys(attempts, 403)
 
 
 # --- revocation ----------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ def test_every_gatewayctl_command_in_the_walkthrough_parses() -> None:
     assert "--workspace" in put and "--owner" in put
     for line in text.splitlines():
         if line.startswith("gatewayctl "):
-            build_parser().parse_args(shlex.split(line.replace('"$KID"', "gwk_x"), comments=True)[1:])
+            command = line.split(" || ")[0].replace('"$KID"', "gwk_x")
+            build_parser().parse_args(shlex.split(command, comments=True)[1:])
 
 
 def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
@@ -61,6 +62,7 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
         assert re.search(r"HTTP/1.1 200 OK\r?\nX-Gateway-Kid: " + kid, out)  # step 6: the backend's URL verifies
         assert f"revoked key {kid} (ed25519) for web" in out  # step 7
         assert "\nok: " in out  # step 8: audit verify
+        assert f"key {kid} was revoked" in out, out  # step 9: explain names the refusal
         [uri] = re.findall(r"^URI=(/v/intro/master\.m3u8\?gw_exp=.+)$", out, re.M)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/verify", headers={"X-Original-URI": uri})
         with pytest.raises(urllib.error.HTTPError) as refused:  # revoked in step 7: refused from then on

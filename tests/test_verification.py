@@ -252,10 +252,12 @@ async def test_a_remembered_decision_skips_only_the_signature_check(
 async def test_an_expiry_further_ahead_than_the_gateway_ever_signs_is_refused_to_the_second(
     deployment: tuple[World, TestClient],
 ) -> None:
-    """max_ttl plus 60 seconds of clock skew between replicas, and not a second more."""
+    """max_ttl and the cache window (what the gateway may sign) plus 60 seconds of clock skew between replicas,
+    and not a second more."""
     world, client = deployment
     signed = await _sign(client, world, "native")
-    furthest = signed["expires_at"] - world.services.config.max_ttl - 60
+    config = world.services.config
+    furthest = signed["expires_at"] - config.max_ttl - config.cache_window - 60
     assert (await _verify(world, signed["url"], "native", at=furthest)).expires == signed["expires_at"]
     _forget(world)
     assert await _reason(world, signed["url"], "native", at=furthest - 1) == "expiry-too-far"

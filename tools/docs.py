@@ -42,6 +42,7 @@ WHO = {
     "revokeLinks": "principal JWT (`media:write`)",
     "deleteMedia": "principal JWT (`media:write`)",
     "resolveSubjects": "principal JWT (`sign:on-behalf` or `admin`)",
+    "explain": "principal JWT (`admin`)",
     "metrics": "peers in `metrics.allow` (+ bearer token with `metrics.token_file`)",
     "health": "anyone",
     "ready": "anyone",

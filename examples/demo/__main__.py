@@ -4,8 +4,10 @@ Runs the local stack (``stack.py``: the gateway over mutual TLS, nginx with
 ``deploy/nginx/``, an origin), makes sample media with ffmpeg, registers it,
 creates the service principal ``demo-web`` with its own key, and serves the
 application page (``app.py``) at ``https://127.0.0.1:PORT/demo/`` until
-Ctrl-C. Revoke the key in another terminal and the player stops at the next
-segment::
+Ctrl-C. The stream plays through a path token that the player renews from the
+page URL before it expires (``--token-ttl 6`` makes that happen every few
+seconds). Revoke the key that signed the current token (shown under the
+player) in another terminal and the player stops at the next segment::
 
     gatewayctl keys revoke KID --reason demo --data-dir WORKDIR/gateway
 
@@ -37,7 +39,7 @@ from aiohttp import web
 from examples.demo import stack as local
 from examples.demo.app import HLS_JS, Demo, create_demo_app
 from examples.demo.media import ITEMS, make_media
-from gateway.cli.credentials import read_credential
+from gateway.access.credential_file import read_credential
 from gateway.config import load_config
 
 PRINCIPAL = "demo-web"
@@ -88,10 +90,10 @@ async def _serve(demo: Demo, port: int, ready: dict[str, str]) -> None:
         await runner.cleanup()
 
 
-def run(workdir: Path, edge_port: int) -> None:
+def run(workdir: Path, edge_port: int, signing: local.Signing) -> None:
     nginx, ffmpeg = _tools()
     ports = local.Ports(edge_port or local.free_port(), local.free_port(), local.free_port())
-    stack = local.prepare(workdir, ports)
+    stack = local.prepare(workdir, ports, signing)
     make_media(ffmpeg, stack.layout.media_dir)
     app_port = local.free_port()
     stack.layout.hooks_dir.mkdir(parents=True, exist_ok=True)
@@ -133,14 +135,23 @@ def main(argv: list[str] | None = None) -> int:
         help="an empty directory for everything, kept afterwards (default: a temporary one, removed)",
     )
     parser.add_argument("--port", type=int, default=0, help="the port viewers connect to (default: any free one)")
+    parser.add_argument("--token-ttl", type=int, default=300, metavar="SECONDS",
+                        help="how long each signed URL lives (signing.default_ttl; default 300); a few seconds "
+                        "shows the player renewing its token from the page URL")  # fmt: skip
+    parser.add_argument("--cache-window", type=int, default=60, metavar="SECONDS",
+                        help="signing.cache_window (default 60; a URL then lives up to ttl + window: 0 makes "
+                        "each token live exactly --token-ttl)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.workdir is not None and args.workdir.exists() and any(args.workdir.iterdir()):
         parser.error(f"--workdir {args.workdir} is not empty")
+    if args.token_ttl < 1 or args.cache_window < 0:
+        parser.error("--token-ttl must be at least 1 and --cache-window at least 0")
+    signing = local.Signing(args.token_ttl, args.cache_window, path_token_pages=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with contextlib.ExitStack() as stack:
             workdir = args.workdir or stack.enter_context(_temporary())
-            run(workdir, args.port)
+            run(workdir, args.port, signing)
     except KeyboardInterrupt:
         print("demo: stopped", flush=True)
         return 130

@@ -2,11 +2,14 @@
 
 It plays the part of a customer's web application. It knows who the viewer
 is (a development-IdP token, also set as the ``gw_viewer`` cookie so that the
-page URLs ``/m/ID/thumbnail`` work as ``<img>`` sources), and asks the gateway
-for a prefix-scoped URL of the stream to play: ``POST /v1/sign`` as the
-service principal ``demo-web``, with its own client certificate and the
-viewer's token. hls.js plays that URL, adding its token to every segment it
-loads (``static/player.js``); nginx asks the gateway about each one.
+page URLs ``/m/ID/thumbnail`` and ``/m/ID/video`` work from the page), and
+asks the gateway for a path token for the stream's directory
+(``/_t/<token>/v/ID/master.m3u8``): ``POST /v1/sign`` as the service
+principal ``demo-web``, with its own client certificate and the viewer's
+token. hls.js plays that URL; the playlist's relative segment URLs carry the
+token by themselves, and nginx asks the gateway about each one. Before the
+token expires, ``deploy/player/gateway-player.js`` renews it from the page URL
+``/m/ID/video`` (``static/player.js``), so playback outlives every token.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import aiohttp
 from aiohttp import web
 
 from examples.demo.media import Item
+from gateway.access.credential_file import CredentialFile
 from gateway.access.tokens import mint_principal_token
-from gateway.cli.credentials import CredentialFile
 
 STATIC = Path(__file__).parent / "static"
+PLAYER = Path(__file__).resolve().parents[2] / "deploy" / "player" / "gateway-player.js"
 HLS_JS = Path(__file__).parent / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 
 
@@ -48,6 +52,7 @@ def create_demo_app(demo: Demo) -> web.Application:
     app[DEMO] = demo
     app.router.add_get("/demo/", page)
     app.router.add_get("/demo/player.js", _file(STATIC / "player.js", "text/javascript"))
+    app.router.add_get("/demo/gateway-player.js", _file(PLAYER, "text/javascript"))
     app.router.add_get("/demo/style.css", _file(STATIC / "style.css", "text/css"))
     app.router.add_get("/demo/hls.min.js", _file(HLS_JS, "text/javascript"))
     return app
@@ -74,7 +79,8 @@ async def _sign(demo: Demo, item: Item) -> tuple[int, dict[str, Any]]:
         credential_id=credential.credential_id, principal_id=credential.principal, private_seed=credential.seed,
         audience=credential.audience, now=time.time(), ttl=60,
     )  # fmt: skip
-    body = {"media_id": item.media_id, "rendition": "video", "viewer_token": demo.viewer_token, "scope": "prefix"}
+    body = {"media_id": item.media_id, "rendition": "video", "viewer_token": demo.viewer_token, "scope": "prefix",
+            "form": "path"}  # fmt: skip
     async with (
         aiohttp.ClientSession() as session,
         session.post(
@@ -91,9 +97,13 @@ def _render(demo: Demo, chosen: Item, status: int, issued: dict[str, Any]) -> st
     cards = "\n".join(_card(item, item is chosen) for item in demo.items)
     if status == 200:
         player = (
-            f'<video id="player" muted autoplay playsinline controls data-src="{html.escape(issued["url"])}"></video>'
+            f'<video id="player" muted autoplay playsinline controls data-src="{html.escape(issued["url"])}"'
+            f' data-renew="/m/{chosen.media_id}/video"></video>'
         )
-        note = f"signed by <code>{html.escape(issued['kid'])}</code>, prefix <code>/v/{chosen.media_id}/</code>"
+        note = (
+            f'<span id="token">path token for <code>/v/{chosen.media_id}/</code>, signed by '
+            f"<code>{html.escape(issued['kid'])}</code></span>"
+        )
     else:
         player = '<div id="player" class="refused"></div>'
         note = f"the gateway refused to sign: {status} {html.escape(str(issued.get('message', '')))}"
@@ -102,8 +112,8 @@ def _render(demo: Demo, chosen: Item, status: int, issued: dict[str, Any]) -> st
 <link rel="stylesheet" href="/demo/style.css"></head>
 <body>
 <header><h1>media-gateway demo</h1>
-<p>Thumbnails are page URLs (<code>/m/ID/thumbnail</code> &rarr; 302 &rarr; signed URL); the stream is one
-prefix token. nginx asks the gateway about every request.</p></header>
+<p>Thumbnails: page URLs (<code>/m/ID/thumbnail</code> &rarr; 302). Stream: a path token renewed from
+<code>/m/ID/video</code>. nginx asks the gateway about every request.</p></header>
 <main>
 <section class="stage">
 <h2>{html.escape(chosen.title)}</h2>
@@ -119,6 +129,7 @@ prefix token. nginx asks the gateway about every request.</p></header>
 </aside>
 </main>
 <script src="/demo/hls.min.js"></script>
+<script src="/demo/gateway-player.js"></script>
 <script src="/demo/player.js"></script>
 </body></html>
 """

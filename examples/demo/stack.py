@@ -57,6 +57,16 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class Signing:
+    """What the gateway hands out: token lifetime, cache window, and whether page URLs give path tokens."""
+
+    default_ttl: int = 300
+    cache_window: int = 60
+    # [pages] scope = "prefix", form = "path": /m/ID/video redirects to /_t/<token>/v/ID/master.m3u8.
+    path_token_pages: bool = False
+
+
+@dataclass(frozen=True)
 class Layout:
     """Where everything lives under one work directory."""
 
@@ -121,14 +131,19 @@ def gatewayctl(data_dir: Path, *argv: str) -> Any:
 # --- the gateway ------------------------------------------------------------------------------
 
 
-def init_gateway(layout: Layout, ports: Ports, pki: Pki) -> None:
-    """``gatewayctl init``, then the settings of this stack: its ports, the edge as CDN, ``[tls]``."""
+def init_gateway(layout: Layout, ports: Ports, pki: Pki, signing: Signing = Signing()) -> None:
+    """``gatewayctl init``, then the settings of this stack: its ports, the edge as CDN, ``[tls]``, ``signing``."""
     subprocess.run([*GATEWAYCTL, "init", "--data-dir", str(layout.data_dir)], check=True, capture_output=True)
     config = layout.data_dir / "gateway.toml"
     text = _replace_each(config.read_text(), {
         "port = 8080": f"port = {ports.gateway}",
         'cdn_base_url = "https://cdn.example.com"': f'cdn_base_url = "https://{LOOPBACK}:{ports.edge}"',
+        "default_ttl = 300": f"default_ttl = {signing.default_ttl}",
+        "cache_window = 60": f"cache_window = {signing.cache_window}",
     })  # fmt: skip
+    if signing.path_token_pages:
+        text += '\n[pages]\nscope = "prefix"\nform = "path"\n'
+
     required = ", ".join(f'"{route}"' for route in REQUIRE_CLIENT_CERT)
     text += f"""
 [tls]
@@ -232,13 +247,13 @@ def nginx_process(binary: str, conf: Path, url: str, context: ssl.SSLContext) ->
 # --- all of it --------------------------------------------------------------------------------
 
 
-def prepare(root: Path, ports: Ports | None = None) -> Stack:
+def prepare(root: Path, ports: Ports | None = None, signing: Signing = Signing()) -> Stack:
     """A fresh work directory: certificates, an initialised gateway, an empty media directory."""
     layout = Layout(root)
     layout.media_dir.mkdir(parents=True, exist_ok=True)
     ports = ports or Ports.free()
     pki = make_pki(root / "pki")
-    init_gateway(layout, ports, pki)
+    init_gateway(layout, ports, pki, signing)
     return Stack(layout, ports, pki)
 
 

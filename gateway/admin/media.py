@@ -29,6 +29,7 @@ from gateway.model import (
     check_name,
     default_prefixes,
 )
+from gateway.signing.path_tokens import check_not_reserved
 from gateway.signing.paths import canonical_path, canonical_prefix
 from gateway.store.base import Repos
 
@@ -75,7 +76,8 @@ class MediaAdmin(AdminBase):
         if not paths:
             raise InvalidInput("a media item needs at least one rendition path")
         media_id = check_name(media_id, "media id")
-        canonical = {r: canonical_path(p) for r, p in paths.items()}
+        # Under /_t/ a URL would read as a native path token (gateway.signing.path_tokens).
+        canonical = {r: check_not_reserved(canonical_path(p)) for r, p in paths.items()}
         claimed = default_prefixes(media_id, canonical) if prefixes is None else _explicit_prefixes(canonical, prefixes)
         item = MediaItem(
             id=media_id, owner=check_name(owner, "owner"), workspace=check_name(workspace, "workspace"),

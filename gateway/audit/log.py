@@ -206,6 +206,10 @@ class AuditBatcher:
             seqs = seqs[len(batch.records) :]
         return results
 
+    def pending_records(self) -> int:
+        """Records submitted and not yet committed (the group being written is not counted)."""
+        return sum(len(batch.records) for batch, _ in self._pending)
+
     async def close(self) -> None:
         if self._writer is not None and not self._writer.done():
             await self._writer

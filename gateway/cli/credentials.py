@@ -4,57 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.access.credential_file import CredentialFile
 from gateway.admin import NewCredential, new_credential
 from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit, table, when, write_private
 from gateway.errors import InvalidInput, NotFound
-from gateway.keys.material import b64url, b64url_decode
 from gateway.model import Credential, check_name
-from gateway.strictjson import loads
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class CredentialFile:
-    principal: str
-    credential_id: str
-    seed: bytes = field(repr=False)
-    audience: str
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "principal": self.principal,
-                "credential_id": self.credential_id,
-                "private_key": b64url(self.seed),
-                "audience": self.audience,
-            },
-            indent=2,
-        )
-
-
-def read_credential(path: Path) -> CredentialFile:
-    try:
-        data = loads(path.read_text())
-        return CredentialFile(
-            principal=data["principal"],
-            credential_id=data["credential_id"],
-            seed=b64url_decode(data["private_key"]),
-            audience=data["audience"],
-        )
-    except FileNotFoundError:
-        raise InvalidInput(f"credential file {path} does not exist") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read credential file {path}: {exc.strerror}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidInput(f"{path} is not a gateway credential file: {exc}") from None
 
 
 async def save_then_store(cli: Cli, made: NewCredential, path: Path, store: Callable[[], Awaitable[T]]) -> T:

@@ -15,6 +15,7 @@ from gateway.cli import (
     completion,
     credentials,
     doctor,
+    explain,
     grants,
     health,
     incident,
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_parser()
     administration = (setup, serve, principals, credentials, keys, master_key, grants, media, audit, incident, subject)
-    for module in (*administration, webhooks, doctor, health, offline, completion):
+    for module in (*administration, explain, webhooks, doctor, health, offline, completion):
         module.register(sub, common)
     return parser
 

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.serialization import (
 
 from gateway import redact
 from gateway.access import tokens
+from gateway.access.credential_file import read_credential
 from gateway.audit.checkpoints import LogSigner
 from gateway.cli import context
-from gateway.cli.credentials import read_credential
 from gateway.cli.output import emit, write_private
 from gateway.cli.timeparse import duration
 from gateway.config import CONFIG_FILE, DEV_IDP_ISSUER, Config
@@ -50,6 +50,7 @@ port = 8080
 cdn_base_url = "https://cdn.example.com"
 default_ttl = 300
 max_ttl = 3600
+cache_window = 60     # one URL per minute for the same request, so browsers and CDNs cache it; 0: off
 
 [viewer]
 issuer = "{DEV_IDP_ISSUER}"

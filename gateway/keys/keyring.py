@@ -90,13 +90,13 @@ class Keyring:
         view = self._state.view
         key = view.key_by_external_id(key_id) if by_external_id else view.keys.get(key_id)
         if key is None:
-            raise VerificationFailed("unknown-key")
+            raise VerificationFailed("unknown-key", kid=key_id)
         state = key.state(now)
         if state is not KeyState.ACTIVE:
-            raise VerificationFailed(f"key-{state.value}")
+            raise VerificationFailed(f"key-{state.value}", kid=key.kid)
         principal = view.principals.get(key.principal_id)
         if principal is None or principal.disabled:
-            raise VerificationFailed("principal-disabled")
+            raise VerificationFailed("principal-disabled", kid=key.kid, principal=key.principal_id)
         return key
 
     async def verification_material(self, key: SigningKey, url_id: str) -> KeyMaterial:

@@ -40,6 +40,8 @@ _MIN_TOKEN = 16
 # Audit group commit: an fsync on a local disk is ~0.3 ms, a PostgreSQL round trip a few ms.
 _COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# From a revocation's commit to this process's view applying it: milliseconds locally, a poll on a replica.
+_PROPAGATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 def read_token(path: Path) -> str:
@@ -87,6 +89,7 @@ class Gauges:
     checkpoint_age: Callable[[], float | None] = lambda: None
     webhook_backlog: Callable[[], float | None] = lambda: None
     key_rates: Callable[[], Collection[float]] = tuple
+    audit_pending: Callable[[], float | None] = lambda: None
 
 
 @dataclass
@@ -114,6 +117,11 @@ class Metrics:
             "gateway_audit_group_records", "Records per audit group commit",
             buckets=_GROUP_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.revocation_propagation = Histogram(
+            "gateway_revocation_propagation_seconds",
+            "From a revocation's commit (key, principal, grant, links) to this process's view applying it",
+            labelnames=("kind",), buckets=_PROPAGATION_BUCKETS, registry=self.registry,
+        )  # fmt: skip
         self.registry.register(_Exported(self))
         ProcessCollector(registry=self.registry)
 
@@ -131,6 +139,10 @@ class Metrics:
     def committed(self, records: list[AuditRecord], seconds: float) -> None:
         self.audit_commit.observe(seconds)
         self.audit_group.observe(len(records))
+
+    def propagated(self, kind: str, seconds: float) -> None:
+        """The state view applied a revocation committed ``seconds`` ago (by this process or another)."""
+        self.revocation_propagation.labels(kind).observe(max(0.0, seconds))
 
     def verified(self, reason: str = "ok") -> None:
         self.verify.add(("allow" if reason == "ok" else "deny", reason))
@@ -183,6 +195,7 @@ def _gauges(g: Gauges) -> Iterator[Metric]:
         ("gateway_state_view_age_seconds", "Seconds since the state view was last proved current", g.state_age()),
         ("gateway_checkpoint_age_seconds", "Seconds since the newest signed checkpoint", g.checkpoint_age()),
         ("gateway_webhook_backlog", "Webhook deliveries waiting (pending or being retried)", g.webhook_backlog()),
+        ("gateway_audit_pending_records", "Audit records waiting for the next group commit", g.audit_pending()),
     ):
         if value is not None:
             yield GaugeMetricFamily(name, documentation, value=value)

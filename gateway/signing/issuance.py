@@ -12,6 +12,17 @@ process whose view is stale issues nothing (503 ``state_stale``). Every URL's
 signature covers its issue time (native ``gw_iat``, or the format's start
 time) so that a later link revocation can refuse it; a prefix-scoped URL is
 signed for the directory its item owns, never a shared one.
+
+Cache-friendly URLs (``signing.cache_window`` W seconds, 0: off): the issue
+time is aligned down to the window, ``iat = floor(now / W) * W``, and the
+expiry is ``iat + W + ttl``, so every request in one window for the same
+item, rendition, scope, binding, profile and key gets the byte-identical URL
+(the signatures are deterministic), and each lives at least ``ttl`` seconds
+(at most ``ttl + W``). The issue time never passes the real moment of issue,
+so a link or grant revocation at R still refuses every URL issued before R;
+a URL issued after R in the window R fell in would align to ``iat <= R`` and
+be refused from birth, so its issue time becomes the first second after R
+instead (``_issue_time``). Each issuance still has its own audit record.
 """
 
 from __future__ import annotations
@@ -44,6 +55,11 @@ class SignItem:
     client_ip: str | None = None
     prefix: bool = False
     profile: str | None = None
+    # The prefix token as a path segment (/_t/<token>/…): relative playlist URLs carry it with them.
+    path_token: bool = False
+    # Page URLs: when the item has no directory of its own for the rendition, or the caller may not have
+    # everything in it, sign the file instead of refusing.
+    or_file: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class Outcome:
 class IssuancePolicy:
     default_ttl: int
     max_ttl: int
+    cache_window: int = 0
 
 
 _TOUCH_EVERY = 60.0
@@ -170,11 +187,10 @@ class Issuer:
             asserts = ctx.viewer_ip is not None
             decision = self._authorise(principal, viewer, media, item, now, asserts)
             path = self._path(media, item.rendition)  # after authorising: which renditions exist is not for outsiders
-            prefix = self._prefix(media, item) if item.prefix else None
-            if prefix is not None:
-                self._authorise_covered(principal, viewer, media, item, prefix, now, asserts)
-            expires = _expiry(int(now), ttl, decision.grant, profile)
-            issued = await self._sign(principal, profile, path, prefix, item, expires, now)
+            prefix = self._scope(principal, viewer, media, item, now, asserts) if item.prefix else None
+            issued_at, lifetime = self._issue_time(now, ttl, (path, prefix or path), principal.id)
+            expires = _expiry(issued_at, lifetime, decision.grant, profile, now)
+            issued = await self._sign(principal, profile, path, prefix, item, (issued_at, expires), now)
         except (Forbidden, NotFound, InvalidInput) as error:
             record = audit.denied(
                 ctx, now=now, media_id=item.media_id, rendition=item.rendition.value,
@@ -198,11 +214,14 @@ class Issuer:
         path: str,
         prefix: str | None,
         item: SignItem,
-        expires: int,
+        times: tuple[int, int],
         now: float,
     ) -> Issued:
         """Keyed formats sign with the principal's own key; shared-secret ones name it in a signed field."""
         capabilities = profile.dialect.capabilities
+        path_token = item.path_token and prefix is not None
+        if path_token and not capabilities.path_token:
+            raise InvalidInput(f"profile {profile.name} ({profile.dialect.name}) has no path tokens: use form 'query'")
         by_external = profile.keyed and profile.dialect.name != NATIVE  # as the verifier looks it up
         algorithms = capabilities.key_types if profile.keyed else None
         choice = await self._keyring.signing_key(principal.id, now, algorithms, by_external)
@@ -210,7 +229,7 @@ class Issuer:
         key = choice.material if profile.keyed else profile.secret
         if key is None:
             raise InvalidInput(f"profile {profile.name} has no signing secret")
-        issued_at = int(now)
+        issued_at, expires = times
         # A signed start time is the issue time a link revocation is compared with (native: gw_iat).
         starts = issued_at if capabilities.starts and profile.dialect.name != NATIVE else None
         request = SignRequest(
@@ -222,9 +241,33 @@ class Issuer:
             attribution=None if profile.keyed else choice.row.kid,
             issued_at=issued_at,
             options=profile.options,
+            path_token=path_token,
         )
         signed = profile.dialect.sign(request, key)
         return Issued(signed.url, expires, choice.row.kid, _issuance_id(), profile.name, signed.cookies)
+
+    def _issue_time(self, now: float, ttl: int, scope: tuple[str, str], principal_id: str) -> tuple[int, int]:
+        """(issue time, lifetime from it): aligned to the cache window, never before a revocation it follows.
+
+        The issue time is at most ``now``, so no URL issued before a revocation gets past it; one issued
+        after a revocation R in R's own window takes ``int(R) + 1`` (when that second has begun), which the
+        verifier accepts and which every later request of the window shares.
+        """
+        window = self._policy.cache_window
+        if not window:
+            return int(now), ttl
+        start = int(now) // window * window
+        issued_at = start
+        revoked = self._revoked_at(scope, principal_id)
+        if revoked is not None and issued_at <= revoked:
+            issued_at = min(int(revoked) + 1, int(now))
+        return issued_at, start + window + ttl - issued_at
+
+    def _revoked_at(self, paths: tuple[str, str], principal_id: str) -> float | None:
+        """The newest link or grant revocation the verifier would compare this URL's issue time with."""
+        view = self._state.view
+        found = [at for p in paths for at in (view.links_revoked_at(p), view.grant_revoked_at(p, principal_id))]
+        return max((at for at in found if at is not None), default=None)
 
     def _ttl(self, item: SignItem) -> int:
         ttl = self._policy.default_ttl if item.ttl is None else item.ttl
@@ -250,6 +293,21 @@ class Issuer:
             # A file token for a directory path would, in some formats, read as a directory token.
             raise InvalidInput(f"media item {media.id!r}: a rendition path names a file, not a directory")
         return canonical
+
+    def _scope(
+        self, principal: Principal, viewer: Viewer | None, media: MediaItem, item: SignItem, now: float, asserts: bool
+    ) -> str | None:
+        """The directory a prefix-scoped URL covers; None (the file alone) when ``or_file`` and it cannot be had."""
+        if item.or_file and item.rendition not in media.prefixes:
+            return None
+        prefix = self._prefix(media, item)
+        try:
+            self._authorise_covered(principal, viewer, media, item, prefix, now, asserts)
+        except Forbidden:
+            if item.or_file:
+                return None
+            raise
+        return prefix
 
     @staticmethod
     def _prefix(media: MediaItem, item: SignItem) -> str:
@@ -301,7 +359,7 @@ class Issuer:
         return []
 
 
-def _expiry(issued_at: int, ttl: int, grant: Grant | None, profile: Profile) -> int:
+def _expiry(issued_at: int, ttl: int, grant: Grant | None, profile: Profile, now: float) -> int:
     """``issued_at + ttl``; under an access grant, no later than the grant's end.
 
     A URL issued under a grant must end with it, and stop when the grant is
@@ -320,7 +378,7 @@ def _expiry(issued_at: int, ttl: int, grant: Grant | None, profile: Profile) -> 
         )
     step = capabilities.expiry_step
     ends = issued_at + int(grant.expires_at - issued_at) // step * step  # whole steps of the format, not past
-    if ends <= issued_at:
+    if ends <= max(issued_at, now):
         raise Forbidden(f"access grant {grant.id} ends before a URL could be valid", reason="grant-ending")
     return min(expires, ends)
 

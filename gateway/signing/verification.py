@@ -4,6 +4,9 @@ First the one gate every dialect shares: the request path must already be
 canonical (``gateway.signing.paths``), or the URL is refused with
 ``non-canonical-path`` before any dialect sees it; so a prefix comparison in
 any dialect compares exactly the path nginx, the CDN and the origin resolve.
+A native path token (``/_t/<token>/v/abc/seg.ts``) is checked as a prefix
+token for the path after its segment: that path is what link revocations
+and remembered decisions are looked up by.
 
 Keyed formats name the key in the URL: it is looked up and checked before the
 signature. Shared-secret formats carry the principal's key id in a field the
@@ -37,6 +40,7 @@ from dataclasses import dataclass, replace
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.keyring import Keyring
 from gateway.signing.dialects.base import Redemption
+from gateway.signing.path_tokens import resource_path
 from gateway.signing.paths import is_canonical_path, url_path
 from gateway.signing.profiles import NATIVE, Profile
 from gateway.state.sync import StateSync
@@ -106,8 +110,11 @@ class Verifier:
         self._max_ttl = max_ttl
         self.decisions = decisions or Decisions(50_000)
 
-    async def verify(self, redemption: Redemption, profile: Profile) -> Accepted:
-        """Accepted, or VerificationFailed carrying the precise reason."""
+    async def verify(self, redemption: Redemption, profile: Profile, *, remember: bool = True) -> Accepted:
+        """Accepted, or VerificationFailed carrying the precise reason.
+
+        ``remember=False`` (``gatewayctl explain``): decided afresh, as if never asked before, and not kept.
+        """
         if not self._state.current():
             raise VerificationFailed("state-stale")
         if "#" in redemption.url:
@@ -115,6 +122,8 @@ class Verifier:
         path = url_path(redemption.url)
         if not is_canonical_path(path):
             raise VerificationFailed("non-canonical-path")
+        if profile.dialect.capabilities.path_token:
+            path = resource_path(path)  # a path token's claims are about the path after its segment
         if not profile.attributable:
             raise VerificationFailed("unattributable")
         try:
@@ -122,7 +131,7 @@ class Verifier:
         except (InvalidInput, UnicodeError):
             raise VerificationFailed("malformed") from None
         key = Decisions.key(redemption, profile, token)
-        accepted = self.decisions.get(key, path)
+        accepted = self.decisions.get(key, path) if remember else None
         if accepted is None:
             try:
                 accepted = await self._verify(redemption, profile)
@@ -130,13 +139,14 @@ class Verifier:
                 # A URL no parser can split, or text that is no Unicode (a cookie's stray byte): never a 500.
                 raise VerificationFailed("malformed") from None
             accepted = replace(accepted, token=hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16])
-            self.decisions.put(key, accepted, path)
+            if remember:
+                self.decisions.put(key, accepted, path)
         else:
             self._still_good(accepted, redemption.now)
         if accepted.expires > redemption.now + self._max_ttl + _SKEW:
             # The gateway never signs that far ahead: a format whose fields run together (Bunny's path and
             # expiry) can be re-read with a digit moved from one into the other, an expiry centuries away.
-            raise VerificationFailed("expiry-too-far")
+            raise VerificationFailed("expiry-too-far", expires=accepted.expires, limit=self._max_ttl + _SKEW)
         self._not_revoked(path, accepted)
         return accepted
 
@@ -147,15 +157,18 @@ class Verifier:
         view = self._state.view
         revoked_at = view.links_revoked_at(path)
         if revoked_at is not None and accepted.issued_at <= revoked_at:
-            raise VerificationFailed("links-revoked")
+            raise VerificationFailed("links-revoked", revoked_at=revoked_at, issued_at=accepted.issued_at, path=path)
         revoked_at = view.grant_revoked_at(path, accepted.principal_id)
         if revoked_at is not None and accepted.issued_at <= revoked_at:
-            raise VerificationFailed("grant-revoked")
+            raise VerificationFailed(
+                "grant-revoked", revoked_at=revoked_at, issued_at=accepted.issued_at, path=path,
+                principal=accepted.principal_id,
+            )  # fmt: skip
 
     def _still_good(self, accepted: Accepted, now: float) -> None:
         """What a remembered decision must still pass: everything but the signature."""
         if now >= accepted.expires:
-            raise VerificationFailed("expired")
+            raise VerificationFailed("expired", expires=accepted.expires)
         self._keyring.active_key(accepted.kid, now)
 
     async def _verify(self, redemption: Redemption, profile: Profile) -> Accepted:

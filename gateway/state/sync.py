@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
@@ -31,6 +31,17 @@ from gateway.state.view import StateView
 from gateway.store.base import Change, RevokedPath, Store
 
 log = logging.getLogger("gateway.state")
+
+
+def _ignore(kind: str, seconds: float) -> None:
+    pass
+
+
+def _newest_links(rows: Iterable[RevokedPath]) -> float:
+    """The newest link revocation (anyone's URLs; a revoked grant's rows are the grant's)."""
+    return max((row.at for row in rows if row.principal_id is None), default=float("-inf"))
+
+
 Clock = Callable[[], float]
 _PAGE = 1000
 _LOG_FAILURES_EVERY = 10.0
@@ -68,6 +79,8 @@ class StateSync:
         self.confirmed_at = float("-inf")
         self.notifications = 0
         self._tidied_at = float("-inf")
+        # Told how long after its commit each revocation reached this view (gateway.services: a histogram).
+        self.on_revocation: Callable[[str, float], None] = _ignore
 
     def current(self) -> bool:
         return self._monotonic() - self.confirmed_at <= self._policy.stale_after
@@ -123,6 +136,7 @@ class StateSync:
         if change.kind == "principal":
             principal = await store.principals.get(change.ref)
             if principal is not None:
+                self._revoked("principal", view.principals.get(change.ref), principal, "disabled_at")
                 view.put_principal(principal)
         elif change.kind == "credential":
             credential = await store.principals.credential(change.ref)
@@ -131,19 +145,32 @@ class StateSync:
         elif change.kind == "key":
             key = await store.keys.get(change.ref)
             if key is not None:
+                self._revoked("key", view.keys.get(change.ref), key, "revoked_at")
                 view.put_key(key)
         elif change.kind == "grant":
             grant = await store.grants.get(change.ref)
             if grant is not None:
+                self._revoked("grant", view.grants.get(change.ref), grant, "revoked_at")
                 view.put_grant(grant)
         elif change.kind == "media":
             self.media.invalidate(change.ref)
             since = self._clock() - self._policy.max_ttl
-            view.put_link_revocations(change.ref, await store.media.revoked_paths(since, change.ref))
+            before = _newest_links(view.revocations().get(change.ref, ()))
+            rows = await store.media.revoked_paths(since, change.ref)
+            newest = _newest_links(rows)
+            if newest > before:
+                self.on_revocation("links", self._clock() - newest)
+            view.put_link_revocations(change.ref, rows)
         elif change.kind == "subject":
             view.set_erased(change.ref, await store.subjects.is_erased(change.ref))
         else:
             log.warning("unknown change kind %r at %d (a newer gateway wrote it?)", change.kind, change.seq)
+
+    def _revoked(self, kind: str, old: object, new: object, field: str) -> None:
+        """A revocation (``field`` newly set) reaching the view: how long after it was committed."""
+        at = getattr(new, field)
+        if at is not None and (old is None or getattr(old, field) is None):
+            self.on_revocation(kind, self._clock() - at)
 
     def _tidy(self, now: float) -> None:
         """Expired grants allow nothing (authz checks the time); dropping them only bounds memory."""

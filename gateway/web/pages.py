@@ -2,7 +2,9 @@
 
 Status codes: 401 without a valid viewer token; 503 when the pages principal
 itself may not sign the rendition (a deployment fault, answered alike for every
-item); 302 otherwise, never cached.
+item); 302 otherwise, never cached. ``[pages] scope = "prefix"`` redirects to a
+token for the item's own directory (HLS/DASH segments) where it has one, and
+``form = "path"`` makes that a path token (``/_t/<token>/v/ID/master.m3u8``).
 Everything else is one 404, byte for byte the same whether the item is
 private, missing or deleted, has no such rendition, or the id or rendition
 name is not even well-formed: an outsider learns nothing about what exists.
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from gateway.access.authz import principal_refusal
 from gateway.access.identity import bearer
+from gateway.config import Config
 from gateway.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, Unavailable
 from gateway.model import Rendition, check_name
 from gateway.signing.issuance import SignItem
@@ -37,19 +40,22 @@ def _viewer_token(request: web.Request, cookie: str) -> str:
     return token
 
 
-def _item(request: web.Request) -> SignItem:
+def _item(request: web.Request, config: Config) -> SignItem:
+    """What the deployment hands out (``[pages] scope`` and ``form``): with scope "prefix", the item's own
+    directory when it has one the viewer may have all of, else the file alone."""
     try:
         media_id = check_name(request.match_info["media_id"], "media_id")
         rendition = Rendition(request.match_info["rendition"])
     except (InvalidInput, ValueError):
         raise NotFound(_NOT_FOUND) from None
-    return SignItem(media_id=media_id, rendition=rendition)
+    prefix = config.pages_scope == "prefix"
+    return SignItem(media_id, rendition, prefix=prefix, path_token=config.pages_form == "path", or_file=prefix)
 
 
 async def page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     viewer = await services.identity.viewer(_viewer_token(request, services.config.viewer.cookie), services.clock())
-    item = _item(request)
+    item = _item(request, services.config)
     principal = services.state.view.principals.get(services.config.pages_principal)
     refusal = principal_refusal(principal, item.rendition) if principal else "missing"
     if principal is None or refusal is not None:

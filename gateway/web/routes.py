@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.model import Rendition
-from gateway.web import media, meta, operations, pages, schemas, sign, verify
+from gateway.web import explain, media, meta, operations, pages, schemas, sign, verify
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -100,6 +100,13 @@ ROUTES: tuple[Route, ...] = (
         {200: Reply("allowed", schemas.VerifyAllowed, {"X-Gateway-Kid": "the key that signed it"}),
          **_errors(400, 403, 503)},
         path_params={"tail": str},
+    ),
+    Route(
+        "POST", "/v1/explain", explain.explain, "explain",
+        "Why /v1/verify would refuse a signed URL now, or that it would allow it (admin)",
+        {200: Reply("the verdict, the reason in words, who revoked what and when", schemas.Explained),
+         **_errors(400, 401, 403, 413, 503)},
+        body=schemas.ExplainRequest, security=(PRINCIPAL,),
     ),
     Route(
         "PUT", "/v1/media/{media_id}", media.put_media, "putMedia", "Register or replace a media item",

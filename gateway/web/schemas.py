@@ -65,11 +65,15 @@ class AssertedViewer(_Strict):
 
 
 class SignItem(_Strict, kw_only=True):
+    """``form``: where a prefix token travels: the query (``?gw_…``) or a path segment (``/_t/<token>/…``, native
+    profiles), which relative HLS/DASH playlist URLs inherit."""
+
     media_id: MediaId
     rendition: Rendition
     ttl: Ttl | None = None
     client_ip: Address | None = None
     scope: Literal["path", "prefix"] = "path"
+    form: Literal["query", "path"] = "query"
     profile: ProfileName | None = None
 
 
@@ -100,6 +104,14 @@ class MediaRequest(_Strict):
     visibility: Visibility
     renditions: RenditionPaths
     prefixes: dict[Rendition, Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]] | None = None
+
+
+class ExplainRequest(_Strict):
+    """POST /v1/explain: a signed URL as the viewer presented it (absolute, or the path and query nginx sees)."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
+    profile: ProfileName | None = None
+    client_ip: Address | None = None
 
 
 class RevokeLinksRequest(_Strict):
@@ -163,6 +175,17 @@ class VerifyAllowed(_Out):
     status: Literal["allow"]
     kid: str
     expires_at: int
+
+
+class Explained(_Out):
+    """Why /v1/verify would refuse the URL now (``reason``, one of the verifier's), or that it would allow it."""
+
+    verdict: Literal["accepted", "refused"]
+    reason: str
+    profile: str
+    summary: str
+    details: list[str]
+    facts: dict[str, Any]
 
 
 class Status(_Out):

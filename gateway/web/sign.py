@@ -46,6 +46,8 @@ async def authenticated_principal(request: web.Request, services: Services) -> P
 
 
 def _item(body: schemas.SignItem, default_profile: str | None = None) -> SignItem:
+    if body.form == "path" and body.scope != "prefix":
+        raise InvalidInput('form "path" is a path token, which covers a directory: it needs scope "prefix"')
     return SignItem(
         media_id=body.media_id,
         rendition=body.rendition,
@@ -53,6 +55,7 @@ def _item(body: schemas.SignItem, default_profile: str | None = None) -> SignIte
         client_ip=body.client_ip,
         prefix=body.scope == "prefix",
         profile=body.profile or default_profile,
+        path_token=body.form == "path",
     )
 
 

@@ -2,7 +2,9 @@
 
 The string to sign is written out by hand from the spec and signed with the
 raw primitives, so the vectors check the gateway's implementation rather than
-echo it. Run: python tests/vectors/make_native_vectors.py > tests/vectors/native.json
+echo it. Path tokens (``"path_token": true``) put the same parameters, base64url-encoded,
+into a ``/_t/<token>`` segment in front of the path.
+Run: python tests/vectors/make_native_vectors.py > tests/vectors/native.json
 """
 
 import base64
@@ -107,7 +109,39 @@ CASES = [
         "",
         [("gw_exp", "1800000060"), ("gw_iat", "1800000000")],
     ),
+    (
+        # Every claim, a prefix with '&' (percent-encoded inside the token as in the query), HMAC.
+        "path-token-all-claims-hmac",
+        "hmac-sha256",
+        {
+            "url": "https://cdn.example.com/v/a&b/720p/seg-001.ts?session=9",
+            "expires": 1800000300,
+            "issued_at": 1799999990,
+            "starts": 1800000000,
+            "ip": "203.0.113.7/24",
+            "prefix": "/v/a&b/",
+            "path_token": True,
+        },
+        "prefix:/v/a&b/",
+        "",
+        "session=9",
+        [
+            ("gw_exp", "1800000300"),
+            ("gw_iat", "1799999990"),
+            ("gw_nbf", "1800000000"),
+            ("gw_ip", "203.0.113.0/24"),
+            ("gw_pfx", "/v/a%26b/"),
+        ],
+    ),
 ]
+
+
+# prefix-ipv6 as a path token: the same string to sign, so the same signature, in another place.
+[_PREFIX_IPV6] = [case for case in CASES if case[0] == "prefix-ipv6"]
+CASES.insert(
+    CASES.index(_PREFIX_IPV6) + 3,
+    ("path-token-ipv6", "ed25519", {**_PREFIX_IPV6[2], "path_token": True}, *_PREFIX_IPV6[3:]),
+)
 
 
 def vector(name, alg, inp, scope, query, url_query, params):
@@ -130,15 +164,18 @@ def vector(name, alg, inp, scope, query, url_query, params):
     # The signer writes the canonical path into the URL (the verifier accepts no other spelling).
     path = scope.removeprefix("path:") if scope.startswith("path:") else inp["url"].split("://", 1)[1]
     path = path[path.index("/") :].split("?")[0]
-    query_str = url_query + "&".join(f"{k}={v}" for k, v in params) + f"&gw_kid={kid}&gw_sig={sig}"
-    return {
-        "name": name,
-        "algorithm": alg,
-        "kid": kid,
-        "input": inp,
-        "string_to_sign": message,
-        "signed_url": f"https://cdn.example.com{path}?{query_str}",
-    }
+    gw_params = "&".join(f"{k}={v}" for k, v in params) + f"&gw_kid={kid}&gw_sig={sig}"
+    found = {"name": name, "algorithm": alg, "kid": kid, "input": inp, "string_to_sign": message}
+    if inp.get("path_token"):
+        # The token segment: the very parameter text the query form would carry, base64url without padding.
+        segment = b64(gw_params.encode())
+        query_str = f"?{url_query}" if url_query else ""
+        return {
+            **found,
+            "token_text": gw_params,
+            "signed_url": f"https://cdn.example.com/_t/{segment}{path}{query_str}",
+        }
+    return {**found, "signed_url": f"https://cdn.example.com{path}?{url_query}{gw_params}"}
 
 
 print(

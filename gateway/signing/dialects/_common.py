@@ -118,9 +118,9 @@ def append_query(url: str, params: str) -> str:
 
 def check_window(now: float, expires: int, starts: int | None = None) -> None:
     if now >= expires:
-        raise VerificationFailed("expired")
+        raise VerificationFailed("expired", expires=expires)
     if starts is not None and now < starts:
-        raise VerificationFailed("not-yet-valid")
+        raise VerificationFailed("not-yet-valid", starts=starts)
 
 
 def client_address(client_ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -39,6 +39,9 @@ class SignRequest:
     attribution: str | None = None
     # When the token is issued (WMSAuth signs it); defaults to ``starts`` or a TTL guess.
     issued_at: int | None = None
+    # Carry the prefix token as a path segment (``/_t/<token>/…``) rather than in the query: dialects whose
+    # capabilities say ``path_token`` (native).
+    path_token: bool = False
     options: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -88,6 +91,8 @@ class Capabilities:
     revocation: str = ""
     # The format's expiry counts in steps of this many seconds from the issue time (WMSAuth: minutes).
     expiry_step: int = 1
+    # A prefix token can travel as a path segment, /_t/<token>/<path> (gateway.signing.path_tokens).
+    path_token: bool = False
 
 
 class Dialect(Protocol):

@@ -219,7 +219,7 @@ class CloudFrontDialect:
             raise VerificationFailed("malformed")
         signature = cf_b64decode(fields["Signature"])
         if not _verify_bytes(key, policy.encode(), signature, hash_name):
-            raise VerificationFailed("bad-signature")
+            raise VerificationFailed("bad-signature", signed=policy)
         # A canned policy was rebuilt from this very URL: its resource matches by construction.
         expires, starts = _check_policy(policy, None if canned else resource, redemption)
         return Verified(key_id=fields["Key-Pair-Id"], expires=expires, issued_at=starts)

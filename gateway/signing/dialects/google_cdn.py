@@ -119,7 +119,7 @@ class GoogleCdnDialect:
         expires = epoch(fields["Expires"])
         prefix = fields.get("URLPrefix")
         if not _signature_ok(key, fields["signed"], fields["Signature"]):
-            raise VerificationFailed("bad-signature")
+            raise VerificationFailed("bad-signature", signed=fields["signed"])
         check_window(redemption.now, expires)
         if prefix is not None:
             url_prefix = b64url_exact_decode(prefix, padded=True).decode("utf-8", "replace")

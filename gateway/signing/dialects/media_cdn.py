@@ -160,7 +160,7 @@ class MediaCdnDialect:
         signed = [_signed_form(f, redemption.url) for f in fields]
         hmac_hash = _hmac_hash(redemption.options)
         if not _signature_ok(key, "~".join(signed).encode(), signature_field, hmac_hash):
-            raise VerificationFailed("bad-signature")
+            raise VerificationFailed("bad-signature", signed="~".join(signed))
         values = _values(fields)
         expires = epoch(values.get("Expires", ""))
         starts = epoch(values["Starts"]) if "Starts" in values else None

@@ -9,6 +9,16 @@ is required and signed: a link revocation at time R refuses every URL whose
 malformed. The signer writes the canonical path into the URL; the verifier
 accepts only that spelling (``non-canonical-path``) and only the spelling of
 each ``gw_`` parameter the signer writes (numbers without leading zeros).
+
+Path tokens: a prefix token may travel as the first path segment instead,
+``/_t/<token>/v/abc/seg.ts`` (``gateway.signing.path_tokens``), where
+``<token>`` is the unpadded base64url of exactly the ``gw_`` parameters the
+query form would carry, in the signer's order. Its string to sign is the
+query prefix token's: the two forms of one token grant exactly the same
+paths, times, address and key, so either can be rewritten into the other
+without gaining anything. The claims then apply to the path after the token
+segment; a URL with both a path token and ``gw_`` query parameters is
+malformed.
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, b64url, b64url_decode
 from gateway.model import KeyAlgorithm
 from gateway.netaddr import parse_network
-from gateway.signing.dialects._common import b64url_any_decode, decimal, load_pem_key, split_url
+from gateway.signing import path_tokens
+from gateway.signing.dialects._common import b64url_any_decode, b64url_exact_decode, decimal, load_pem_key, split_url
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
 from gateway.signing.paths import canonical_path, canonical_prefix, canonical_query, path_problem, split_query
 
@@ -37,9 +48,11 @@ _PFX_SAFE = "/%-._~!$'()*,:@"
 
 @dataclass(frozen=True)
 class NativeToken:
+    # The path the claims apply to: for a path token, the path after its segment.
     path: str
     query: list[tuple[str, str]]
     params: dict[str, str]
+    in_path: bool = False
 
 
 def string_to_sign(
@@ -74,6 +87,7 @@ class NativeDialect:
         prefix="path prefix (gw_pfx)",
         key_id_field="gw_kid",
         revocation="instant: the gateway's verifier checks the key on every request",
+        path_token=True,
     )
 
     def describe(self) -> str:
@@ -116,13 +130,15 @@ class NativeDialect:
 
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
         parts = split_url(request.url)
-        path = canonical_path(parts.path or "/")
+        path = path_tokens.check_not_reserved(canonical_path(parts.path or "/"))
         pairs = split_query(parts.query)
         if any(name.startswith("gw_") for name, _ in pairs):
             raise InvalidInput("the URL already carries gw_ parameters")
         prefix = canonical_prefix(request.prefix) if request.prefix is not None else None
         if prefix is not None and not path.startswith(prefix):
             raise InvalidInput("the URL does not lie under the requested prefix")
+        if request.path_token and prefix is None:
+            raise InvalidInput("a path token is a prefix token: it needs a prefix (scope 'prefix')")
         ip = str(parse_network(request.ip)) if request.ip else None
         issued_at = _issue_time(request)
         message = string_to_sign(
@@ -140,8 +156,12 @@ class NativeDialect:
         params += [("gw_ip", ip)] if ip else []
         params += [("gw_pfx", _pfx_text(prefix))] if prefix is not None else []
         params += [("gw_kid", key.kid), ("gw_sig", b64url(key.sign(message)))]
-        query = "&".join([p for p in parts.query.split("&") if p] + [f"{n}={v}" for n, v in params])
+        others = [p for p in parts.query.split("&") if p]
         base = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+        if request.path_token:
+            token = b64url(params_text(dict(params)).encode("ascii"))
+            return Signed(base + path_tokens.join(token, path) + ("?" + "&".join(others) if others else ""))
+        query = "&".join(others + [f"{n}={v}" for n, v in params])
         return Signed(f"{base}{path}?{query}")
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
@@ -166,7 +186,7 @@ class NativeDialect:
         )
         signature = _signature(params["gw_sig"])
         if params["gw_kid"] != key.kid or not key.verify(message, signature):
-            raise VerificationFailed("bad-signature")
+            raise VerificationFailed("bad-signature", signed=message.decode("ascii"))
         _check_claims(token.path, prefix, expires, starts, ip, redemption)
         return Verified(key_id=key.kid, expires=expires, issued_at=issued_at, prefix=prefix)
 
@@ -181,15 +201,53 @@ class NativeDialect:
         params: dict[str, str] = {}
         others: list[tuple[str, str]] = []
         for name, value in split_query(parts.query):
-            if not name.startswith("gw_"):
+            if name.startswith("gw_"):
+                _add_param(params, name, value)
+            else:
                 others.append((name, value))
-                continue
-            if name not in _PARAMS or name in params:
-                raise VerificationFailed("malformed")
-            params[name] = value  # raw: one spelling only (gw_pfx is checked in _prefix_param)
-        if any(name not in params for name in _REQUIRED):
-            raise VerificationFailed("malformed")
-        return NativeToken(path=path, query=others, params=params)
+        in_path = path_tokens.split(path)
+        if in_path is None:
+            _require(params)
+            return NativeToken(path=path, query=others, params=params)
+        if params:
+            raise VerificationFailed("malformed")  # a path token and a query token in one URL: which one counts?
+        segment, rest = in_path
+        return NativeToken(path=rest, query=others, params=token_params(segment), in_path=True)
+
+
+def params_text(params: Mapping[str, str]) -> str:
+    """The gw_ parameters as the signer writes them: in the order of the spec, ``name=value`` joined by '&'."""
+    return "&".join(f"{name}={params[name]}" for name in _PARAMS if name in params)
+
+
+def token_params(segment: str) -> dict[str, str]:
+    """A path token's parameters, accepted only in the one spelling the signer writes.
+
+    The segment is the unpadded base64url (canonical: re-encoding gives it back) of ``params_text``
+    exactly: no other order, no empty or unknown parameter, no padding, and a prefix (``gw_pfx``).
+    """
+    try:
+        text = b64url_exact_decode(segment, padded=False).decode("ascii")
+    except UnicodeDecodeError:
+        raise VerificationFailed("malformed") from None
+    params: dict[str, str] = {}
+    for name, value in split_query(text):
+        _add_param(params, name, value)
+    _require(params)
+    if "gw_pfx" not in params or params_text(params) != text:
+        raise VerificationFailed("malformed")
+    return params
+
+
+def _add_param(params: dict[str, str], name: str, value: str) -> None:
+    if name not in _PARAMS or name in params:
+        raise VerificationFailed("malformed")
+    params[name] = value  # raw: one spelling only (gw_pfx is checked in _prefix_param)
+
+
+def _require(params: dict[str, str]) -> None:
+    if any(name not in params for name in _REQUIRED):
+        raise VerificationFailed("malformed")
 
 
 def _signed_query(pairs: list[tuple[str, str]]) -> str:
@@ -250,13 +308,13 @@ def _check_claims(
     redemption: Redemption,
 ) -> None:
     if redemption.now >= expires:
-        raise VerificationFailed("expired")
+        raise VerificationFailed("expired", expires=expires)
     if starts is not None and redemption.now < starts:
-        raise VerificationFailed("not-yet-valid")
+        raise VerificationFailed("not-yet-valid", starts=starts)
     if prefix is not None and not path.startswith(prefix):
-        raise VerificationFailed("outside-prefix")
+        raise VerificationFailed("outside-prefix", prefix=prefix, path=path)
     if ip is not None and not _ip_matches(ip, redemption.client_ip):
-        raise VerificationFailed("wrong-ip")
+        raise VerificationFailed("wrong-ip", bound=ip, client=redemption.client_ip)
 
 
 def _ip_matches(network_text: str, client_ip: str | None) -> bool:
@@ -270,3 +328,13 @@ def _ip_matches(network_text: str, client_ip: str | None) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.version == network.version and address in network
+
+
+def presented_claims(url: str) -> dict[str, str]:
+    """A native URL's gw_ parameters as presented (in its query or its path token), where they travel, and the
+    path they are about; empty when it does not parse. For explanations: nothing here is verified."""
+    try:
+        token = NativeDialect._parse(url)
+    except (VerificationFailed, InvalidInput):
+        return {}
+    return {**token.params, "form": "path" if token.in_path else "query", "resource_path": token.path}
