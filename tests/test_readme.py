@@ -62,7 +62,7 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
         assert re.search(r"HTTP/1.1 200 OK\r?\nX-Gateway-Kid: " + kid, out)  # step 6: the backend's URL verifies
         assert f"revoked key {kid} (ed25519) for web" in out  # step 7
         assert "\nok: " in out  # step 8: audit verify
-        assert f"key {kid} was revoked" in out, out  # step 9: explain names the refusal
+        assert "refused (key-revoked, profile native)" in out and f"key {kid} of principal web was revoked" in out
         [uri] = re.findall(r"^URI=(/v/intro/master\.m3u8\?gw_exp=.+)$", out, re.M)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/verify", headers={"X-Original-URI": uri})
         with pytest.raises(urllib.error.HTTPError) as refused:  # revoked in step 7: refused from then on
