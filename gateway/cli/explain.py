@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from gateway.cli.context import Cli
+from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit
 from gateway.explain.inquiry import Inquiry
 
@@ -26,8 +26,9 @@ async def run_explain(cli: Cli) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reading = common_parser(actor=False)  # records nothing: no --actor
     explain = sub.add_parser(
-        "explain", parents=[common], help="say why /v1/verify would refuse a signed URL now (or that it would not)",
+        "explain", parents=[reading], help="say why /v1/verify would refuse a signed URL now (or that it would not)",
         description="Checks a signed URL exactly as /v1/verify would now (nothing is recorded or remembered) and "
         "explains the answer from the live state and the audit log: expired by how much, which key was revoked "
         "when, by whom and why, a disabled principal, revoked links or grant, the prefix the token covers, the "
