@@ -289,7 +289,8 @@ def test_with_the_decision_cache_a_revoked_url_already_asked_about_is_refused_wi
     cached: local.Stack,
 ) -> None:
     """The documented cost of the cache (deploy/nginx/gateway-verify-cache.conf), and its bound, measured."""
-    for attempt in range(3):  # the demonstration needs the revocation to land while the answer is kept
+    for attempt in range(5):  # the demonstration needs the revocation to land while the answer is kept (a loaded
+        # machine can take longer than the second to revoke: try again)
         backend = Backend(cached, f"web-cache-{attempt}")
         prefix = backend.url(scope="prefix")
         asked = _at(prefix, f"/v/intro/seg-{10 + attempt:03d}.ts")
