@@ -19,7 +19,12 @@ sizes. What it has no knob for (aiohttp 3.14):
   clients hold the sockets.
 
 The cap counts connections from the end of the TLS handshake; a handshake is
-bounded by the header deadline (``site``).
+bounded by the header deadline (``GuardedSite``).
+
+Written against aiohttp 3.14's ``RequestHandler`` internals (its parsed-message
+queue and in-progress flag tell a connection mid-request from an idle one);
+``tests/security/test_slow_clients.py`` runs the real server over sockets and
+fails if an upgrade changes them.
 """
 
 from __future__ import annotations
