@@ -173,3 +173,60 @@ async def test_postgres_notifications_wake_the_sync_long_before_its_poll_and_sur
             await runner
         await other.close()
         await store.close()
+
+
+class _Counting:
+    """A store's media.get that counts its reads (a database read is what a remembered miss saves)."""
+
+    def __init__(self, held: dict[str, MediaItem]) -> None:
+        self.held = held
+        self.reads: list[str] = []
+
+    async def __call__(self, media_id: str) -> MediaItem | None:
+        self.reads.append(media_id)
+        return self.held.get(media_id)
+
+
+async def test_a_missing_id_is_remembered_like_an_item_and_read_once() -> None:
+    load = _Counting({"m1": MEDIA})
+    cache = MediaCache(load, capacity=10)
+    assert [await cache.get(i) for i in ("m1", "nope", "m1", "nope")] == [MEDIA, None, MEDIA, None]
+    assert load.reads == ["m1", "nope"]
+    assert (cache.hits, cache.misses) == (2, 2)
+
+
+async def test_remembered_misses_share_the_items_bound_and_eviction_order() -> None:
+    load = _Counting({"m1": MEDIA})
+    cache = MediaCache(load, capacity=10)
+    await cache.get("m1")
+    for index in range(25):  # made-up ids: they push out the oldest entries, the item among them
+        assert await cache.get(f"x{index}") is None
+    assert len(cache) == 10
+    load.reads.clear()
+    await cache.get("x24")  # the newest miss is still remembered
+    await cache.get("x0")  # the oldest was evicted: read again
+    await cache.get("m1")  # the item too, as old as it
+    assert load.reads == ["x0", "m1"]
+
+
+async def test_a_remembered_miss_is_forgotten_when_the_feed_reports_the_id(store: Store, clock: Clock) -> None:
+    sync = _sync(store, clock)
+    await sync.load()
+    assert await sync.media.get("m1") is None  # remembered
+    async with store.transaction() as tx:
+        await tx.media.put(MEDIA)
+    assert await sync.media.get("m1") is None  # still the remembered miss: the feed has not been read
+    assert await sync.catch_up() == 1
+    assert await sync.media.get("m1") == MEDIA
+
+
+async def test_a_miss_read_while_the_id_changes_is_not_remembered() -> None:
+    cache: MediaCache
+
+    async def load(media_id: str) -> MediaItem | None:
+        cache.invalidate(media_id)  # the item is created while its miss is being read
+        return None
+
+    cache = MediaCache(load, capacity=10)
+    assert await cache.get("m1") is None
+    assert len(cache) == 0

@@ -208,6 +208,11 @@ class SubjectRepo(Protocol):
 
     async def reseal_pepper(self, old: bytes, new: bytes) -> bool: ...
 
+    async def unkeyed(self, limit: int) -> list[tuple[str, int]]:
+        """(pseudonym, first record) of subjects whose sealed audit fields have no key to open them and whose
+        erasure the log does not record (no ``subject:erased`` record): a key lost or deleted by hand."""
+        ...
+
 
 @dataclass(frozen=True)
 class Change:

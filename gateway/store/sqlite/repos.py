@@ -357,6 +357,13 @@ class SqliteAudit(_Repo):
         return await self._run("DELETE FROM raw_log WHERE time < ?", (before,))
 
 
+_UNKEYED = """SELECT a.subject AS ref, MIN(a.seq) AS first FROM audit a
+    WHERE a.personal IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM subject_keys k WHERE k.ref = a.subject)
+    AND NOT EXISTS (SELECT 1 FROM audit e WHERE e.subject = a.subject AND e.event = 'subject:erased')
+    GROUP BY a.subject ORDER BY first LIMIT ?"""
+
+
 class SqliteSubjects(_Repo):
     async def sealed_key(self, ref: str) -> bytes | None:
         row = await self._one("SELECT sealed_key FROM subject_keys WHERE ref = ?", (ref,))
@@ -395,6 +402,10 @@ class SqliteSubjects(_Repo):
     async def reseal_pepper(self, old: bytes, new: bytes) -> bool:
         sql = "UPDATE meta SET value = ? WHERE key = ? AND value = ?"
         return await self._run(sql, (new, _PEPPER, old)) == 1
+
+    async def unkeyed(self, limit: int) -> list[tuple[str, int]]:
+        rows = await self._all(_UNKEYED, (limit,))
+        return [(r["ref"], int(r["first"])) for r in rows]
 
 
 class SqliteChanges(_Repo):
