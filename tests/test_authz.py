@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gateway.access.authz import decide
@@ -134,3 +136,16 @@ def test_a_grant_applies_to_its_exact_engineer_and_item(engineer: str, grant_pri
     grant = Grant("g", grant_principal, grant_media, "r", "a", NOW - 10, NOW + 100)
     decision = decide(principal, None, media(P), V, [grant], NOW)
     assert (decision.allowed, decision.reason, decision.grant) == (False, "not-permitted", None)
+
+
+@pytest.mark.parametrize("viewer", [None, ALICE], ids=["no-viewer", "token-viewer"])
+def test_asserting_a_viewer_address_needs_sign_on_behalf_even_for_a_public_item(viewer: Viewer | None) -> None:
+    decision = decide(SVC, viewer, media(PUB), V, [], NOW, viewer_address=True)
+    assert (decision.allowed, decision.reason) == (False, "missing-permission:sign:on-behalf")
+    assert decide(ON_BEHALF, viewer, media(PUB), V, [], NOW, viewer_address=True).reason == "public"
+
+
+def test_a_decision_cannot_be_changed_after_it_is_made() -> None:
+    decision = decide(SVC, None, media(P), V, [], NOW)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.allowed = True  # type: ignore[misc]

@@ -73,6 +73,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS_DOC = ROOT / "docs" / "mutation-testing.md"
 DEFAULT_TESTS = ["tests/"]
 _DIALECT_TESTS = [
+    "tests/test_dialect_common.py",
     "tests/test_dialect_vectors.py",
     "tests/test_dialect_properties.py",
     "tests/test_dialect_interop.py",
