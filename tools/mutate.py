@@ -49,6 +49,7 @@ import argparse
 import ast
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import pkgutil
@@ -479,7 +480,8 @@ def _patch_in_place(mutant: Mutant, base: Path) -> bool:
     before = _code_by_qualname(compile(ast.unparse(ast.parse(path.read_text())), filename, "exec"))
     after = _code_by_qualname(compile(mutated_source(path, mutant.index), filename, "exec"))
     changed = {name for name, code in after.items() if before.get(name) != code}
-    wanted = {name for name in changed if "<locals>" not in name and name != "<module>"}
+    # Functions only (a class body's or the module's code changes with every method in it), outermost only.
+    wanted = {name for name in changed if after[name].co_flags & inspect.CO_OPTIMIZED and "<locals>" not in name}
     patched = set()
     for function in _live_functions(module):
         name = function.__code__.co_qualname
