@@ -194,6 +194,7 @@ def test_trip_records_name_their_scope_subject_and_rule() -> None:
     )
     assert principal.retention != VIEWER
     assert limiter.due_records(61) == []  # counted and reset
+    limiter.admit("web", 1, now=100)
     _refusal(lambda: limiter.admit("web", 1, now=100))
     assert limiter.due_records(119.9) == []  # within a minute of the last record: wait
     [again] = limiter.due_records(120)
