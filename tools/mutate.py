@@ -49,6 +49,7 @@ import argparse
 import ast
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import pkgutil
@@ -103,7 +104,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "gateway/access/verified_tokens.py": ["tests/test_verified_tokens.py", "tests/test_identity.py"],
     "gateway/access/credential_file.py": ["tests/security/test_credentials.py", "tests/test_client.py"],
     "gateway/admin/grants.py": ["tests/security/test_grant_end.py", "tests/test_grants.py"],
-    "gateway/limits/": ["tests/test_limits.py", "tests/security/test_batch_limits.py"],
+    "gateway/limits/": ["tests/test_limiter.py", "tests/test_limits.py", "tests/security/test_batch_limits.py"],
     "gateway/signing/paths.py": ["tests/test_paths.py", "tests/security/test_one_file_one_spelling.py"],
     "gateway/signing/path_tokens.py": ["tests/test_native.py", "tests/security/test_path_token_spellings.py"],
     "gateway/audit/verify.py": [
@@ -479,7 +480,8 @@ def _patch_in_place(mutant: Mutant, base: Path) -> bool:
     before = _code_by_qualname(compile(ast.unparse(ast.parse(path.read_text())), filename, "exec"))
     after = _code_by_qualname(compile(mutated_source(path, mutant.index), filename, "exec"))
     changed = {name for name, code in after.items() if before.get(name) != code}
-    wanted = {name for name in changed if "<locals>" not in name and name != "<module>"}
+    # Functions only (a class body's or the module's code changes with every method in it), outermost only.
+    wanted = {name for name in changed if after[name].co_flags & inspect.CO_OPTIMIZED and "<locals>" not in name}
     patched = set()
     for function in _live_functions(module):
         name = function.__code__.co_qualname
@@ -550,6 +552,7 @@ class _Job:
     after: Path | None = None  # where the map run writes its findings
     test_timeout: int = 0  # seconds per test, map run only
     in_place: Mutant | None = None  # patch this mutant into the preloaded gateway instead of importing the file
+    keep_gateway: bool = False  # the batch run: its children patch the preloaded gateway themselves
     base: Path | None = None  # the snapshot the parent preloaded the gateway from
 
 
@@ -561,7 +564,8 @@ def _child(job: _Job, log: Path) -> NoReturn:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.chdir(job.workdir)
-        if job.base is not None and not (job.in_place and _patch_in_place(job.in_place, job.base)):
+        patched = job.keep_gateway or bool(job.in_place and _patch_in_place(job.in_place, job.base or ROOT))
+        if job.base is not None and not patched:
             if job.in_place:
                 print("in-place patch impossible: a classic run (importing the mutated file)", flush=True)
             _forget_gateway(job.base)
@@ -762,18 +766,143 @@ def _status(done: _Done) -> tuple[str, str]:
 
 
 def _execute(chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any) -> list[Outcome]:
-    """Every mutant in place (the preloaded gateway patched), then each survivor again the classic way (the
-    mutated file imported afresh): a verdict of "survived" is only ever given by a classic run."""
+    """Every mutant in the batch (collected once, each mutant patched into a fork), then the rest — survivors,
+    module-level mutants — the classic way (the mutated file imported afresh): a verdict of "survived" is
+    only ever given by a classic run."""
     if not args.preloaded:
         return _execute_pass(chosen, found, run, base, args, in_place=False)
-    first = _execute_pass(chosen, found, run, base, args, in_place=True)
-    again = {o.mutant.key for o in first if o.status in ("survived", "error")}
-    if not again:
-        return first
-    print(f"confirming {len(again)} survivor(s) with the mutated file imported afresh", flush=True)
-    confirmed = _execute_pass([m for m in chosen if m.key in again], found, run, base, args, in_place=False)
-    by_key = {o.mutant.key: o for o in confirmed}
-    return [by_key.get(o.mutant.key, o) for o in first]
+    first, again = _execute_batch(chosen, found, run, base, args)
+    if again:
+        print(f"{len(again)} mutant(s) again with the mutated file imported afresh", flush=True)
+    confirmed = _execute_pass(again, found, run, base, args, in_place=False) if again else []
+    return sorted(first + confirmed, key=lambda o: (o.mutant.module, o.mutant.index))
+
+
+class _Batch:
+    """pytest plugin: collect the tests once, then run each mutant in a child forked after collection.
+
+    The child patches the mutant into the preloaded gateway (``_patch_in_place``) and runs the mutant's tests,
+    quickest files first, stopping at the first failure. A mutant then costs its tests, not a pytest start.
+    An unmutated control run goes first: if it fails, nothing is judged here.
+    """
+
+    def __init__(self, plan: list[tuple[Mutant, dict[str, float], float]], base: Path, results: Path) -> None:
+        self.plan = plan
+        self.base = base
+        self.results = results
+        self.failed = False
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.failed:
+            self.failed = True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: Any) -> bool:
+        by_id = {item.nodeid: item for item in session.items}
+        control = dict(self.plan[0][1]) if self.plan else {}
+        with self.results.open("a") as out:
+            for mutant, durations, budget in [(None, control, 600.0), *self.plan]:
+                status, seconds, detail = self._one(session, mutant, _ordered(by_id, durations), budget)
+                key = mutant.key if mutant else "control"
+                out.write(json.dumps({"key": key, "status": status, "seconds": seconds, "detail": detail}) + "\n")
+                out.flush()
+                if mutant is None and status != "survived":
+                    break  # the unmutated tests fail in a fork: judge every mutant the classic way
+        return True
+
+    def _one(self, session: Any, mutant: Mutant | None, items: list[Any], budget: float) -> tuple[str, float, str]:
+        started = time.monotonic()
+        log = self.results.parent / f"batch-{mutant.index if mutant else 'control'}.log"
+        pid = os.fork()
+        if pid == 0:
+            self._child(session, mutant, items, log)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            seconds = round(time.monotonic() - started, 2)
+            if done:
+                _end_group(pid)
+                code = os.waitstatus_to_exitcode(status)
+                verdict = {0: "survived", 1: "killed", 98: "classic"}.get(code, "error")
+                return verdict, seconds, f"exit {code}"
+            if seconds > budget:
+                _end_group(pid)
+                os.waitpid(pid, 0)
+                return "timeout", seconds, f"no verdict within {budget:.0f}s"
+            time.sleep(0.01)
+
+    def _child(self, session: Any, mutant: Mutant | None, items: list[Any], log: Path) -> NoReturn:
+        code = 99
+        try:
+            os.setpgid(0, 0)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            if mutant is not None and not _patch_in_place(mutant, self.base):
+                code = 98
+            else:
+                self.failed = False
+                for i, item in enumerate(items):
+                    following = items[i + 1] if i + 1 < len(items) else None
+                    item.ihook.pytest_runtest_protocol(item=item, nextitem=following)
+                    if self.failed:
+                        break
+                code = 1 if self.failed else 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+
+def _ordered(by_id: dict[str, Any], durations: dict[str, float]) -> list[Any]:
+    """The chosen tests in collection order, the quickest files first (as ``_Select``)."""
+    per_file: dict[str, float] = defaultdict(float)
+    for nodeid, seconds in durations.items():
+        per_file[nodeid.split("::", 1)[0]] += seconds
+    keep = [item for nodeid, item in by_id.items() if nodeid in durations]
+    return sorted(keep, key=lambda item: per_file[item.nodeid.split("::", 1)[0]])
+
+
+def _execute_batch(
+    chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any
+) -> tuple[list[Outcome], list[Mutant]]:
+    """(verdicts given by the batch, mutants still to run the classic way)."""
+    outcomes: list[Outcome] = []
+    classic: list[Mutant] = []
+    plan: list[tuple[Mutant, dict[str, float], float]] = []
+    for mutant in chosen:
+        selected = found.tests_for(mutant) - set(found.failed)
+        if not selected:
+            outcomes.append(Outcome(mutant, "uncovered", 0, 0, "no test runs this statement"))
+            _print(outcomes[-1])
+        elif mutant.function == _MODULE_LEVEL:
+            classic.append(mutant)
+        else:
+            budget = min(args.timeout, 60 + 5 * sum(found.durations.get(t, 0) for t in selected))
+            plan.append((mutant, {t: found.durations.get(t, 0.0) for t in selected}, budget))
+    if not plan:
+        return outcomes, classic
+    files = sorted({t.split("::", 1)[0] for _, durations, _ in plan for t in durations})
+    results = run / "batch.jsonl"
+    print(f"batch: {len(plan)} mutants in one collection ({results})", flush=True)
+    job = _Job("batch", _workdir(base, run, None), _pytest_args(files, stop_first=False),
+               sum(b for *_, b in plan) + 900, [_Batch(plan, base, results)], base=base, keep_gateway=True)  # fmt: skip
+    (done,) = _run_all([job], 1, run)
+    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    judged = {row["key"]: row for row in rows}
+    control = judged.get("control", {"status": "missing"})
+    if control["status"] != "survived":
+        print(f"batch control run did not pass ({control['status']}; {done.log}): all mutants the classic way")
+        return outcomes, classic + [m for m, *_ in plan]
+    for mutant, durations, _ in plan:
+        row = judged.get(mutant.key)
+        if row is None or row["status"] in ("survived", "classic", "error"):
+            classic.append(mutant)
+            continue
+        outcomes.append(Outcome(mutant, row["status"], row["seconds"], len(durations), row["detail"]))
+        _print(outcomes[-1])
+    return outcomes, classic
 
 
 def _execute_pass(chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any, *, in_place: bool

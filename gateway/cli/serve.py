@@ -286,7 +286,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "'serving on URL' once it listens. On SIGINT or SIGTERM it stops accepting, lets requests in flight "
         "finish (server.shutdown_timeout), commits the last audit group and writes the last checkpoint. "
         "With [tls] it serves "
-        "HTTPS, and SIGHUP reloads the certificate and key without dropping connections. A bad "
+        "HTTPS, and SIGHUP reloads the certificate and key without dropping connections. Slow and idle clients "
+        "are cut off (server.header_timeout, body_timeout, keepalive_timeout) and open connections are capped "
+        "per process (server.max_connections, derived from ulimit -n). A bad "
         "--host/--port exits 2, a bad server.host/server.port or TLS file 78, an address in use 69.",
     )  # fmt: skip
     serve.add_argument("--host", help="listen address (default: server.host)")
