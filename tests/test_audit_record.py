@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,3 +68,18 @@ def test_leaf_layout_known_answer() -> None:
     assert record.body_sha256() == body_sha256
     assert record.leaf_bytes(7) == expected
     assert leaf_hash(expected).hex() == "d660d8573aea54a537e4eb36c3504704a7c1dc7b4ad813e66f04c22666f2e800"
+
+
+@given(records, st.sampled_from(["sub_abc", None]), st.binary(max_size=8))
+def test_evolve_is_dataclasses_replace(record: AuditRecord, subject: str | None, personal: bytes) -> None:
+    changes = {"subject": subject, "client_ip": None, "personal": personal, "detail": {"x": 1}}
+    before = record.to_dict()
+    evolved = record.evolve(**changes)
+    assert evolved == dataclasses.replace(record, **changes)
+    assert evolved.leaf_bytes(3) == dataclasses.replace(record, **changes).leaf_bytes(3)
+    assert record.to_dict() == before  # the original is untouched
+
+
+def test_evolve_refuses_a_field_no_record_has() -> None:
+    with pytest.raises(TypeError, match="no field 'subjekt'"):
+        AuditRecord(1.0, AuditEvent.URL_ISSUED, "web").evolve(subjekt="x")

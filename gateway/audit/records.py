@@ -112,6 +112,18 @@ class AuditRecord:
     personal: bytes | None = None
     seq: int | None = None
 
+    def evolve(self, **changes: Any) -> AuditRecord:
+        """``dataclasses.replace`` without re-running ``__init__`` (which costs more than sealing the record:
+        a frozen dataclass sets each of its 18 fields through ``object.__setattr__``). ``changes`` must name
+        fields: an unknown one raises TypeError as ``replace`` would."""
+        unknown = changes.keys() - _FIELD_NAMES
+        if unknown:
+            raise TypeError(f"AuditRecord has no field {sorted(unknown)[0]!r}")
+        copy = object.__new__(AuditRecord)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
+
     def to_dict(self) -> dict[str, Any]:
         # A shallow copy: dataclasses.asdict deep-copies and was most of issuance's audit cost.
         data = {f.name: getattr(self, f.name) for f in _FIELDS}
@@ -171,6 +183,7 @@ def _counted(text: str) -> bytes:
 
 
 _FIELDS = fields(AuditRecord)
+_FIELD_NAMES = frozenset(f.name for f in _FIELDS)
 
 
 @dataclass(frozen=True)
