@@ -127,8 +127,8 @@ def _operations(config: Config, store: Store, audit_log: AuditLog, state: StateS
 
 def _latest_checkpoint(store: Store) -> Callable[[], Awaitable[float | None]]:
     async def latest() -> float | None:
-        found = await store.audit.checkpoints()
-        return found[-1].time if found else None
+        found = await store.audit.latest_checkpoint()
+        return found.time if found else None
 
     return latest
 

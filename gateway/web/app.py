@@ -50,6 +50,7 @@ async def _state_sync(app: web.Application) -> AsyncIterator[None]:
 async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
     """Signed checkpoints every N records or T seconds, idle or not, and a last one at shutdown."""
     services = app[SERVICES]
+    services.checkpointer.remember_appends()  # segments exported from what this process wrote, not read back
     task = asyncio.create_task(publish_forever(services.store, services.checkpointer, services.clock))
     yield
     await _stopped([task], "the checkpoint writer")
