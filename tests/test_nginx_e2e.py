@@ -28,6 +28,7 @@ from gateway.config import load_config
 from gateway.services import sync_policy
 from tests.nginx_server import nginx_binary
 from tests.nginx_site import fetch
+from tests.processes import wait_until
 from tests.tls_support import https
 
 pytestmark = pytest.mark.e2e
@@ -374,6 +375,9 @@ def test_revocation_through_the_cli_is_audited(uncached: local.Stack) -> None:
     backend = Backend(uncached, "web-audit")
     url = backend.url()
     assert _status(uncached, url) == 200
+    # The redemption is written behind (within a second, docs/audit.md "Loss window"): wait for it.
+    wait_until(lambda: uncached.gatewayctl("audit", "search", "--kid", backend.kid, "--event", "url:redeemed"),
+               "the redemption's record")  # fmt: skip
     backend.revoke()
     events = [r["event"] for r in uncached.gatewayctl("audit", "search", "--kid", backend.kid)]
     assert events[-3:] == ["url:issued", "url:redeemed", "key:revoked"]
