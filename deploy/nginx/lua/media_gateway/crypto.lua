@@ -12,6 +12,7 @@ EVP_PKEY *EVP_PKEY_new_raw_public_key(int type, ENGINE *e, const unsigned char *
 void EVP_PKEY_free(EVP_PKEY *pkey);
 EVP_MD_CTX *EVP_MD_CTX_new(void);
 void EVP_MD_CTX_free(EVP_MD_CTX *ctx);
+int EVP_MD_CTX_reset(EVP_MD_CTX *ctx);
 int EVP_DigestVerifyInit(EVP_MD_CTX *ctx, void **pctx, const EVP_MD *type, ENGINE *e, EVP_PKEY *pkey);
 int EVP_DigestVerify(EVP_MD_CTX *ctx, const unsigned char *sig, size_t siglen, const unsigned char *tbs, size_t tbslen);
 const EVP_MD *EVP_sha256(void);
@@ -51,6 +52,9 @@ function _M.ed25519_verify(raw_public, message, signature)
     if key == nil then
         return false
     end
+    -- Reset first: OpenSSL 3.0 keeps the context's key from the previous init otherwise, and would check
+    -- this signature against the last key used in this worker (tests/test_nginx_edge.py, two Ed25519 keys).
+    C.EVP_MD_CTX_reset(ctx)
     -- Ed25519 is one-shot: DigestVerifyInit with a NULL digest, then DigestVerify (EVP_SIGNATURE-ED25519(7)).
     if C.EVP_DigestVerifyInit(ctx, nil, nil, nil, key) ~= 1 then
         return false

@@ -126,14 +126,23 @@ local function signature_ok(token, k)
     return ok
 end
 
+-- The reasons counted in /_gateway_edge_status (the gateway's own names, and why the gateway was asked).
+local DENY_REASONS = {
+    "state-stale", "state-full", "key-revoked", "key-expired", "principal-disabled", "bad-signature", "expired",
+    "not-yet-valid", "outside-prefix", "wrong-ip", "expiry-too-far", "links-revoked", "grant-revoked",
+}
+local ASK_REASONS = { "target", "path", "no-token", "token", "prefix", "unknown-key", "no-material", "ip" }
+
 local function deny(reason)
     ngx.log(ngx.INFO, "media-gateway edge deny ", reason)
     status_dict:incr("denied", 1, 0)
+    status_dict:incr("deny:" .. reason, 1, 0)
     return ngx.exit(ngx.HTTP_FORBIDDEN)
 end
 
 local function ask(reason)
     status_dict:incr("asked", 1, 0)
+    status_dict:incr("ask:" .. reason, 1, 0)
     local res = ngx.location.capture(options.ask_location)
     if res.status == ngx.HTTP_OK then
         return
@@ -204,6 +213,13 @@ function _M.status()
         redemptions_dropped = status_dict:get("redemptions_dropped") or 0,
     }
     body.fresh = body.age <= options.stale_after and not body.full
+    body.denied_by_reason, body.asked_by_reason = {}, {}
+    for _, reason in ipairs(DENY_REASONS) do
+        body.denied_by_reason[reason] = status_dict:get("deny:" .. reason) or 0
+    end
+    for _, reason in ipairs(ASK_REASONS) do
+        body.asked_by_reason[reason] = status_dict:get("ask:" .. reason) or 0
+    end
     ngx.header["Content-Type"] = "application/json"
     ngx.header["Cache-Control"] = "no-store"
     ngx.print(cjson.encode(body))

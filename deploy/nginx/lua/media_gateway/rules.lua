@@ -262,22 +262,24 @@ local function newest(path, at_path, at_dir)
 end
 _M.newest = newest
 
--- The parsed token of a request target: (token, nil) or (nil, ASK).
+-- The parsed token of a request target, or nil and why the gateway is asked: "target" (not printable ASCII,
+-- or a '#'), "path" (not canonical, or UTF-8 escapes), "no-token" (another dialect), "token" (malformed),
+-- "prefix" (a gw_pfx spelling the edge does not handle).
 function _M.parse(target)
     if find(target, "[^\33-\126]") or find(target, "#", 1, true) or byte(target, 1) ~= SLASH then
-        return nil, ASK
+        return nil, "target"
     end
     local q = find(target, "?", 1, true)
     local path = q and sub(target, 1, q - 1) or target
     local query = q and sub(target, q + 1) or ""
     if path_gate(path) ~= nil then
-        return nil, ASK
+        return nil, "path"
     end
     local params, others = {}, {}
     for _, pair in ipairs(split_query(query)) do
         if sub(pair[1], 1, 3) == "gw_" then
             if not add_param(params, pair[1], pair[2]) then
-                return nil, ASK
+                return nil, "token"
             end
         else
             others[#others + 1] = pair
@@ -287,33 +289,33 @@ function _M.parse(target)
     if sub(path, 1, 4) == "/_t/" then
         local stop = find(path, "/", 5, true)
         if stop == nil or stop == 5 or #params > 0 or sub(path, stop, stop + 3) == "/_t/" then
-            return nil, ASK
+            return nil, "token"
         end
         params = token_params(sub(path, 5, stop - 1))
         if params == nil then
-            return nil, ASK
+            return nil, "token"
         end
         resource = sub(path, stop)
     elseif #params == 0 then
-        return nil, ASK  -- no native token: another dialect's URL
+        return nil, "no-token"  -- no native token: another dialect's URL
     elseif not has_required(params) then
-        return nil, ASK
+        return nil, "token"
     end
     local token = { path = resource, params = params, others = others }
     token.expires, token.issued_at = decimal(params.gw_exp), decimal(params.gw_iat)
     if token.expires == nil or token.issued_at == nil or token.issued_at > token.expires then
-        return nil, ASK
+        return nil, "token"
     end
     if params.gw_nbf ~= nil then
         token.starts = decimal(params.gw_nbf)
         if token.starts == nil then
-            return nil, ASK
+            return nil, "token"
         end
     end
     if params.gw_pfx ~= nil then
         token.prefix = prefix_param(params.gw_pfx)
         if token.prefix == nil then
-            return nil, ASK
+            return nil, "prefix"
         end
     end
     -- What a decision about this token is remembered by: the token alone for a prefix token, else the URL.
@@ -384,7 +386,7 @@ function _M.decide(token, client_ip, now, state, signature_ok)
     if token.params.gw_ip then
         local matches = ip_matches(token.params.gw_ip, client_ip)
         if matches == nil then
-            return ASK, "ipv6"
+            return ASK, "ip"
         elseif not matches then
             return DENY, "wrong-ip"
         end
