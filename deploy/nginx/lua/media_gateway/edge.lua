@@ -18,7 +18,8 @@ local status_dict = ngx.shared.media_gateway_edge_status
 local sha1 = ngx.sha1_bin
 
 local _M = {}
-local options = { stale_after = 2.0, ask_location = "/_gateway_verify" }
+-- remember = false: every request checks its signature (benchmarks/bench_edge.py's "new URL every request").
+local options = { stale_after = 2.0, ask_location = "/_gateway_verify", remember = true }
 local logged_at = {}  -- per reason: log a state problem once a second, not once a request
 
 local function log_once(reason, message)
@@ -83,6 +84,9 @@ local state = {
     end,
     links = function(path)
         local r = revocations()
+        if next(r.links) == nil then
+            return nil  -- the usual case: nothing revoked
+        end
         return rules.newest(path, function(p) return r.links[p] end, function(d) return r.links[d .. "\0"] end)
     end,
     grants = function(principal, path)
@@ -95,18 +99,25 @@ local state = {
     max_ahead = 3660,
 }
 
--- Rule 6, remembered across workers by a digest of what was signed until the token expires.
-local function signature_ok(token, k)
-    local message = rules.string_to_sign(token, k.algorithm)
-    if message == nil or k.material == nil then
-        return nil  -- a query the gateway names malformed, or an HMAC key whose secret the edge is not given
+-- Rule 6, remembered across workers by a digest of what was signed until the token expires, and in this
+-- worker on the parsed prefix token itself (its string to sign does not depend on the segment).
+local function signature_ok(token, path, k)
+    if k.material == nil then
+        return nil  -- an HMAC key whose secret the edge is not given
+    end
+    if options.remember and token.prefix and token.verified == k.material then
+        return true
+    end
+    local message = rules.string_to_sign(token, path, k.algorithm)
+    if message == nil then
+        return nil  -- a query the gateway names malformed
     end
     local signature = rules.signature(token.params.gw_sig)
     if signature == nil then
         return false
     end
     local memo = "s:" .. sha1(message .. "\0" .. signature)
-    if decisions:get(memo) then
+    if options.remember and decisions:get(memo) then
         return true
     end
     local ok
@@ -117,10 +128,13 @@ local function signature_ok(token, k)
     else
         return nil
     end
-    if ok then
+    if ok and options.remember then
         local ttl = token.expires - ngx.now()
         if ttl > 0 then
             decisions:set(memo, true, ttl)  -- a cache: evicting is fine, the next request checks again
+        end
+        if token.prefix then
+            token.verified = k.material
         end
     end
     return ok
@@ -176,14 +190,14 @@ function _M.access()
         return deny(problem)
     end
     local target = ngx.var.request_uri
-    local token, why = rules.parse(target)
+    local token, path = rules.parse(target)
     if token == nil then
-        return ask(why)
+        return ask(path)  -- path is why
     end
     current_version()
     state.max_ahead = status_dict:get("max_ahead") or state.max_ahead
     local client = ngx.var.remote_addr
-    local outcome, reason = rules.decide(token, client, now, state, signature_ok)
+    local outcome, reason = rules.decide(token, path, client, now, state, signature_ok)
     if outcome == rules.ASK then
         return ask(reason)
     elseif outcome == rules.DENY then
@@ -225,7 +239,7 @@ function _M.status()
     ngx.print(cjson.encode(body))
 end
 
--- opts: feed_url (required), redemptions_url, token, stale_after, wait, ask_location.
+-- opts: feed_url (required), redemptions_url, token, stale_after, wait, ask_location, remember.
 function _M.init_worker(opts)
     for name, value in pairs(opts) do
         options[name] = value

@@ -3,6 +3,7 @@
 -- 200 ms, at most 500 a request. Write-behind and bounded: what is lost is counted (redemptions_dropped).
 local cjson = require "cjson.safe"
 local http = require "media_gateway.http"
+local rules = require "media_gateway.rules"
 
 local ngx = ngx
 local decisions = ngx.shared.media_gateway_edge_decisions
@@ -23,10 +24,20 @@ local function network(client)
     return string.match(client, "^(%d+%.%d+%.%d+)%.%d+$") or client
 end
 
+-- Marks this worker already saw, so a repeat costs a table lookup rather than a digest and a zone write.
+local seen = require("resty.lrucache").new(10000)
+
 function _M.first_use(token, target, client, now)
-    local mark = "r:" .. ngx.sha1_bin(token.reuse .. "\0" .. network(client))
+    local key = rules.reuse(token, target) .. "\0" .. network(client)
+    if seen:get(key) then
+        return
+    end
     local ttl = token.expires - now
-    if ttl <= 0 or not decisions:add(mark, true, ttl) then
+    if ttl <= 0 then
+        return
+    end
+    seen:set(key, true, ttl)
+    if not decisions:add("r:" .. ngx.sha1_bin(key), true, ttl) then
         return  -- reported already (by any worker), or the mark is still there
     end
     if tail - head + 1 >= MAX_QUEUED then

@@ -262,46 +262,13 @@ local function newest(path, at_path, at_dir)
 end
 _M.newest = newest
 
--- The parsed token of a request target, or nil and why the gateway is asked: "target" (not printable ASCII,
--- or a '#'), "path" (not canonical, or UTF-8 escapes), "no-token" (another dialect), "token" (malformed),
--- "prefix" (a gw_pfx spelling the edge does not handle).
-function _M.parse(target)
-    if find(target, "[^\33-\126]") or find(target, "#", 1, true) or byte(target, 1) ~= SLASH then
-        return nil, "target"
-    end
-    local q = find(target, "?", 1, true)
-    local path = q and sub(target, 1, q - 1) or target
-    local query = q and sub(target, q + 1) or ""
-    if path_gate(path) ~= nil then
-        return nil, "path"
-    end
-    local params, others = {}, {}
-    for _, pair in ipairs(split_query(query)) do
-        if sub(pair[1], 1, 3) == "gw_" then
-            if not add_param(params, pair[1], pair[2]) then
-                return nil, "token"
-            end
-        else
-            others[#others + 1] = pair
-        end
-    end
-    local resource = path
-    if sub(path, 1, 4) == "/_t/" then
-        local stop = find(path, "/", 5, true)
-        if stop == nil or stop == 5 or #params > 0 or sub(path, stop, stop + 3) == "/_t/" then
-            return nil, "token"
-        end
-        params = token_params(sub(path, 5, stop - 1))
-        if params == nil then
-            return nil, "token"
-        end
-        resource = sub(path, stop)
-    elseif #params == 0 then
-        return nil, "no-token"  -- no native token: another dialect's URL
-    elseif not has_required(params) then
-        return nil, "token"
-    end
-    local token = { path = resource, params = params, others = others }
+-- Parsed tokens per worker, by the token's text (the query, or the path token's segment): a player asks for
+-- every segment under one prefix token, so each is parsed once. Parsing depends on nothing but that text.
+local parsed = require("resty.lrucache").new(10000)
+
+-- The claims of a token's parameters, or nil and why the gateway is asked.
+local function claims(params, others)
+    local token = { params = params, others = others }
     token.expires, token.issued_at = decimal(params.gw_exp), decimal(params.gw_iat)
     if token.expires == nil or token.issued_at == nil or token.issued_at > token.expires then
         return nil, "token"
@@ -318,22 +285,101 @@ function _M.parse(target)
             return nil, "prefix"
         end
     end
-    -- What a decision about this token is remembered by: the token alone for a prefix token, else the URL.
-    local sent = {}
-    for i, name in ipairs(params) do
-        sent[i] = name .. "=" .. params[name]
-    end
-    token.reuse = token.prefix and concat(sent, "&") or target
     return token
 end
 
-function _M.string_to_sign(token, algorithm)
+local function query_token(query)
+    local params, others = {}, {}
+    for _, pair in ipairs(split_query(query)) do
+        if sub(pair[1], 1, 3) == "gw_" then
+            if not add_param(params, pair[1], pair[2]) then
+                return nil, "token"
+            end
+        else
+            others[#others + 1] = pair
+        end
+    end
+    if #params == 0 then
+        return nil, "no-token"  -- no native token: another dialect's URL
+    elseif not has_required(params) then
+        return nil, "token"
+    end
+    return claims(params, others)
+end
+
+local function path_token(segment)
+    local params = token_params(segment)
+    if params == nil then
+        return nil, "token"
+    end
+    return claims(params, {})
+end
+
+local function cached(key, parse, text)
+    local found = parsed:get(key)
+    if found == nil then
+        local why
+        found, why = parse(text)
+        found = found or why  -- a refusal is remembered too: the same text is refused the same way
+        parsed:set(key, found)
+    end
+    if type(found) == "string" then
+        return nil, found
+    end
+    return found
+end
+
+-- The token of a request target and the path its claims are about (the resource path), or nil and why the
+-- gateway is asked: "target" (not printable ASCII, or a '#'), "path" (not canonical, or UTF-8 escapes),
+-- "no-token" (another dialect), "token" (malformed), "prefix" (a gw_pfx spelling the edge does not handle).
+function _M.parse(target)
+    if byte(target, 1) ~= SLASH or find(target, "[^\33-\126]") or find(target, "#", 1, true) then
+        return nil, "target"
+    end
+    local q = find(target, "?", 1, true)
+    local path = q and sub(target, 1, q - 1) or target
+    local query = q and sub(target, q + 1) or ""
+    if path_gate(path) ~= nil then
+        return nil, "path"
+    end
+    if sub(path, 1, 4) ~= "/_t/" then
+        local token, why = cached("q" .. query, query_token, query)
+        return token, token and path or why
+    end
+    local stop = find(path, "/", 5, true)
+    if stop == nil or stop == 5 or sub(path, stop, stop + 3) == "/_t/" then
+        return nil, "token"
+    end
+    if query ~= "" and (sub(query, 1, 3) == "gw_" or find(query, "&gw_", 1, true)) then
+        return nil, "token"  -- a path token and a query token in one URL
+    end
+    local segment = sub(path, 5, stop - 1)
+    local token, why = cached("t" .. segment, path_token, segment)
+    return token, token and sub(path, stop) or why
+end
+
+-- What a first use is counted by: the token alone for a prefix token, else the whole URL.
+function _M.reuse(token, target)
+    if not token.prefix then
+        return target
+    end
+    if token.reuse == nil then
+        local sent = {}
+        for i, name in ipairs(token.params) do
+            sent[i] = name .. "=" .. token.params[name]
+        end
+        token.reuse = concat(sent, "&")
+    end
+    return token.reuse
+end
+
+function _M.string_to_sign(token, path, algorithm)
     local p = token.params
     local scope, query
     if token.prefix then
         scope, query = "prefix:" .. token.prefix, ""
     else
-        scope, query = "path:" .. token.path, canonical_query(token.others)
+        scope, query = "path:" .. path, canonical_query(token.others)
         if query == nil then
             return nil
         end
@@ -352,9 +398,10 @@ function _M.signature(text)
     return raw
 end
 
--- Rules 5-9 of docs/edge.md. `state`: key(kid), principal_disabled(id), links(path), grants(principal, path),
--- max_ahead; `signature_ok(token, key)`: rule 6 (remembered or checked). Returns outcome, reason.
-function _M.decide(token, client_ip, now, state, signature_ok)
+-- Rules 5-9 of docs/edge.md for `token` presented for the resource `path`. `state`: key(kid),
+-- principal_disabled(id), links(path), grants(principal, path), max_ahead; `signature_ok(token, path, key)`:
+-- rule 6 (remembered or checked). Returns outcome, reason.
+function _M.decide(token, path, client_ip, now, state, signature_ok)
     local key = state.key(token.params.gw_kid)
     if key == nil then
         return ASK, "unknown-key"
@@ -368,7 +415,7 @@ function _M.decide(token, client_ip, now, state, signature_ok)
     if state.principal_disabled(key.principal) then
         return DENY, "principal-disabled"
     end
-    local ok = signature_ok(token, key)
+    local ok = signature_ok(token, path, key)
     if ok == nil then
         return ASK, "no-material"
     elseif not ok then
@@ -380,7 +427,7 @@ function _M.decide(token, client_ip, now, state, signature_ok)
     if token.starts and now < token.starts then
         return DENY, "not-yet-valid"
     end
-    if token.prefix and sub(token.path, 1, #token.prefix) ~= token.prefix then
+    if token.prefix and sub(path, 1, #token.prefix) ~= token.prefix then
         return DENY, "outside-prefix"
     end
     if token.params.gw_ip then
@@ -394,11 +441,11 @@ function _M.decide(token, client_ip, now, state, signature_ok)
     if token.expires > now + state.max_ahead then
         return DENY, "expiry-too-far"
     end
-    local revoked = state.links(token.path)
+    local revoked = state.links(path)
     if revoked ~= nil and token.issued_at <= revoked then
         return DENY, "links-revoked"
     end
-    revoked = state.grants(key.principal, token.path)
+    revoked = state.grants(key.principal, path)
     if revoked ~= nil and token.issued_at <= revoked then
         return DENY, "grant-revoked"
     end
