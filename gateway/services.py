@@ -14,7 +14,7 @@ import ctypes
 import gc
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.access.identity import Identity, viewer_keys_from
 from gateway.admin import Admin
@@ -30,6 +30,7 @@ from gateway.audit.redemptions import Redemptions
 from gateway.audit.subjects import Subjects
 from gateway.cdn.cloudfront_keys import cloudfront_key_group
 from gateway.config import Config
+from gateway.edge.feed import ChangeLog
 from gateway.keys.keyring import Keyring
 from gateway.keys.masters import MasterKeys, open_master_keys
 from gateway.limits.limiter import Limiter, Rules
@@ -79,12 +80,26 @@ class Services:
     outbox: Outbox
     watcher: Watcher
     sampler: Sampler
+    # Edge mode (gateway.edge, docs/edge.md): the feed's bearer token, and the changes its deltas are made of.
+    edge_token: str | None = None
+    edge_changes: ChangeLog = field(default_factory=ChangeLog)
 
     async def close(self) -> None:
         await self.behind.close()
         await self.batcher.close()
         await self.outbox.close()
         await self.store.close()
+
+
+def _edge(services: Services) -> None:
+    """The edge feed's token, and its change log fed by the state sync (reset when the view is reloaded)."""
+    config = services.config
+    if config.edge_token_file:
+        services.edge_token = read_token(config.data_path(config.edge_token_file), "edge.token_file")
+    changes = services.edge_changes
+    changes.reset(services.state.view.seq)
+    services.state.on_load = changes.reset
+    services.state.on_change = lambda change: changes.add(change.seq, change.kind, change.ref)
 
 
 def _admin(config: Config, store: Store, master_key: MasterKeys, audit_log: AuditLog, state: StateSync) -> Admin:
@@ -224,6 +239,7 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
             watcher=ops.watcher,
             sampler=ops.sampler,
         )
+        _edge(services)
         _observe(services)
         return services
     except BaseException:

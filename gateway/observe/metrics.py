@@ -44,14 +44,14 @@ _GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _PROPAGATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def read_token(path: Path) -> str:
-    """metrics.token_file: the bearer token a scrape must present (at least 16 characters)."""
+def read_token(path: Path, setting: str = "metrics.token_file") -> str:
+    """A bearer token from a file (``setting`` names it in errors): at least 16 characters."""
     try:
         token = path.read_text().strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"metrics.token_file: cannot read {path}: {exc}") from None
+        raise ConfigError(f"{setting}: cannot read {path}: {exc}") from None
     if len(token) < _MIN_TOKEN:
-        raise ConfigError(f"metrics.token_file: the token in {path} is shorter than {_MIN_TOKEN} characters")
+        raise ConfigError(f"{setting}: the token in {path} is shorter than {_MIN_TOKEN} characters")
     return token
 
 
