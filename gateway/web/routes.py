@@ -149,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/edge/redemptions", edge.redemptions, "edgeRedemptions",
         "First uses of tokens the edge allowed: recorded as /v1/verify records them (url:redeemed)",
-        {200: Reply("how many were recorded", edge.RedemptionsRecorded), **_errors(400, 401, 404, 413, 503)},
+        {200: Reply("how many were recorded", edge.RedemptionsRecorded), **_errors(400, 401, 404, 408, 413, 503)},
         body=edge.RedemptionReport, security=(EDGE,),
     ),
     Route(
