@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,10 +76,19 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
         return True
 
 
+def _metrics(served: Served) -> dict[str, float]:
+    """/metrics (loopback may scrape it) as series -> value."""
+    with urllib.request.urlopen(served.base + "/metrics", timeout=EVENT_WITHIN) as response:
+        text = response.read().decode()
+    return {name: float(value) for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+            if name and not name.startswith("#")}  # fmt: skip
+
+
 def test_half_a_request_line_is_closed_at_the_header_deadline(strict: Served) -> None:
     with _connect(strict) as sock:
         sock.sendall(b"GET /heal")
         assert _until_closed(sock) == b""  # closed without an answer: the request never was one
+    assert _metrics(strict)['gateway_connections_closed_total{reason="header_timeout"}'] >= 1
 
 
 def test_a_silent_connection_is_closed_at_the_header_deadline(strict: Served) -> None:
@@ -152,6 +162,10 @@ def test_idle_sockets_under_a_low_file_limit_do_not_starve_health_or_issuance(
         request = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}
         status, body = http_json(served.base + "/v1/sign", "POST", request, {"Authorization": f"Bearer {token}"})
         assert status == 200, body
+        metrics = _metrics(served)  # one worker's (each has its own descriptors and cap)
+        assert metrics["gateway_connections_max"] == 160  # ulimit -n 256, less 64 reserved and a batch of 32
+        assert metrics['gateway_connections_closed_total{reason="at_cap"}'] > 0
+        assert metrics["gateway_connections_open"] <= 160
     finally:
         for sock in idle:
             sock.close()
