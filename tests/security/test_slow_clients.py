@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import select
 import socket
+import ssl
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.processes import Served, ctl, http_json, init, start_serve
+from tests.processes import Served, ctl, http_json, init, start_serve, wait_until
+from tests.tls_support import client_context, https, pki_in
 
 pytestmark = pytest.mark.e2e
 
@@ -173,3 +175,30 @@ def test_idle_sockets_under_a_low_file_limit_do_not_starve_health_or_issuance(
     assert "Too many open files" not in output
     assert "out of system resource" not in output
     assert ctl(data_dir, "audit", "verify")["ok"] is True
+
+
+def _ready_over_tls(served: Served, context: ssl.SSLContext) -> bool:
+    if served.proc.poll() is not None:
+        raise AssertionError(f"gatewayctl serve exited {served.proc.returncode}: {served.output()}")
+    try:
+        return https(served.port, context, "/readyz")[0] == 200
+    except OSError:
+        return False
+
+
+def test_over_tls_a_handshake_that_never_comes_and_half_a_request_are_closed(tmp_path: Path) -> None:
+    data = init(tmp_path / "tls")
+    pki = pki_in(data)
+    with (data / "gateway.toml").open("a") as config:
+        config.write('\n[tls]\ncert_file = "pki/gateway.crt"\nkey_file = "pki/gateway.key"\n')
+    served = start_serve(data, env={"GATEWAY_SERVER_HEADER_TIMEOUT": "1"}, ready=False)
+    try:
+        context = client_context(pki)
+        wait_until(lambda: _ready_over_tls(served, context), "serve answering /readyz over TLS")
+        with _connect(served) as silent:  # no ClientHello: asyncio alone would wait 60 s
+            assert _until_closed(silent) == b""
+        with _connect(served) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /heal")
+            assert _until_closed(tls) == b""
+    finally:
+        served.stop()
