@@ -148,6 +148,11 @@ class Config:
     metrics_enabled: bool = True
     metrics_allow: tuple[IPNetwork, ...] = _LOOPBACK
     metrics_token_file: str = ""
+    # [edge]: the state feed and redemption reports for nginx verifying native URLs itself (docs/edge.md).
+    edge_token_file: str = ""
+    edge_mtls: bool = False
+    edge_hmac_secrets: bool = False
+    edge_max_wait: float = 5.0
     # [logging]: one JSON object per line on stderr (gateway.observe.logs).
     log_format: str = "json"
     log_level: str = "warning"
@@ -368,6 +373,10 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("metrics", "enabled"): ("metrics_enabled", _bool),
     ("metrics", "allow"): ("metrics_allow", _networks),
     ("metrics", "token_file"): ("metrics_token_file", _text),
+    ("edge", "token_file"): ("edge_token_file", _text),
+    ("edge", "mtls"): ("edge_mtls", _bool),
+    ("edge", "hmac_secrets"): ("edge_hmac_secrets", _bool),
+    ("edge", "max_wait"): ("edge_max_wait", _seconds(0.0, 30.0)),
     ("logging", "format"): ("log_format", _choice("json", "text")),
     ("logging", "level"): ("log_level", _choice(*LOG_LEVELS)),
     ("logging", "access_log"): ("access_log", _bool),
@@ -532,6 +541,7 @@ def _check(config: Config) -> None:
         raise ConfigError('master_key.kms_key_id is required with master_key.backend = "kms"')
     _check_tls(config)
     _check_limits(config)
+    _check_edge(config)
     viewer = config.viewer
     if viewer.jwks_url and viewer.public_key_file:
         raise ConfigError("viewer.jwks_url and viewer.public_key_file are exclusive")
@@ -551,6 +561,13 @@ def _check_tls(config: Config) -> None:
         raise ConfigError("tls.client_ca_file needs tls.cert_file: client certificates are asked for only over TLS")
     if config.tls_require_client_cert and not config.tls_client_ca_file:
         raise ConfigError("tls.require_client_cert needs tls.client_ca_file: the CA the client certificates come from")
+
+
+def _check_edge(config: Config) -> None:
+    if config.edge_mtls and not config.tls_client_ca_file:
+        raise ConfigError("edge.mtls needs tls.client_ca_file: the CA of the edge's client certificate")
+    if config.edge_hmac_secrets and not config.edge_mtls:
+        raise ConfigError("edge.hmac_secrets needs edge.mtls: HMAC secrets travel only over mutual TLS")
 
 
 def _check_limits(config: Config) -> None:

@@ -14,12 +14,13 @@ import ctypes
 import gc
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.access.identity import Identity, viewer_keys_from
 from gateway.admin import Admin
 from gateway.alerts.outbox import DeliveryPolicy, Outbox, load_endpoints
 from gateway.alerts.watch import Watcher, WatchPolicy
+from gateway.audit.behind import WriteBehind
 from gateway.audit.checkpoints import LogSigner
 from gateway.audit.export import configured_exporters
 from gateway.audit.log import AuditBatcher, AuditLog
@@ -29,6 +30,7 @@ from gateway.audit.redemptions import Redemptions
 from gateway.audit.subjects import Subjects
 from gateway.cdn.cloudfront_keys import cloudfront_key_group
 from gateway.config import Config
+from gateway.edge.feed import ChangeLog
 from gateway.keys.keyring import Keyring
 from gateway.keys.masters import MasterKeys, open_master_keys
 from gateway.limits.limiter import Limiter, Rules
@@ -60,6 +62,8 @@ class Services:
     keyring: Keyring
     audit_log: AuditLog
     batcher: AuditBatcher
+    # The raw technical log and first redemptions: committed within a second, never holding a request.
+    behind: WriteBehind
     checkpointer: Checkpointer
     redemptions: Redemptions
     subjects: Subjects
@@ -76,11 +80,26 @@ class Services:
     outbox: Outbox
     watcher: Watcher
     sampler: Sampler
+    # Edge mode (gateway.edge, docs/edge.md): the feed's bearer token, and the changes its deltas are made of.
+    edge_token: str | None = None
+    edge_changes: ChangeLog = field(default_factory=ChangeLog)
 
     async def close(self) -> None:
+        await self.behind.close()
         await self.batcher.close()
         await self.outbox.close()
         await self.store.close()
+
+
+def _edge(services: Services) -> None:
+    """The edge feed's token, and its change log fed by the state sync (reset when the view is reloaded)."""
+    config = services.config
+    if config.edge_token_file:
+        services.edge_token = read_token(config.data_path(config.edge_token_file), "edge.token_file")
+    changes = services.edge_changes
+    changes.reset(services.state.view.seq)
+    services.state.on_load = changes.reset
+    services.state.on_change = lambda change: changes.add(change.seq, change.kind, change.ref)
 
 
 def _admin(config: Config, store: Store, master_key: MasterKeys, audit_log: AuditLog, state: StateSync) -> Admin:
@@ -127,8 +146,8 @@ def _operations(config: Config, store: Store, audit_log: AuditLog, state: StateS
 
 def _latest_checkpoint(store: Store) -> Callable[[], Awaitable[float | None]]:
     async def latest() -> float | None:
-        found = await store.audit.checkpoints()
-        return found[-1].time if found else None
+        found = await store.audit.latest_checkpoint()
+        return found.time if found else None
 
     return latest
 
@@ -144,7 +163,8 @@ def _observe(services: Services) -> None:
     ]
     metrics.gauges = Gauges(state.age, services.sampler.checkpoint_age, services.sampler.webhook_backlog,
                             lambda: services.watcher.rates.rates(services.clock()),
-                            lambda: float(services.batcher.pending_records()))  # fmt: skip
+                            lambda: float(services.batcher.pending_records()),
+                            lambda: float(services.behind.waiting()), lambda: services.behind.dropped)  # fmt: skip
     state.on_revocation = metrics.propagated
     services.issuer.limits = services.limits
     # Page redirects are limited per client network, not under the pages principal's (site-wide) buckets.
@@ -188,6 +208,7 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         keyring = Keyring(state, store, master_key)
         audit_log = await AuditLog.open(store, master_key)
         batcher = AuditBatcher(store, audit_log)
+        behind = WriteBehind(batcher)
         policy_cp = CheckpointPolicy(config.checkpoint_every_records, config.checkpoint_every_seconds)
         checkpointer = Checkpointer(store, signer, configured_exporters(config), policy_cp)
         policy = IssuancePolicy(config.default_ttl, config.max_ttl, config.cache_window)
@@ -202,10 +223,11 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
             profiles=profiles,
             audit_log=audit_log,
             batcher=batcher,
+            behind=behind,
             checkpointer=checkpointer,
-            redemptions=Redemptions(batcher),
+            redemptions=Redemptions(behind),
             subjects=Subjects(store, audit_log, after_change=state.catch_up),
-            issuer=Issuer(state, keyring, profiles, policy, audit_log, batcher),
+            issuer=Issuer(state, keyring, profiles, policy, audit_log, batcher, behind),
             verifier=Verifier(keyring, state, config.max_ttl + config.cache_window),
             admin=_admin(config, store, master_key, audit_log, state),
             state=state,
@@ -217,6 +239,7 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
             watcher=ops.watcher,
             sampler=ops.sampler,
         )
+        _edge(services)
         _observe(services)
         return services
     except BaseException:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from examples.demo.stack import Layout, gatewayctl
 from tests import servicelogs
 from tests.cdp import chromium, chromium_binary
 from tests.conftest import require_service
+from tests.edge_stack import require_lua
 from tests.nginx_server import nginx_binary
 from tests.nginx_site import require_tool
 
@@ -78,7 +80,11 @@ def _install_hls_js() -> None:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """``python -m examples.demo``; with the (indirect) parameter ``"edge"``, in edge mode (``--edge``)."""
+    edge = getattr(request, "param", None) == "edge"
+    if edge:
+        require_lua()
     chromium_binary()
     nginx_binary()
     require_tool("ffmpeg", "apt-get install -y ffmpeg")
@@ -90,7 +96,7 @@ def demo(tmp_path: Path) -> Iterator[dict[str, Any]]:
     servicelogs.watch("nginx (the demo's)", work.nginx_dir / "logs" / "error.log")
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "examples.demo", "--workdir", str(work.root),
-                                 "--token-ttl", str(TOKEN_TTL), "--cache-window", "0"],
+                                 "--token-ttl", str(TOKEN_TTL), "--cache-window", "0", *(["--edge"] if edge else [])],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         yield json.loads(_ready_line(log, proc))
@@ -145,3 +151,28 @@ async def test_the_player_outlives_its_tokens_without_a_stall_and_stops_at_the_n
     target = os.environ.get("GATEWAY_DEMO_SCREENSHOT")
     if target:
         shutil.copyfile(tmp_path / "revoked.png", ROOT / target)
+
+
+@pytest.mark.parametrize("demo", ["edge"], indirect=True)
+async def test_in_edge_mode_nginx_checks_the_segments_and_keys_revoke_stops_the_player_at_the_next_one(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
+    assert demo["mode"] == "edge"
+    async with chromium(tmp_path / "profile") as page:
+        await page.navigate(demo["url"])
+        await page.wait_for(PLAYING, timeout=60)
+        kid = await page.evaluate("demo.kid")
+        before = _edge_status(demo)
+        assert before["allowed"] >= 3 and before["fresh"] is True  # segments allowed by nginx itself
+        gatewayctl(Path(demo["data_dir"]), "keys", "revoke", kid, "--reason", "browser test, edge mode")
+        refused = await page.wait_for("window.demo.refused[0]", timeout=30)
+        loaded = await page.evaluate("window.demo.loaded")
+        await page.screenshot(tmp_path / "revoked-edge.png")
+    assert refused["code"] == 403
+    assert refused["sn"] == max(loaded) + 1  # the very next segment
+    assert _edge_status(demo)["denied_by_reason"]["key-revoked"] >= 1  # refused by nginx, not by the gateway
+
+
+def _edge_status(demo: dict[str, Any]) -> dict[str, Any]:
+    with urllib.request.urlopen(demo["edge_status"], timeout=5) as response:
+        return dict(json.loads(response.read()))

@@ -37,6 +37,8 @@ WHO = {
     "openPage": "viewer JWT (`Authorization` or cookie `gw_viewer`)",
     "verify": "the reverse proxy (nginx `auth_request`)",
     "verifyPath": "the reverse proxy (Envoy `ext_authz`)",
+    "edgeState": "nginx in edge mode (`edge.token_file` bearer or mutual TLS)",
+    "edgeRedemptions": "nginx in edge mode (`edge.token_file` bearer or mutual TLS)",
     "putMedia": "principal JWT (`media:write`)",
     "getMedia": "principal JWT (`media:write`)",
     "revokeLinks": "principal JWT (`media:write`)",

@@ -11,7 +11,11 @@ player) in another terminal and the player stops at the next segment::
 
     gatewayctl keys revoke KID --reason demo --data-dir WORKDIR/gateway
 
-Needs nginx (Debian's nginx-core), ffmpeg and hls.js (``npm ci --prefix
+``--edge`` runs nginx in edge mode (``deploy/nginx/media-gateway-edge.conf``):
+segments are checked inside nginx against the state the gateway pushes to it,
+and the same ``keys revoke`` stops the player at the next segment.
+
+Needs nginx (Debian's nginx-core; with ``--edge`` also libnginx-mod-http-lua), ffmpeg and hls.js (``npm ci --prefix
 examples/demo``). The certificates come from a throwaway CA made at start
 (``WORKDIR/pki/ca.crt``): the browser warns until it is trusted.
 
@@ -90,9 +94,9 @@ async def _serve(demo: Demo, port: int, ready: dict[str, str]) -> None:
         await runner.cleanup()
 
 
-def run(workdir: Path, edge_port: int, signing: local.Signing) -> None:
+def run(workdir: Path, edge_port: int, signing: local.Signing, edge: bool = False) -> None:
     nginx, ffmpeg = _tools()
-    ports = local.Ports(edge_port or local.free_port(), local.free_port(), local.free_port())
+    ports = local.Ports(edge_port or local.free_port(), local.free_port(), local.free_port(), local.free_port())
     stack = local.prepare(workdir, ports, signing)
     make_media(ffmpeg, stack.layout.media_dir)
     app_port = local.free_port()
@@ -100,13 +104,15 @@ def run(workdir: Path, edge_port: int, signing: local.Signing) -> None:
     (stack.layout.hooks_dir / "demo.conf").write_text(
         f"location /demo/ {{\n    proxy_pass http://{local.LOOPBACK}:{app_port};\n}}\n"
     )
-    with local.running(stack, nginx):
+    with local.running(stack, nginx, edge=edge):
         credential, kid, viewer = _register(stack)
         config = load_config(stack.layout.data_dir, environ={})
         demo = Demo(stack.gateway_url, stack.client_context("backend"), read_credential(Path(credential)), viewer,
                     config.viewer.cookie, ITEMS)  # fmt: skip
         ready = {"url": f"{stack.edge_url}/demo/", "data_dir": str(stack.layout.data_dir), "kid": kid,
-                 "ca": str(stack.pki.ca)}  # fmt: skip
+                 "ca": str(stack.pki.ca), "mode": "edge" if edge else "auth_request"}  # fmt: skip
+        if edge:
+            ready["edge_status"] = f"http://{local.LOOPBACK}:{ports.feed}/_gateway_edge_status"
         asyncio.run(_serve(demo, app_port, ready))
 
 
@@ -141,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-window", type=int, default=60, metavar="SECONDS",
                         help="signing.cache_window (default 60; a URL then lives up to ttl + window: 0 makes "
                         "each token live exactly --token-ttl)")  # fmt: skip
+    parser.add_argument("--edge", action="store_true",
+                        help="nginx checks the segments itself (deploy/nginx/media-gateway-edge.conf, docs/edge.md; "
+                        "needs libnginx-mod-http-lua) instead of asking the gateway about each one")  # fmt: skip
     args = parser.parse_args(argv)
     if args.workdir is not None and args.workdir.exists() and any(args.workdir.iterdir()):
         parser.error(f"--workdir {args.workdir} is not empty")
@@ -151,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             workdir = args.workdir or stack.enter_context(_temporary())
-            run(workdir, args.port, signing)
+            run(workdir, args.port, signing, args.edge)
     except KeyboardInterrupt:
         print("demo: stopped", flush=True)
         return 130

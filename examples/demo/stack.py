@@ -50,10 +50,11 @@ class Ports:
     edge: int  # nginx, where viewers connect (HTTPS)
     gateway: int  # gatewayctl serve (HTTPS, client certificates)
     origin: int  # the media directory
+    feed: int = 0  # edge mode: nginx's loopback server its Lua timers reach the gateway through
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port(), free_port())
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,10 @@ cert_file = "{pki.cert("gateway")}"
 key_file = "{pki.key("gateway")}"
 client_ca_file = "{pki.ca}"
 require_client_cert = [{required}]
+
+[edge]
+mtls = true
+hmac_secrets = true
 """
     config.write_text(text)
 
@@ -171,7 +176,7 @@ def gateway_process(layout: Layout, url: str, context: ssl.SSLContext) -> Iterat
 # --- nginx ------------------------------------------------------------------------------------
 
 
-def site_files(layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool = True) -> Path:
+def site_files(layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool = True, edge: bool = False) -> Path:
     """The shipped site and snippets with each ``EDIT`` value set for this stack; the site's path.
 
     Every replaced text must be in the shipped file, so this cannot silently drift from it.
@@ -185,8 +190,10 @@ def site_files(layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool =
         verify = _replace_each(verify, {f"    include {snippets}/gateway-verify-cache.conf;\n": ""})
     (snippets / "gateway-verify.conf").write_text(verify)
     (snippets / "gateway-verify-cache.conf").write_text((DEPLOY / "gateway-verify-cache.conf").read_text())
-    site = _replace_each((DEPLOY / "media-gateway.conf").read_text(), {
+    name = "media-gateway-edge.conf" if edge else "media-gateway.conf"
+    site = _replace_each((DEPLOY / name).read_text(), {
         **include,
+        **(_edge_values(ports) if edge else {}),
         "/etc/nginx/media-gateway/": f"{pki.directory}/",
         "/etc/nginx/media-gateway.d/": f"{layout.hooks_dir}/",
         "/var/cache/nginx/media-gateway-verify": str(layout.nginx_dir / "decisions"),
@@ -194,12 +201,29 @@ def site_files(layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool =
         "server 127.0.0.1:9000;": f"server {LOOPBACK}:{ports.origin};",
         "listen 443 ssl;": f"listen {LOOPBACK}:{ports.edge} ssl;",
     })  # fmt: skip
-    path = layout.nginx_dir / "media-gateway.conf"
+    path = layout.nginx_dir / name
     path.write_text(site)
     return path
 
 
-def nginx_config(layout: Layout, ports: Ports, site: Path) -> Path:
+def _edge_values(ports: Ports) -> dict[str, str]:
+    if not ports.feed:
+        raise ValueError("edge mode needs Ports.feed: the loopback port of the feed's server")
+    return {
+        "/usr/share/media-gateway/lua/": f"{DEPLOY / 'lua'}/",
+        "127.0.0.1:8089": f"{LOOPBACK}:{ports.feed}",
+    }
+
+
+# Debian's nginx.conf loads these from /etc/nginx/modules-enabled/; this stack's own nginx.conf must say so.
+LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
+
+
+def lua_modules() -> str:
+    return "".join(f"load_module /usr/share/nginx/modules/{name};\n" for name in LUA_MODULES)
+
+
+def nginx_config(layout: Layout, ports: Ports, site: Path, *, edge: bool = False, origin: bool = True) -> Path:
     """nginx.conf: the site, and the origin as a second server serving ``layout.media_dir``."""
     work = layout.nginx_dir
     for name in ("logs", "temp"):
@@ -208,9 +232,12 @@ def nginx_config(layout: Layout, ports: Ports, site: Path) -> Path:
     # As root, nginx's workers would drop to 'nobody', who cannot read 0700 work directories.
     user = "user root;" if os.geteuid() == 0 else ""
     conf = work / "nginx.conf"
+    modules = lua_modules() if edge else ""
+    origin_server = f"server {{ listen {LOOPBACK}:{ports.origin}; root {layout.media_dir}; }}" if origin else ""
+    workers = 2 if edge else 1  # edge mode: the state is shared between workers, so test it with two
     conf.write_text(f"""
-{user}
-worker_processes 1;
+{modules}{user}
+worker_processes {workers};
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/logs/error.log notice;
@@ -224,10 +251,7 @@ http {{
     uwsgi_temp_path {work}/temp/uwsgi;
     scgi_temp_path {work}/temp/scgi;
     include {site};
-    server {{
-        listen {LOOPBACK}:{ports.origin};
-        root {layout.media_dir};
-    }}
+    {origin_server}
 }}
 """)
     return conf
@@ -258,10 +282,13 @@ def prepare(root: Path, ports: Ports | None = None, signing: Signing = Signing()
 
 
 @contextmanager
-def running(stack: Stack, nginx: str, *, decision_cache: bool = True) -> Iterator[Stack]:
-    """The gateway, then nginx in front of it; both stopped when the context exits."""
-    site = site_files(stack.layout, stack.ports, stack.pki, decision_cache=decision_cache)
-    conf = nginx_config(stack.layout, stack.ports, site)
+def running(stack: Stack, nginx: str, *, decision_cache: bool = True, edge: bool = False) -> Iterator[Stack]:
+    """The gateway, then nginx in front of it; both stopped when the context exits.
+
+    ``edge``: nginx runs deploy/nginx/media-gateway-edge.conf (native URLs checked in nginx, docs/edge.md).
+    """
+    site = site_files(stack.layout, stack.ports, stack.pki, decision_cache=decision_cache, edge=edge)
+    conf = nginx_config(stack.layout, stack.ports, site, edge=edge)
     context = stack.client_context()
     with ExitStack() as processes:
         processes.enter_context(gateway_process(stack.layout, stack.gateway_url, context))

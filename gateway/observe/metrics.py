@@ -19,7 +19,7 @@ bound into ``other``, so a bug cannot turn a label into an unbounded series.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,14 +44,14 @@ _GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _PROPAGATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def read_token(path: Path) -> str:
-    """metrics.token_file: the bearer token a scrape must present (at least 16 characters)."""
+def read_token(path: Path, setting: str = "metrics.token_file") -> str:
+    """A bearer token from a file (``setting`` names it in errors): at least 16 characters."""
     try:
         token = path.read_text().strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"metrics.token_file: cannot read {path}: {exc}") from None
+        raise ConfigError(f"{setting}: cannot read {path}: {exc}") from None
     if len(token) < _MIN_TOKEN:
-        raise ConfigError(f"metrics.token_file: the token in {path} is shorter than {_MIN_TOKEN} characters")
+        raise ConfigError(f"{setting}: the token in {path} is shorter than {_MIN_TOKEN} characters")
     return token
 
 
@@ -90,6 +90,9 @@ class Gauges:
     webhook_backlog: Callable[[], float | None] = lambda: None
     key_rates: Callable[[], Collection[float]] = tuple
     audit_pending: Callable[[], float | None] = lambda: None
+    write_behind_waiting: Callable[[], float | None] = lambda: None
+    # Raw-log and redemption entries dropped because the write-behind queue was full, by kind (cumulative).
+    write_behind_dropped: Callable[[], Mapping[str, int]] = dict
     connections_open: Callable[[], float | None] = lambda: None  # set by the server (gateway.web.server)
     connections_max: Callable[[], float | None] = lambda: None
 
@@ -202,9 +205,21 @@ def _gauges(g: Gauges) -> Iterator[Metric]:
         ("gateway_audit_pending_records", "Audit records waiting for the next group commit", g.audit_pending()),
         ("gateway_connections_open", "Client connections open in this process", g.connections_open()),
         ("gateway_connections_max", "The cap on open client connections (server.max_connections)", g.connections_max()),
+        (
+            "gateway_audit_write_behind_waiting",
+            "Raw-log and redemption entries waiting to be written (<= 1 s)",
+            g.write_behind_waiting(),
+        ),
     ):
         if value is not None:
             yield GaugeMetricFamily(name, documentation, value=value)
+    dropped = CounterMetricFamily(
+        "gateway_audit_write_behind_dropped", "Raw-log and redemption entries dropped: the write-behind queue was full",
+        labels=["kind"],
+    )  # fmt: skip
+    for kind, count in sorted(g.write_behind_dropped().items()):
+        dropped.add_metric([kind], count)
+    yield dropped
     rates = g.key_rates()
     yield GaugeMetricFamily(
         "gateway_key_issuance_rate_max", "Issuances per minute of the busiest key (last full minute)",

@@ -37,6 +37,14 @@ def _ignore(kind: str, seconds: float) -> None:
     pass
 
 
+def _ignore_change(change: Change) -> None:
+    pass
+
+
+def _ignore_load(seq: int) -> None:
+    pass
+
+
 def _newest_links(rows: Iterable[RevokedPath]) -> float:
     """The newest link revocation (anyone's URLs; a revoked grant's rows are the grant's)."""
     return max((row.at for row in rows if row.principal_id is None), default=float("-inf"))
@@ -81,6 +89,10 @@ class StateSync:
         self._tidied_at = float("-inf")
         # Told how long after its commit each revocation reached this view (gateway.services: a histogram).
         self.on_revocation: Callable[[str, float], None] = _ignore
+        # Told of each change applied, and of each (re)load (the edge feed's change log: gateway.edge.feed).
+        self.on_change: Callable[[Change], None] = _ignore_change
+        self.on_load: Callable[[int], None] = _ignore_load
+        self._changed = asyncio.Event()
 
     def current(self) -> bool:
         return self._monotonic() - self.confirmed_at <= self._policy.stale_after
@@ -115,6 +127,8 @@ class StateSync:
         self.view = view
         self.media.clear()
         self.confirmed_at = confirmed
+        self.on_load(view.seq)
+        self._signal_change()
 
     async def catch_up(self) -> int:
         """Apply every change committed before this call began; returns how many were applied."""
@@ -124,12 +138,26 @@ class StateSync:
             while changes := await self._store.changes.since(self.view.seq, _PAGE):
                 for change in changes:
                     await self._apply(change)
+                    self.on_change(change)
                     self.view.seq = change.seq
                 applied += len(changes)
                 if len(changes) < _PAGE:
                     break
             self.confirmed_at = started
+            if applied:
+                self._signal_change()
             return applied
+
+    def _signal_change(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_beyond(self, seq: int, timeout: float) -> None:
+        """Return once the view is past ``seq``, or after ``timeout`` seconds (a long poll: gateway.web.edge)."""
+        if self.view.seq > seq:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def _apply(self, change: Change) -> None:
         store, view = self._store, self.view

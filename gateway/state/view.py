@@ -141,6 +141,18 @@ class StateView:
     def revocations(self) -> Mapping[str, tuple[RevokedPath, ...]]:
         return self._revocations
 
+    def revocation_index(self) -> RevocationIndex:
+        """The newest revocation per path and directory, anyone's and per grantee (for the edge feed)."""
+        return RevocationIndex(self._revoked_paths, self._revoked_dirs, self._grant_paths, self._grant_dirs)
+
+
+@dataclass(frozen=True)
+class RevocationIndex:
+    paths: Mapping[str, float]
+    dirs: Mapping[str, float]
+    grant_paths: Mapping[tuple[str, str], float]
+    grant_dirs: Mapping[tuple[str, str], float]
+
 
 def _newest(path: str, at_path: Callable[[str], float | None], at_dir: Callable[[str], float | None]) -> float | None:
     """The newest revocation of ``path`` itself or of a directory above it."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.web.routes import PRINCIPAL, VIEWER, VIEWER_COOKIE, Reply, Route
+from gateway.web.routes import EDGE, PRINCIPAL, VIEWER, VIEWER_COOKIE, Reply, Route
 from gateway.web.schemas import REFERENCED_ONLY, SCHEMA_REF
 
 TITLE = "media-gateway"
@@ -115,4 +115,5 @@ def _security_schemes(viewer_cookie: str) -> dict[str, Any]:
             "name": viewer_cookie,
             "description": "the same, as a cookie",
         },
+        EDGE: {"type": "http", "scheme": "bearer", "description": "edge.token_file's token (or mutual TLS: edge.mtls)"},
     }

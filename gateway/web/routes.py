@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.model import Rendition
-from gateway.web import explain, media, meta, operations, pages, schemas, sign, verify
+from gateway.web import edge, explain, media, meta, operations, pages, schemas, sign, verify
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -23,6 +23,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRINCIPAL = "principalToken"
 VIEWER = "viewerToken"
 VIEWER_COOKIE = "viewerCookie"
+EDGE = "edgeToken"
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,19 @@ ROUTES: tuple[Route, ...] = (
         "The subject ids behind the pseudonyms an incident webhook named (null: unknown or erased)",
         {200: Reply("pseudonym -> subject id", operations.Resolved), **_errors(400, 401, 403, 408, 413, 503)},
         body=operations.ResolveRequest, security=(PRINCIPAL,),
+    ),
+    Route(
+        "GET", "/v1/edge/state", edge.state, "edgeState",
+        "The state nginx needs to verify native URLs itself, full or since a version (long poll: docs/edge.md)",
+        {200: Reply("the state, or what changed since the version asked about", edge.EdgeState),
+         **_errors(400, 401, 404, 503)},
+        security=(EDGE,),
+    ),
+    Route(
+        "POST", "/v1/edge/redemptions", edge.redemptions, "edgeRedemptions",
+        "First uses of tokens the edge allowed: recorded as /v1/verify records them (url:redeemed)",
+        {200: Reply("how many were recorded", edge.RedemptionsRecorded), **_errors(400, 401, 404, 408, 413, 503)},
+        body=edge.RedemptionReport, security=(EDGE,),
     ),
     Route(
         "GET", "/metrics", operations.metrics, "metrics", "Prometheus metrics (text format 0.0.4)",

@@ -23,8 +23,8 @@ import aiosqlite
 
 from gateway.audit.records import AuditRecord
 from gateway.errors import ConfigError, StoreUnavailable
-from gateway.store import files
-from gateway.store.base import Listening, RawEntry, Repos
+from gateway.store import files, rows
+from gateway.store.base import Listening, LogEntry, RawEntry, Repos
 from gateway.store.sqlite import schema
 from gateway.store.sqlite.group import GroupWriter
 from gateway.store.sqlite.repos import SqliteRepos, db_errors
@@ -127,6 +127,7 @@ class SqliteStore:
         self._writer = writer
         self._path = path
         self.applied_migrations: list[int] = []  # by open(): for 'gatewayctl migrate' to report
+        self.on_appended: Callable[[Sequence[LogEntry]], None] | None = None
         self._group = GroupWriter(path)
         self._write_lock = asyncio.Lock()
         self._read_repos = SqliteRepos(reader)
@@ -190,7 +191,10 @@ class SqliteStore:
     async def append_audit_group(
         self, records: Sequence[AuditRecord], raw: Sequence[RawEntry], touches: Sequence[str], at: float
     ) -> list[int]:
-        return await self._group.append(records, raw, touches, at)
+        written = await self._group.append(records, raw, touches, at)
+        if self.on_appended is not None:
+            self.on_appended(rows.log_entries(records, written))
+        return [row[-2] for row in written]
 
     def listen(self, wake: Callable[[], None]) -> Listening:
         """SQLite cannot notify: a thread reads the feed head every few milliseconds on a connection of its own

@@ -339,6 +339,10 @@ class SqliteAudit(_Repo):
         columns = ("tree_size", "time", "root", "key_id", "signature")
         await self._run(_insert("checkpoints", columns), (c.tree_size, c.time, c.root, c.key_id, c.signature))
 
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        found = await self._all("SELECT * FROM checkpoints ORDER BY tree_size DESC, time DESC LIMIT 1")
+        return rows.checkpoint_from(found[0]) if found else None
+
     async def checkpoints(self) -> list[Checkpoint]:
         found = await self._all("SELECT * FROM checkpoints ORDER BY tree_size, time")
         return [rows.checkpoint_from(r) for r in found]

@@ -1,0 +1,251 @@
+-- Edge mode's entry points (docs/edge.md): access(), status(), and init_worker() to start the timers.
+--
+--   lua_shared_dict media_gateway_edge_state 16m;      -- keys, principals, revocations: never evicted
+--   lua_shared_dict media_gateway_edge_decisions 32m;  -- remembered signatures, redemption marks: a cache
+--   lua_shared_dict media_gateway_edge_status 1m;      -- version, freshness, counters
+--   init_worker_by_lua_block { require("media_gateway.edge").init_worker({ feed_url = "http://…" }) }
+--   location /v/ { access_by_lua_block { require("media_gateway.edge").access() } … }
+local cjson = require "cjson.safe"
+local rules = require "media_gateway.rules"
+local crypto = require "media_gateway.crypto"
+local feed = require "media_gateway.feed"
+local report = require "media_gateway.report"
+
+local ngx = ngx
+local state_dict = ngx.shared.media_gateway_edge_state
+local decisions = ngx.shared.media_gateway_edge_decisions
+local status_dict = ngx.shared.media_gateway_edge_status
+local sha1 = ngx.sha1_bin
+
+local _M = {}
+-- remember = false: every request checks its signature (benchmarks/bench_edge.py's "new URL every request").
+local options = { stale_after = 2.0, ask_location = "/_gateway_verify", remember = true }
+local logged_at = {}  -- per reason: log a state problem once a second, not once a request
+
+local function log_once(reason, message)
+    local now = ngx.now()
+    if (logged_at[reason] or 0) + 1 <= now then
+        logged_at[reason] = now
+        ngx.log(ngx.ERR, message)
+    end
+end
+
+-- Per worker: keys parsed from the zone, thrown away whenever the state's version moves.
+local parsed = { version = -1, keys = {}, revocations = nil }
+
+local function current_version()
+    local version = status_dict:get("generation") or -1
+    if version ~= parsed.version then
+        parsed.version, parsed.keys, parsed.revocations = version, {}, nil
+    end
+end
+
+local function key(kid)
+    local found = parsed.keys[kid]
+    if found == nil then
+        local text = state_dict:get("k:" .. kid)
+        if text == nil then
+            return nil
+        end
+        local algorithm, principal, not_after, revoked, material =
+            string.match(text, "^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+        found = {
+            algorithm = algorithm, principal = principal, not_after = tonumber(not_after),
+            revoked = revoked == "1", material = material ~= "" and material or nil,
+        }
+        parsed.keys[kid] = found
+    end
+    return found
+end
+
+-- The revocation tables as lookups: links[path] (the path itself) and links[dir .. "\0"] (under a directory);
+-- grants[principal] likewise. Parsed once per worker per state version.
+local function revocations()
+    if parsed.revocations == nil then
+        local raw = cjson.decode(state_dict:get("revocations") or "") or {}
+        local links, grants = {}, {}
+        for _, row in ipairs(raw.links or {}) do
+            links[row[2] and row[1] .. "\0" or row[1]] = row[3]
+        end
+        for _, row in ipairs(raw.grants or {}) do
+            local mine = grants[row[1]] or {}
+            grants[row[1]] = mine
+            mine[row[3] and row[2] .. "\0" or row[2]] = row[4]
+        end
+        parsed.revocations = { links = links, grants = grants }
+    end
+    return parsed.revocations
+end
+
+local state = {
+    key = key,
+    principal_disabled = function(id)
+        return state_dict:get("p:" .. id) ~= 0  -- missing: disabled, as the gateway's keyring says
+    end,
+    links = function(path)
+        local r = revocations()
+        if next(r.links) == nil then
+            return nil  -- the usual case: nothing revoked
+        end
+        return rules.newest(path, function(p) return r.links[p] end, function(d) return r.links[d .. "\0"] end)
+    end,
+    grants = function(principal, path)
+        local g = revocations().grants[principal]
+        if g == nil then
+            return nil
+        end
+        return rules.newest(path, function(p) return g[p] end, function(d) return g[d .. "\0"] end)
+    end,
+    max_ahead = 3660,
+}
+
+-- Rule 6, remembered across workers by a digest of what was signed until the token expires, and in this
+-- worker on the parsed prefix token itself (its string to sign does not depend on the segment).
+local function signature_ok(token, path, k)
+    if k.material == nil then
+        return nil  -- an HMAC key whose secret the edge is not given
+    end
+    if options.remember and token.prefix and token.verified == k.material then
+        return true
+    end
+    local message = rules.string_to_sign(token, path, k.algorithm)
+    if message == nil then
+        return nil  -- a query the gateway names malformed
+    end
+    local signature = rules.signature(token.params.gw_sig)
+    if signature == nil then
+        return false
+    end
+    local memo = "s:" .. sha1(message .. "\0" .. signature)
+    if options.remember and decisions:get(memo) then
+        return true
+    end
+    local ok
+    if k.algorithm == "ed25519" then
+        ok = crypto.ed25519_verify(k.material, message, signature)
+    elseif k.algorithm == "hmac-sha256" then
+        ok = crypto.hmac_sha256_verify(k.material, message, signature)
+    else
+        return nil
+    end
+    if ok and options.remember then
+        local ttl = token.expires - ngx.now()
+        if ttl > 0 then
+            decisions:set(memo, true, ttl)  -- a cache: evicting is fine, the next request checks again
+        end
+        if token.prefix then
+            token.verified = k.material
+        end
+    end
+    return ok
+end
+
+-- The reasons counted in /_gateway_edge_status (the gateway's own names, and why the gateway was asked).
+local DENY_REASONS = {
+    "state-stale", "state-full", "key-revoked", "key-expired", "principal-disabled", "bad-signature", "expired",
+    "not-yet-valid", "outside-prefix", "wrong-ip", "expiry-too-far", "links-revoked", "grant-revoked",
+}
+local ASK_REASONS = { "target", "path", "no-token", "token", "prefix", "unknown-key", "no-material", "ip" }
+
+local function deny(reason)
+    ngx.log(ngx.INFO, "media-gateway edge deny ", reason)
+    status_dict:incr("denied", 1, 0)
+    status_dict:incr("deny:" .. reason, 1, 0)
+    return ngx.exit(ngx.HTTP_FORBIDDEN)
+end
+
+local function ask(reason)
+    status_dict:incr("asked", 1, 0)
+    status_dict:incr("ask:" .. reason, 1, 0)
+    local res = ngx.location.capture(options.ask_location)
+    if res.status == ngx.HTTP_OK then
+        return
+    end
+    if res.status == ngx.HTTP_FORBIDDEN or res.status == ngx.HTTP_UNAUTHORIZED then
+        return ngx.exit(res.status)
+    end
+    ngx.log(ngx.ERR, "media-gateway edge: the gateway answered ", res.status, " about a URL (", reason, ")")
+    return ngx.exit(ngx.HTTP_INTERNAL_SERVER_ERROR)  -- as auth_request: it cannot be asked, so no media
+end
+
+-- Rule 0: state proved current within stale_after, and the last update fitted the zone.
+local function state_problem(now)
+    if status_dict:get("full") then
+        log_once("full", "media-gateway edge state zone is full: denying every request until an update fits")
+        return "state-full"
+    end
+    local age = now - (status_dict:get("confirmed_at") or 0)
+    if age > options.stale_after then
+        log_once("stale", string.format("media-gateway edge state is %.1f s old (bound %.1f s): denying",
+            age, options.stale_after))
+        return "state-stale"
+    end
+    return nil
+end
+
+function _M.access()
+    local now = ngx.now()
+    local problem = state_problem(now)
+    if problem then
+        return deny(problem)
+    end
+    local target = ngx.var.request_uri
+    local token, path = rules.parse(target)
+    if token == nil then
+        return ask(path)  -- path is why
+    end
+    current_version()
+    state.max_ahead = status_dict:get("max_ahead") or state.max_ahead
+    local client = ngx.var.remote_addr
+    local outcome, reason = rules.decide(token, path, client, now, state, signature_ok)
+    if outcome == rules.ASK then
+        return ask(reason)
+    elseif outcome == rules.DENY then
+        return deny(reason)
+    end
+    status_dict:incr("allowed", 1, 0)
+    report.first_use(token, target, client, now)
+end
+
+function _M.status()
+    local now = ngx.now()
+    local body = {
+        version = status_dict:get("version"),
+        age = now - (status_dict:get("confirmed_at") or 0),
+        stale_after = options.stale_after,
+        full = status_dict:get("full") or false,
+        entries = status_dict:get("entries") or 0,
+        state_free_bytes = state_dict:free_space(),
+        state_capacity_bytes = state_dict:capacity(),
+        decisions_free_bytes = decisions:free_space(),
+        allowed = status_dict:get("allowed") or 0,
+        denied = status_dict:get("denied") or 0,
+        asked = status_dict:get("asked") or 0,
+        feed_failures = status_dict:get("feed_failures") or 0,
+        state_full_errors = status_dict:get("state_full_errors") or 0,
+        redemptions_sent = status_dict:get("redemptions_sent") or 0,
+        redemptions_dropped = status_dict:get("redemptions_dropped") or 0,
+    }
+    body.fresh = body.age <= options.stale_after and not body.full
+    body.denied_by_reason, body.asked_by_reason = {}, {}
+    for _, reason in ipairs(DENY_REASONS) do
+        body.denied_by_reason[reason] = status_dict:get("deny:" .. reason) or 0
+    end
+    for _, reason in ipairs(ASK_REASONS) do
+        body.asked_by_reason[reason] = status_dict:get("ask:" .. reason) or 0
+    end
+    ngx.header["Content-Type"] = "application/json"
+    ngx.header["Cache-Control"] = "no-store"
+    ngx.print(cjson.encode(body))
+end
+
+-- opts: feed_url (required), redemptions_url, token, stale_after, wait, ask_location, remember.
+function _M.init_worker(opts)
+    for name, value in pairs(opts) do
+        options[name] = value
+    end
+    feed.start(options)
+    report.start(options)
+end
+
+return _M

@@ -1,0 +1,152 @@
+"""The edge feed and redemption reports: nginx verifying native URLs itself (docs/edge.md).
+
+``GET /v1/edge/state?since=V&wait=S`` answers the state the edge's rules need
+(``gateway.edge.feed``), full or since version V, holding the request up to S
+seconds (``edge.max_wait``) until the view moves past V: a long poll.
+``POST /v1/edge/redemptions`` takes the first uses of tokens the edge allowed
+and records them as ``/v1/verify`` would (``gateway.audit.redemptions``).
+
+Who may call: a bearer token from ``edge.token_file``, or (``edge.mtls``) a
+client certificate from ``tls.client_ca_file``. Neither configured: 404. HMAC
+secrets are sent only over mutual TLS with ``edge.hmac_secrets``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import ipaddress
+import logging
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from gateway.edge import feed
+from gateway.errors import InvalidInput, NotFound, StateStale, Unauthenticated, VerificationFailed
+from gateway.model import KeyAlgorithm
+from gateway.services import Services
+from gateway.signing.dialects.base import Redemption
+from gateway.signing.dialects.native import NativeDialect, presented_claims
+from gateway.signing.paths import strip_authority
+from gateway.signing.profiles import NATIVE
+from gateway.web import parsing
+from gateway.web.appkeys import SERVICES
+from gateway.web.clientcert import presented_certificate
+from gateway.web.middleware import json_response
+from gateway.web.sign import request_context
+
+MAX_REPORTS = 500
+log = logging.getLogger("gateway.edge")
+_NATIVE = NativeDialect()
+
+
+class EdgeState(msgspec.Struct, kw_only=True, omit_defaults=True):
+    version: int
+    full: bool
+    age: float  # seconds since the gateway's own view was proved current
+    max_expiry_ahead: int  # expiry-too-far: gw_exp more than this many seconds ahead is refused
+    keys: list[dict[str, Any]]
+    principals: list[dict[str, Any]]
+    revocations: dict[str, list[list[Any]]] | None = None
+
+
+class EdgeRedemption(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]  # origin-form, as the viewer sent it
+    client_ip: Annotated[str, msgspec.Meta(max_length=64)]
+    at: Annotated[float, msgspec.Meta(ge=0)]  # when the edge allowed it (POSIX seconds)
+
+
+class RedemptionReport(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    redemptions: Annotated[list[EdgeRedemption], msgspec.Meta(max_length=MAX_REPORTS)]
+
+
+class RedemptionsRecorded(msgspec.Struct, kw_only=True):
+    recorded: int  # first uses written to the audit log
+    repeated: int  # already recorded from that network (by this gateway or another edge)
+    refused: int  # not a native URL the gateway can name a key for: not recorded
+
+
+def _authorise(request: web.Request, services: Services) -> bool:
+    """Whether the caller is the edge; True when it came over mutual TLS. NotFound when the feed is off."""
+    config = services.config
+    token = services.edge_token
+    if token is None and not config.edge_mtls:
+        raise NotFound("Not Found")
+    if config.edge_mtls and presented_certificate(request):
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if token is not None and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return False
+    raise Unauthenticated("the edge feed needs the bearer token from edge.token_file or a client certificate")
+
+
+def _number(request: web.Request, name: str, default: float, high: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text) if name == "wait" else int(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number") from None
+    if not 0 <= value <= high:
+        raise InvalidInput(f"{name} must be from 0 to {high:g}")
+    return value
+
+
+async def _secrets(services: Services, over_mtls: bool) -> dict[str, bytes]:
+    if not (over_mtls and services.config.edge_hmac_secrets):
+        return {}
+    keys = feed.edge_keys(services.state.view)
+    return {k.kid: await services.keyring.secret(k) for k in keys if k.algorithm is KeyAlgorithm.HMAC_SHA256}
+
+
+async def state(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    over_mtls = _authorise(request, services)
+    since = int(_number(request, "since", 0, 2**63 - 1))
+    wait = _number(request, "wait", 0.0, services.config.edge_max_wait)
+    if since and wait:
+        await services.state.wait_beyond(since, wait)
+    if not services.state.current():
+        raise StateStale("the gateway's state view is stale: the edge must not be told it is current")
+    doc = feed.document(services.state.view, services.edge_changes, since, await _secrets(services, over_mtls))
+    ahead = services.config.max_ttl + services.config.cache_window + 60
+    body = doc.as_json(age=services.state.age(), max_expiry_ahead=ahead)
+    return json_response(msgspec.convert(body, EdgeState), headers={"Cache-Control": "no-store"})
+
+
+async def redemptions(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    _authorise(request, services)
+    report = await parsing.body(request, RedemptionReport)
+    counts = {"recorded": 0, "repeated": 0, "refused": 0}
+    for item in report.redemptions:
+        counts[await _record(request, services, item)] += 1
+    return json_response(RedemptionsRecorded(**counts))
+
+
+async def _record(request: web.Request, services: Services, item: EdgeRedemption) -> str:
+    """Record one reported first use exactly as /v1/verify would have: the same token digest and record."""
+    try:
+        client_ip = str(ipaddress.ip_address(item.client_ip))
+    except ValueError:
+        return "refused"
+    url = services.profiles.get(NATIVE).base_url + strip_authority(item.url)
+    claims = presented_claims(url)
+    key = services.state.view.keys.get(claims.get("gw_kid", ""))
+    if key is None or not claims.get("gw_exp", "").isdigit():
+        return "refused"
+    try:
+        token = _NATIVE.reuse_key(Redemption(url=url, now=item.at, client_ip=client_ip)) or url
+    except (VerificationFailed, InvalidInput):
+        return "refused"
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16]
+    if not services.redemptions.first_from(digest, client_ip):
+        return "repeated"
+    ctx = dataclasses.replace(request_context(request, services, key.principal_id), client_ip=client_ip)
+    recorded = await services.redemptions.record(
+        ctx, token=digest, kid=key.kid, url=url, expires=int(claims["gw_exp"]), profile=NATIVE, now=item.at
+    )
+    return "recorded" if recorded else "repeated"

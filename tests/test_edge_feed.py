@@ -1,0 +1,166 @@
+"""The edge feed (GET /v1/edge/state) and redemption reports (POST /v1/edge/redemptions) through the app.
+
+Who may call (a bearer token, or off: 404), what a full state and a delta hold, the long poll answering as
+soon as the view moves, HMAC secrets never sent without mutual TLS, a stale view never passed on as
+current, and reported first uses recorded as /v1/verify records them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.config import load_config
+from gateway.edge.feed import ChangeLog
+from gateway.keys.material import b64url
+from gateway.model import KeyAlgorithm, Permission, Visibility
+from gateway.services import open_services
+from gateway.store.base import AuditQuery
+from gateway.web.app import create_app
+from tests.support import ADMIN, Clock, World, init_data_dir
+
+TOKEN = "edge-feed-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def edge(
+    tmp_path: Path, aiohttp_client: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[TestClient, World]]:
+    """The app with [edge] as the (indirect) parameter; a principal 'web' with an Ed25519 and an HMAC key."""
+    config = await asyncio.to_thread(init_data_dir, tmp_path)
+    (tmp_path / "keys" / "edge.token").write_text(TOKEN + "\n")
+    with (tmp_path / "gateway.toml").open("a") as toml:
+        toml.write("\n[edge]\n" + getattr(request, "param", 'token_file = "keys/edge.token"') + "\n")
+    services = await open_services(load_config(config.data_dir, environ={}), clock=Clock())
+    world = World(services, services.clock)  # type: ignore[arg-type]
+    await world.principal("web", Permission.SIGN)
+    await services.admin.create_key(ADMIN, "web", KeyAlgorithm.HMAC_SHA256, services.clock())
+    client = await aiohttp_client(create_app(services, close_services=False))
+    yield client, world
+    await client.close()
+    await services.close()
+
+
+async def _state(client: TestClient, query: str = "") -> dict[str, Any]:
+    response = await client.get(f"/v1/edge/state{query}", headers=AUTH)
+    assert response.status == 200, await response.text()
+    return dict(await response.json())
+
+
+async def test_the_feed_needs_its_token(edge: tuple[TestClient, World]) -> None:
+    client, _ = edge
+    assert (await client.get("/v1/edge/state")).status == 401
+    wrong = await client.get("/v1/edge/state", headers={"Authorization": "Bearer edge-feed-token-000000000"})
+    assert (wrong.status, (await wrong.json())["error"]) == (401, "unauthenticated")
+    assert (await client.post("/v1/edge/redemptions", json={"redemptions": []})).status == 401
+
+
+@pytest.mark.parametrize("edge", ["max_wait = 5"], indirect=True)
+async def test_the_feed_is_off_without_a_token_or_mutual_tls(edge: tuple[TestClient, World]) -> None:
+    client, _ = edge
+    assert (await client.get("/v1/edge/state", headers=AUTH)).status == 404
+
+
+async def test_the_full_state_has_public_halves_and_no_hmac_secret(edge: tuple[TestClient, World]) -> None:
+    client, world = edge
+    state = await _state(client)
+    view = world.services.state.view
+    keys = {key["kid"]: key for key in state["keys"]}
+    by_algorithm = {key["algorithm"]: key for key in keys.values() if key["principal"] == "web"}
+    ed = view.keys[by_algorithm["ed25519"]["kid"]]
+    assert by_algorithm["ed25519"] == {
+        "kid": ed.kid, "algorithm": "ed25519", "principal": "web", "not_after": None, "revoked": False,
+        "public": b64url(ed.public_key or b""),
+    }  # fmt: skip
+    assert "secret" not in by_algorithm["hmac-sha256"]  # only over mutual TLS, and only when enabled
+    assert (state["version"], state["full"]) == (view.seq, True)
+    assert {"id": "web", "disabled": False} in state["principals"]
+    assert state["revocations"] == {"links": [], "grants": []}
+    assert state["max_expiry_ahead"] == 3600 + 60 + 60
+
+
+async def test_a_delta_names_what_changed_since_the_version(edge: tuple[TestClient, World]) -> None:
+    client, world = edge
+    version = (await _state(client))["version"]
+    assert await _state(client, f"?since={version}") == {
+        "version": version, "full": False, "age": pytest.approx(0, abs=5), "max_expiry_ahead": 3720,
+        "keys": [], "principals": [],
+    }  # fmt: skip
+    kid = next(k for k in world.services.state.view.keys_of("web") if k.algorithm is KeyAlgorithm.ED25519).kid
+    await world.services.admin.revoke_key(ADMIN, kid, "leaked", world.clock())
+    await world.media("m1", visibility=Visibility.UNLISTED)
+    await world.services.admin.revoke_links(ADMIN, "m1", "leaked", world.clock())
+    delta = await _state(client, f"?since={version}")
+    assert delta["full"] is False and [(k["kid"], k["revoked"]) for k in delta["keys"]] == [(kid, True)]
+    at = world.clock()
+    assert sorted(delta["revocations"]["links"]) == [["/t/m1.jpg", False, at], ["/v/m1/", True, at],
+                                                     ["/v/m1/master.m3u8", False, at]]  # fmt: skip
+
+
+async def test_the_long_poll_answers_as_soon_as_the_view_moves(edge: tuple[TestClient, World]) -> None:
+    client, world = edge
+    version = (await _state(client))["version"]
+    waiting = asyncio.ensure_future(_state(client, f"?since={version}&wait=5"))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await world.services.admin.disable_principal(ADMIN, "web", world.clock())
+    delta = await asyncio.wait_for(waiting, 5)
+    assert delta["principals"] == [{"id": "web", "disabled": True}] and delta["version"] > version
+
+
+async def test_a_since_the_gateway_cannot_answer_gets_the_full_state(edge: tuple[TestClient, World]) -> None:
+    client, world = edge
+    world.services.edge_changes.reset(world.services.state.view.seq)  # as after a restart
+    assert (await _state(client, "?since=1"))["full"] is True
+    assert (await _state(client, "?since=999999"))["full"] is True  # another replica's future: start again
+
+
+async def test_a_stale_view_is_never_passed_on_as_current(
+    edge: tuple[TestClient, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, world = edge
+    monkeypatch.setattr(world.services.state, "current", lambda: False)  # the store unreachable for a while
+    response = await client.get("/v1/edge/state", headers=AUTH)
+    assert (response.status, (await response.json())["error"]) == (503, "state_stale")
+
+
+@pytest.mark.parametrize("query", ["?since=x", "?since=-1", "?wait=99", "?wait=nan"])
+async def test_bad_parameters_are_a_400(edge: tuple[TestClient, World], query: str) -> None:
+    client, _ = edge
+    response = await client.get(f"/v1/edge/state{query}", headers=AUTH)
+    assert response.status == 400
+
+
+async def test_reported_first_uses_are_recorded_once_per_token_and_network(edge: tuple[TestClient, World]) -> None:
+    client, world = edge
+    await world.media("m1", visibility=Visibility.UNLISTED)
+    body = {"media_id": "m1", "rendition": "video", "scope": "prefix"}
+    url = (await (await client.post("/v1/sign", json=body, headers=world.auth("web"))).json())["url"]
+    uri = url.removeprefix("https://cdn.example.com")
+    reports = [
+        {"url": uri, "client_ip": "198.51.100.7", "at": world.clock()},
+        {"url": uri.replace("master.m3u8", "seg-1.ts"), "client_ip": "198.51.100.9", "at": world.clock()},
+        {"url": uri, "client_ip": "203.0.113.5", "at": world.clock()},
+        {"url": "/v/m1/master.m3u8?gw_kid=gwk_unknown", "client_ip": "203.0.113.5", "at": world.clock()},
+        {"url": uri, "client_ip": "not-an-address", "at": world.clock()},
+    ]
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": reports}, headers=AUTH)
+    assert await response.json() == {"recorded": 2, "repeated": 1, "refused": 2}
+    records = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))  # written before the answer
+    assert sorted(r.client_ip or "" for r in records) == ["198.51.100.0/24", "203.0.113.0/24"]
+
+
+def test_the_change_log_forgets_the_oldest_and_says_so() -> None:
+    log = ChangeLog(capacity=2)
+    log.reset(10)
+    for seq in (11, 12, 13):
+        log.add(seq, "key", f"k{seq}")
+    assert log.since(10) is None  # 11 was forgotten
+    assert log.since(11) == [(12, "key", "k12"), (13, "key", "k13")]
+    assert log.since(13) == []
