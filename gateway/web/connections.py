@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.observe.metrics import Tally
 
 log = logging.getLogger("gateway.web.connections")
 
@@ -89,6 +90,7 @@ class GuardedHandler(web.RequestHandler):
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout = manager.limits.header_timeout
+        self._closed = manager.closed
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
@@ -124,15 +126,17 @@ class GuardedHandler(web.RequestHandler):
         self._deadline = None
         if not self.busy:
             self.log_debug("closed a connection whose headers took over %g s", self._header_timeout)
+            self._closed.add(("header_timeout",))
             self.force_close()
 
 
 class GuardedServer(web.Server):
     """aiohttp's connection manager with the cap: the oldest idle connection makes room for a new one."""
 
-    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: ConnectionLimits, closed: Tally, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.closed = closed  # counts why connections were closed (gateway_connections_closed_total)
         self._open: dict[web.RequestHandler, None] = {}  # oldest first
 
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
@@ -141,12 +145,17 @@ class GuardedServer(web.Server):
         if len(self._open) > self.limits.max_connections:
             victim = self._idlest(handler)
             del self._open[victim]
+            # "at_cap": an idle one made room; "refused": every other one was mid-request.
+            self.closed.add(("refused" if victim is handler else "at_cap",))
             log.debug("at the cap of %d connections: closed one", self.limits.max_connections)
             victim.force_close()
 
     def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
         self._open.pop(handler, None)
         super().connection_lost(handler, exc)
+
+    def __len__(self) -> int:
+        return len(self._open)
 
     def _idlest(self, newcomer: web.RequestHandler) -> web.RequestHandler:
         """The oldest connection not in the middle of a request; the newcomer itself when every other one is."""

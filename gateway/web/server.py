@@ -87,10 +87,15 @@ class Runner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # the app's startup has run; its handler and request factory
-        return _JsonErrorServer(
+        metrics = self.app[SERVICES].metrics
+        guarded = _JsonErrorServer(
             server.request_handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             limits=self.limits,
+            closed=metrics.connections,
             **server._kwargs,
         )
+        metrics.gauges.connections_open = lambda: float(len(guarded))
+        metrics.gauges.connections_max = lambda: float(self.limits.max_connections)
+        return guarded

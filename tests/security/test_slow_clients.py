@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import select
 import socket
+import ssl
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.processes import Served, ctl, http_json, init, start_serve
+from tests.processes import Served, ctl, http_json, init, start_serve, wait_until
+from tests.tls_support import client_context, https, pki_in
 
 pytestmark = pytest.mark.e2e
 
@@ -75,10 +78,19 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
         return True
 
 
+def _metrics(served: Served) -> dict[str, float]:
+    """/metrics (loopback may scrape it) as series -> value."""
+    with urllib.request.urlopen(served.base + "/metrics", timeout=EVENT_WITHIN) as response:
+        text = response.read().decode()
+    return {name: float(value) for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+            if name and not name.startswith("#")}  # fmt: skip
+
+
 def test_half_a_request_line_is_closed_at_the_header_deadline(strict: Served) -> None:
     with _connect(strict) as sock:
         sock.sendall(b"GET /heal")
         assert _until_closed(sock) == b""  # closed without an answer: the request never was one
+    assert _metrics(strict)['gateway_connections_closed_total{reason="header_timeout"}'] >= 1
 
 
 def test_a_silent_connection_is_closed_at_the_header_deadline(strict: Served) -> None:
@@ -152,6 +164,10 @@ def test_idle_sockets_under_a_low_file_limit_do_not_starve_health_or_issuance(
         request = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}
         status, body = http_json(served.base + "/v1/sign", "POST", request, {"Authorization": f"Bearer {token}"})
         assert status == 200, body
+        metrics = _metrics(served)  # one worker's (each has its own descriptors and cap)
+        assert metrics["gateway_connections_max"] == 160  # ulimit -n 256, less 64 reserved and a batch of 32
+        assert metrics['gateway_connections_closed_total{reason="at_cap"}'] > 0
+        assert metrics["gateway_connections_open"] <= 160
     finally:
         for sock in idle:
             sock.close()
@@ -159,3 +175,30 @@ def test_idle_sockets_under_a_low_file_limit_do_not_starve_health_or_issuance(
     assert "Too many open files" not in output
     assert "out of system resource" not in output
     assert ctl(data_dir, "audit", "verify")["ok"] is True
+
+
+def _ready_over_tls(served: Served, context: ssl.SSLContext) -> bool:
+    if served.proc.poll() is not None:
+        raise AssertionError(f"gatewayctl serve exited {served.proc.returncode}: {served.output()}")
+    try:
+        return https(served.port, context, "/readyz")[0] == 200
+    except OSError:
+        return False
+
+
+def test_over_tls_a_handshake_that_never_comes_and_half_a_request_are_closed(tmp_path: Path) -> None:
+    data = init(tmp_path / "tls")
+    pki = pki_in(data)
+    with (data / "gateway.toml").open("a") as config:
+        config.write('\n[tls]\ncert_file = "pki/gateway.crt"\nkey_file = "pki/gateway.key"\n')
+    served = start_serve(data, env={"GATEWAY_SERVER_HEADER_TIMEOUT": "1"}, ready=False)
+    try:
+        context = client_context(pki)
+        wait_until(lambda: _ready_over_tls(served, context), "serve answering /readyz over TLS")
+        with _connect(served) as silent:  # no ClientHello: asyncio alone would wait 60 s
+            assert _until_closed(silent) == b""
+        with _connect(served) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /heal")
+            assert _until_closed(tls) == b""
+    finally:
+        served.stop()
