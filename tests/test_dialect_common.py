@@ -29,7 +29,9 @@ def _refusal(call: Callable[[], object]) -> str:
 
 
 @pytest.mark.parametrize(("text", "raw"), [("QUJD", b"ABC"), ("QUI", b"AB"), ("QUI=", b"AB"), ("QQ", b"A"),
-                                           ("QQ==", b"A"), ("", b""), ("-_8", b"\xfb\xff")])  # fmt: skip
+                                           ("QQ==", b"A"), ("", b""), ("-_8", b"\xfb\xff"),
+                                           ("QUJDREVGRw", b"ABCDEFG"), ("QUJDREVGRw==", b"ABCDEFG"),
+                                           ("QUJDREVGR0g", b"ABCDEFGH"), ("QUJDREVGR0hJ", b"ABCDEFGHI")])  # fmt: skip
 def test_b64url_any_decode_reads_either_canonical_spelling(text: str, raw: bytes) -> None:
     assert c.b64url_any_decode(text) == raw
 
@@ -60,6 +62,15 @@ def test_b64url_exact_decode_reads_only_the_format_s_spelling() -> None:
 def test_same_text_compares_whole_texts_and_never_raises() -> None:
     assert c.same_text("abc", "abc") is True
     assert [c.same_text("abc", other) for other in ("ab", "abcd", "xabc", "ABC", "", "ab\udcff", "abç")] == [False] * 7
+
+
+@pytest.mark.parametrize("other", ["", "Sig", "Signatur", "XSignature", "Signature2", "signature", "Signature "])
+def test_single_reads_exactly_the_name_asked_for(other: str) -> None:
+    """A parameter whose name is part of, contains or starts like the one asked for is another parameter."""
+    assert c.single([(other, "x")], "Signature") is None
+    assert c.single([("Signature", "a"), (other, "x")], "Signature") == "a"
+    assert c.single([(other, "x"), ("Signature", "a")], "Signature") == "a"
+    assert c.required([(other, "x"), ("Signature", "a")], "Signature") == "a"
 
 
 def test_split_url_turns_an_unsplittable_url_into_a_400() -> None:

@@ -454,3 +454,28 @@ def test_the_token_segment_decodes_to_the_parameters_the_query_form_carries() ->
     query_form = _signed(prefix="/v/abc/", ip="203.0.113.0/24", starts=NOW - 1)
     assert text == query_form.split("?", 1)[1]
     assert token_params(url.split("/")[4])["gw_pfx"] == "/v/abc/"
+
+
+def test_an_empty_path_is_the_root_path_when_signing_and_verifying() -> None:
+    url = _signed(url="https://cdn.example.com?x=1")
+    assert url.startswith("https://cdn.example.com/?x=1&gw_exp=")
+    assert native.verify(Redemption(url, NOW, None), ED) == PLAIN
+    bare = url.replace("https://cdn.example.com/?", "https://cdn.example.com?")
+    assert native.verify(Redemption(bare, NOW, None), ED) == PLAIN
+    assert _reason(url.replace("https://cdn.example.com/?", "https://cdn.example.com/x?")) == "bad-signature"
+
+
+@pytest.mark.parametrize("verifying_kid", ["gwk_ab", "xgwk_a", "gwk_a2", "gwk_", "gwk", "GWK_A"])
+def test_the_verifying_key_s_id_is_the_signed_gw_kid_exactly(verifying_kid: str) -> None:
+    """Same key material under another id: refused, even when one id is part of the other."""
+    signer = KeyMaterial("gwk_a", KeyAlgorithm.ED25519, ED.public, ED.secret)
+    url = native.sign(SignRequest("https://cdn.example.com/v/x.ts", NOW + 100, issued_at=NOW), signer).url
+    assert native.verify(Redemption(url, NOW, None), signer).key_id == "gwk_a"
+    other = KeyMaterial(verifying_kid, KeyAlgorithm.ED25519, ED.public, ED.secret)
+    assert _reason_with(url, other) == "bad-signature"
+
+
+def _reason_with(url: str, key: KeyMaterial) -> str:
+    with pytest.raises(VerificationFailed) as caught:
+        native.verify(Redemption(url, NOW, None), key)
+    return caught.value.reason
