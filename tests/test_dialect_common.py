@@ -146,6 +146,7 @@ def test_check_ip_in_any_of_the_networks() -> None:
     assert _refusal(lambda: c.check_ip_in([], "203.0.113.7")) == "wrong-ip"
     assert _refusal(lambda: c.check_ip_in(["nonsense"], "203.0.113.7")) == "malformed"
     assert _refusal(lambda: c.check_ip_in(nets, None)) == "wrong-ip"
+    assert c.check_ip_in(["203.0.113.7/24"], "203.0.113.9") is None  # host bits set: still the network
 
 
 def test_check_ip_exact() -> None:

@@ -12,7 +12,7 @@ from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, b64url, b64url_decode, ed25519_public
 from gateway.model import KeyAlgorithm
 from gateway.signing.dialects.base import Capabilities, Redemption, SignRequest, Verified
-from gateway.signing.dialects.native import NativeDialect, string_to_sign, token_params
+from gateway.signing.dialects.native import NativeDialect, presented_claims, string_to_sign, token_params
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "native.json").read_text())
 SEED = bytes.fromhex(VECTORS["keys"]["ed25519_seed_hex"])
@@ -479,3 +479,29 @@ def _reason_with(url: str, key: KeyMaterial) -> str:
     with pytest.raises(VerificationFailed) as caught:
         native.verify(Redemption(url, NOW, None), key)
     return caught.value.reason
+
+
+def _token_url(**kwargs: object) -> str:
+    base = {"url": "https://cdn.example.com/v/abc/x.ts", "expires": NOW + 100, "issued_at": NOW - 5,
+            "prefix": "/v/abc/", "path_token": True}  # fmt: skip
+    return native.sign(SignRequest(**{**base, **kwargs}), ED).url  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["gw_exp", "gw_iat", "gw_kid", "gw_sig", "gw_pfx"])
+def test_a_path_token_without_a_required_parameter_is_malformed(name: str) -> None:
+    url = _token_url()
+    segment = url.split("/_t/", 1)[1].split("/", 1)[0]
+    text = b64url_decode(segment).decode()
+    kept = "&".join(p for p in text.split("&") if not p.startswith(name + "="))
+    forged = url.replace(segment, b64url(kept.encode()))
+    assert _reason(forged) == "malformed"
+    assert presented_claims(forged) == {}
+
+
+def test_presented_claims_say_where_the_token_travels() -> None:
+    path_form = presented_claims(_token_url())
+    assert (path_form["form"], path_form["resource_path"], path_form["gw_pfx"]) == ("path", "/v/abc/x.ts", "/v/abc/")
+    query_form = presented_claims(_signed())
+    expected = ("query", "/v/abc/master.m3u8", ED.kid)
+    assert (query_form["form"], query_form["resource_path"], query_form["gw_kid"]) == expected
+    assert presented_claims("https://cdn.example.com/v/x.ts") == {}
