@@ -163,6 +163,8 @@ def test_single_address_binds_one_address_only() -> None:
     assert c.single_address("2001:db8::1/128", "X") == "2001:db8::1"
     with pytest.raises(InvalidInput, match=r"^X binds one exact client address, not a network \(203.0.113.0/31\)$"):
         c.single_address("203.0.113.0/31", "X")
+    with pytest.raises(InvalidInput, match=r"^X binds one exact client address, not a network \(203.0.113.7/24\)$"):
+        c.single_address("203.0.113.7/24", "X")  # host bits set: still a network, not an address
     with pytest.raises(InvalidInput, match="not an IP address"):
         c.single_address("nonsense", "X")
 

@@ -106,7 +106,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "gateway/admin/grants.py": ["tests/security/test_grant_end.py", "tests/test_grants.py"],
     "gateway/limits/": ["tests/test_limiter.py", "tests/test_limits.py", "tests/security/test_batch_limits.py"],
     "gateway/signing/paths.py": ["tests/test_paths.py", "tests/security/test_one_file_one_spelling.py"],
-    "gateway/signing/path_tokens.py": ["tests/test_native.py", "tests/security/test_path_token_spellings.py"],
+    "gateway/signing/path_tokens.py": ["tests/test_path_tokens.py", "tests/test_native.py"],
     "gateway/audit/verify.py": [
         "tests/test_logverify.py", "tests/test_audit_tamper.py", "tests/security/test_audit_prune_evasion.py",
         "tests/test_audit_retention.py",
