@@ -274,3 +274,29 @@ def test_the_trip_record_is_frozen_data() -> None:
     [record] = limiter.due_records(0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.actor = "x"  # type: ignore[misc]
+
+
+def test_the_first_refusal_since_the_last_record_is_the_trip_s_start() -> None:
+    limiter = _limiter(principal=Rule(1, 1))
+    limiter.admit("web", 1, now=0)
+    for at in (0.25, 0.5, 0.75):
+        _refusal(lambda at=at: limiter.admit("web", 1, now=at))
+    [record] = limiter.due_records(60)
+    assert (record.detail["refused"], record.detail["since"]) == (3, 0.25)
+
+
+def test_a_redirect_without_an_address_trips_the_unknown_network_and_is_recorded() -> None:
+    limiter = _limiter(redirect=Rule(1, 1))
+    limiter.redirect(None, now=0)
+    _refusal(lambda: limiter.redirect(None, now=0))
+    [record] = limiter.due_records(0)
+    assert (record.actor, record.client_ip, record.detail["scope"]) == (ACTOR, None, "network")
+    assert list(limiter._buckets) == ["network:unknown"]
+
+
+def test_without_exemptions_a_key_s_owner_is_never_looked_up() -> None:
+    def owner_of(kid: str) -> str | None:
+        raise AssertionError("looked up")  # a lookup per signing, for nothing
+
+    limiter = _limiter(key=Rule(1, 5), owner_of=owner_of)
+    limiter.signing("gwk_1", now=0)
