@@ -505,3 +505,14 @@ def test_presented_claims_say_where_the_token_travels() -> None:
     expected = ("query", "/v/abc/master.m3u8", ED.kid)
     assert (query_form["form"], query_form["resource_path"], query_form["gw_kid"]) == expected
     assert presented_claims("https://cdn.example.com/v/x.ts") == {}
+
+
+def test_a_path_token_that_is_not_ascii_text_is_malformed() -> None:
+    url = _token_url()
+    segment = url.split("/_t/", 1)[1].split("/", 1)[0]
+    for raw in ("gw_exp=1\u00e9".encode(), b"\xff\xfe", b"gw_pfx=/v/\x80/"):
+        forged = url.replace(segment, b64url(raw))
+        assert _reason(forged) == "malformed"
+        with pytest.raises(VerificationFailed) as refused:
+            token_params(b64url(raw))
+        assert refused.value.reason == "malformed"
