@@ -200,6 +200,7 @@ def test_wildcard_match(pattern: str, value: str, matches: bool) -> None:
     ("https://h*", "https://hx/v/a.ts", False), ("https://h*/v/a.ts", "https://h/x/v/a.ts", False),
     ("h/v/a.ts", "https://h/v/a.ts", False), ("https://h/v/a.ts", "/v/a.ts", False),
     ("https://h", "https://h", True), ("https://other/v/a.ts", "https://h/v/a.ts", False),
+    ("https:///v/a.ts", "https:///v/a.ts", True), ("https:///v/a.ts", "https://h/v/a.ts", False),
 ])  # fmt: skip
 def test_resource_match_keeps_each_wildcard_in_its_part(pattern: str, url: str, matches: bool) -> None:
     assert c.resource_match(pattern, url) is matches
@@ -211,6 +212,8 @@ def test_resource_match_keeps_each_wildcard_in_its_part(pattern: str, url: str, 
     ("https://h", "https://h/v/a/x.ts", False), ("/v/a/", "/v/a/x.ts", False), ("https://h/v/a/", "/v/a/x.ts", False),
     ("https://h/v/a/?x=1", "https://h/v/a/x.ts", False), ("https://h/v/a/#x", "https://h/v/a/#x/y", False),
     ("https://h/", "https://h/x", True), ("https://h/v/a/", "https://h/v/a/x.ts?q=1", True),
+    ("https://h/v/a/", "https://h.evil.example/v/a/x.ts", False), ("https://h/v/a/", "https://hh/v/a/x.ts", False),
+    ("https://h.example/v/a/", "https://h/v/a/x.ts", False), ("https://h:443/v/a/", "https://h/v/a/x.ts", False),
 ])  # fmt: skip
 def test_url_within_prefix_at_a_segment_boundary(prefix: str, url: str, within: bool) -> None:
     assert c.url_within_prefix(url, prefix) is within
@@ -242,6 +245,7 @@ def test_load_pem_key_reads_each_supported_type() -> None:
     assert c.load_pem_key(_pem(p256), "k").algorithm is KeyAlgorithm.ECDSA_P256
     assert c.load_pem_key(_pem(p256), "k").secret == p256.private_bytes(Encoding.DER, PrivateFormat.PKCS8,
                                                                          NoEncryption())  # fmt: skip
+    assert c.load_pem_key(_pem(rsa.generate_private_key(65537, 2048)), "k").algorithm is KeyAlgorithm.RSA_2048
     rsa3072 = rsa.generate_private_key(65537, 3072)
     assert c.load_pem_key(_pem(rsa3072, private=False), "k").algorithm is KeyAlgorithm.RSA_2048
 
