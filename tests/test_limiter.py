@@ -357,3 +357,12 @@ async def test_the_loop_goes_on_when_the_store_fails() -> None:
     with pytest.raises(asyncio.CancelledError):
         await limiter.run(store, batcher, _clock(0, 0.5), every=0)  # type: ignore[arg-type]
     assert len(store.limits.reported) == 2 and store.limits.forgotten == []
+
+
+def test_rules_are_frozen_values() -> None:
+    rules = Rules(Rule(1, 2), OFF, OFF)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rules.principal.rate = 100  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rules.principal = Rule(100, 100)  # type: ignore[misc]
+    assert {Rule(1, 2): "hashable"}[Rule(1, 2)] == "hashable"
