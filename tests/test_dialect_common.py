@@ -29,7 +29,9 @@ def _refusal(call: Callable[[], object]) -> str:
 
 
 @pytest.mark.parametrize(("text", "raw"), [("QUJD", b"ABC"), ("QUI", b"AB"), ("QUI=", b"AB"), ("QQ", b"A"),
-                                           ("QQ==", b"A"), ("", b""), ("-_8", b"\xfb\xff")])  # fmt: skip
+                                           ("QQ==", b"A"), ("", b""), ("-_8", b"\xfb\xff"),
+                                           ("QUJDREVGRw", b"ABCDEFG"), ("QUJDREVGRw==", b"ABCDEFG"),
+                                           ("QUJDREVGR0g", b"ABCDEFGH"), ("QUJDREVGR0hJ", b"ABCDEFGHI")])  # fmt: skip
 def test_b64url_any_decode_reads_either_canonical_spelling(text: str, raw: bytes) -> None:
     assert c.b64url_any_decode(text) == raw
 
@@ -60,6 +62,15 @@ def test_b64url_exact_decode_reads_only_the_format_s_spelling() -> None:
 def test_same_text_compares_whole_texts_and_never_raises() -> None:
     assert c.same_text("abc", "abc") is True
     assert [c.same_text("abc", other) for other in ("ab", "abcd", "xabc", "ABC", "", "ab\udcff", "abç")] == [False] * 7
+
+
+@pytest.mark.parametrize("other", ["", "Sig", "Signatur", "XSignature", "Signature2", "signature", "Signature "])
+def test_single_reads_exactly_the_name_asked_for(other: str) -> None:
+    """A parameter whose name is part of, contains or starts like the one asked for is another parameter."""
+    assert c.single([(other, "x")], "Signature") is None
+    assert c.single([("Signature", "a"), (other, "x")], "Signature") == "a"
+    assert c.single([(other, "x"), ("Signature", "a")], "Signature") == "a"
+    assert c.required([(other, "x"), ("Signature", "a")], "Signature") == "a"
 
 
 def test_split_url_turns_an_unsplittable_url_into_a_400() -> None:
@@ -135,6 +146,7 @@ def test_check_ip_in_any_of_the_networks() -> None:
     assert _refusal(lambda: c.check_ip_in([], "203.0.113.7")) == "wrong-ip"
     assert _refusal(lambda: c.check_ip_in(["nonsense"], "203.0.113.7")) == "malformed"
     assert _refusal(lambda: c.check_ip_in(nets, None)) == "wrong-ip"
+    assert c.check_ip_in(["203.0.113.7/24"], "203.0.113.9") is None  # host bits set: still the network
 
 
 def test_check_ip_exact() -> None:
@@ -151,6 +163,8 @@ def test_single_address_binds_one_address_only() -> None:
     assert c.single_address("2001:db8::1/128", "X") == "2001:db8::1"
     with pytest.raises(InvalidInput, match=r"^X binds one exact client address, not a network \(203.0.113.0/31\)$"):
         c.single_address("203.0.113.0/31", "X")
+    with pytest.raises(InvalidInput, match=r"^X binds one exact client address, not a network \(203.0.113.7/24\)$"):
+        c.single_address("203.0.113.7/24", "X")  # host bits set: still a network, not an address
     with pytest.raises(InvalidInput, match="not an IP address"):
         c.single_address("nonsense", "X")
 
@@ -186,6 +200,7 @@ def test_wildcard_match(pattern: str, value: str, matches: bool) -> None:
     ("https://h*", "https://hx/v/a.ts", False), ("https://h*/v/a.ts", "https://h/x/v/a.ts", False),
     ("h/v/a.ts", "https://h/v/a.ts", False), ("https://h/v/a.ts", "/v/a.ts", False),
     ("https://h", "https://h", True), ("https://other/v/a.ts", "https://h/v/a.ts", False),
+    ("https:///v/a.ts", "https:///v/a.ts", True), ("https:///v/a.ts", "https://h/v/a.ts", False),
 ])  # fmt: skip
 def test_resource_match_keeps_each_wildcard_in_its_part(pattern: str, url: str, matches: bool) -> None:
     assert c.resource_match(pattern, url) is matches
@@ -197,6 +212,8 @@ def test_resource_match_keeps_each_wildcard_in_its_part(pattern: str, url: str, 
     ("https://h", "https://h/v/a/x.ts", False), ("/v/a/", "/v/a/x.ts", False), ("https://h/v/a/", "/v/a/x.ts", False),
     ("https://h/v/a/?x=1", "https://h/v/a/x.ts", False), ("https://h/v/a/#x", "https://h/v/a/#x/y", False),
     ("https://h/", "https://h/x", True), ("https://h/v/a/", "https://h/v/a/x.ts?q=1", True),
+    ("https://h/v/a/", "https://h.evil.example/v/a/x.ts", False), ("https://h/v/a/", "https://hh/v/a/x.ts", False),
+    ("https://h.example/v/a/", "https://h/v/a/x.ts", False), ("https://h:443/v/a/", "https://h/v/a/x.ts", False),
 ])  # fmt: skip
 def test_url_within_prefix_at_a_segment_boundary(prefix: str, url: str, within: bool) -> None:
     assert c.url_within_prefix(url, prefix) is within
@@ -228,6 +245,7 @@ def test_load_pem_key_reads_each_supported_type() -> None:
     assert c.load_pem_key(_pem(p256), "k").algorithm is KeyAlgorithm.ECDSA_P256
     assert c.load_pem_key(_pem(p256), "k").secret == p256.private_bytes(Encoding.DER, PrivateFormat.PKCS8,
                                                                          NoEncryption())  # fmt: skip
+    assert c.load_pem_key(_pem(rsa.generate_private_key(65537, 2048)), "k").algorithm is KeyAlgorithm.RSA_2048
     rsa3072 = rsa.generate_private_key(65537, 3072)
     assert c.load_pem_key(_pem(rsa3072, private=False), "k").algorithm is KeyAlgorithm.RSA_2048
 

@@ -7,6 +7,7 @@ could not tell apart: docs/mutation-testing.md).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -274,3 +275,94 @@ def test_the_trip_record_is_frozen_data() -> None:
     [record] = limiter.due_records(0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.actor = "x"  # type: ignore[misc]
+
+
+def test_the_first_refusal_since_the_last_record_is_the_trip_s_start() -> None:
+    limiter = _limiter(principal=Rule(1, 1))
+    limiter.admit("web", 1, now=0)
+    for at in (0.25, 0.5, 0.75):
+        _refusal(lambda at=at: limiter.admit("web", 1, now=at))
+    [record] = limiter.due_records(60)
+    assert (record.detail["refused"], record.detail["since"]) == (3, 0.25)
+
+
+def test_a_redirect_without_an_address_trips_the_unknown_network_and_is_recorded() -> None:
+    limiter = _limiter(redirect=Rule(1, 1))
+    limiter.redirect(None, now=0)
+    _refusal(lambda: limiter.redirect(None, now=0))
+    [record] = limiter.due_records(0)
+    assert (record.actor, record.client_ip, record.detail["scope"]) == (ACTOR, None, "network")
+    assert list(limiter._buckets) == ["network:unknown"]
+
+
+def test_without_exemptions_a_key_s_owner_is_never_looked_up() -> None:
+    def owner_of(kid: str) -> str | None:
+        raise AssertionError("looked up")  # a lookup per signing, for nothing
+
+    limiter = _limiter(key=Rule(1, 5), owner_of=owner_of)
+    limiter.signing("gwk_1", now=0)
+
+
+class _Forgetting(_Limits):
+    def __init__(self, answer: dict[str, float] | None) -> None:
+        super().__init__(answer)
+        self.forgotten: list[float] = []
+
+    async def forget_full(self, now: float) -> None:
+        self.forgotten.append(now)
+
+
+class _Batcher:
+    def __init__(self) -> None:
+        self.submitted: list[Any] = []
+
+    async def submit(self, pending: Any) -> None:
+        self.submitted.append(pending)
+
+
+def _clock(*times: float) -> Any:
+    pending = list(times)
+
+    def read() -> float:
+        if not pending:
+            raise asyncio.CancelledError  # ends the loop, as the app's cleanup does
+        return pending.pop(0)
+
+    return read
+
+
+@pytest.mark.parametrize(("shared", "forgotten"), [(True, [0, 60, 125]), (False, [])])
+async def test_the_loop_reconciles_every_time_and_forgets_full_buckets_once_a_minute(
+    shared: bool, forgotten: list[float]
+) -> None:
+    limiter = _limiter(principal=Rule(1, 1))
+    limiter.shared = shared
+    limiter.admit("web", 1, now=0)
+    _refusal(lambda: limiter.admit("web", 1, now=0))
+    store, batcher = _Store({"principal:web": 0.0}), _Batcher()
+    store.limits = _Forgetting({"principal:web": 0.0})
+    with pytest.raises(asyncio.CancelledError):
+        await limiter.run(store, batcher, _clock(0, 30, 59.9, 60, 61, 125), every=0)  # type: ignore[arg-type]
+    assert store.limits.forgotten == forgotten
+    assert len(store.limits.reported) == (1 if shared else 0)  # the bucket is full again after a second
+    [pending] = batcher.submitted
+    assert [r.detail["scope"] for r in pending.records] == ["principal"]
+
+
+async def test_the_loop_goes_on_when_the_store_fails() -> None:
+    limiter = _limiter(principal=Rule(1, 10))
+    store, batcher = _Store(None), _Batcher()
+    store.limits = _Forgetting(None)
+    limiter.admit("web", 1, now=0)
+    with pytest.raises(asyncio.CancelledError):
+        await limiter.run(store, batcher, _clock(0, 0.5), every=0)  # type: ignore[arg-type]
+    assert len(store.limits.reported) == 2 and store.limits.forgotten == []
+
+
+def test_rules_are_frozen_values() -> None:
+    rules = Rules(Rule(1, 2), OFF, OFF)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rules.principal.rate = 100  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rules.principal = Rule(100, 100)  # type: ignore[misc]
+    assert {Rule(1, 2): "hashable"}[Rule(1, 2)] == "hashable"
