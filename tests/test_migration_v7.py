@@ -76,7 +76,7 @@ async def test_sqlite_respells_stored_paths_and_revokes_ended_grants(world: Worl
     await _sqlite_at_v6(world, config)
     store = await SqliteStore.open(config.sqlite_path, migrate=True)
     try:
-        assert store.applied_migrations == [7]
+        assert store.applied_migrations[0] == 7  # and those after it
         await _check_migrated(store)
     finally:
         await store.close()
@@ -153,7 +153,7 @@ async def test_postgresql_respells_stored_paths_and_revokes_ended_grants(pg_worl
     await _pg_back_to_v6(url, OLD_ROWS)
     store = await PostgresStore.open(url, migrate=True)
     try:
-        assert store.applied_migrations == [7]
+        assert store.applied_migrations[0] == 7  # and those after it
         await _check_migrated(store)
     finally:
         await store.close()
