@@ -112,7 +112,7 @@ class Config:
     verify_profiles: tuple[str, ...] = ()
     # [state]: the in-memory view each process serves from (docs/replicas.md).
     state_stale_after: float = 2.0
-    state_poll_every: float = 0.0  # 0: the store's default (250 ms SQLite, 50 ms PostgreSQL)
+    state_poll_every: float = 0.0  # 0: the store's default (500 ms SQLite, 50 ms PostgreSQL)
     state_media_cache: int = 10_000
     checkpoint_every_records: int = 1000
     checkpoint_every_seconds: int = 300

@@ -48,7 +48,7 @@ from gateway.store import is_postgres, open_store
 from gateway.store.base import Store
 
 Clock = Callable[[], float]
-_POLL_SQLITE = 0.25  # the truth poll; a watcher thread notices changes within 5 ms (gateway.store.sqlite)
+_POLL_SQLITE = 0.5  # the truth poll, 4 per staleness bound; a watcher notices writes at once (store.sqlite.watch)
 _POLL_POSTGRES = 0.05  # NOTIFY usually arrives first; this is the bound when it does not
 
 

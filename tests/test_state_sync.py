@@ -126,6 +126,34 @@ async def test_running_sync_applies_a_change_from_another_process_within_a_poll(
             await runner
 
 
+async def test_sqlite_watcher_wakes_the_sync_long_before_its_poll_on_a_write_by_another_process(
+    tmp_path: Path,
+) -> None:
+    """Issue 18: the watcher sleeps in inotify on the database's log instead of reading the feed every 5 ms;
+    with a 30 s poll, another process's change still arrives as soon as it is written, twice in a row."""
+    from gateway.store.sqlite import SqliteStore
+
+    store = await SqliteStore.open(tmp_path / "w.db", create=True)
+    other = await SqliteStore.open(tmp_path / "w.db")
+    sync = _sync(store, time.time, poll_every=30.0)
+    await sync.load()
+    runner = asyncio.create_task(sync.run())
+    try:
+        async with other.transaction() as tx:
+            await tx.principals.add(P)
+        await _until(lambda: "svc" in sync.view.principals, 20.0)  # the event; the poll would take 30 s
+        async with other.transaction() as tx:
+            await tx.principals.disable("svc", 9.0)
+        await _until(lambda: sync.view.principals["svc"].disabled, 20.0)
+        assert sync.notifications >= 2
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        await other.close()
+        await store.close()
+
+
 async def _until(done, timeout: float) -> float:  # type: ignore[no-untyped-def]
     start = time.monotonic()
     while not done():
