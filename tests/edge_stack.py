@@ -4,6 +4,7 @@ gateway and origin, so one URL can be put to both."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.request
@@ -45,6 +46,27 @@ class EdgeStack:
 
     def get(self, base: str, target: str) -> int:
         return fetch(base + target, self.stack.client_context())[0]
+
+    def statuses(self, base: str, targets: list[str]) -> list[int]:
+        """GET each target over one keep-alive connection (a new one when nginx closes it): the statuses."""
+        host, port = base.removeprefix("https://").split(":")
+        context = self.stack.client_context()
+        connection: http.client.HTTPSConnection | None = None
+        found = []
+        for target in targets:
+            if connection is None:
+                connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
+            connection.putrequest("GET", target, skip_accept_encoding=True)
+            connection.endheaders()
+            response = connection.getresponse()
+            response.read()
+            found.append(response.status)
+            if response.will_close:
+                connection.close()
+                connection = None
+        if connection is not None:
+            connection.close()
+        return found
 
     def wait_for(self, what: str, done: Any, timeout: float = 30.0) -> dict[str, Any]:
         """Poll the edge's status until ``done(status)``; the status then. Waits for an event, not for time."""

@@ -33,7 +33,7 @@ def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _failing_run(error: BaseException) -> object:
-    def run(workdir: Path, _port: int, _signing: object) -> None:
+    def run(workdir: Path, _port: int, _signing: object, _edge: bool = False) -> None:
         (workdir / "pki").mkdir(parents=True)
         (workdir / "pki" / "ca.key").write_text("a CA's private key")
         raise error

@@ -158,9 +158,10 @@ def _mutations(urls: list[str], count: int, seed: str) -> list[str]:
 
 
 def _statuses(edge: EdgeStack, urls: list[str]) -> list[tuple[str, int, int]]:
-    return [(url, edge.get(edge.edge, url), edge.get(edge.reference, url)) for url in urls]
+    return list(zip(urls, edge.statuses(edge.edge, urls), edge.statuses(edge.reference, urls), strict=True))
 
 
+@pytest.mark.timeout(900)  # the stack's start is in it, on a machine that may be busy
 def test_edge_and_auth_request_agree_on_every_url_of_the_corpus(
     edge: EdgeStack, web: Principal, web2: Principal, mac: Principal
 ) -> None:

@@ -29,13 +29,32 @@ local function put(name, value)
     return true
 end
 
+-- After a full document: delete what it no longer names. Never flush first: between a flush and the writes
+-- a request would find no revocations. (get_keys locks the zone: full documents are rare.)
+local function drop_others(doc)
+    local named = {}
+    for _, p in ipairs(doc.principals or {}) do
+        named["p:" .. p.id] = true
+    end
+    for _, k in ipairs(doc.keys or {}) do
+        named["k:" .. k.kid] = true
+    end
+    for _, name in ipairs(state_dict:get_keys(0)) do
+        if not named[name] and name ~= "revocations" then
+            state_dict:delete(name)
+        end
+    end
+end
+
 -- Write one document; false and why when it did not fit.
 local function apply(doc)
-    if doc.full then
-        state_dict:flush_all()
-        state_dict:flush_expired(0)  -- flush_all only marks: free the memory before writing again
-    end
     local count = 0
+    if doc.revocations ~= nil and doc.revocations ~= cjson.null then
+        local ok, err = put("revocations", cjson.encode(doc.revocations))
+        if not ok then
+            return false, err
+        end
+    end
     for _, p in ipairs(doc.principals or {}) do
         local ok, err = put("p:" .. p.id, p.disabled and 1 or 0)
         if not ok then
@@ -50,13 +69,8 @@ local function apply(doc)
         end
         count = count + 1
     end
-    if doc.revocations ~= nil and doc.revocations ~= cjson.null then
-        local ok, err = put("revocations", cjson.encode(doc.revocations))
-        if not ok then
-            return false, err
-        end
-    end
     if doc.full then
+        drop_others(doc)
         status_dict:set("entries", count)
     else
         status_dict:incr("entries", 0, 0)
