@@ -245,6 +245,14 @@ class _Load:
         self._stop.set()
         self._thread.join(timeout=30)
 
+    def wait_for_more(self, count: int) -> None:
+        """Until ``count`` more answers have come (the load is running across whatever happens meanwhile)."""
+        target = len(self.answers) + count
+        deadline = time.monotonic() + 60
+        while len(self.answers) < target:
+            assert time.monotonic() < deadline, f"the load stalled at {self.answers[-3:]}"
+            time.sleep(0.01)
+
     def _run(self, port: int, context: ssl.SSLContext) -> None:
         while not self._stop.is_set():
             try:
@@ -275,11 +283,11 @@ def test_serve_speaks_https_and_sighup_swaps_the_certificate_without_dropping_an
     assert kept.getresponse().read() == b'{"status":"ok"}'
     replacement, key = pki.authority.issue("gateway.internal", server_names=("gateway.internal", "127.0.0.1"))
     with _Load(port, context) as load:
-        time.sleep(0.2)
+        load.wait_for_more(6)  # connections before the reload...
         write_pair(pki.directory, "gateway", replacement, key)
         proc.send_signal(signal.SIGHUP)
         line = _wait_for_line(layout.gateway_log, "reloaded the TLS certificate")
-        time.sleep(0.2)
+        load.wait_for_more(6)  # ...and after it, on fresh connections
     assert f"serial {replacement.serial_number:x}" in line
     kept.request("GET", "/healthz")  # the same keep-alive connection, negotiated before the reload
     assert kept.getresponse().read() == b'{"status":"ok"}'
