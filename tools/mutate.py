@@ -102,7 +102,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "gateway/access/identity.py": ["tests/test_identity.py", "tests/security/test_jwt.py"],
     "gateway/access/tokens.py": ["tests/test_tokens.py", "tests/security/test_jwt.py", "tests/test_identity.py"],
     "gateway/access/verified_tokens.py": ["tests/test_verified_tokens.py", "tests/test_identity.py"],
-    "gateway/access/credential_file.py": ["tests/security/test_credentials.py", "tests/test_client.py"],
+    "gateway/access/credential_file.py": ["tests/test_credential_file.py", "tests/security/test_credentials.py"],
     "gateway/admin/grants.py": ["tests/security/test_grant_end.py", "tests/test_grants.py"],
     "gateway/limits/": ["tests/test_limiter.py", "tests/test_limits.py", "tests/security/test_batch_limits.py"],
     "gateway/signing/paths.py": ["tests/test_paths.py", "tests/security/test_one_file_one_spelling.py"],
