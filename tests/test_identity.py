@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from gateway.errors import Unauthenticated
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.access.identity import JwksViewerKeys, NoViewerKeys, PemViewerKey, viewer_keys_from
+from gateway.errors import ConfigError, Unauthenticated
 from gateway.model import Permission
 from tests.support import ADMIN, World
 
@@ -63,3 +70,40 @@ async def test_a_viewer_token_is_remembered_with_its_viewer(world: World) -> Non
     world.clock.advance(60 + 30)
     with pytest.raises(Unauthenticated, match="token has expired"):
         await identity.viewer(token, world.clock())
+
+
+# --- where viewer tokens' keys come from (gateway.access.identity.viewer_keys_from) ---------------------------------
+
+
+def _viewer_config(tmp_path: Path, jwks_url: str | None = None, public_key_file: str | None = None) -> Any:
+    return SimpleNamespace(viewer=SimpleNamespace(jwks_url=jwks_url, public_key_file=public_key_file),
+                           data_dir=tmp_path)  # fmt: skip
+
+
+def _write_public_key(path: Path, key: Any) -> None:
+    path.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+
+
+async def test_viewer_keys_come_from_the_jwks_url_first_then_a_pem_file_relative_to_the_data_dir(
+    tmp_path: Path,
+) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    _write_public_key(tmp_path / "idp.pem", key)
+    jwks = viewer_keys_from(_viewer_config(tmp_path, "https://idp.example/jwks", "idp.pem"))
+    assert isinstance(jwks, JwksViewerKeys)
+    pem = viewer_keys_from(_viewer_config(tmp_path, None, "idp.pem"))
+    assert isinstance(pem, PemViewerKey)
+    assert (await pem.key_for("any")).public_bytes(Encoding.Raw, PublicFormat.Raw) == key.public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw
+    )
+    absolute = viewer_keys_from(_viewer_config(tmp_path / "elsewhere", None, str(tmp_path / "idp.pem")))
+    assert isinstance(absolute, PemViewerKey)
+    assert isinstance(viewer_keys_from(_viewer_config(tmp_path)), NoViewerKeys)
+
+
+def test_a_viewer_key_file_that_is_no_signing_public_key_is_a_config_error(tmp_path: Path) -> None:
+    _write_public_key(tmp_path / "x25519.pem", x25519.X25519PrivateKey.generate())
+    with pytest.raises(ConfigError, match=r"x25519\.pem is not an RSA, EC or EdDSA public key$"):
+        PemViewerKey(tmp_path / "x25519.pem")
+    with pytest.raises(ConfigError, match=r"^viewer\.public_key_file: cannot load .*missing\.pem"):
+        PemViewerKey(tmp_path / "missing.pem")
