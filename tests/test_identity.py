@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.access.identity import JwksViewerKeys, NoViewerKeys, PemViewerKey, viewer_keys_from
+from gateway.access.identity import JwksViewerKeys, NoViewerKeys, PemViewerKey, bearer, viewer_keys_from
 from gateway.errors import ConfigError, Unauthenticated
 from gateway.model import Permission
 from tests.support import ADMIN, World
@@ -107,3 +107,14 @@ def test_a_viewer_key_file_that_is_no_signing_public_key_is_a_config_error(tmp_p
         PemViewerKey(tmp_path / "x25519.pem")
     with pytest.raises(ConfigError, match=r"^viewer\.public_key_file: cannot load .*missing\.pem"):
         PemViewerKey(tmp_path / "missing.pem")
+
+
+@pytest.mark.parametrize(("header", "token"), [("Bearer abc", "abc"), ("bearer abc", "abc"), ("BEARER  abc ", "abc")])
+def test_bearer_reads_the_token_of_the_bearer_scheme(header: str, token: str) -> None:
+    assert bearer(header) == token
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Bearer    ", "Basic abc", "Bearerabc", "abc"])
+def test_bearer_refuses_anything_else_with_one_message(header: str | None) -> None:
+    with pytest.raises(Unauthenticated, match=r"^a Bearer token is required$"):
+        bearer(header)
