@@ -114,7 +114,8 @@ def test_bearer_reads_the_token_of_the_bearer_scheme(header: str, token: str) ->
     assert bearer(header) == token
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Bearer    ", "Basic abc", "Bearerabc", "abc"])
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Bearer    ", "Basic abc", "Bearerabc", "abc",
+                                    "Bear abc", "B abc", "Bearerx abc", "xBearer abc", " abc"])  # fmt: skip
 def test_bearer_refuses_anything_else_with_one_message(header: str | None) -> None:
     with pytest.raises(Unauthenticated, match=r"^a Bearer token is required$"):
         bearer(header)
