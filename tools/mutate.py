@@ -661,8 +661,10 @@ class _Map:
 
     def tests_for(self, mutant: Mutant) -> set[str]:
         by_line = self.lines.get(mutant.module, {})
-        if not mutant.reach:  # runs at import and is seen from anywhere: everything that reaches the module
-            return set().union(*by_line.values()) if by_line else set()
+        if not mutant.reach:
+            # Runs at import and is seen from anywhere, even by a test that runs no line of the module after it
+            # is imported (one that only uses a dataclass's generated methods): every test of the map.
+            return set(self.durations)
         return set().union(*(by_line.get(line, set()) for line in mutant.reach))
 
 
