@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 
-from gateway.access.identity import JwksViewerKeys, NoViewerKeys, PemViewerKey, bearer, viewer_keys_from
+from gateway.access.identity import Identity, JwksViewerKeys, NoViewerKeys, PemViewerKey, bearer, viewer_keys_from
 from gateway.errors import ConfigError, Unauthenticated
 from gateway.model import Permission
 from tests.support import ADMIN, World
@@ -119,3 +120,54 @@ def test_bearer_reads_the_token_of_the_bearer_scheme(header: str, token: str) ->
 def test_bearer_refuses_anything_else_with_one_message(header: str | None) -> None:
     with pytest.raises(Unauthenticated, match=r"^a Bearer token is required$"):
         bearer(header)
+
+
+async def test_a_fresh_token_of_a_revoked_or_unknown_credential_is_refused_before_its_signature(world: World) -> None:
+    await world.principal("web", Permission.SIGN, key=None)
+    token = world.token("web")
+    await world.services.admin.revoke_credential(ADMIN, world.seeds["web"][0], "leaked", world.clock())
+    assert await _refusal(world, token) == "unknown or revoked credential"  # never verified before
+    world.seeds["ghost"] = ("gwc_ghost", world.seeds["web"][1])
+    assert await _refusal(world, world.token("ghost")) == "unknown or revoked credential"
+
+
+async def test_a_remembered_token_whose_credential_or_principal_left_the_view_is_refused(world: World) -> None:
+    """The view is rebuilt from the store (a restore, a replica catching up): never a 500 for what it lacks."""
+    await world.principal("web", Permission.SIGN, key=None)
+    await world.principal("app", Permission.SIGN, key=None)
+    identity, view = world.services.identity, world.services.state.view
+    web, app = world.token("web"), world.token("app")
+    await identity.principal(web, world.clock())
+    await identity.principal(app, world.clock())
+    del view.credentials[world.seeds["web"][0]]
+    assert await _refusal(world, web) == "unknown or revoked credential"
+    del view.principals["app"]
+    assert await _refusal(world, app) == "principal is disabled"
+
+
+class _CountingKeys:
+    def __init__(self, key: Any) -> None:
+        self.key, self.calls = key, 0
+
+    async def key_for(self, token: str) -> Any:
+        self.calls += 1
+        return self.key
+
+
+async def test_a_viewer_token_is_verified_once_while_it_lasts(world: World) -> None:
+    config = world.services.config
+    public = load_pem_private_key(config.dev_idp_key_path.read_bytes(), None).public_key()
+    keys = _CountingKeys(public)
+    identity = Identity(world.services.state, config, keys)
+    token = world.viewer_token("alice", "w1")
+    first = await identity.viewer(token, world.clock())
+    assert first == await identity.viewer(token, world.clock())
+    assert (first.subject, first.workspaces, keys.calls) == ("alice", frozenset({"w1"}), 1)
+
+
+async def test_viewer_tokens_need_a_configured_issuer(world: World) -> None:
+    config = world.services.config
+    unconfigured = dataclasses.replace(config, viewer=dataclasses.replace(config.viewer, issuer=""))
+    identity = Identity(world.services.state, unconfigured, NoViewerKeys())
+    with pytest.raises(Unauthenticated, match=r"^viewer tokens are not configured \(viewer\.issuer\)$"):
+        await identity.viewer(world.viewer_token("alice"), world.clock())
