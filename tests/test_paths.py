@@ -167,3 +167,16 @@ def test_origin_and_path_splits_an_absolute_url_and_leaves_anything_else_whole()
     assert origin_and_path("https://cdn.example/v/a.ts?x=1", keep_query=True) == ("https://cdn.example", "/v/a.ts?x=1")
     assert origin_and_path("/v/a.ts?x=1") == ("", "/v/a.ts")
     assert origin_and_path("/v/a.ts?x=1", keep_query=True) == ("", "/v/a.ts?x=1")
+
+
+@pytest.mark.parametrize(("path", "problem"), [
+    ("/v/%C3%A9/", None), ("/v/%C3%A9/x/", None), ("/%C3%A9/", None), ("/v/a%20b/", None),
+    ("/v/a b", "' ' must be percent-encoded"), ("/v/a<b", "'<' must be percent-encoded"),
+    ("/v/a%zz", "a malformed percent-escape"), ("/v/a%c3%a9", "percent-escapes are written with upper-case hex"),
+    ("/v/a;b", "';' is not allowed in a URL path"), ("/v/%C3%A9//x", "empty segments ('//') are not allowed"),
+    ("/v/%C3%A9/./", "dot segments ('.', '..') are not allowed in any spelling"),
+])  # fmt: skip
+def test_the_slow_path_s_exact_verdicts(path: str, problem: str | None) -> None:
+    """Paths the plain-path fast path does not take: a trailing '/' is no empty segment, and each refusal names
+    its first problem (the character-by-character check starts at the leading '/', which is fine)."""
+    assert path_problem(path) == problem
