@@ -180,3 +180,10 @@ def test_the_slow_path_s_exact_verdicts(path: str, problem: str | None) -> None:
     """Paths the plain-path fast path does not take: a trailing '/' is no empty segment, and each refusal names
     its first problem (the character-by-character check starts at the leading '/', which is fine)."""
     assert path_problem(path) == problem
+
+
+@pytest.mark.parametrize("path", ["/v/%EF%AC%81/", "/v/%EF%BC%A1", "/v/%C2%B2", "/v/%CC%81/", "/v/a%CC%81/"])
+def test_letters_digits_and_marks_that_fold_to_no_punctuation_are_allowed(path: str) -> None:
+    """A ligature, a full-width letter or a superscript digit folds to ASCII letters or digits (not punctuation a
+    parser could split on); a lone combining mark is no dot segment."""
+    assert path_problem(path) is None
