@@ -187,3 +187,21 @@ def test_letters_digits_and_marks_that_fold_to_no_punctuation_are_allowed(path: 
     """A ligature, a full-width letter or a superscript digit folds to ASCII letters or digits (not punctuation a
     parser could split on); a lone combining mark is no dot segment."""
     assert path_problem(path) is None
+
+
+@pytest.mark.parametrize(("path", "problem"), [
+    ("/v/%20a b", "' ' must be percent-encoded"), ("/v/%C3%A9 x", "' ' must be percent-encoded"),
+    ("/v/.%20/", "dot segments ('.', '..') are not allowed in any spelling"),
+    ("/v/%20./x", "dot segments ('.', '..') are not allowed in any spelling"),
+])  # fmt: skip
+def test_a_valid_escape_before_a_problem_does_not_hide_it(path: str, problem: str) -> None:
+    assert path_problem(path) == problem
+
+
+@pytest.mark.parametrize(("path", "prefix", "within"), [
+    ("/v/abc", "/v/abc", True), ("/v/abc/x", "/v/abc", True), ("/v/ab", "/v/abc", False), ("/v/abcd", "/v/abc", False),
+    ("/v/a", "/v/abc", False), ("/v/abc/x", "/v/abc/", True), ("/v/abc", "/v/abc/", False),
+    ("/x/v/abc", "/v/abc", False),
+])  # fmt: skip
+def test_path_within_reads_a_prefix_at_a_segment_boundary(path: str, prefix: str, within: bool) -> None:
+    assert path_within(path, prefix) is within
