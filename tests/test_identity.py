@@ -7,8 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 
 from gateway.access.identity import Identity, JwksViewerKeys, NoViewerKeys, PemViewerKey, bearer, viewer_keys_from
@@ -171,3 +173,15 @@ async def test_viewer_tokens_need_a_configured_issuer(world: World) -> None:
     identity = Identity(world.services.state, unconfigured, NoViewerKeys())
     with pytest.raises(Unauthenticated, match=r"^viewer tokens are not configured \(viewer\.issuer\)$"):
         await identity.viewer(world.viewer_token("alice"), world.clock())
+
+
+@pytest.mark.parametrize("subject", ["we", "webx", "", "Web", "xweb"])
+async def test_a_principal_token_s_subject_is_its_issuer_exactly(world: World, subject: str) -> None:
+    await world.principal("web", Permission.SIGN, key=None)
+    credential_id, seed = world.seeds["web"]
+    now = int(world.clock())
+    claims = {"iss": "web", "sub": subject, "aud": world.services.config.api_audience, "iat": now, "exp": now + 600,
+              "jti": "x"}  # fmt: skip
+    token = jwt.encode(claims, Ed25519PrivateKey.from_private_bytes(seed), algorithm="EdDSA",
+                       headers={"kid": credential_id})  # fmt: skip
+    assert await _refusal(world, token) == "token subject does not match its issuer"
