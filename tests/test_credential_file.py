@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from gateway.access.credential_file import CredentialFile, read_credential
 from gateway.errors import InvalidInput
+from gateway.keys.material import b64url
 
 
 def test_a_written_credential_file_reads_back_exactly(tmp_path: Path) -> None:
@@ -16,7 +16,10 @@ def test_a_written_credential_file_reads_back_exactly(tmp_path: Path) -> None:
     path = tmp_path / "web.json"
     path.write_text(credential.to_json())
     assert read_credential(path) == credential
-    assert json.loads(path.read_text())["principal"] == "web"
+    assert path.read_text() == (
+        '{\n  "principal": "web",\n  "credential_id": "gwc_1",\n  "private_key": '
+        f'"{b64url(bytes(range(32)))}",\n  "audience": "media-gateway"\n}}'
+    )
 
 
 def test_a_missing_file_says_so(tmp_path: Path) -> None:
