@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,9 @@ def test_anything_else_is_not_a_credential_file(tmp_path: Path, text: str) -> No
 def test_the_private_half_is_never_printed() -> None:
     credential = CredentialFile("web", "gwc_1", b"\x01" * 32, "media-gateway")
     assert "seed" not in repr(credential) and repr(b"\x01" * 32) not in repr(credential)
+
+
+def test_a_credential_file_is_frozen() -> None:
+    credential = CredentialFile("web", "gwc_1", b"\x01" * 32, "media-gateway")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        credential.principal = "other"  # type: ignore[misc]

@@ -170,7 +170,8 @@ async def test_a_viewer_token_is_verified_once_while_it_lasts(world: World) -> N
 async def test_viewer_tokens_need_a_configured_issuer(world: World) -> None:
     config = world.services.config
     unconfigured = dataclasses.replace(config, viewer=dataclasses.replace(config.viewer, issuer=""))
-    identity = Identity(world.services.state, unconfigured, NoViewerKeys())
+    public = load_pem_private_key(config.dev_idp_key_path.read_bytes(), None).public_key()
+    identity = Identity(world.services.state, unconfigured, _CountingKeys(public))  # keys there, issuer not
     with pytest.raises(Unauthenticated, match=r"^viewer tokens are not configured \(viewer\.issuer\)$"):
         await identity.viewer(world.viewer_token("alice"), world.clock())
 
