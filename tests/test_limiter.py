@@ -349,14 +349,17 @@ async def test_the_loop_reconciles_every_time_and_forgets_full_buckets_once_a_mi
     assert [r.detail["scope"] for r in pending.records] == ["principal"]
 
 
-async def test_the_loop_goes_on_when_the_store_fails() -> None:
+async def test_the_loop_goes_on_when_the_store_fails(caplog: pytest.LogCaptureFixture) -> None:
     limiter = _limiter(principal=Rule(1, 10))
     store, batcher = _Store(None), _Batcher()
     store.limits = _Forgetting(None)
     limiter.admit("web", 1, now=0)
-    with pytest.raises(asyncio.CancelledError):
+    with caplog.at_level("WARNING", logger="gateway.limits"), pytest.raises(asyncio.CancelledError):
         await limiter.run(store, batcher, _clock(0, 0.5), every=0)  # type: ignore[arg-type]
     assert len(store.limits.reported) == 2 and store.limits.forgotten == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "rate-limit reconciliation failed (limiting locally meanwhile): down"
+    ] * 2
 
 
 def test_rules_are_frozen_values() -> None:

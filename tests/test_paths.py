@@ -167,3 +167,41 @@ def test_origin_and_path_splits_an_absolute_url_and_leaves_anything_else_whole()
     assert origin_and_path("https://cdn.example/v/a.ts?x=1", keep_query=True) == ("https://cdn.example", "/v/a.ts?x=1")
     assert origin_and_path("/v/a.ts?x=1") == ("", "/v/a.ts")
     assert origin_and_path("/v/a.ts?x=1", keep_query=True) == ("", "/v/a.ts?x=1")
+
+
+@pytest.mark.parametrize(("path", "problem"), [
+    ("/v/%C3%A9/", None), ("/v/%C3%A9/x/", None), ("/%C3%A9/", None), ("/v/a%20b/", None),
+    ("/v/a b", "' ' must be percent-encoded"), ("/v/a<b", "'<' must be percent-encoded"),
+    ("/v/a%zz", "a malformed percent-escape"), ("/v/a%c3%a9", "percent-escapes are written with upper-case hex"),
+    ("/v/a;b", "';' is not allowed in a URL path"), ("/v/%C3%A9//x", "empty segments ('//') are not allowed"),
+    ("/v/%C3%A9/./", "dot segments ('.', '..') are not allowed in any spelling"),
+])  # fmt: skip
+def test_the_slow_path_s_exact_verdicts(path: str, problem: str | None) -> None:
+    """Paths the plain-path fast path does not take: a trailing '/' is no empty segment, and each refusal names
+    its first problem (the character-by-character check starts at the leading '/', which is fine)."""
+    assert path_problem(path) == problem
+
+
+@pytest.mark.parametrize("path", ["/v/%EF%AC%81/", "/v/%EF%BC%A1", "/v/%C2%B2", "/v/%CC%81/", "/v/a%CC%81/"])
+def test_letters_digits_and_marks_that_fold_to_no_punctuation_are_allowed(path: str) -> None:
+    """A ligature, a full-width letter or a superscript digit folds to ASCII letters or digits (not punctuation a
+    parser could split on); a lone combining mark is no dot segment."""
+    assert path_problem(path) is None
+
+
+@pytest.mark.parametrize(("path", "problem"), [
+    ("/v/%20a b", "' ' must be percent-encoded"), ("/v/%C3%A9 x", "' ' must be percent-encoded"),
+    ("/v/.%20/", "dot segments ('.', '..') are not allowed in any spelling"),
+    ("/v/%20./x", "dot segments ('.', '..') are not allowed in any spelling"),
+])  # fmt: skip
+def test_a_valid_escape_before_a_problem_does_not_hide_it(path: str, problem: str) -> None:
+    assert path_problem(path) == problem
+
+
+@pytest.mark.parametrize(("path", "prefix", "within"), [
+    ("/v/abc", "/v/abc", True), ("/v/abc/x", "/v/abc", True), ("/v/ab", "/v/abc", False), ("/v/abcd", "/v/abc", False),
+    ("/v/a", "/v/abc", False), ("/v/abc/x", "/v/abc/", True), ("/v/abc", "/v/abc/", False),
+    ("/x/v/abc", "/v/abc", False),
+])  # fmt: skip
+def test_path_within_reads_a_prefix_at_a_segment_boundary(path: str, prefix: str, within: bool) -> None:
+    assert path_within(path, prefix) is within
