@@ -1,4 +1,4 @@
-"""Every hot-path target of issue 10, measured from outside with wrk, against floors from the same run.
+"""Every row of issue 18's table, measured from outside with wrk, against limits from the same run.
 
 One command: ``.venv/bin/python -m benchmarks.run`` (``--only sign,verify-same``
 to pick; ``--duration`` seconds per wrk run). It initialises a throwaway data
@@ -7,9 +7,15 @@ directory, starts ``gatewayctl serve`` pinned to core 0 and wrk pinned to core
 nginx for the auth_request pair. Ratios are what count: this machine is shared
 and noisy, absolute numbers are not comparable between runs.
 
-Steps: sign, page, verify-same, verify-distinct, nginx, batch, cloudfront, workers. Memory
-(``benchmarks.bench_memory``) and revocation across replicas (``benchmarks.bench_revocation``)
-are separate commands: they need their own data (1 M media items) or PostgreSQL.
+A path's *limit* is what it could reach if it did nothing but what it cannot avoid: an aiohttp
+hello-world request (wrk against ``benchmarks.hello`` on the same core, same run) plus the one
+cryptographic operation the path needs (an Ed25519 signature to issue a URL, a verification to check
+a new one; measured in-process on the server's core). ``limit/s = 1 / (1/hello/s + t_crypto)``.
+
+Steps: idle, sign, page, verify-same, verify-distinct, nginx, batch, cloudfront, workers, memory.
+``idle`` comes first (the server's CPU over 30 s with no load); ``memory`` runs
+``benchmarks.bench_memory`` (its own data: 100 000 keys, 1 M media items; minutes).
+Revocation across replicas (``benchmarks.bench_revocation``) needs PostgreSQL: a separate command.
 
 Needs: wrk and nginx (Debian packages ``wrk``, ``nginx-core``), taskset (util-linux).
 """
@@ -21,6 +27,7 @@ import asyncio
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -239,29 +246,61 @@ def paired(
     return f, m, ratio
 
 
+def limit_rate(hello: WrkResult, crypto_us: float) -> float:
+    """Requests/s of hello-world plus one unavoidable cryptographic operation, on the same core."""
+    return 1 / (1 / hello.rate + crypto_us / 1e6)
+
+
+def ed25519_sign_us() -> float:
+    return 1e6 / run_pinned(ed25519_sign_rate)
+
+
+def _issuing_step(bench: Bench, gw: Gateway, name: str, hello_lua: str, lua: str) -> None:
+    sign_us = ed25519_sign_us()
+    floor, result, _ = paired(
+        bench,
+        lambda: hello_floor(bench, gw, hello_lua),
+        lambda: checked(wrk(gw.url, lua, bench.duration), name),
+    )
+    limit = limit_rate(floor, sign_us)
+    ratio = result.rate / limit
+    bench.add(Row(name, fmt_rate(result), f"{limit:,.0f}/s", ratio, ">=0.50", ratio >= 0.50,
+                  f"limit: hello {fmt_rate(floor)} + Ed25519 sign {sign_us:.0f} us"))  # fmt: skip
+    bench.add(Row(f"{name.split(' (')[0]} p99 latency", f"{result.p99_ms:.1f} ms", "", None, "<=25 ms",
+                  result.p99_ms <= 25))  # fmt: skip
+
+
 def step_sign(bench: Bench, gw: Gateway) -> None:
     body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
-    floor, result, ratio = paired(
-        bench,
-        lambda: hello_floor(bench, gw, lua_post(body, {}, "/")),
-        lambda: checked(wrk(gw.url, lua_post(body, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign"),
-                            bench.duration), "sign"),
-    )  # fmt: skip
-    bench.add(Row("POST /v1/sign (JWT + authz + durable audit)", fmt_rate(result), fmt_rate(floor), ratio,
-                  ">=0.40", ratio >= 0.40, f"p99 {result.p99_ms:.1f} ms"))  # fmt: skip
-    bench.add(Row("POST /v1/sign p99 latency", f"{result.p99_ms:.1f} ms", "", None, "<=10 ms", result.p99_ms <= 10))
+    lua = lua_post(body, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign")
+    _issuing_step(bench, gw, "POST /v1/sign (JWT + authz + durable audit)", lua_post(body, {}, "/"), lua)
 
 
 def step_page(bench: Bench, gw: Gateway) -> None:
-    floor, result, ratio = paired(
-        bench,
-        lambda: hello_floor(bench, gw, lua_get({})),
-        lambda: checked(wrk(gw.url, lua_get({"Authorization": f"Bearer {gw.viewer}"}, "/m/m1/video"),
-                            bench.duration), "page"),
-    )  # fmt: skip
-    bench.add(Row("GET /m/{id}/video (viewer JWT, 302)", fmt_rate(result), fmt_rate(floor), ratio, ">=0.40",
-                  ratio >= 0.40, f"p99 {result.p99_ms:.1f} ms"))  # fmt: skip
-    bench.add(Row("GET /m/{id}/video p99 latency", f"{result.p99_ms:.1f} ms", "", None, "<=10 ms", result.p99_ms <= 10))
+    lua = lua_get({"Authorization": f"Bearer {gw.viewer}"}, "/m/m1/video")
+    _issuing_step(bench, gw, "GET /m/{id}/video (viewer JWT, 302)", lua_get({}), lua)
+
+
+def step_idle(bench: Bench, gw: Gateway, seconds: float = 30.0) -> None:
+    """CPU of the serving process with no request at all (timers, watchers, checkpoints), over 30 s, after
+    5 s for start-up's own work (loading the view, the first checkpoint) to finish."""
+    time.sleep(5)
+    before, started = cpu_seconds(gw.pid), time.monotonic()
+    time.sleep(seconds)
+    share = (cpu_seconds(gw.pid) - before) / (time.monotonic() - started) * 100
+    bench.add(Row("idle CPU of one serve (no requests, 30 s)", f"{share:.2f} %", "", None, "<=0.5 %", share <= 0.5,
+                  "utime + stime from /proc/<pid>/stat"))  # fmt: skip
+
+
+def step_memory(bench: Bench, gw: Gateway) -> None:
+    """benchmarks.bench_memory in its own process: 100 000 keys, 1 M media, 25 000 distinct page URLs."""
+    out = subprocess.run([PY, "-m", "benchmarks.bench_memory"], capture_output=True, text=True, check=False).stdout
+    found = re.search(r"\(peak (\d+) MB\)", out)
+    if found is None:
+        raise RuntimeError(f"benchmarks.bench_memory printed no peak: {out[-500:]}")
+    peak = int(found.group(1))
+    bench.add(Row("memory, 100 k keys / 1 M media (peak RSS)", f"{peak} MB", "", None, "<=150 MB", peak <= 150,
+                  "benchmarks.bench_memory"))  # fmt: skip
 
 
 def step_verify_same(bench: Bench, gw: Gateway) -> None:
@@ -273,7 +312,7 @@ def step_verify_same(bench: Bench, gw: Gateway) -> None:
         lambda: checked(wrk(gw.url, lua_cycle_header("X-Original-URI", segments), bench.duration), "verify-same"),
     )
     bench.add(Row("GET /v1/verify, one prefix token (HLS player)", fmt_rate(result), fmt_rate(floor), ratio,
-                  ">=0.85", ratio >= 0.85))  # fmt: skip
+                  ">=0.75", ratio >= 0.75, "floor: hello-world"))  # fmt: skip
 
 
 def ed25519_verify_us() -> float:
@@ -297,13 +336,13 @@ def step_verify_distinct(bench: Bench, gw: Gateway) -> None:
         lambda: checked(wrk(gw.url, lua_cycle_header("X-Original-URI", gw.distinct_file, start=next(starts)),
                             bench.duration, pid=gw.pid), "verify-distinct"),
     )  # fmt: skip
-    one_verify = ed25519_verify_us()
-    floor_cpu = floor.cpu_per_request_us or 0.0
-    allowed = floor_cpu + 1.3 * one_verify
-    cpu = result.cpu_per_request_us or 0.0
-    bench.add(Row("GET /v1/verify, every URL distinct: CPU/request", f"{cpu:.0f} us", f"{floor_cpu:.0f} us", None,
-                  f"<={allowed:.0f} us", cpu <= allowed,
-                  f"hello {floor_cpu:.0f} + 1.3 x Ed25519 verify {one_verify:.0f}; {fmt_rate(result)}"))  # fmt: skip
+    one_verify = run_pinned(ed25519_verify_us)
+    limit = limit_rate(floor, one_verify)
+    ratio = result.rate / limit
+    cpu, floor_cpu = result.cpu_per_request_us or 0.0, floor.cpu_per_request_us or 0.0
+    bench.add(Row("GET /v1/verify, every URL distinct", fmt_rate(result), f"{limit:,.0f}/s", ratio, ">=0.60",
+                  ratio >= 0.60, f"limit: hello {fmt_rate(floor)} + Ed25519 verify {one_verify:.0f} us; "
+                  f"CPU/request {cpu:.0f} us (hello {floor_cpu:.0f} us)"))  # fmt: skip
 
 
 def ed25519_sign_rate(message_bytes: int = 120) -> float:
@@ -327,8 +366,8 @@ def step_batch(bench: Bench, gw: Gateway) -> None:
     urls = result.rate * 100
     floor = run_pinned(ed25519_sign_rate)
     ratio = urls / floor
-    bench.add(Row("POST /v1/sign/batch, 100 items: URLs/s", f"{urls:,.0f}/s", f"{floor:,.0f}/s", ratio, ">=0.70",
-                  ratio >= 0.70, f"floor: raw Ed25519 signing in-process; p99 {result.p99_ms:.1f} ms"))  # fmt: skip
+    bench.add(Row("POST /v1/sign/batch, 100 items: URLs/s", f"{urls:,.0f}/s", f"{floor:,.0f}/s", ratio, ">=0.60",
+                  ratio >= 0.60, f"floor: raw Ed25519 signing in-process; p99 {result.p99_ms:.1f} ms"))  # fmt: skip
 
 
 def run_pinned(measure: Callable[[], float]) -> float:
@@ -458,7 +497,7 @@ def step_nginx(bench: Bench, gw: Gateway) -> None:
             lambda: checked(wrk(f"http://127.0.0.1:{gateway_edge}", lua, bench.duration), "nginx->verify"),
         )
     bench.add(Row("nginx auth_request -> /v1/verify (HLS segments)", fmt_rate(result), fmt_rate(floor), ratio,
-                  ">=0.85", ratio >= 0.85, "floor: nginx auth_request -> hello-world"))  # fmt: skip
+                  ">=0.80", ratio >= 0.80, "floor: nginx auth_request -> hello-world"))  # fmt: skip
 
 
 @contextmanager
@@ -525,6 +564,7 @@ def main() -> int:
 
 
 STEPS: dict[str, Step] = {
+    "idle": step_idle,  # first: before any load has warmed anything up
     "sign": step_sign,
     "page": step_page,
     "verify-same": step_verify_same,
@@ -533,6 +573,7 @@ STEPS: dict[str, Step] = {
     "batch": step_batch,
     "cloudfront": step_cloudfront,
     "workers": step_workers,
+    "memory": step_memory,
 }
 
 if __name__ == "__main__":

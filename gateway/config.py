@@ -112,7 +112,7 @@ class Config:
     verify_profiles: tuple[str, ...] = ()
     # [state]: the in-memory view each process serves from (docs/replicas.md).
     state_stale_after: float = 2.0
-    state_poll_every: float = 0.0  # 0: the store's default (250 ms SQLite, 50 ms PostgreSQL)
+    state_poll_every: float = 0.0  # 0: the store's default (500 ms SQLite, 50 ms PostgreSQL)
     state_media_cache: int = 10_000
     checkpoint_every_records: int = 1000
     checkpoint_every_seconds: int = 300
@@ -137,6 +137,13 @@ class Config:
     tls_require_client_cert: tuple[str, ...] = ()
     # [server] shutdown_timeout: how long SIGTERM waits for requests in flight (gateway.cli.serve).
     shutdown_timeout: float = 30.0
+    # [server] bounds on connections (gateway.web.connections): a request's headers must be complete within
+    # header_timeout of its first byte, its body within body_timeout; an idle keep-alive connection closes after
+    # keepalive_timeout; max_connections open at once per process (0: what ulimit -n leaves after a reserve).
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 15.0
+    max_connections: int = 0
     # [metrics]: GET /metrics (gateway.observe); allowed peers and an optional bearer token.
     metrics_enabled: bool = True
     metrics_allow: tuple[IPNetwork, ...] = _LOOPBACK
@@ -324,6 +331,10 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("server", "host"): ("host", _text),
     ("server", "port"): ("port", _int(0, 65535)),
     ("server", "shutdown_timeout"): ("shutdown_timeout", _seconds(0.0, 3600.0)),
+    ("server", "header_timeout"): ("header_timeout", _seconds(0.1, 300.0)),
+    ("server", "body_timeout"): ("body_timeout", _seconds(0.1, 3600.0)),
+    ("server", "keepalive_timeout"): ("keepalive_timeout", _seconds(0.1, 3600.0)),
+    ("server", "max_connections"): ("max_connections", _int(0, 10_000_000)),
     ("database", "url"): ("database_url", _text),
     ("signing", "cdn_base_url"): ("cdn_base_url", _url),
     ("signing", "default_ttl"): ("default_ttl", _int(1, 7 * 86400)),

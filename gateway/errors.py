@@ -10,6 +10,7 @@ web layer maps it to an HTTP status and a JSON body in exactly one place
     ├── Forbidden                   (403 "forbidden")
     ├── NotFound                    (404 "not_found")
     ├── Conflict                    (409 "conflict")
+    ├── RequestTimeout              (408 "request_timeout"; the body came too slowly)
     ├── PayloadTooLarge             (413 "payload_too_large")
     ├── RateLimited                 (429 "rate_limited", with Retry-After)
     ├── VerificationFailed          (403 "denied"; opaque to the caller,
@@ -60,6 +61,13 @@ class NotFound(GatewayError):
 class Conflict(GatewayError):
     status = 409
     code = "conflict"
+
+
+class RequestTimeout(GatewayError):
+    """The request body did not arrive within ``server.body_timeout``; the connection is closed."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(GatewayError):

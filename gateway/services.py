@@ -20,6 +20,7 @@ from gateway.access.identity import Identity, viewer_keys_from
 from gateway.admin import Admin
 from gateway.alerts.outbox import DeliveryPolicy, Outbox, load_endpoints
 from gateway.alerts.watch import Watcher, WatchPolicy
+from gateway.audit.behind import WriteBehind
 from gateway.audit.checkpoints import LogSigner
 from gateway.audit.export import configured_exporters
 from gateway.audit.log import AuditBatcher, AuditLog
@@ -47,7 +48,7 @@ from gateway.store import is_postgres, open_store
 from gateway.store.base import Store
 
 Clock = Callable[[], float]
-_POLL_SQLITE = 0.25  # the truth poll; a watcher thread notices changes within 5 ms (gateway.store.sqlite)
+_POLL_SQLITE = 0.5  # the truth poll, 4 per staleness bound; a watcher notices writes at once (store.sqlite.watch)
 _POLL_POSTGRES = 0.05  # NOTIFY usually arrives first; this is the bound when it does not
 
 
@@ -61,6 +62,8 @@ class Services:
     keyring: Keyring
     audit_log: AuditLog
     batcher: AuditBatcher
+    # The raw technical log and first redemptions: committed within a second, never holding a request.
+    behind: WriteBehind
     checkpointer: Checkpointer
     redemptions: Redemptions
     subjects: Subjects
@@ -82,6 +85,7 @@ class Services:
     edge_changes: ChangeLog = field(default_factory=ChangeLog)
 
     async def close(self) -> None:
+        await self.behind.close()
         await self.batcher.close()
         await self.outbox.close()
         await self.store.close()
@@ -142,8 +146,8 @@ def _operations(config: Config, store: Store, audit_log: AuditLog, state: StateS
 
 def _latest_checkpoint(store: Store) -> Callable[[], Awaitable[float | None]]:
     async def latest() -> float | None:
-        found = await store.audit.checkpoints()
-        return found[-1].time if found else None
+        found = await store.audit.latest_checkpoint()
+        return found.time if found else None
 
     return latest
 
@@ -159,7 +163,8 @@ def _observe(services: Services) -> None:
     ]
     metrics.gauges = Gauges(state.age, services.sampler.checkpoint_age, services.sampler.webhook_backlog,
                             lambda: services.watcher.rates.rates(services.clock()),
-                            lambda: float(services.batcher.pending_records()))  # fmt: skip
+                            lambda: float(services.batcher.pending_records()),
+                            lambda: float(services.behind.waiting()), lambda: services.behind.dropped)  # fmt: skip
     state.on_revocation = metrics.propagated
     services.issuer.limits = services.limits
     # Page redirects are limited per client network, not under the pages principal's (site-wide) buckets.
@@ -203,6 +208,7 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
         keyring = Keyring(state, store, master_key)
         audit_log = await AuditLog.open(store, master_key)
         batcher = AuditBatcher(store, audit_log)
+        behind = WriteBehind(batcher)
         policy_cp = CheckpointPolicy(config.checkpoint_every_records, config.checkpoint_every_seconds)
         checkpointer = Checkpointer(store, signer, configured_exporters(config), policy_cp)
         policy = IssuancePolicy(config.default_ttl, config.max_ttl, config.cache_window)
@@ -217,10 +223,11 @@ async def open_services(config: Config, clock: Clock = time.time) -> Services:
             profiles=profiles,
             audit_log=audit_log,
             batcher=batcher,
+            behind=behind,
             checkpointer=checkpointer,
-            redemptions=Redemptions(batcher),
+            redemptions=Redemptions(behind),
             subjects=Subjects(store, audit_log, after_change=state.catch_up),
-            issuer=Issuer(state, keyring, profiles, policy, audit_log, batcher),
+            issuer=Issuer(state, keyring, profiles, policy, audit_log, batcher, behind),
             verifier=Verifier(keyring, state, config.max_ttl + config.cache_window),
             admin=_admin(config, store, master_key, audit_log, state),
             state=state,

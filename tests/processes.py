@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,14 +84,15 @@ def start_serve(
     name: str = "gateway",
     ready: bool = True,
     port: int | None = None,
+    open_files: int | None = None,
 ) -> Served:
     """``gatewayctl serve`` on a free loopback port, once it is ready (or at once: ``ready=False``, then
-    ``wait_ready``). The caller stops it."""
+    ``wait_ready``). The caller stops it. ``open_files``: run it under ``ulimit -n OPEN_FILES``."""
     port = port or free_port()
     log = data_dir.parent / f"{data_dir.name}-serve-{port}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen([*GATEWAYCTL, "serve", "--data-dir", str(data_dir), "--port", str(port), *argv],
-                                stdout=out, stderr=subprocess.STDOUT,
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=_file_limit(open_files),
                                 env=None if env is None else {**os.environ, **env})  # fmt: skip
     servicelogs.watch(f"{name} (port {port})", log)
     served = Served(proc, f"http://127.0.0.1:{port}", log)
@@ -102,6 +104,12 @@ def start_serve(
         served.stop(signal.SIGKILL)
         raise
     return served
+
+
+def _file_limit(open_files: int | None) -> Callable[[], None] | None:
+    if open_files is None:
+        return None
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
 
 @contextmanager

@@ -127,23 +127,34 @@ async def test_redemptions_are_logged_once_per_token_and_network(client: TestCli
     world, uri = signed
     for ip in ("198.51.100.1", "198.51.100.2", "198.51.100.1", "203.0.113.5"):
         assert await _verify(client, uri, **{"X-Forwarded-For": ip}) == 200
+    await world.services.behind.flush()  # written behind: within a second, not before the answer
     redeemed = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
     assert [r.client_ip for r in redeemed] == ["198.51.100.0/24", "203.0.113.0/24"]
     assert all(r.kid and r.expires_at for r in redeemed)
 
 
-async def test_verify_fails_closed_when_the_redemption_cannot_be_logged(
+async def test_a_redemption_that_cannot_be_logged_yet_is_kept_until_it_can(
     client: TestClient, signed: tuple[World, str]
 ) -> None:
+    """Issue 18, decision 5: verify does not wait for the redemption's fsync (it was 503 when that failed);
+    the record is written behind and survives a failed commit to be written when the database is back."""
     import sqlite3
 
+    from gateway.store.base import AuditQuery
+
     world, uri = signed
-    conn = sqlite3.connect(world.services.config.sqlite_path)
+    conn = sqlite3.connect(world.services.config.sqlite_path, isolation_level=None)
     conn.execute("CREATE TRIGGER audit_fails BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    conn.commit()
-    conn.close()
     response = await client.get("/v1/verify", headers={"X-Original-URI": uri, "X-Forwarded-For": "192.0.2.1"})
-    assert response.status == 503
+    assert response.status == 200
+    await world.services.behind.flush()  # fails: the entries stay queued
+    assert world.services.behind.waiting() == 2  # the audit record and its raw-log entry
+    conn.execute("DROP TRIGGER audit_fails")
+    conn.close()
+    await world.services.behind.flush()
+    [redeemed] = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
+    assert redeemed.client_ip == "192.0.2.0/24"
+    assert world.services.behind.waiting() == 0 and world.services.behind.dropped == {"raw": 0, "redemption": 0}
 
 
 async def _reason(client: TestClient, caplog: pytest.LogCaptureFixture, uri: str) -> tuple[int, str]:
@@ -217,6 +228,7 @@ async def test_each_signed_url_gets_its_first_redemption_logged_even_with_the_sa
         uris.append((await response.json())["url"].removeprefix("https://cdn.example.com"))
     for uri in uris * 2:
         assert await _verify(client, uri) == 200
+    await world.services.behind.flush()
     redeemed = [r for r in await world.services.store.audit.tail(10) if r.event.value == "url:redeemed"]
     assert len(redeemed) == 2 and len({r.url_sha256 for r in redeemed}) == 2
     assert {r.user_agent for r in redeemed} == {None}  # no subject to seal it under: kept in the raw log only

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.audit.merkle import leaf_hash
-from gateway.audit.records import AuditEvent, AuditRecord, leaf_at, leaf_input
+from gateway.audit.records import (
+    AuditEvent,
+    AuditRecord,
+    RequestContext,
+    _fast_bytes,
+    canonical_json,
+    issued,
+    leaf_at,
+    leaf_input,
+)
 
 records = st.builds(
     AuditRecord,
@@ -66,3 +78,92 @@ def test_leaf_layout_known_answer() -> None:
     assert record.body_sha256() == body_sha256
     assert record.leaf_bytes(7) == expected
     assert leaf_hash(expected).hex() == "d660d8573aea54a537e4eb36c3504704a7c1dc7b4ad813e66f04c22666f2e800"
+
+
+@given(records, st.sampled_from(["sub_abc", None]), st.binary(max_size=8))
+def test_evolve_is_dataclasses_replace(record: AuditRecord, subject: str | None, personal: bytes) -> None:
+    changes = {"subject": subject, "client_ip": None, "personal": personal, "detail": {"x": 1}}
+    before = record.to_dict()
+    evolved = record.evolve(**changes)
+    assert evolved == dataclasses.replace(record, **changes)
+    assert evolved.leaf_bytes(3) == dataclasses.replace(record, **changes).leaf_bytes(3)
+    assert record.to_dict() == before  # the original is untouched
+
+
+def test_evolve_refuses_a_field_no_record_has() -> None:
+    with pytest.raises(TypeError, match="no field 'subjekt'"):
+        AuditRecord(1.0, AuditEvent.URL_ISSUED, "web").evolve(subjekt="x")
+
+
+# Leaf bodies: msgspec where it writes json's bytes, json where it does not (issue 18). Values of every
+# JSON-ish kind, including what the two encoders spell differently: exponents, NaN, non-ASCII, DEL, control
+# characters, lone surrogates, int keys, bytes.
+# Mostly printable ASCII (the fast path's domain), sometimes each character the encoders spell differently.
+_PRINTABLE = [chr(c) for c in range(0x20, 0x7F)]
+_any_text = st.one_of(
+    st.text(st.sampled_from([*_PRINTABLE, "\x7f", "é", "\x01", "\\", "\ud800", "\u2028"]), max_size=12),
+    st.text(st.characters(blacklist_categories=()), max_size=3),
+)
+_floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e16, 1e-7, 1e22, 0.0001]))
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), _floats, _any_text,
+                     st.sampled_from(["\x7f", "a\\b", 'q"', "\n", "é", "/"]))  # fmt: skip
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_any_text, inner, max_size=3)),
+    max_leaves=8,
+)
+any_records = st.builds(
+    AuditRecord,
+    time=st.one_of(_floats, st.integers(0, 2_000_000_000)),
+    event=st.sampled_from(list(AuditEvent)),
+    actor=_any_text,
+    request_id=st.one_of(st.none(), _any_text),
+    kid=st.one_of(st.none(), _any_text),
+    subject=st.one_of(st.none(), _any_text),
+    url_sha256=st.one_of(st.none(), st.text("0123456789abcdef", min_size=64, max_size=64)),
+    expires_at=st.one_of(st.none(), st.integers(-(2**70), 2**70)),
+    user_agent=st.one_of(st.none(), _any_text),
+    detail=st.dictionaries(_any_text, _json, max_size=4),
+    personal=st.one_of(st.none(), st.binary(max_size=40)),
+    retention=st.sampled_from(["engineer", "viewer"]),
+)
+
+
+def _json_module(data: object) -> bytes | type[Exception]:
+    try:
+        return json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode(data).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+def _ours(data: dict[str, object]) -> bytes | type[Exception]:
+    try:
+        return canonical_json(data)
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+@settings(max_examples=1000)
+@given(any_records)
+def test_leaf_body_bytes_are_json_modules_bytes_for_any_record(record: AuditRecord) -> None:
+    data = record.to_dict()
+    data.pop("seq")
+    assert _ours(data) == _json_module(data)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.one_of(_any_text, st.integers(), st.booleans()), _json, max_size=4),
+       st.one_of(st.none(), st.binary(max_size=4), st.integers()))  # fmt: skip
+def test_canonical_json_agrees_or_refuses_alike_for_any_mapping(data: dict[object, object], extra: object) -> None:
+    """Keys json sorts before spelling (ints, bools), mixed keys json cannot sort, bytes json refuses."""
+    assert _ours({**data, "x": extra}) == _json_module({**data, "x": extra})  # type: ignore[dict-item]
+
+
+def test_an_ordinary_issuance_takes_msgspecs_path() -> None:
+    ctx = RequestContext(actor="web", request_id="req_1", client_ip="203.0.113.7", user_agent="curl/8")
+    record = issued(ctx, now=1_800_000_000.25, kid="gwk_A", media_id="m1", rendition="video", subject="alice",
+                    url="https://cdn.example/v/m1/a.m3u8?gw_sig=x", expires_at=1_800_000_300, reason="owner",
+                    detail={"issuance_id": "gwi_1", "profile": "native"})  # fmt: skip
+    data = record.to_dict()
+    data.pop("seq")
+    assert _fast_bytes(data) == _json_module(data)

@@ -45,6 +45,7 @@ async def test_engineer_actions_outlive_viewer_data(world: World) -> None:
 
 async def test_raw_technical_log_keeps_full_ips_for_seven_days_only(world: World) -> None:
     await fill(world, 3)
+    await world.services.behind.flush()  # the raw log is written behind (within a second)
     conn = db(world.services)
     assert conn.execute("SELECT count(*) FROM raw_log").fetchone()[0] == 3
     world.clock.advance(8 * DAY)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gateway.access.authz import decide
@@ -103,3 +105,47 @@ def test_grants_that_do_not_apply(grant: Grant) -> None:
 def test_a_service_cannot_use_an_engineer_grant() -> None:
     service_grant = Grant("g", "svc", "m1", "r", "a", NOW - 10, NOW + 100)
     assert not decide(SVC, None, media(P), V, [service_grant], NOW).allowed
+
+
+# The owner, a workspace and a grant are matched by identity, never by a part of a name: planting
+# ``viewer.subject in media.owner`` (a viewer ``ali`` counted as owner of ``alice``'s item) went unnoticed by
+# every other test (issue 17). tests/security/test_owner_identity.py tries the same through the API.
+@pytest.mark.parametrize(
+    "subject", ["ali", "alic", "lice", "a", "", "alice2", "alicealice", "Alice", "ALICE", " alice", "alice "]
+)
+@pytest.mark.parametrize("visibility", [P, W])
+def test_only_the_owner_s_exact_subject_is_the_owner(subject: str, visibility: Visibility) -> None:
+    decision = decide(SVC, Viewer(subject, frozenset()), media(visibility), V, [], NOW)
+    assert (decision.allowed, decision.reason) == (False, "not-permitted")
+
+
+@pytest.mark.parametrize("workspaces", [{"w"}, {"w10"}, {"W1"}, {"aw1"}, {""}, {"w1 "}])
+def test_only_the_item_s_exact_workspace_makes_a_member(workspaces: set[str]) -> None:
+    decision = decide(SVC, Viewer("bob", frozenset(workspaces)), media(W), V, [], NOW)
+    assert (decision.allowed, decision.reason) == (False, "not-permitted")
+
+
+@pytest.mark.parametrize(
+    ("engineer", "grant_principal", "grant_media"),
+    [("ev", "eve", "m1"), ("eve2", "eve", "m1"), ("eve", "ev", "m1"), ("eve", "eve", "m"), ("eve", "eve", "m10")],
+    ids=["part-of-grantee", "grantee-prefixes-engineer", "grantee-part-of-engineer", "part-of-media",
+         "media-prefixes-grant"],
+)  # fmt: skip
+def test_a_grant_applies_to_its_exact_engineer_and_item(engineer: str, grant_principal: str, grant_media: str) -> None:
+    principal = Principal(engineer, PrincipalKind.ENGINEER, frozenset({Permission.SIGN}), 0)
+    grant = Grant("g", grant_principal, grant_media, "r", "a", NOW - 10, NOW + 100)
+    decision = decide(principal, None, media(P), V, [grant], NOW)
+    assert (decision.allowed, decision.reason, decision.grant) == (False, "not-permitted", None)
+
+
+@pytest.mark.parametrize("viewer", [None, ALICE], ids=["no-viewer", "token-viewer"])
+def test_asserting_a_viewer_address_needs_sign_on_behalf_even_for_a_public_item(viewer: Viewer | None) -> None:
+    decision = decide(SVC, viewer, media(PUB), V, [], NOW, viewer_address=True)
+    assert (decision.allowed, decision.reason) == (False, "missing-permission:sign:on-behalf")
+    assert decide(ON_BEHALF, viewer, media(PUB), V, [], NOW, viewer_address=True).reason == "public"
+
+
+def test_a_decision_cannot_be_changed_after_it_is_made() -> None:
+    decision = decide(SVC, None, media(P), V, [], NOW)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.allowed = True  # type: ignore[misc]

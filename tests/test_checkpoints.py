@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import boto3
 import pytest
 
 from gateway.audit.checkpoints import LogSigner, body, signature_ok
-from gateway.audit.export import S3Exporter
+from gateway.audit.export import DirectoryExporter, S3Exporter, segment_lines
 from gateway.audit.publisher import Checkpointer, CheckpointPolicy
+from gateway.audit.records import AuditEvent, RequestContext, change, issued
+from gateway.store.base import LogEntry, Store
 from tests.audit_support import fill, verify
-from tests.support import World
+from tests.support import ADMIN, World
 
 
 async def test_due_every_n_records_and_every_t_seconds_even_when_idle(world: World) -> None:
@@ -71,3 +74,42 @@ async def test_checkpoints_and_segments_go_to_s3_under_compliance_object_lock(wo
                              VersionId=client.head_object(Bucket="audit-worm", Key=keys[0])["VersionId"])  # fmt: skip
     assert checkpoint.tree_size == (await world.services.store.audit.frontier()).size
     assert (await verify(world.services)).ok
+
+
+async def test_the_writer_hands_over_each_record_exactly_as_the_log_reads_it_back(store: Store) -> None:
+    """Issue 18: what a checkpoint exports from memory is what it would have read from the database."""
+    handed: list[LogEntry] = []
+    store.on_appended = handed.extend
+    ctx = RequestContext(actor="web", request_id="r1", client_ip="203.0.113.9")
+    records = [
+        issued(ctx, now=1_800_000_000.5 + i, kid="gwk_A", media_id=f"m{i}", rendition="video", subject=f"sub_{i}",
+               url=f"https://cdn/v/{i}", expires_at=1_800_000_300, reason="owner", detail={"n": i, "é": "ü"})
+        for i in range(3)
+    ]  # fmt: skip
+    seqs = await store.append_audit_group(records, [], [], 1_800_000_000.0)
+    assert [e.seq for e in handed] == seqs
+    assert handed == await store.audit.entries(seqs[0] - 1, 10)
+    assert segment_lines(handed) == segment_lines(await store.audit.entries(seqs[0] - 1, 10))
+
+
+async def test_a_serving_checkpoint_reads_back_only_what_another_process_wrote(world: World, tmp_path: Path) -> None:
+    services = world.services
+    signer = LogSigner.load(services.config.log_signing_key_path)
+    export = tmp_path / "export"
+    checkpointer = Checkpointer(services.store, signer, [DirectoryExporter(export)], CheckpointPolicy())
+    await fill(world, 1)  # the principal, its key and the media item: administrative records
+    await checkpointer.write(world.clock())  # seals what set-up wrote (read back: nothing was remembered)
+    checkpointer.remember_appends()
+    before = checkpointer.read_back
+    await fill(world, 3)
+    async with services.store.transaction() as tx:  # as the CLI would: not through this process's group writer
+        await tx.audit.append([change(ADMIN, AuditEvent.KEY_CREATED, now=world.clock(), kid="gwk_X")])
+    await fill(world, 2)
+    sealed = await checkpointer.write(world.clock())
+    assert checkpointer.read_back - before == 1  # the CLI's record, and nothing this process wrote
+    lines = [
+        json.loads(line) for f in sorted((export / "segments").glob("*/*.jsonl")) for line in f.read_text().splitlines()
+    ]
+    newest = sorted(item["seq"] for item in lines if item["seq"] > sealed.tree_size - 6)
+    assert newest == list(range(sealed.tree_size - 5, sealed.tree_size + 1))
+    assert (await verify(services)).ok

@@ -20,6 +20,18 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert config.master_key_path == tmp_path / "keys" / "master.key"
 
 
+def test_connection_bounds_default_safe_and_come_from_the_file_and_environment(tmp_path: Path) -> None:
+    config = load_config(tmp_path, environ={})
+    assert (config.header_timeout, config.body_timeout, config.keepalive_timeout, config.max_connections) == (
+        10.0, 30.0, 15.0, 0,
+    )  # fmt: skip
+    _write(tmp_path, "[server]\nheader_timeout = 5\nbody_timeout = 20\nmax_connections = 500\n")
+    config = load_config(tmp_path, environ={"GATEWAY_SERVER_KEEPALIVE_TIMEOUT": "2.5"})
+    assert (config.header_timeout, config.body_timeout, config.keepalive_timeout, config.max_connections) == (
+        5.0, 20.0, 2.5, 500,
+    )  # fmt: skip
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     _write(tmp_path, "[server]\nport = 9000\n[proxy]\ntrusted = ['10.0.0.0/8']\n")
     config = load_config(tmp_path, environ={"GATEWAY_SERVER_PORT": "9100", "GATEWAY_PROXY_TRUSTED": "10.0.0.0/8,::1"})
@@ -38,6 +50,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[proxy]\ntrusted = ['nope']\n", {}, "proxy.trusted"),
         ("[signing]\ndefault_ttl = 600\nmax_ttl = 60\n", {}, "signing.default_ttl"),
         ("this is not toml", {}, "gateway.toml"),
+        ("", {"GATEWAY_SERVER_HEADER_TIMEOUT": "0"}, "server.header_timeout"),
+        ("[server]\nkeepalive_timeout = -1\n", {}, "server.keepalive_timeout"),
+        ("[server]\nmax_connections = 1.5\n", {}, "server.max_connections"),
     ],
 )
 def test_bad_settings_name_the_offending_key(tmp_path: Path, text: str, env: dict[str, str], names: str) -> None:

@@ -38,7 +38,7 @@ def test_a_fresh_data_directory_passes_with_warnings(data: Path, capsys: pytest.
     assert _checks(lines) == [
         ("ok", "config"), ("ok", "keys directory"), ("ok", "master key"), ("ok", "log-signing key"),
         ("ok", "development IdP key"), ("warn", "master key apart"), ("ok", "store"), ("ok", "clock"),
-        ("warn", "checkpoint export"), ("skip", "webhooks"), ("ok", "metrics"),
+        ("ok", "subject keys"), ("warn", "checkpoint export"), ("skip", "webhooks"), ("ok", "metrics"),
     ]  # fmt: skip
     assert lines[6] == f"ok   store: {data / 'gateway.db'} reachable, schema v{SCHEMA_VERSION} (this gateway's)"
     assert lines[5].startswith("warn master key apart: keys/master.key is on the database's disk")

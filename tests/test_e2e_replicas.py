@@ -139,3 +139,24 @@ def test_exactly_one_replica_writes_each_checkpoint(replicas: tuple[Path, list[s
                          "four more checkpoints")  # fmt: skip
     # Three writers would each write one every second: pairs of checkpoints within milliseconds of each other.
     assert min(b - a for a, b in itertools.pairwise(written)) >= 0.9, written
+
+
+def test_an_item_created_after_its_page_missed_is_served_by_every_replica(replicas: tuple[Path, list[str]]) -> None:
+    """Each replica remembers the miss (gateway.state.media); the item created on one is served by all."""
+    data, bases = replicas
+    web = _ctl(data, "principals", "add", "web", "--kind", "service", "--perm", "media:write")
+    token = _ctl(data, "token", "--credential", web["credential_file"])["token"]
+    viewer = _ctl(data, "token", "--viewer", "bob", "--workspace", "acme")["token"]
+    for base in bases:
+        for _ in range(2):  # the second answer comes from the remembered miss
+            assert _page(base, "/m/later/video", viewer) == (404, "")
+    media = {"owner": "alice", "workspace": "acme", "visibility": "workspace",
+             "renditions": {"video": "/v/later/master.m3u8"}}  # fmt: skip
+    status, _ = _http(bases[0] + "/v1/media/later", "PUT", media, {"Authorization": f"Bearer {token}"})
+    assert status == 200
+    for base in bases:
+        status, location = wait_until(
+            lambda base=base: (answer := _page(base, "/m/later/video", viewer))[0] == 302 and answer,
+            f"{base} serving the new item's page",
+        )
+        assert location.startswith("https://cdn.example.com/v/later/master.m3u8?gw_exp=")

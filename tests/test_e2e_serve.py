@@ -9,7 +9,7 @@ import pytest
 
 from tests.processes import ctl as _ctl
 from tests.processes import http_json as _call
-from tests.processes import init, serving
+from tests.processes import init, serving, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,8 @@ def test_sign_verify_revoke_against_the_real_process(server: tuple[Path, str]) -
     assert body["kid"] == key["kid"]
     uri = body["url"].removeprefix("https://cdn.example.com")
     assert _call(base + "/v1/verify", headers={"X-Original-URI": uri})[0] == 200
+    # The redemption is written behind (within a second, docs/audit.md "Loss window"): wait for it.
+    wait_until(lambda: _ctl(data_dir, "audit", "search", "--event", "url:redeemed"), "the redemption's record")
     _ctl(data_dir, "keys", "revoke", key["kid"], "--reason", "e2e")
     assert _call(base + "/v1/verify", headers={"X-Original-URI": uri})[0] == 403
     events = [r["event"] for r in _ctl(data_dir, "audit", "tail", "-n", "4")]

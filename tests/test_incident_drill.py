@@ -53,6 +53,7 @@ async def test_report_names_outsider_use_and_affected_subjects(
     assert await _redeem(client, alice_uri, "198.51.100.99") == 200  # same /24: the viewer, not an outsider
     assert await _redeem(client, bob_uri, OUTSIDER) == 200  # the stolen URL, used from elsewhere
     assert await _redeem(client, bob_uri, OUTSIDER) == 200  # repeat: aggregated, not logged again
+    await world.services.behind.flush()  # redemptions are written behind (within a second)
     report = await incident_report(world.services.store, world.services.audit_log, kid, None)
     # Each issuance keeps the caller's own network (the backend's) and, beside it, the viewer's it asserted.
     assert [(u["media_id"], u["network"], u["viewer_network"]) for u in report["issuances"]] == [
@@ -69,6 +70,7 @@ async def test_report_since_and_cli(staged: tuple[World, str, list[str]], client
                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     world, kid, (_, bob_uri) = staged
     await _redeem(client, bob_uri, OUTSIDER)
+    await world.services.behind.flush()
     since = world.clock() - 61  # after alice's issuance, before bob's
     report = await incident_report(world.services.store, world.services.audit_log, kid, since)
     assert [u["media_id"] for u in report["issuances"]] == ["bob-film"]

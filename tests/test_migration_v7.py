@@ -76,7 +76,7 @@ async def test_sqlite_respells_stored_paths_and_revokes_ended_grants(world: Worl
     await _sqlite_at_v6(world, config)
     store = await SqliteStore.open(config.sqlite_path, migrate=True)
     try:
-        assert store.applied_migrations == [7]
+        assert store.applied_migrations[0] == 7  # and those after it
         await _check_migrated(store)
     finally:
         await store.close()
@@ -132,7 +132,7 @@ async def pg_world(tmp_path: Path, postgres_url: str) -> AsyncIterator[tuple[Wor
 async def _pg_back_to_v6(url: str, rows: list[tuple[str, bool, dict[str, str], dict[str, str]]]) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("DROP TABLE grant_revocations; DELETE FROM schema_migrations WHERE version = 7")
+        await conn.execute("DROP TABLE grant_revocations; DELETE FROM schema_migrations WHERE version >= 7")
         for media_id, live, paths, prefixes in rows:
             await conn.execute("UPDATE media SET paths = $1, prefixes = $2 WHERE id = $3",
                                json.dumps(paths), json.dumps(prefixes), media_id)  # fmt: skip
@@ -153,7 +153,7 @@ async def test_postgresql_respells_stored_paths_and_revokes_ended_grants(pg_worl
     await _pg_back_to_v6(url, OLD_ROWS)
     store = await PostgresStore.open(url, migrate=True)
     try:
-        assert store.applied_migrations == [7]
+        assert store.applied_migrations[0] == 7  # and those after it
         await _check_migrated(store)
     finally:
         await store.close()

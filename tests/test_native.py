@@ -12,7 +12,7 @@ from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, b64url, b64url_decode, ed25519_public
 from gateway.model import KeyAlgorithm
 from gateway.signing.dialects.base import Capabilities, Redemption, SignRequest, Verified
-from gateway.signing.dialects.native import NativeDialect, string_to_sign, token_params
+from gateway.signing.dialects.native import NativeDialect, presented_claims, string_to_sign, token_params
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "native.json").read_text())
 SEED = bytes.fromhex(VECTORS["keys"]["ed25519_seed_hex"])
@@ -454,3 +454,65 @@ def test_the_token_segment_decodes_to_the_parameters_the_query_form_carries() ->
     query_form = _signed(prefix="/v/abc/", ip="203.0.113.0/24", starts=NOW - 1)
     assert text == query_form.split("?", 1)[1]
     assert token_params(url.split("/")[4])["gw_pfx"] == "/v/abc/"
+
+
+def test_an_empty_path_is_the_root_path_when_signing_and_verifying() -> None:
+    url = _signed(url="https://cdn.example.com?x=1")
+    assert url.startswith("https://cdn.example.com/?x=1&gw_exp=")
+    assert native.verify(Redemption(url, NOW, None), ED) == PLAIN
+    bare = url.replace("https://cdn.example.com/?", "https://cdn.example.com?")
+    assert native.verify(Redemption(bare, NOW, None), ED) == PLAIN
+    assert _reason(url.replace("https://cdn.example.com/?", "https://cdn.example.com/x?")) == "bad-signature"
+
+
+@pytest.mark.parametrize("verifying_kid", ["gwk_ab", "xgwk_a", "gwk_a2", "gwk_", "gwk", "GWK_A"])
+def test_the_verifying_key_s_id_is_the_signed_gw_kid_exactly(verifying_kid: str) -> None:
+    """Same key material under another id: refused, even when one id is part of the other."""
+    signer = KeyMaterial("gwk_a", KeyAlgorithm.ED25519, ED.public, ED.secret)
+    url = native.sign(SignRequest("https://cdn.example.com/v/x.ts", NOW + 100, issued_at=NOW), signer).url
+    assert native.verify(Redemption(url, NOW, None), signer).key_id == "gwk_a"
+    other = KeyMaterial(verifying_kid, KeyAlgorithm.ED25519, ED.public, ED.secret)
+    assert _reason_with(url, other) == "bad-signature"
+
+
+def _reason_with(url: str, key: KeyMaterial) -> str:
+    with pytest.raises(VerificationFailed) as caught:
+        native.verify(Redemption(url, NOW, None), key)
+    return caught.value.reason
+
+
+def _token_url(**kwargs: object) -> str:
+    base = {"url": "https://cdn.example.com/v/abc/x.ts", "expires": NOW + 100, "issued_at": NOW - 5,
+            "prefix": "/v/abc/", "path_token": True}  # fmt: skip
+    return native.sign(SignRequest(**{**base, **kwargs}), ED).url  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["gw_exp", "gw_iat", "gw_kid", "gw_sig", "gw_pfx"])
+def test_a_path_token_without_a_required_parameter_is_malformed(name: str) -> None:
+    url = _token_url()
+    segment = url.split("/_t/", 1)[1].split("/", 1)[0]
+    text = b64url_decode(segment).decode()
+    kept = "&".join(p for p in text.split("&") if not p.startswith(name + "="))
+    forged = url.replace(segment, b64url(kept.encode()))
+    assert _reason(forged) == "malformed"
+    assert presented_claims(forged) == {}
+
+
+def test_presented_claims_say_where_the_token_travels() -> None:
+    path_form = presented_claims(_token_url())
+    assert (path_form["form"], path_form["resource_path"], path_form["gw_pfx"]) == ("path", "/v/abc/x.ts", "/v/abc/")
+    query_form = presented_claims(_signed())
+    expected = ("query", "/v/abc/master.m3u8", ED.kid)
+    assert (query_form["form"], query_form["resource_path"], query_form["gw_kid"]) == expected
+    assert presented_claims("https://cdn.example.com/v/x.ts") == {}
+
+
+def test_a_path_token_that_is_not_ascii_text_is_malformed() -> None:
+    url = _token_url()
+    segment = url.split("/_t/", 1)[1].split("/", 1)[0]
+    for raw in ("gw_exp=1\u00e9".encode(), b"\xff\xfe", b"gw_pfx=/v/\x80/"):
+        forged = url.replace(segment, b64url(raw))
+        assert _reason(forged) == "malformed"
+        with pytest.raises(VerificationFailed) as refused:
+            token_params(b64url(raw))
+        assert refused.value.reason == "malformed"

@@ -126,6 +126,34 @@ async def test_running_sync_applies_a_change_from_another_process_within_a_poll(
             await runner
 
 
+async def test_sqlite_watcher_wakes_the_sync_long_before_its_poll_on_a_write_by_another_process(
+    tmp_path: Path,
+) -> None:
+    """Issue 18: the watcher sleeps in inotify on the database's log instead of reading the feed every 5 ms;
+    with a 30 s poll, another process's change still arrives as soon as it is written, twice in a row."""
+    from gateway.store.sqlite import SqliteStore
+
+    store = await SqliteStore.open(tmp_path / "w.db", create=True)
+    other = await SqliteStore.open(tmp_path / "w.db")
+    sync = _sync(store, time.time, poll_every=30.0)
+    await sync.load()
+    runner = asyncio.create_task(sync.run())
+    try:
+        async with other.transaction() as tx:
+            await tx.principals.add(P)
+        await _until(lambda: "svc" in sync.view.principals, 20.0)  # the event; the poll would take 30 s
+        async with other.transaction() as tx:
+            await tx.principals.disable("svc", 9.0)
+        await _until(lambda: sync.view.principals["svc"].disabled, 20.0)
+        assert sync.notifications >= 2
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        await other.close()
+        await store.close()
+
+
 async def _until(done, timeout: float) -> float:  # type: ignore[no-untyped-def]
     start = time.monotonic()
     while not done():
@@ -173,3 +201,60 @@ async def test_postgres_notifications_wake_the_sync_long_before_its_poll_and_sur
             await runner
         await other.close()
         await store.close()
+
+
+class _Counting:
+    """A store's media.get that counts its reads (a database read is what a remembered miss saves)."""
+
+    def __init__(self, held: dict[str, MediaItem]) -> None:
+        self.held = held
+        self.reads: list[str] = []
+
+    async def __call__(self, media_id: str) -> MediaItem | None:
+        self.reads.append(media_id)
+        return self.held.get(media_id)
+
+
+async def test_a_missing_id_is_remembered_like_an_item_and_read_once() -> None:
+    load = _Counting({"m1": MEDIA})
+    cache = MediaCache(load, capacity=10)
+    assert [await cache.get(i) for i in ("m1", "nope", "m1", "nope")] == [MEDIA, None, MEDIA, None]
+    assert load.reads == ["m1", "nope"]
+    assert (cache.hits, cache.misses) == (2, 2)
+
+
+async def test_remembered_misses_share_the_items_bound_and_eviction_order() -> None:
+    load = _Counting({"m1": MEDIA})
+    cache = MediaCache(load, capacity=10)
+    await cache.get("m1")
+    for index in range(25):  # made-up ids: they push out the oldest entries, the item among them
+        assert await cache.get(f"x{index}") is None
+    assert len(cache) == 10
+    load.reads.clear()
+    await cache.get("x24")  # the newest miss is still remembered
+    await cache.get("x0")  # the oldest was evicted: read again
+    await cache.get("m1")  # the item too, as old as it
+    assert load.reads == ["x0", "m1"]
+
+
+async def test_a_remembered_miss_is_forgotten_when_the_feed_reports_the_id(store: Store, clock: Clock) -> None:
+    sync = _sync(store, clock)
+    await sync.load()
+    assert await sync.media.get("m1") is None  # remembered
+    async with store.transaction() as tx:
+        await tx.media.put(MEDIA)
+    assert await sync.media.get("m1") is None  # still the remembered miss: the feed has not been read
+    assert await sync.catch_up() == 1
+    assert await sync.media.get("m1") == MEDIA
+
+
+async def test_a_miss_read_while_the_id_changes_is_not_remembered() -> None:
+    cache: MediaCache
+
+    async def load(media_id: str) -> MediaItem | None:
+        cache.invalidate(media_id)  # the item is created while its miss is being read
+        return None
+
+    cache = MediaCache(load, capacity=10)
+    assert await cache.get("m1") is None
+    assert len(cache) == 0

@@ -49,8 +49,10 @@ import argparse
 import ast
 import contextlib
 import importlib
+import inspect
 import json
 import os
+import pkgutil
 import re
 import shutil
 import signal
@@ -59,6 +61,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +73,45 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS_DOC = ROOT / "docs" / "mutation-testing.md"
 DEFAULT_TESTS = ["tests/"]
+_DIALECT_TESTS = [
+    "tests/test_dialect_common.py",
+    "tests/test_dialect_vectors.py",
+    "tests/test_dialect_properties.py",
+    "tests/test_dialect_interop.py",
+    "tests/test_dialect_registry.py",
+    "tests/test_dialect_google_cdn.py",
+    "tests/test_dialect_s3.py",
+    "tests/test_cloudfront_keygroups.py",
+    "tests/test_native.py",
+    "tests/security/test_dialect_malleability.py",
+    "tests/security/test_repeated_parameters.py",
+    "tests/security/test_akamai_url_token_as_acl.py",
+    "tests/security/test_media_cdn_full_path.py",
+    "tests/security/test_mac_settings.py",
+    "tests/security/test_cookie_bytes.py",
+    "tests/security/test_number_spelling.py",
+    "tests/security/test_field_boundaries.py",
+    "tests/security/test_attribution.py",
+    "tests/security/test_path_token_spellings.py",
+]
+# Each module's own tests (the longest matching prefix wins): the map run reads only these, so one mutant costs
+# seconds, not a suite. ``--tests`` overrides; a module not listed falls back to DEFAULT_TESTS.
+MODULE_TESTS: dict[str, list[str]] = {
+    "gateway/signing/dialects/": _DIALECT_TESTS,
+    "gateway/access/authz.py": ["tests/test_authz.py", "tests/security/test_owner_identity.py"],
+    "gateway/access/identity.py": ["tests/test_identity.py", "tests/security/test_jwt.py"],
+    "gateway/access/tokens.py": ["tests/test_tokens.py", "tests/security/test_jwt.py", "tests/test_identity.py"],
+    "gateway/access/verified_tokens.py": ["tests/test_verified_tokens.py", "tests/test_identity.py"],
+    "gateway/access/credential_file.py": ["tests/security/test_credentials.py", "tests/test_client.py"],
+    "gateway/admin/grants.py": ["tests/security/test_grant_end.py", "tests/test_grants.py"],
+    "gateway/limits/": ["tests/test_limiter.py", "tests/test_limits.py", "tests/security/test_batch_limits.py"],
+    "gateway/signing/paths.py": ["tests/test_paths.py", "tests/security/test_one_file_one_spelling.py"],
+    "gateway/signing/path_tokens.py": ["tests/test_path_tokens.py", "tests/test_native.py"],
+    "gateway/audit/verify.py": [
+        "tests/test_logverify.py", "tests/test_audit_tamper.py", "tests/security/test_audit_prune_evasion.py",
+        "tests/test_audit_retention.py",
+    ],
+}  # fmt: skip
 # Third-party imports worth paying once in the parent instead of once per mutant (never the gateway itself).
 _PRELOAD = (
     "pytest", "coverage", "hypothesis", "_hypothesis_pytestplugin", "pytest_asyncio.plugin", "pytest_aiohttp.plugin",
@@ -145,13 +187,37 @@ class _Mutator(ast.NodeTransformer):
             flipped = _FLIPS.get(type(op))
             if flipped and self._candidate(node, f"{type(op).__name__} -> {flipped.__name__}"):
                 node.ops[i] = flipped()
+        return self._loosened(node)
+
+    def _loosened(self, node: ast.Compare) -> ast.AST:
+        """``a == b`` loosened to a part of a name matching (``a in b``, ``b.startswith(a)``, both ways round);
+        ``a != b`` to the negations. The bug class of an owner ``ali`` taken for ``alice``."""
+        if len(node.ops) != 1 or not isinstance(node.ops[0], ast.Eq | ast.NotEq):
+            return node
+        left, right, negated = node.left, node.comparators[0], isinstance(node.ops[0], ast.NotEq)
+        if not (_maybe_text(left) and _maybe_text(right)):
+            return node
+        name, sign = ("NotEq", "not ") if negated else ("Eq", "")
+        for a, b, a_name, b_name in ((left, right, "left", "right"), (right, left, "right", "left")):
+            if self._candidate(node, f"{name} -> {a_name} {sign}in {b_name}"):
+                return ast.copy_location(ast.Compare(a, [ast.NotIn() if negated else ast.In()], [b]), node)
+        for a, b, a_name, b_name in ((left, right, "left", "right"), (right, left, "right", "left")):
+            if self._candidate(node, f"{name} -> {sign}{a_name}.startswith({b_name})"):
+                call: ast.expr = ast.Call(ast.Attribute(a, "startswith", ast.Load()), [b], [])
+                return ast.copy_location(ast.UnaryOp(ast.Not(), call) if negated else call, node)
         return node
 
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
         self.generic_visit(node)
+        name = type(node.op).__name__
         other = ast.Or() if isinstance(node.op, ast.And) else ast.And()
-        if self._candidate(node, f"{type(node.op).__name__} -> {type(other).__name__}"):
+        if self._candidate(node, f"{name} -> {type(other).__name__}"):
             node.op = other
+        # One check of a compound condition forgotten: ``a and b`` -> ``a``, ``a or b or c`` -> ``a or c``.
+        for i in range(len(node.values)):
+            if self._candidate(node, f"{name}: drop operand {i + 1}"):
+                kept = node.values[:i] + node.values[i + 1 :]
+                return kept[0] if len(kept) == 1 else ast.copy_location(ast.BoolOp(node.op, kept), node)
         return node
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
@@ -198,6 +264,16 @@ class _Mutator(ast.NodeTransformer):
 
 def _is_none(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) and node.value is None
+
+
+def _maybe_text(node: ast.expr) -> bool:
+    """Could be a str or bytes: not a number, bool or None constant, a length or an arithmetic result (where
+    ``in`` or ``startswith`` would only raise TypeError, a mutant that tells nothing about the tests)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str | bytes)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("len", "int", "sum"):
+        return False
+    return not isinstance(node, ast.BinOp | ast.UnaryOp)
 
 
 @dataclass(frozen=True)
@@ -321,7 +397,101 @@ def _preload() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: S112 (an optional plugin missing only costs its import time later)
             continue
-    assert "gateway" not in sys.modules, "the parent must never import the gateway: children import the mutant"
+    assert "gateway" not in sys.modules, "the gateway is imported from the snapshot only (_preload_gateway)"
+
+
+def _preload_gateway(base: Path) -> int:
+    """Imports every gateway module from the snapshot, once, for the in-place children (``_patch_in_place``).
+
+    Two thirds of a small mutant run was importing the gateway again; a child forked from here patches the
+    mutated function's code instead. Classic children drop these modules and import the mutant from disk.
+    """
+    sys.path.insert(0, str(base))
+    import gateway
+
+    assert Path(gateway.__file__).resolve().is_relative_to(base.resolve()), gateway.__file__
+    count = 0
+    for info in pkgutil.walk_packages(gateway.__path__, "gateway."):
+        with contextlib.suppress(Exception):  # a module that cannot load here is imported by the child itself
+            importlib.import_module(info.name)
+            count += 1
+    return count
+
+
+def _forget_gateway(base: Path) -> None:
+    """A classic child: the preloaded gateway gone, so the tests import the (mutated) files of the workdir."""
+    for name in [n for n in sys.modules if n == "gateway" or n.startswith("gateway.")]:
+        del sys.modules[name]
+    sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != base.resolve()]
+    importlib.invalidate_caches()
+
+
+def _code_by_qualname(code: types.CodeType) -> dict[str, types.CodeType]:
+    found = {code.co_qualname: code}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found.update(_code_by_qualname(const))
+    return found
+
+
+def _live_functions(module: types.ModuleType) -> list[types.FunctionType]:
+    """The module's functions and its classes' methods, unwrapped (static/class methods, properties, caches)."""
+    found: dict[int, types.FunctionType] = {}
+
+    def add(value: object, depth: int) -> None:
+        while True:
+            if isinstance(value, staticmethod | classmethod):
+                value = value.__func__
+            elif isinstance(value, property):
+                for accessor in (value.fget, value.fset, value.fdel):
+                    add(accessor, depth)
+                return
+            elif not isinstance(value, types.FunctionType | type) and hasattr(value, "__wrapped__"):
+                value = value.__wrapped__  # functools.lru_cache and friends
+            else:
+                break
+        if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
+            if id(value) not in found:
+                found[id(value)] = value
+                add(getattr(value, "__wrapped__", None), depth)  # a wrapper made with functools.wraps
+        elif isinstance(value, type) and value.__module__ == module.__name__ and depth < 4:
+            for member in list(vars(value).values()):
+                add(member, depth + 1)
+
+    for value in list(vars(module).values()):
+        add(value, 0)
+    return list(found.values())
+
+
+def _patch_in_place(mutant: Mutant, base: Path) -> bool:
+    """Gives the preloaded module's functions the mutant's code; False when that cannot stand for the mutant.
+
+    Only the functions whose compiled code changed are patched, each by swapping ``__code__``, so every
+    reference to them (``from x import f`` included) runs the mutant. Module-level mutants, and changes to
+    something no live function object holds (a module-level lambda), need a classic child.
+    """
+    if mutant.function == _MODULE_LEVEL:
+        return False
+    module = sys.modules.get(mutant.module.removesuffix(".py").replace("/", "."))
+    if module is None:
+        return False
+    path = base / mutant.module
+    filename = str(path)
+    before = _code_by_qualname(compile(ast.unparse(ast.parse(path.read_text())), filename, "exec"))
+    after = _code_by_qualname(compile(mutated_source(path, mutant.index), filename, "exec"))
+    changed = {name for name, code in after.items() if before.get(name) != code}
+    # Functions only (a class body's or the module's code changes with every method in it), outermost only.
+    wanted = {name for name in changed if after[name].co_flags & inspect.CO_OPTIMIZED and "<locals>" not in name}
+    patched = set()
+    for function in _live_functions(module):
+        name = function.__code__.co_qualname
+        if name in wanted:
+            try:
+                function.__code__ = after[name]
+            except ValueError:  # the mutant changed the function's free variables
+                return False
+            patched.add(name)
+    return bool(changed) and patched == wanted and bool(patched)
 
 
 class _Select:
@@ -381,6 +551,9 @@ class _Job:
     coverage_rc: Path | None = None
     after: Path | None = None  # where the map run writes its findings
     test_timeout: int = 0  # seconds per test, map run only
+    in_place: Mutant | None = None  # patch this mutant into the preloaded gateway instead of importing the file
+    keep_gateway: bool = False  # the batch run: its children patch the preloaded gateway themselves
+    base: Path | None = None  # the snapshot the parent preloaded the gateway from
 
 
 def _child(job: _Job, log: Path) -> NoReturn:
@@ -391,6 +564,11 @@ def _child(job: _Job, log: Path) -> NoReturn:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.chdir(job.workdir)
+        patched = job.keep_gateway or bool(job.in_place and _patch_in_place(job.in_place, job.base or ROOT))
+        if job.base is not None and not patched:
+            if job.in_place:
+                print("in-place patch impossible: a classic run (importing the mutated file)", flush=True)
+            _forget_gateway(job.base)
         sys.path[:] = [str(job.workdir), *(p for p in sys.path if p and Path(p).resolve() != ROOT)]
         sys.dont_write_bytecode = True
         os.environ.update(PYTHONPATH=str(job.workdir), PYTHONDONTWRITEBYTECODE="1", HYPOTHESIS_PROFILE="mutation")
@@ -432,7 +610,7 @@ class _Done:
 
 def _run_all(jobs: Iterable[_Job], parallel: int, logs: Path) -> Iterable[_Done]:
     """Runs the jobs ``parallel`` at a time in forked children, yielding each as it ends."""
-    pending, running = iter(jobs), {}
+    pending, running = iter(jobs), dict[int, tuple[_Job, float, Path]]()
     exhausted = False
     while True:
         while not exhausted and len(running) < parallel:
@@ -510,6 +688,7 @@ def _build_map(run: Path, base: Path, modules: Sequence[str], args: argparse.Nam
     job = _Job(
         "map", work, _pytest_args(args.tests, stop_first=False), 4 * 3600, [],
         {"COVERAGE_PROCESS_START": str(rc), "GW_MUTATE_CONTEXT": ""}, rc, findings, args.test_timeout,
+        base=base if args.preloaded else None,
     )  # fmt: skip
     (done,) = _run_all([job], 1, run)
     if done.code is None or not findings.exists():
@@ -535,14 +714,28 @@ def _pytest_args(tests: list[str], *, stop_first: bool) -> list[str]:
     # The preloaded plugins cannot have their asserts rewritten (they were imported first): pytest's warning
     # about that would be an error under the project's filterwarnings, and says nothing about the tests.
     quiet = ["-q", "-p", "no:cacheprovider", "--no-header", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    return [*(["-x"] if stop_first else []), *quiet, *tests]
+    # One process, tests in file order: the suite's ``-n auto`` (addopts) would start a worker per core for
+    # every mutant, and the map's coverage contexts are recorded in this process only.
+    serial = ["-n", "0", "-p", "no:randomly"]
+    return [*(["-x"] if stop_first else []), *serial, *quiet, *tests]
+
+
+def tests_for_modules(modules: Sequence[str]) -> list[str]:
+    """The union of each module's own tests (MODULE_TESTS), or DEFAULT_TESTS when one has none listed."""
+    chosen: list[str] = []
+    for module in modules:
+        prefixes = [p for p in MODULE_TESTS if module.startswith(p)]
+        if not prefixes:
+            return DEFAULT_TESTS
+        chosen += [t for t in MODULE_TESTS[max(prefixes, key=len)] if t not in chosen and (ROOT / t).exists()]
+    return chosen
 
 
 # -- the mutant runs and the report --------------------------------------------------------------------------
 
 
 def _mutant_jobs(
-    chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any
+    chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any, *, in_place: bool
 ) -> Iterable[tuple[Mutant, _Job | None, int]]:
     for mutant in chosen:
         selected = found.tests_for(mutant) - set(found.failed)
@@ -555,6 +748,8 @@ def _mutant_jobs(
         name = f"{mutant.module.replace('/', '.')}-{mutant.index:04d}"
         plugin = _Select({t: found.durations.get(t, 0.0) for t in selected})
         job = _Job(name, _workdir(base, run, mutant), _pytest_args(files, stop_first=True), budget, [plugin])
+        job.base = base if args.preloaded else None
+        job.in_place = mutant if in_place else None
         yield mutant, job, len(selected)
 
 
@@ -570,13 +765,159 @@ def _status(done: _Done) -> tuple[str, str]:
     return {0: "survived", 1: "killed", 2: "killed", 3: "killed"}.get(done.code, "error"), tail
 
 
-def _execute(chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any) -> list[Outcome]:  # fmt: skip
+def _execute(chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any) -> list[Outcome]:
+    """Every mutant in the batch (collected once, each mutant patched into a fork), then the rest — survivors,
+    module-level mutants — the classic way (the mutated file imported afresh): a verdict of "survived" is
+    only ever given by a classic run."""
+    if not args.preloaded:
+        return _execute_pass(chosen, found, run, base, args, in_place=False)
+    first, again = _execute_batch(chosen, found, run, base, args)
+    # A mutant docs/mutation-testing.md lists as equivalent that the batch could not kill keeps that verdict:
+    # confirming it would only cost a classic run (the table is what says it survives).
+    listed = equivalent_keys()
+    first += [Outcome(m, "survived", 0, 0, "in the batch; listed as equivalent") for m in again if m.key in listed]
+    again = [m for m in again if m.key not in listed]
+    if again:
+        print(f"{len(again)} mutant(s) again with the mutated file imported afresh", flush=True)
+    confirmed = _execute_pass(again, found, run, base, args, in_place=False) if again else []
+    return sorted(first + confirmed, key=lambda o: (o.mutant.module, o.mutant.index))
+
+
+class _Batch:
+    """pytest plugin: collect the tests once, then run each mutant in a child forked after collection.
+
+    The child patches the mutant into the preloaded gateway (``_patch_in_place``) and runs the mutant's tests,
+    quickest files first, stopping at the first failure. A mutant then costs its tests, not a pytest start.
+    An unmutated control run goes first: if it fails, nothing is judged here.
+    """
+
+    def __init__(self, plan: list[tuple[Mutant, dict[str, float], float]], base: Path, results: Path) -> None:
+        self.plan = plan
+        self.base = base
+        self.results = results
+        self.failed = False
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.failed:
+            self.failed = True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: Any) -> bool:
+        by_id = {item.nodeid: item for item in session.items}
+        control = dict(self.plan[0][1]) if self.plan else {}
+        with self.results.open("a") as out:
+            for mutant, durations, budget in [(None, control, 600.0), *self.plan]:
+                status, seconds, detail = self._one(session, mutant, _ordered(by_id, durations), budget)
+                key = mutant.key if mutant else "control"
+                out.write(json.dumps({"key": key, "status": status, "seconds": seconds, "detail": detail}) + "\n")
+                out.flush()
+                if mutant is None and status != "survived":
+                    break  # the unmutated tests fail in a fork: judge every mutant the classic way
+        return True
+
+    def _one(self, session: Any, mutant: Mutant | None, items: list[Any], budget: float) -> tuple[str, float, str]:
+        started = time.monotonic()
+        log = self.results.parent / f"batch-{mutant.index if mutant else 'control'}.log"
+        pid = os.fork()
+        if pid == 0:
+            self._child(session, mutant, items, log)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            seconds = round(time.monotonic() - started, 2)
+            if done:
+                _end_group(pid)
+                code = os.waitstatus_to_exitcode(status)
+                verdict = {0: "survived", 1: "killed", 98: "classic"}.get(code, "error")
+                return verdict, seconds, f"exit {code}"
+            if seconds > budget:
+                _end_group(pid)
+                os.waitpid(pid, 0)
+                return "timeout", seconds, f"no verdict within {budget:.0f}s"
+            time.sleep(0.01)
+
+    def _child(self, session: Any, mutant: Mutant | None, items: list[Any], log: Path) -> NoReturn:
+        code = 99
+        try:
+            os.setpgid(0, 0)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            if mutant is not None and not _patch_in_place(mutant, self.base):
+                code = 98
+            else:
+                self.failed = False
+                for i, item in enumerate(items):
+                    following = items[i + 1] if i + 1 < len(items) else None
+                    item.ihook.pytest_runtest_protocol(item=item, nextitem=following)
+                    if self.failed:
+                        break
+                code = 1 if self.failed else 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+
+def _ordered(by_id: dict[str, Any], durations: dict[str, float]) -> list[Any]:
+    """The chosen tests in collection order, the quickest files first (as ``_Select``)."""
+    per_file: dict[str, float] = defaultdict(float)
+    for nodeid, seconds in durations.items():
+        per_file[nodeid.split("::", 1)[0]] += seconds
+    keep = [item for nodeid, item in by_id.items() if nodeid in durations]
+    return sorted(keep, key=lambda item: per_file[item.nodeid.split("::", 1)[0]])
+
+
+def _execute_batch(
+    chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any
+) -> tuple[list[Outcome], list[Mutant]]:
+    """(verdicts given by the batch, mutants still to run the classic way)."""
+    outcomes: list[Outcome] = []
+    classic: list[Mutant] = []
+    plan: list[tuple[Mutant, dict[str, float], float]] = []
+    for mutant in chosen:
+        selected = found.tests_for(mutant) - set(found.failed)
+        if not selected:
+            outcomes.append(Outcome(mutant, "uncovered", 0, 0, "no test runs this statement"))
+            _print(outcomes[-1])
+        elif mutant.function == _MODULE_LEVEL:
+            classic.append(mutant)
+        else:
+            budget = min(args.timeout, 60 + 5 * sum(found.durations.get(t, 0) for t in selected))
+            plan.append((mutant, {t: found.durations.get(t, 0.0) for t in selected}, budget))
+    if not plan:
+        return outcomes, classic
+    files = sorted({t.split("::", 1)[0] for _, durations, _ in plan for t in durations})
+    results = run / "batch.jsonl"
+    print(f"batch: {len(plan)} mutants in one collection ({results})", flush=True)
+    job = _Job("batch", _workdir(base, run, None), _pytest_args(files, stop_first=False),
+               sum(b for *_, b in plan) + 900, [_Batch(plan, base, results)], base=base, keep_gateway=True)  # fmt: skip
+    (done,) = _run_all([job], 1, run)
+    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    judged = {row["key"]: row for row in rows}
+    control = judged.get("control", {"status": "missing"})
+    if control["status"] != "survived":
+        print(f"batch control run did not pass ({control['status']}; {done.log}): all mutants the classic way")
+        return outcomes, classic + [m for m, *_ in plan]
+    for mutant, durations, _ in plan:
+        row = judged.get(mutant.key)
+        if row is None or row["status"] in ("survived", "classic", "error"):
+            classic.append(mutant)
+            continue
+        outcomes.append(Outcome(mutant, row["status"], row["seconds"], len(durations), row["detail"]))
+        _print(outcomes[-1])
+    return outcomes, classic
+
+
+def _execute_pass(chosen: list[Mutant], found: _Map, run: Path, base: Path, args: Any, *, in_place: bool
+                  ) -> list[Outcome]:  # fmt: skip
     outcomes: list[Outcome] = []
     planned = {}
     uncovered = []
 
     def jobs() -> Iterable[_Job]:
-        for mutant, job, count in _mutant_jobs(chosen, found, run, base, args):
+        for mutant, job, count in _mutant_jobs(chosen, found, run, base, args, in_place=in_place):
             if job is None:
                 uncovered.append(Outcome(mutant, "uncovered", 0, 0, "no test runs this statement"))
                 _print(uncovered[-1])
@@ -624,6 +965,9 @@ def _report(outcomes: list[Outcome], equivalents: set[str], seconds: float) -> d
         counts = (c.get(n, 0) for n in ("killed", "survived", "equivalent"))
         print(f"{module:45} {c['mutants']:7} {next(counts):6} {next(counts):8} {next(counts):10}")
     print(f"score: {result['score']:.1f}% killed, equivalent mutants excluded ({seconds / 60:.1f} min)")
+    ran = sorted(o.seconds for o in outcomes if o.tests)
+    if ran:
+        print(f"per mutant: median {ran[len(ran) // 2]:.1f}s, mean {sum(ran) / len(ran):.1f}s over {len(ran)} runs")
     for o in outcomes:
         if not o.killed and o.mutant.key not in equivalents:
             print(f"  {o.status}: `{o.mutant.key}`  line {o.mutant.line}: {o.mutant.source}")
@@ -636,8 +980,9 @@ def _report(outcomes: list[Outcome], equivalents: set[str], seconds: float) -> d
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. gateway/keys/keyring.py")
-    parser.add_argument("--tests", nargs="+", default=DEFAULT_TESTS,
-                        help="test files or directories for the map run (default tests/)")  # fmt: skip
+    parser.add_argument("--tests", nargs="+",
+                        help="test files or directories for the map run (default: the modules' own tests, "
+                             "MODULE_TESTS, else tests/)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=2, help="mutants run in parallel (default 2)")
     parser.add_argument("--timeout", type=float, default=900, help="upper bound in seconds per mutant (default 900)")
     parser.add_argument("--test-timeout", type=int, default=120,
@@ -650,10 +995,18 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", help="write the counts and every outcome here")
     parser.add_argument("--fail-under", type=float, metavar="PERCENT", help="exit 1 when the score is lower")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs) after the run")
+    parser.add_argument(
+        "--classic",
+        dest="preloaded",
+        action="store_false",
+        help="import the mutated file in every child (slower) instead of patching the mutated "
+        "function into a gateway preloaded once; survivors are always confirmed this way",
+    )
     return parser.parse_args()
 
 
 def _chosen(root: Path, args: argparse.Namespace) -> list[Mutant]:
+    args.tests = args.tests or tests_for_modules(args.modules)
     mutants = [m for module in args.modules for m in mutants_of(root / module, root)]
     if args.rerun:
         alive = {row["key"] for row in json.loads(Path(args.rerun).read_text())["mutants"] if row["status"] not in
@@ -674,6 +1027,8 @@ def main() -> int:
     run.chmod(0o755)  # see _workdir
     try:
         base = _snapshot(ROOT, run)  # mutants, map and runs all read this copy, never the live checkout
+        if args.preloaded:
+            print(f"preloaded {_preload_gateway(base)} gateway modules", flush=True)
         chosen = _chosen(base, args)
         print(f"{len(chosen)} mutants in {len(args.modules)} module(s); mapping {' '.join(args.tests)}", flush=True)
         found = _build_map(run, base, args.modules, args)

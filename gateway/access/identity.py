@@ -108,7 +108,8 @@ class Identity:
         return principal
 
     def _verified_credential(self, token: str, digest: bytes, now: float) -> str:
-        credential = self._state.view.credentials.get(tokens.unverified_key_id(token))
+        header = tokens.unverified_header(token)  # read once: it names the credential, then checks the algorithm
+        credential = self._state.view.credentials.get(tokens.key_id_of(header))
         if credential is None or credential.revoked_at is not None:
             raise Unauthenticated("unknown or revoked credential")
         claims = tokens.principal_claims(
@@ -118,6 +119,7 @@ class Identity:
             self._config.api_audience,
             now,
             self._config.max_token_lifetime,
+            header,
         )
         self.principal_tokens.put(digest, credential.id, *tokens.valid_window(claims))
         return credential.id

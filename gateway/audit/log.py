@@ -11,12 +11,13 @@ them is answered before its record is on disk.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.audit import privacy
 from gateway.audit.records import AuditRecord
@@ -27,6 +28,7 @@ from gateway.store.base import RawEntry, Repos, Store
 log = logging.getLogger("gateway.audit")
 _PEPPER_CONTEXT = b"gateway-audit-pepper"
 _MAX_JOIN_TURNS = 12
+_REFS = 100_000  # subjects whose pseudonym is remembered (one HMAC per record otherwise, twice per issuance)
 
 
 def _key_context(ref: str) -> bytes:
@@ -38,7 +40,9 @@ class AuditLog:
         self._store = store
         self._master_key = master_key
         self._pepper = pepper
-        self._keys: dict[str, bytes] = {}
+        # Each subject's cipher, built once (a new AES-GCM object per record was most of sealing's cost).
+        self._keys: dict[str, AESGCM] = {}
+        self._refs: dict[str, str] = {}
 
     @classmethod
     async def open(cls, store: Store, master_key: MasterKey) -> AuditLog:
@@ -53,7 +57,12 @@ class AuditLog:
         return cls(store, master_key, await master_key.unseal(sealed, _PEPPER_CONTEXT))
 
     def ref(self, subject: str) -> str:
-        return privacy.subject_ref(self._pepper, subject)
+        ref = self._refs.get(subject)
+        if ref is None:
+            if len(self._refs) >= _REFS:
+                self._refs.clear()  # bounded; recomputing is cheap, only not per record
+            ref = self._refs[subject] = privacy.subject_ref(self._pepper, subject)
+        return ref
 
     async def is_erased(self, subject: str) -> bool:
         ref = self.ref(subject)
@@ -62,15 +71,16 @@ class AuditLog:
             self._keys.pop(ref, None)
         return erased
 
-    async def _key_for_writing(self, repos: Repos, ref: str, now: float) -> bytes:
-        key = self._keys.get(ref)
-        if key is None:
+    async def _key_for_writing(self, repos: Repos, ref: str, now: float) -> AESGCM:
+        aead = self._keys.get(ref)
+        if aead is None:
             key, created = await self._load_or_create_key(repos, ref, now)
+            aead = privacy.cipher(key)
             if not created:
                 # A key created inside the caller's transaction is cached only once read back
                 # committed: if that transaction rolls back, nothing may stay sealed under it.
-                self._keys[ref] = key
-        return key
+                self._keys[ref] = aead
+        return aead
 
     async def _load_or_create_key(self, repos: Repos, ref: str, now: float) -> tuple[bytes, bool]:
         sealed = await repos.subjects.sealed_key(ref)
@@ -89,7 +99,7 @@ class AuditLog:
                 record = privacy.protect(record, ref, await self._key_for_writing(repos, ref, now))
             elif privacy.needs_pseudonym(record):
                 assert record.subject is not None
-                record = dataclasses.replace(record, subject=self.ref(record.subject))
+                record = record.evolve(subject=self.ref(record.subject))
             prepared.append(record)
         return prepared
 
@@ -100,7 +110,7 @@ class AuditLog:
                 # Read and create under the write lock: another process may create the same subject's key.
                 async with self._store.transaction() as tx:
                     key, _ = await self._load_or_create_key(tx, ref, now)
-                self._keys[ref] = key
+                self._keys[ref] = privacy.cipher(key)
         return await self.prepare(self._store, records, now)
 
     async def append(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[int]:

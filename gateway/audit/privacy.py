@@ -10,13 +10,13 @@ the fields become unreadable and the log still verifies.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import json
 import secrets
 from typing import Any
 
+import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -26,6 +26,8 @@ REF_PREFIX = "sub_"
 OWNER_EVENTS = frozenset({AuditEvent.MEDIA_PUT})
 _NONCE = 12
 PERSONAL_FIELDS = ("subject", "client_ip", "user_agent")
+# The sealed plaintext is never hashed or compared: any JSON ``reveal`` reads back will do, and msgspec's is fast.
+_encode_fields = msgspec.json.Encoder(order="sorted").encode
 
 
 def subject_ref(pepper: bytes, subject: str) -> str:
@@ -42,18 +44,20 @@ def needs_pseudonym(record: AuditRecord) -> bool:
     return record.event in OWNER_EVENTS and record.subject is not None and not record.subject.startswith(REF_PREFIX)
 
 
-def protect(record: AuditRecord, ref: str, key: bytes, nonce: bytes | None = None) -> AuditRecord:
+def protect(record: AuditRecord, ref: str, key: bytes | AESGCM, nonce: bytes | None = None) -> AuditRecord:
     """The record with its personal fields sealed and the subject replaced by its reference.
 
     The viewer's networks an issuance keeps in ``detail`` (the address a backend asserted for the viewer, the
-    URL's binding) are sealed with them: ``reveal`` returns them beside ``client_ip``.
+    URL's binding) are sealed with them: ``reveal`` returns them beside ``client_ip``. ``key`` may be the
+    subject's cipher already built (``cipher``): the log keeps one per subject rather than one per record.
     """
     fields = {name: getattr(record, name) for name in PERSONAL_FIELDS}
     fields |= {name: record.detail[name] for name in NETWORK_DETAIL if name in record.detail}
     detail = {name: value for name, value in record.detail.items() if name not in NETWORK_DETAIL}
     nonce = nonce or secrets.token_bytes(_NONCE)
-    sealed = nonce + AESGCM(key).encrypt(nonce, json.dumps(fields, sort_keys=True).encode(), ref.encode())
-    return dataclasses.replace(record, subject=ref, client_ip=None, user_agent=None, personal=sealed, detail=detail)
+    aead = key if isinstance(key, AESGCM) else AESGCM(key)
+    sealed = nonce + aead.encrypt(nonce, _encode_fields(fields), ref.encode())
+    return record.evolve(subject=ref, client_ip=None, user_agent=None, personal=sealed, detail=detail)
 
 
 def reveal(record: AuditRecord, key: bytes | None) -> dict[str, Any] | None:
@@ -66,6 +70,10 @@ def reveal(record: AuditRecord, key: bytes | None) -> dict[str, Any] | None:
         return None
     fields: dict[str, Any] = json.loads(plain)
     return fields
+
+
+def cipher(key: bytes) -> AESGCM:
+    return AESGCM(key)
 
 
 def new_subject_key() -> bytes:

@@ -4,6 +4,10 @@ Each checkpoint first ships the records it newly covers (one segment per
 retention class) and itself to every exporter; only then is it stored in the
 database. A failed export leaves the checkpoint unwritten, so the next attempt
 covers the same records again.
+
+The records come from what this process's store wrote (``gateway.audit.recent``), not from the database:
+only positions another process appended are read back. Deciding whether one is due reads the newest
+checkpoint and the frontier, one row each, whatever the length of the log.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.audit.checkpoints import LogSigner
 from gateway.audit.export import Exporter, checkpoint_json, checkpoint_name, export_all, segment_lines, segment_name
+from gateway.audit.recent import RecentEntries
 from gateway.audit.records import ENGINEER
 from gateway.errors import GatewayError
 from gateway.store.base import Checkpoint, LogEntry, Store
@@ -35,16 +40,31 @@ class CheckpointPolicy:
 
 class Checkpointer:
     def __init__(
-        self, store: Store, signer: LogSigner, exporters: Sequence[Exporter], policy: CheckpointPolicy
+        self,
+        store: Store,
+        signer: LogSigner,
+        exporters: Sequence[Exporter],
+        policy: CheckpointPolicy,
+        recent: RecentEntries | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
         self._exporters = list(exporters)
         self._policy = policy
+        self._recent = recent
+        self.read_back = 0  # records exported that had to be read from the database (another process's)
+
+    def remember_appends(self) -> None:
+        """Export what this process's store writes from memory (the serving processes that checkpoint).
+
+        Bounded a little beyond what one checkpoint covers: a process whose checkpoints another process
+        writes (``serve --workers``) keeps only that much.
+        """
+        self._recent = RecentEntries(2 * self._policy.every_records + 1000)
+        self._store.on_appended = self._recent.add
 
     async def latest(self) -> Checkpoint | None:
-        checkpoints = await self._store.audit.checkpoints()
-        return checkpoints[-1] if checkpoints else None
+        return await self._store.audit.latest_checkpoint()
 
     async def due(self, now: float) -> bool:
         last = await self.latest()
@@ -65,7 +85,30 @@ class Checkpointer:
         await export_all(self._exporters, checkpoint_name(checkpoint), text, ENGINEER)
         async with self._store.transaction() as tx:
             await tx.audit.add_checkpoint(checkpoint)
+        if self._recent is not None:
+            self._recent.forget_upto(frontier.size)
         return checkpoint
+
+    async def _page(self, after: int, upto: int) -> list[LogEntry]:
+        """Up to ``_PAGE`` entries after ``after``: this process's from memory, the rest read back in runs."""
+        last = min(upto, after + _PAGE)
+        page: list[LogEntry] = []
+        seq = after + 1
+        while seq <= last:
+            entry = self._recent.get(seq) if self._recent is not None else None
+            if entry is not None:
+                page.append(entry)
+                seq += 1
+                continue
+            missing = seq
+            while seq <= last and (self._recent is None or self._recent.get(seq) is None):
+                seq += 1
+            read = [e for e in await self._store.audit.entries(missing - 1, seq - missing) if e.seq < seq]
+            self.read_back += len(read)
+            page += read
+            if len(read) < seq - missing:
+                break  # the log ends (or has a gap) here: verify names it; export what there is
+        return page
 
     async def _export_segments(self, after: int, upto: int) -> None:
         # One segment per page and retention class, so memory stays bounded however far
@@ -74,7 +117,7 @@ class Checkpointer:
             return
         cursor = after
         while cursor < upto:
-            page = [e for e in await self._store.audit.entries(cursor, _PAGE) if e.seq <= upto]
+            page = await self._page(cursor, upto)
             if not page:
                 break
             first, cursor = cursor + 1, page[-1].seq

@@ -3,10 +3,12 @@
 Every segment of a stream is a verify call; logging each would dwarf the
 issuance log. What forensics needs is where each signed URL was used from, so
 the first redemption of a token (one signed URL, or one prefix token for
-every segment under it) from each client network (/24 or /48) is logged
-durably before the answer; repeats from the same network are not. The
-memory of what was seen is per process and bounded, so a restart or another
-replica may log a pair again (harmless duplicates).
+every segment under it) from each client network (/24 or /48) is logged;
+repeats from the same network are not. It is written behind
+(``gateway.audit.behind``): the verify answer does not wait for an fsync, and
+a crash loses at most the last second of them. The memory of what was seen
+is per process and bounded, so a restart or another replica may log a pair
+again (harmless duplicates).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import replace
 
 from gateway.audit import records as audit
-from gateway.audit.log import AuditBatcher, Pending
+from gateway.audit.behind import WriteBehind
 from gateway.audit.records import RequestContext
 from gateway.netaddr import mask_ip
 from gateway.store.base import RawEntry
@@ -24,8 +26,8 @@ _REMEMBERED = 100_000
 
 
 class Redemptions:
-    def __init__(self, batcher: AuditBatcher) -> None:
-        self._batcher = batcher
+    def __init__(self, behind: WriteBehind) -> None:
+        self._behind = behind
         self._seen: OrderedDict[tuple[bytes, str | None], None] = OrderedDict()
 
     def first_from(self, token: bytes, client_ip: str | None) -> bool:
@@ -49,7 +51,8 @@ class Redemptions:
         record = audit.redeemed(replace(ctx, user_agent=None), now=now, kid=kid, url=url, expires_at=expires,
                                 profile=profile)  # fmt: skip
         raw = RawEntry(now, record.event.value, ctx.request_id, kid, ctx.client_ip, ctx.user_agent)
-        await self._batcher.submit(Pending([record], now, [raw]))
+        if not self._behind.redemption(record, raw):
+            return False  # dropped (the queue is full, counted in /metrics): a later request may log it
         self._seen[key] = None
         if len(self._seen) > _REMEMBERED:
             self._seen.popitem(last=False)

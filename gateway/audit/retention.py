@@ -35,8 +35,8 @@ def prune_policy(now: float, sealed_upto: int) -> PrunePolicy:
 
 
 async def prune(store: Store, ctx: RequestContext, now: float, raw_retention_days: int) -> dict[str, int]:
-    checkpoints = await store.audit.checkpoints()
-    sealed_upto = checkpoints[-1].tree_size if checkpoints else 0
+    latest = await store.audit.latest_checkpoint()
+    sealed_upto = latest.tree_size if latest else 0
     async with store.transaction() as tx:
         pruned = await tx.audit.prune(prune_policy(now, sealed_upto), now)
         purged = await tx.audit.purge_raw(now - raw_retention_days * DAY)

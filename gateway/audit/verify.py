@@ -16,7 +16,11 @@ Merkle frontier at a time):
   false clock stores a false time; a retention not yet over is over for
   nobody); a class without a known retention is a failure;
 - the log is not shorter than the newest checkpoint held outside the database
-  (tail truncation).
+  (tail truncation);
+- every viewer whose personal fields the log holds sealed still has the key
+  that opens them, unless the log records their erasure (``subject:erased``):
+  a key deleted by hand makes those fields unreadable as surely as an erasure,
+  with nothing on record.
 """
 
 from __future__ import annotations
@@ -205,6 +209,13 @@ def _check_entry(entry: LogEntry, expected: int, exported: _ExportedLeaves, repo
     return True
 
 
+def _unkeyed_problem(ref: str, first: int) -> str:
+    return (
+        f"subject {ref}: its audit key is missing and the log records no erasure (no subject:erased): "
+        f"the personal fields of record #{first} and later are unreadable (subject_keys altered by hand?)"
+    )
+
+
 def _signed_heads(
     checkpoints: list[Checkpoint], keys: dict[str, Ed25519PublicKey], report: Report
 ) -> dict[int, bytes] | None:
@@ -260,6 +271,10 @@ async def verify_log(
     unaccounted = prunes.problem()
     if unaccounted is not None:
         return report.fail(*unaccounted)
+    lost = await store.subjects.unkeyed(1)
+    if lost:
+        ((ref, first),) = lost
+        return report.fail(first, _unkeyed_problem(ref, first))
     newest = max(heads, default=0)
     if newest > frontier.size:
         where = (

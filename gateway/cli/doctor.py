@@ -3,7 +3,8 @@
 Checks, in order (a failed configuration skips the rest): the configuration;
 owner-only key and secret files; the master key kept apart from the
 database; the store (reachable, schema current); the database's clock
-against ours; where checkpoints are exported (the directory writable, kept
+against ours; that every viewer's sealed audit fields still have their key
+(or the log records the viewer's erasure); where checkpoints are exported (the directory writable, kept
 off the database's disk; the S3 bucket reachable with Object Lock); webhook
 secrets; who may scrape /metrics; and, given ``--nginx-config``, ``nginx -t``.
 """
@@ -31,6 +32,7 @@ from gateway.cli.output import print_lines, printable
 from gateway.config import CONFIG_FILE, Config
 from gateway.errors import GatewayError
 from gateway.store import is_postgres, open_store
+from gateway.store.base import Store
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 _SKEW_WARN = 1.0
@@ -172,11 +174,26 @@ async def store_checks(config: Config, clock: Callable[[], float] = time.time) -
         version = _schema_version(config)
         checks = [Check("store", OK, f"{where} reachable, schema v{version} (this gateway's)")]
         checks.append(await _clock_check(store.database_time, clock, is_postgres(config)))
+        checks.append(await _subject_keys_check(store))
     except GatewayError as exc:
         checks = [Check("store", FAIL, exc.message)]
     finally:
         await store.close()
     return checks
+
+
+_SHOWN = 5
+
+
+async def _subject_keys_check(store: Store) -> Check:
+    """Every viewer whose fields the audit log holds sealed still has its key, or the log records the erasure."""
+    lost = await store.subjects.unkeyed(_SHOWN + 1)
+    if not lost:
+        return Check("subject keys", OK, "every sealed audit field has its key, or its subject's erasure on record")
+    named = ", ".join(f"{ref} (from record #{first})" for ref, first in lost[:_SHOWN])
+    more = " and more" if len(lost) > _SHOWN else ""
+    return Check("subject keys", FAIL, f"audit key missing with no erasure on record (subject_keys altered by hand?): "
+                 f"{named}{more}; their personal fields are unreadable: restore the keys from a backup")  # fmt: skip
 
 
 def _schema_version(config: Config) -> int:
@@ -281,7 +298,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description="One line per check (ok, warn, FAIL, skip); exit 1 if any check failed, 0 otherwise. "
         "Checks the configuration, that key and secret files are owner-only, the master key kept apart from "
         "the database, the store (reachable, schema current), the database clock against this host's, that "
-        "checkpoints can be exported, webhook secrets, who may scrape /metrics, and nginx -t.",
+        "every viewer's sealed audit fields still have their key (or an erasure on record), that checkpoints "
+        "can be exported, webhook secrets, who may scrape /metrics, and nginx -t.",
     )  # fmt: skip
     doctor.add_argument("--nginx-config", metavar="FILE", help="also check this nginx configuration (nginx -t -c FILE)")
     doctor.add_argument("--nginx", default="nginx", help="the nginx binary for --nginx-config (default: nginx)")

@@ -15,6 +15,10 @@ the others, exactly as replicas on other hosts do. The parent supervises
 worker's start-up error as plain ``serve`` would report it, signals
 forwarded, and the whole set stopped when one worker dies.
 
+Connections are bounded by ``[server]`` (``gateway.web.connections``): a header
+deadline, a body deadline, the keep-alive idle time, and a cap on open
+connections per process derived from ``ulimit -n``.
+
 With ``[tls]`` the listener speaks HTTPS (``gateway.web.tls``). SIGHUP reloads
 the certificate, key and client CA files named at start without closing
 anything: open connections keep serving, new handshakes get the new
@@ -38,8 +42,6 @@ import ssl
 import sys
 from collections.abc import Callable
 
-from aiohttp import web
-
 from gateway.cli import context
 from gateway.cli.output import printable
 from gateway.cli.workers import Work, Workers
@@ -49,6 +51,7 @@ from gateway.observe import logs
 from gateway.services import open_services
 from gateway.web import tls
 from gateway.web.app import create_app
+from gateway.web.connections import GuardedSite
 from gateway.web.server import Runner
 
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -174,7 +177,7 @@ async def _serve(
         raise
     try:
         for sock in sockets:
-            await web.SockSite(runner, sock, ssl_context=context).start()
+            await GuardedSite(runner, sock, limits=runner.limits, ssl_context=context).start()
         stop = _on_signals(lambda: _reload(context, config))  # before "serving on": one may stop it at once
         if announce:
             url = _url(host, sockets, "https" if context else "http")
@@ -283,7 +286,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "'serving on URL' once it listens. On SIGINT or SIGTERM it stops accepting, lets requests in flight "
         "finish (server.shutdown_timeout), commits the last audit group and writes the last checkpoint. "
         "With [tls] it serves "
-        "HTTPS, and SIGHUP reloads the certificate and key without dropping connections. A bad "
+        "HTTPS, and SIGHUP reloads the certificate and key without dropping connections. Slow and idle clients "
+        "are cut off (server.header_timeout, body_timeout, keepalive_timeout) and open connections are capped "
+        "per process (server.max_connections, derived from ulimit -n). A bad "
         "--host/--port exits 2, a bad server.host/server.port or TLS file 78, an address in use 69.",
     )  # fmt: skip
     serve.add_argument("--host", help="listen address (default: server.host)")

@@ -19,7 +19,7 @@ bound into ``other``, so a bug cannot turn a label into an unbounded series.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,11 @@ class Gauges:
     webhook_backlog: Callable[[], float | None] = lambda: None
     key_rates: Callable[[], Collection[float]] = tuple
     audit_pending: Callable[[], float | None] = lambda: None
+    write_behind_waiting: Callable[[], float | None] = lambda: None
+    # Raw-log and redemption entries dropped because the write-behind queue was full, by kind (cumulative).
+    write_behind_dropped: Callable[[], Mapping[str, int]] = dict
+    connections_open: Callable[[], float | None] = lambda: None  # set by the server (gateway.web.server)
+    connections_max: Callable[[], float | None] = lambda: None
 
 
 @dataclass
@@ -104,6 +109,7 @@ class Metrics:
     limited: Tally = field(default_factory=lambda: Tally(1))  # scope
     alerts: Tally = field(default_factory=lambda: Tally(1))  # kind
     webhooks: Tally = field(default_factory=lambda: Tally(1))  # outcome
+    connections: Tally = field(default_factory=lambda: Tally(1))  # why the server closed one (gateway.web.connections)
     caches: list[CacheStats] = field(default_factory=list)
     gauges: Gauges = field(default_factory=Gauges)
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
@@ -167,6 +173,7 @@ class _Exported(Collector):
         yield _counter("gateway_rate_limited", "Requests refused by an abuse limit", ("scope",), m.limited)
         yield _counter("gateway_alerts", "Suspicious-use alerts raised", ("kind",), m.alerts)
         yield _counter("gateway_webhook_deliveries", "Webhook delivery attempts", ("outcome",), m.webhooks)
+        yield _counter("gateway_connections_closed", "Connections the server closed", ("reason",), m.connections)
         yield from _caches(m.caches)
         yield from _gauges(m.gauges)
 
@@ -196,9 +203,23 @@ def _gauges(g: Gauges) -> Iterator[Metric]:
         ("gateway_checkpoint_age_seconds", "Seconds since the newest signed checkpoint", g.checkpoint_age()),
         ("gateway_webhook_backlog", "Webhook deliveries waiting (pending or being retried)", g.webhook_backlog()),
         ("gateway_audit_pending_records", "Audit records waiting for the next group commit", g.audit_pending()),
+        ("gateway_connections_open", "Client connections open in this process", g.connections_open()),
+        ("gateway_connections_max", "The cap on open client connections (server.max_connections)", g.connections_max()),
+        (
+            "gateway_audit_write_behind_waiting",
+            "Raw-log and redemption entries waiting to be written (<= 1 s)",
+            g.write_behind_waiting(),
+        ),
     ):
         if value is not None:
             yield GaugeMetricFamily(name, documentation, value=value)
+    dropped = CounterMetricFamily(
+        "gateway_audit_write_behind_dropped", "Raw-log and redemption entries dropped: the write-behind queue was full",
+        labels=["kind"],
+    )  # fmt: skip
+    for kind, count in sorted(g.write_behind_dropped().items()):
+        dropped.add_metric([kind], count)
+    yield dropped
     rates = g.key_rates()
     yield GaugeMetricFamily(
         "gateway_key_issuance_rate_max", "Issuances per minute of the busiest key (last full minute)",

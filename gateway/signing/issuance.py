@@ -3,7 +3,8 @@
 One call handles one or many items for one viewer. Every item, allowed or
 refused, yields exactly one audit record; all of a call's records commit in
 one transaction (shared with concurrent calls: group commit). If that commit
-fails no URL leaves this module (503). A viewer whose data was erased gets
+fails no URL leaves this module (503). The raw technical log entries (full
+address, user agent) follow within a second (``gateway.audit.behind``). A viewer whose data was erased gets
 no URLs: issuing would start a new record of them.
 
 Principals, keys, grants and erased viewers come from the state view, media
@@ -34,6 +35,7 @@ from typing import Protocol
 
 from gateway.access.authz import Decision, decide
 from gateway.audit import records as audit
+from gateway.audit.behind import WriteBehind
 from gateway.audit.log import AuditBatcher, AuditLog, Pending
 from gateway.audit.records import ENGINEER, VIEWER, AuditRecord, RequestContext
 from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, StateStale
@@ -117,6 +119,7 @@ class Issuer:
         policy: IssuancePolicy,
         audit_log: AuditLog,
         batcher: AuditBatcher,
+        behind: WriteBehind,
     ) -> None:
         self._state = state
         self._keyring = keyring
@@ -124,6 +127,7 @@ class Issuer:
         self._policy = policy
         self._audit_log = audit_log
         self._batcher = batcher
+        self._behind = behind
         self._touched: dict[str, float] = {}
         # Set by gateway.services: abuse limits, and the metrics' count of outcomes (both in memory, O(1)).
         self.limits: IssueLimits = _Unlimited()
@@ -151,7 +155,8 @@ class Issuer:
             records.append(record)
             raw.append(RawEntry(now, record.event.value, ctx.request_id, record.kid, ctx.client_ip, ctx.user_agent))
         touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
-        await self._batcher.submit(Pending(records, now, raw, touches))
+        await self._batcher.submit(Pending(records, now, touches=touches))
+        self._behind.raw(raw)  # the raw technical log may trail by a second; the audit record may not
         self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
         self.count(items, records)
         return outcomes

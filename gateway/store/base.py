@@ -176,6 +176,10 @@ class AuditQuery:
 
 
 class AuditRepo(Protocol):
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint over the longest log (the newest of those): one row, however many there are."""
+        ...
+
     async def append(self, records: Sequence[AuditRecord]) -> list[int]:
         """Append at the next positions, extending the Merkle frontier in the same transaction."""
         ...
@@ -207,6 +211,11 @@ class SubjectRepo(Protocol):
         ...
 
     async def reseal_pepper(self, old: bytes, new: bytes) -> bool: ...
+
+    async def unkeyed(self, limit: int) -> list[tuple[str, int]]:
+        """(pseudonym, first record) of subjects whose sealed audit fields have no key to open them and whose
+        erasure the log does not record (no ``subject:erased`` record): a key lost or deleted by hand."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -259,6 +268,9 @@ class Repos(Protocol):
 class Store(Repos, Protocol):
     # The schema migrations ``open`` applied (``gatewayctl migrate`` reports them).
     applied_migrations: list[int]
+    # Told of each record ``append_audit_group`` committed, as written (gateway.audit.recent): the
+    # checkpoint exports them without reading them back. None: nobody listens.
+    on_appended: Callable[[Sequence[LogEntry]], None] | None
 
     def transaction(self) -> AbstractAsyncContextManager[Repos]: ...
 
@@ -266,7 +278,8 @@ class Store(Repos, Protocol):
         self, records: Sequence[AuditRecord], raw: Sequence[RawEntry], touches: Sequence[str], at: float
     ) -> list[int]:
         """The hot path: append records (and raw entries, key last-used times) durably in one
-        transaction and one round trip to the database. Raises AuditUnavailable on failure."""
+        transaction and one round trip to the database, then tell ``on_appended``. Raises
+        AuditUnavailable on failure."""
         ...
 
     def listen(self, wake: Callable[[], None]) -> Listening:

@@ -246,6 +246,16 @@ def positioned_rows(frontier: Frontier, prepared: Sequence[Prepared]) -> tuple[l
     return values, seqs
 
 
+def log_entries(records: Sequence[AuditRecord], values: Sequence[tuple[Any, ...]]) -> list[LogEntry]:
+    """The entries ``positioned_rows`` made of ``records``, as ``entries`` would read them back (no JSON)."""
+    found: list[LogEntry] = []
+    for record, row in zip(records, values, strict=True):
+        body, seq, leaf = row[-3:]
+        found.append(LogEntry(seq, leaf, float(record.time), record.retention, record.evolve(seq=seq),
+                              None, record.event.value, body))  # fmt: skip
+    return found
+
+
 def audit_rows(frontier: Frontier, records: Sequence[AuditRecord]) -> tuple[list[tuple[Any, ...]], list[int]]:
     """Rows for ``records`` at the frontier's next positions (leaf hash last); extends ``frontier``."""
     return positioned_rows(frontier, prepare_rows(records))

@@ -50,6 +50,7 @@ async def _state_sync(app: web.Application) -> AsyncIterator[None]:
 async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
     """Signed checkpoints every N records or T seconds, idle or not, and a last one at shutdown."""
     services = app[SERVICES]
+    services.checkpointer.remember_appends()  # segments exported from what this process wrote, not read back
     task = asyncio.create_task(publish_forever(services.store, services.checkpointer, services.clock))
     yield
     await _stopped([task], "the checkpoint writer")
@@ -69,7 +70,7 @@ async def _operations(app: web.Application) -> AsyncIterator[None]:
     """
     services = app[SERVICES]
     config, store, clock = services.config, services.store, services.clock
-    jobs = [services.watcher.run(), services.sampler.run()]
+    jobs = [services.watcher.run(), services.sampler.run(), services.behind.run()]
     if services.limits.rules.any:
         jobs.append(services.limits.run(store, services.batcher, clock, config.limit_sync_every))
     if services.outbox.enabled:
@@ -80,6 +81,7 @@ async def _operations(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(job) for job in jobs]
     yield
     await _stopped(tasks, "the background jobs")
+    await _given_up_after(LAST_WRITE_SECONDS, "the raw log and redemptions queued", services.behind.close())
     await _given_up_after(LAST_WRITE_SECONDS, "the limit trips held", services.limits.flush(services.batcher, clock()))
     await _given_up_after(LAST_WRITE_SECONDS, "the last detection round", services.watcher.step(clock()))
 

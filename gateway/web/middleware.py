@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import redact
-from gateway.errors import GatewayError, RateLimited
+from gateway.errors import GatewayError, RateLimited, RequestTimeout
 from gateway.observe.logs import REQUEST_ID_VAR
 from gateway.web.schemas import Error
 
@@ -27,6 +27,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
     431: "headers_too_large",
@@ -82,6 +83,8 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = error_response(exc.status, exc.code, exc.message)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of a slow body is not waited for
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -8,6 +8,7 @@ is not an integer) and unknown fields refused by name.
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -15,7 +16,8 @@ import msgspec
 from aiohttp import web
 
 from gateway import strictjson
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, RequestTimeout
+from gateway.web.appkeys import SERVICES
 
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
@@ -35,8 +37,12 @@ def decode(raw: bytes, model: type[T]) -> T:
 async def body(request: web.Request, model: type[T]) -> T:
     if request.content_type != "application/json":
         raise InvalidInput("the body must be application/json")
+    deadline = request.app[SERVICES].config.body_timeout
     try:
-        raw = await request.read()
+        async with asyncio.timeout(deadline):  # a body trickled a byte at a time must not hold the connection
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {deadline:g} s") from None
     except web.RequestPayloadError:  # e.g. a Content-Encoding the bytes do not match, or broken chunking
         raise InvalidInput("the body could not be read: its encoding or framing is malformed") from None
     return decode(raw, model)

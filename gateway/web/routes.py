@@ -52,6 +52,7 @@ _ERRORS = {
     401: "no valid token: the message says what is wrong with it",
     403: "authenticated, but not permitted (the message carries the reason)",
     404: "no such thing",
+    408: "the body did not arrive within server.body_timeout; the connection is closed",
     413: "the body, or the batch, is too large",
     429: "an abuse limit tripped (limits.*): retry after the seconds in Retry-After",
     503: "the store or the audit log is unavailable; nothing was issued",
@@ -73,13 +74,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/sign", sign.sign, "sign", "A signed URL for one media rendition",
         {200: Reply("the signed URL, already recorded in the audit log", schemas.Issued),
-         **_errors(400, 401, 403, 404, 413, 429, 503)},
+         **_errors(400, 401, 403, 404, 408, 413, 429, 503)},
         body=schemas.SignRequest, security=(PRINCIPAL,),
     ),
     Route(
         "POST", "/v1/sign/batch", sign.sign_batch, "signBatch", "Signed URLs for many items, one viewer",
         {200: Reply("one result per item, each with its own status", schemas.BatchResponse),
-         **_errors(400, 401, 413, 429, 503)},
+         **_errors(400, 401, 408, 413, 429, 503)},
         body=schemas.BatchRequest, security=(PRINCIPAL,),
     ),
     Route(
@@ -106,12 +107,12 @@ ROUTES: tuple[Route, ...] = (
         "POST", "/v1/explain", explain.explain, "explain",
         "Why /v1/verify would refuse a signed URL now, or that it would allow it (admin)",
         {200: Reply("the verdict, the reason in words, who revoked what and when", schemas.Explained),
-         **_errors(400, 401, 403, 413, 503)},
+         **_errors(400, 401, 403, 408, 413, 503)},
         body=schemas.ExplainRequest, security=(PRINCIPAL,),
     ),
     Route(
         "PUT", "/v1/media/{media_id}", media.put_media, "putMedia", "Register or replace a media item",
-        {200: Reply("the item as stored", schemas.Media), **_errors(400, 401, 403, 413, 503)},
+        {200: Reply("the item as stored", schemas.Media), **_errors(400, 401, 403, 408, 413, 503)},
         body=schemas.MediaRequest, security=(PRINCIPAL,), path_params=_MEDIA_ID,
     ),
     Route(
@@ -122,7 +123,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/media/{media_id}/revoke-links", media.revoke_links, "revokeLinks",
         "Revoke every URL issued for the item until now (new ones are issued as before)",
-        {200: Reply("the item, with links_revoked_at", schemas.Media), **_errors(400, 401, 403, 404, 413, 503)},
+        {200: Reply("the item, with links_revoked_at", schemas.Media), **_errors(400, 401, 403, 404, 408, 413, 503)},
         body=schemas.RevokeLinksRequest, security=(PRINCIPAL,), path_params=_MEDIA_ID,
     ),
     Route(
@@ -135,7 +136,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/subjects/resolve", operations.resolve_subjects, "resolveSubjects",
         "The subject ids behind the pseudonyms an incident webhook named (null: unknown or erased)",
-        {200: Reply("pseudonym -> subject id", operations.Resolved), **_errors(400, 401, 403, 413, 503)},
+        {200: Reply("pseudonym -> subject id", operations.Resolved), **_errors(400, 401, 403, 408, 413, 503)},
         body=operations.ResolveRequest, security=(PRINCIPAL,),
     ),
     Route(
@@ -148,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/edge/redemptions", edge.redemptions, "edgeRedemptions",
         "First uses of tokens the edge allowed: recorded as /v1/verify records them (url:redeemed)",
-        {200: Reply("how many were recorded", edge.RedemptionsRecorded), **_errors(400, 401, 404, 413, 503)},
+        {200: Reply("how many were recorded", edge.RedemptionsRecorded), **_errors(400, 401, 404, 408, 413, 503)},
         body=edge.RedemptionReport, security=(EDGE,),
     ),
     Route(

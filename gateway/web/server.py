@@ -20,6 +20,8 @@ from typing import Any
 from aiohttp import http_exceptions as parse_errors
 from aiohttp import web
 
+from gateway.web.appkeys import SERVICES
+from gateway.web.connections import ConnectionLimits, GuardedHandler, GuardedServer, connection_limits
 from gateway.web.middleware import error_code, error_response
 
 # Fixed words per refusal: aiohttp's own messages quote the offending bytes back.
@@ -42,7 +44,7 @@ def _message(status: int, exc: BaseException | None) -> str:
     return "malformed HTTP request"
 
 
-class _JsonErrorHandler(web.RequestHandler):
+class _JsonErrorHandler(GuardedHandler):
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
         """A client's malformed body read after the answer (keep-alive draining) is its fault: one debug line."""
         if isinstance(kwargs.get("exc_info"), web.RequestPayloadError | parse_errors.HttpProcessingError):
@@ -68,19 +70,32 @@ class _JsonErrorHandler(web.RequestHandler):
         return response
 
 
-class _JsonErrorServer(web.Server):
+class _JsonErrorServer(GuardedServer):
     def __call__(self) -> web.RequestHandler:
         return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
 
 
 class Runner(web.AppRunner):
-    """``web.AppRunner`` whose every answer, including aiohttp's own refusals, is the JSON error body."""
+    """``web.AppRunner`` whose every answer, including aiohttp's own refusals, is the JSON error body, and
+    whose connections are bounded (``gateway.web.connections``)."""
+
+    def __init__(self, app: web.Application, *, limits: ConnectionLimits | None = None, **kwargs: Any) -> None:
+        config = app[SERVICES].config
+        kwargs.setdefault("keepalive_timeout", config.keepalive_timeout)
+        super().__init__(app, **kwargs)
+        self.limits = limits or connection_limits(config)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # the app's startup has run; its handler and request factory
-        return _JsonErrorServer(
+        metrics = self.app[SERVICES].metrics
+        guarded = _JsonErrorServer(
             server.request_handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
+            limits=self.limits,
+            closed=metrics.connections,
             **server._kwargs,
         )
+        metrics.gauges.connections_open = lambda: float(len(guarded))
+        metrics.gauges.connections_max = lambda: float(self.limits.max_connections)
+        return guarded

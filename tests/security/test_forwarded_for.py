@@ -79,6 +79,7 @@ async def test_the_audit_log_records_the_peer_not_the_forged_address(
     world, client = untrusted
     uri = await _signed_for(world, client, PEER)
     assert (await _verify(client, caplog, uri, **{"X-Forwarded-For": FORGED}))[0] == 200
+    await world.services.behind.flush()
     [redeemed] = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
     assert redeemed.client_ip == "127.0.0.0/24"
 

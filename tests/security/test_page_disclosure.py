@@ -90,3 +90,18 @@ async def test_malformed_ids_never_reach_the_audit_log(live: TestClient, catalog
 async def test_without_a_token_everything_is_401(live: TestClient, catalogue: World) -> None:
     statuses = {name: (await live.get(path, allow_redirects=False)).status for name, path in PROBES.items()}
     assert set(statuses.values()) == {401}
+
+
+async def test_a_missing_id_takes_the_private_items_path_no_store_read_after_the_first(
+    live: TestClient, catalogue: World
+) -> None:
+    """Timing: a miss used to read the store every time while the private item came from memory
+    (benchmarks/page_timing.py measures the classifier; here, the reads that made the difference)."""
+    mallory = catalogue.viewer_token("mallory", "w9")
+    media = catalogue.services.state.media
+    media.clear()
+    before = (media.misses, media.hits)
+    for _ in range(5):
+        for path in ("/m/secret/video", "/m/nope/video"):
+            assert (await _answer(live, path, mallory))[0] == 404
+    assert (media.misses - before[0], media.hits - before[1]) == (2, 8)  # one store read each, then memory

@@ -29,7 +29,7 @@ from gateway.audit.merkle import Frontier
 from gateway.audit.records import AuditRecord
 from gateway.errors import ConfigError, StoreUnavailable
 from gateway.store import rows
-from gateway.store.base import Listening, RawEntry, Repos
+from gateway.store.base import Listening, LogEntry, RawEntry, Repos
 from gateway.store.postgres.repos import DRIVER_ERRORS, PgRepos, Transactional, db_errors
 from gateway.store.postgres.schema import MIGRATIONS
 
@@ -51,6 +51,7 @@ class PostgresStore:
         self._pool = pool
         self._dsn = dsn
         self.applied_migrations: list[int] = []  # by open(): for 'gatewayctl migrate' to report
+        self.on_appended: Callable[[Sequence[LogEntry]], None] | None = None
         read = PgRepos(pool)
         self.principals = read.principals
         self.keys = read.keys
@@ -162,6 +163,8 @@ class PostgresStore:
                 if touches:
                     await conn.execute("UPDATE keys SET last_used_at = $1 WHERE kid = ANY($2::text[])", at, touches)
                 await conn.execute("UPDATE audit_head SET frontier = $1 WHERE id = 1", frontier.to_bytes())
+        if self.on_appended is not None:
+            self.on_appended(rows.log_entries(records, values))
         return seqs
 
     def listen(self, wake: Callable[[], None]) -> Listening:

@@ -332,6 +332,10 @@ class PgAudit(_Repo):
         columns = ("tree_size", "time", "root", "key_id", "signature")
         await self._run(_insert("checkpoints", columns), c.tree_size, c.time, c.root, c.key_id, c.signature)
 
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        found = await self._all("SELECT * FROM checkpoints ORDER BY tree_size DESC, time DESC LIMIT 1")
+        return rows.checkpoint_from(found[0]) if found else None
+
     async def checkpoints(self) -> list[Checkpoint]:
         found = await self._all("SELECT * FROM checkpoints ORDER BY tree_size, time")
         return [rows.checkpoint_from(r) for r in found]
@@ -375,6 +379,13 @@ _PEPPER = "audit_pepper"
 _DATA_KEY = "master_data_key:"  # + master key id: a KMS-wrapped data key (gateway.keys.kms)
 
 
+_UNKEYED = """SELECT a.subject AS ref, MIN(a.seq) AS first FROM audit a
+    WHERE a.personal IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM subject_keys k WHERE k.ref = a.subject)
+    AND NOT EXISTS (SELECT 1 FROM audit e WHERE e.subject = a.subject AND e.event = 'subject:erased')
+    GROUP BY a.subject ORDER BY first LIMIT $1"""
+
+
 class PgSubjects(_Repo):
     async def sealed_key(self, ref: str) -> bytes | None:
         row = await self._one("SELECT sealed_key FROM subject_keys WHERE ref = $1", ref)
@@ -413,6 +424,10 @@ class PgSubjects(_Repo):
 
     async def reseal_pepper(self, old: bytes, new: bytes) -> bool:
         return await self._run("UPDATE meta SET value = $1 WHERE key = $2 AND value = $3", new, _PEPPER, old) == 1
+
+    async def unkeyed(self, limit: int) -> list[tuple[str, int]]:
+        rows = await self._all(_UNKEYED, limit)
+        return [(r["ref"], int(r["first"])) for r in rows]
 
 
 class PgChanges(_Repo):

@@ -185,4 +185,6 @@ CREATE INDEX grant_revocations_by_media ON grant_revocations(media_id);
 """,
         _respell_paths_and_revoke_ended_grants,
     ),
+    # The audit table keeps only the indexes its queries use (docs/audit.md, "Indexes"), as on SQLite.
+    Migration(8, "DROP INDEX IF EXISTS audit_by_event; DROP INDEX IF EXISTS audit_by_time;"),
 ]

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,12 +22,13 @@ import aiosqlite
 
 from gateway.audit.records import AuditRecord
 from gateway.errors import ConfigError, StoreUnavailable
-from gateway.store import files
-from gateway.store.base import Listening, RawEntry, Repos
+from gateway.store import files, rows
+from gateway.store.base import Listening, LogEntry, RawEntry, Repos
 from gateway.store.sqlite import schema
 from gateway.store.sqlite.group import GroupWriter
 from gateway.store.sqlite.repos import SqliteRepos, db_errors
 from gateway.store.sqlite.schema import SCHEMA_VERSION
+from gateway.store.sqlite.watch import HeadWatcher
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -127,6 +127,7 @@ class SqliteStore:
         self._writer = writer
         self._path = path
         self.applied_migrations: list[int] = []  # by open(): for 'gatewayctl migrate' to report
+        self.on_appended: Callable[[Sequence[LogEntry]], None] | None = None
         self._group = GroupWriter(path)
         self._write_lock = asyncio.Lock()
         self._read_repos = SqliteRepos(reader)
@@ -190,12 +191,15 @@ class SqliteStore:
     async def append_audit_group(
         self, records: Sequence[AuditRecord], raw: Sequence[RawEntry], touches: Sequence[str], at: float
     ) -> list[int]:
-        return await self._group.append(records, raw, touches, at)
+        written = await self._group.append(records, raw, touches, at)
+        if self.on_appended is not None:
+            self.on_appended(rows.log_entries(records, written))
+        return [row[-2] for row in written]
 
     def listen(self, wake: Callable[[], None]) -> Listening:
-        """SQLite cannot notify: a thread reads the feed head every few milliseconds on a connection of its own
-        and wakes the state sync when it moved, so the event loop does no work while nothing changes."""
-        return _HeadWatcher(self._path, wake, asyncio.get_running_loop())
+        """SQLite cannot notify: a thread reads the feed head when the database's log is written (inotify) on
+        a connection of its own and wakes the state sync when it moved (gateway.store.sqlite.watch)."""
+        return HeadWatcher(self._path, wake, asyncio.get_running_loop())
 
     @asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:
@@ -229,37 +233,3 @@ class SqliteStore:
         await asyncio.to_thread(self._group.close)
         await self._reader.close()
         await self._writer.close()
-
-
-class _HeadWatcher:
-    """Polls ``max(seq)`` of the change feed; one indexed read, in its own thread, every ``_WATCH_EVERY`` seconds."""
-
-    def __init__(self, path: Path, wake: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
-        self._path = path
-        self._wake = wake
-        self._loop = loop
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="change-feed-watch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
-        seen: int | None = None
-        try:
-            while not self._stop.wait(_WATCH_EVERY):
-                try:
-                    head = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
-                except sqlite3.Error:
-                    continue  # the sync's own polls fail too, and the view goes stale: fail closed there
-                if head != seen:
-                    seen = head
-                    self._loop.call_soon_threadsafe(self._wake)
-        finally:
-            conn.close()
-
-    async def close(self) -> None:
-        self._stop.set()
-        await asyncio.to_thread(self._thread.join)
-
-
-_WATCH_EVERY = 0.005

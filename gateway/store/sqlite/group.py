@@ -58,7 +58,8 @@ class GroupWriter:
 
     async def append(
         self, records: Sequence[AuditRecord], raw: Sequence[RawEntry], touches: Sequence[str], at: float
-    ) -> list[int]:
+    ) -> list[tuple[Any, ...]]:
+        """The rows written (``rows.AUDIT_INSERT_COLUMNS``: body hash, seq and leaf hash last)."""
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
         loop = asyncio.get_running_loop()
@@ -68,13 +69,13 @@ class GroupWriter:
 
     def _append(
         self, prepared: Sequence[rows.Prepared], raw: Sequence[RawEntry], touches: Sequence[str], at: float
-    ) -> list[int]:
+    ) -> list[tuple[Any, ...]]:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
             found = conn.execute("SELECT value FROM meta WHERE key = ?", (FRONTIER,)).fetchone()
             frontier = Frontier() if found is None else Frontier.from_bytes(bytes(found[0]))
-            values, seqs = rows.positioned_rows(frontier, prepared)
+            values, _ = rows.positioned_rows(frontier, prepared)
             _insert_rows(conn, "audit", rows.AUDIT_INSERT_COLUMNS, values)
             _insert_rows(conn, "raw_log", rows.RAW_COLUMNS, rows.raw_values(raw))
             if touches:
@@ -86,7 +87,7 @@ class GroupWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return seqs
+        return values
 
     def close(self) -> None:
         if self._closed:

@@ -339,6 +339,10 @@ class SqliteAudit(_Repo):
         columns = ("tree_size", "time", "root", "key_id", "signature")
         await self._run(_insert("checkpoints", columns), (c.tree_size, c.time, c.root, c.key_id, c.signature))
 
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        found = await self._all("SELECT * FROM checkpoints ORDER BY tree_size DESC, time DESC LIMIT 1")
+        return rows.checkpoint_from(found[0]) if found else None
+
     async def checkpoints(self) -> list[Checkpoint]:
         found = await self._all("SELECT * FROM checkpoints ORDER BY tree_size, time")
         return [rows.checkpoint_from(r) for r in found]
@@ -355,6 +359,13 @@ class SqliteAudit(_Repo):
 
     async def purge_raw(self, before: float) -> int:
         return await self._run("DELETE FROM raw_log WHERE time < ?", (before,))
+
+
+_UNKEYED = """SELECT a.subject AS ref, MIN(a.seq) AS first FROM audit a
+    WHERE a.personal IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM subject_keys k WHERE k.ref = a.subject)
+    AND NOT EXISTS (SELECT 1 FROM audit e WHERE e.subject = a.subject AND e.event = 'subject:erased')
+    GROUP BY a.subject ORDER BY first LIMIT ?"""
 
 
 class SqliteSubjects(_Repo):
@@ -395,6 +406,10 @@ class SqliteSubjects(_Repo):
     async def reseal_pepper(self, old: bytes, new: bytes) -> bool:
         sql = "UPDATE meta SET value = ? WHERE key = ? AND value = ?"
         return await self._run(sql, (new, _PEPPER, old)) == 1
+
+    async def unkeyed(self, limit: int) -> list[tuple[str, int]]:
+        rows = await self._all(_UNKEYED, (limit,))
+        return [(r["ref"], int(r["first"])) for r in rows]
 
 
 class SqliteChanges(_Repo):

@@ -210,6 +210,9 @@ MIGRATIONS: list[Migration] = [
     # Grants end their URLs (gateway.signing.issuance caps a URL at its grant's end; a revoked grant's URLs stop
     # verifying), and stored paths take the one spelling per file (gateway.store.respell).
     Migration(7, GRANT_REVOCATIONS, _respell_paths_and_revoke_ended_grants),
+    # The audit table keeps only the indexes its queries use (docs/audit.md, "Indexes"): every product query
+    # that filters by event or time also filters by key, subject or media, or reads after a position.
+    Migration(8, ("DROP INDEX IF EXISTS audit_by_event", "DROP INDEX IF EXISTS audit_by_time")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

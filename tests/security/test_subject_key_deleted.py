@@ -1,0 +1,113 @@
+"""A viewer's audit key deleted by hand is a verification failure, not a silent erasure (issue 17, item 8).
+
+Deleting one row of ``subject_keys`` makes that viewer's sealed audit fields
+unreadable exactly as an erasure does, but with nothing on record. ``audit
+verify`` fails naming the pseudonym and ``doctor`` reports it, on SQLite and
+PostgreSQL; a viewer erased through ``subject erase`` stays fine, and a
+hand-made ``erased_subjects`` row does not stand in for the erasure the log
+records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.cli.main import main as gatewayctl
+from gateway.services import open_services
+from gateway.store import is_postgres
+from gateway.store.base import AuditQuery
+from tests import postgres
+from tests.audit_support import fill, verify
+from tests.support import ADMIN, Clock, World, init_data_dir
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def world(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[World]:
+    """Viewers bob (keyed) and carol (erased), their records under a signed checkpoint."""
+    data = tmp_path / "gw"
+    data.mkdir()
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_database")  # a sync fixture: resolvable from here
+        await postgres.reset_schema(url)
+        (data / "gateway.toml").write_text(f'[database]\nurl = "{url}"\n')  # init keeps it
+    config = await asyncio.to_thread(init_data_dir, data)
+    services = await open_services(config, clock)
+    world = World(services, clock)
+    await fill(world, 3, viewer="bob", media="m-bob")
+    await fill(world, 2, viewer="carol", media="m-carol")
+    await services.subjects.erase(ADMIN, "carol", "GDPR request 12", clock())
+    await services.checkpointer.write(clock())
+    try:
+        yield world
+    finally:
+        await services.close()
+
+
+async def _sql(world: World, statement: str, *args: object) -> None:
+    """What an operator with database access does by hand, outside the gateway."""
+    config = world.services.config
+    if is_postgres(config):
+        conn = await asyncpg.connect(config.database_url)
+        try:
+            await conn.execute(statement.replace("?", "$1"), *args)
+        finally:
+            await conn.close()
+    else:
+        with sqlite3.connect(config.sqlite_path) as conn:
+            conn.execute(statement, args)
+
+
+async def _first_sealed(world: World, subject: str) -> tuple[str, int]:
+    ref = world.services.audit_log.ref(subject)
+    records = await world.services.store.audit.search(AuditQuery(subject=ref, limit=100))
+    return ref, min(r.seq for r in records if r.personal is not None and r.seq is not None)
+
+
+def _problem(ref: str, first: int) -> str:
+    return (
+        f"subject {ref}: its audit key is missing and the log records no erasure (no subject:erased): "
+        f"the personal fields of record #{first} and later are unreadable (subject_keys altered by hand?)"
+    )
+
+
+async def _cli(capsys: pytest.CaptureFixture[str], world: World, *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = await asyncio.to_thread(gatewayctl, [*argv, "--data-dir", str(world.services.config.data_dir)])
+    return code, capsys.readouterr().out
+
+
+async def test_an_erased_viewer_and_a_keyed_one_verify(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (await verify(world.services)).ok
+    _, out = await _cli(capsys, world, "doctor")
+    assert "ok   subject keys: every sealed audit field has its key, or its subject's erasure on record" in out
+
+
+async def test_a_subject_key_deleted_by_hand_fails_verify_and_doctor(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, first = await _first_sealed(world, "bob")
+    await _sql(world, "DELETE FROM subject_keys WHERE ref = ?", ref)
+    report = await verify(world.services)
+    assert (report.ok, report.first_bad, report.problem) == (False, first, _problem(ref, first))
+    code, out = await _cli(capsys, world, "audit", "verify")
+    assert (code, out) == (1, f"FAILED at record #{first}: {_problem(ref, first)}\n")
+    code, out = await _cli(capsys, world, "doctor")
+    assert code == 1
+    assert (
+        f"FAIL subject keys: audit key missing with no erasure on record (subject_keys altered by hand?): "
+        f"{ref} (from record #{first}); their personal fields are unreadable: restore the keys from a backup"
+    ) in out.splitlines()
+
+
+async def test_a_hand_made_erasure_row_does_not_stand_in_for_the_recorded_erasure(world: World) -> None:
+    ref, first = await _first_sealed(world, "bob")
+    await _sql(world, "DELETE FROM subject_keys WHERE ref = ?", ref)
+    await _sql(world, "INSERT INTO erased_subjects (ref, erased_at) VALUES (?, 1.0)", ref)
+    report = await verify(world.services)
+    assert (report.ok, report.problem) == (False, _problem(ref, first))
