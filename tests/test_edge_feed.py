@@ -152,7 +152,8 @@ async def test_reported_first_uses_are_recorded_once_per_token_and_network(edge:
     ]
     response = await client.post("/v1/edge/redemptions", json={"redemptions": reports}, headers=AUTH)
     assert await response.json() == {"recorded": 2, "repeated": 1, "refused": 2}
-    records = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))  # written before the answer
+    await world.services.behind.flush()  # redemptions are written behind, as at /v1/verify
+    records = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
     assert sorted(r.client_ip or "" for r in records) == ["198.51.100.0/24", "203.0.113.0/24"]
 
 

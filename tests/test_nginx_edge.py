@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -276,9 +277,17 @@ def test_redemptions_reach_the_gateways_audit_log(edge: EdgeStack, web: Principa
     for segment in ("master.m3u8", "master.m3u8", "seg-404.ts"):
         edge.get(edge.edge, url.replace("master.m3u8", segment))
     edge.wait_for("the report sent", lambda s: s["redemptions_sent"] == sent + 1)  # one token, one network
-    records = edge.stack.gatewayctl("audit", "search", "--event", "url:redeemed", "--kid", web.kid)
-    mine = [r for r in records if r["url_sha256"] == url_digest(edge.stack.edge_url + url)]
-    assert [(r["client_ip"], r["actor"], r["detail"]) for r in mine] == [("127.0.0.0/24", "web", {"profile": "native"})]
+    digest = url_digest(edge.stack.edge_url + url)
+    deadline = time.monotonic() + 30  # the gateway writes redemptions behind, within a second
+
+    def mine() -> list[dict[str, Any]]:
+        records = edge.stack.gatewayctl("audit", "search", "--event", "url:redeemed", "--kid", web.kid)
+        return [r for r in records if r["url_sha256"] == digest]
+
+    while not mine() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    found = [(r["client_ip"], r["actor"], r["detail"]) for r in mine()]
+    assert found == [("127.0.0.0/24", "web", {"profile": "native"})]
     assert edge.status()["redemptions_dropped"] == 0
 
 

@@ -79,6 +79,8 @@ def secret_files(config: Config) -> Iterator[tuple[str, Path]]:
         yield f"webhooks.{endpoint.name}.secret_file", config.data_path(endpoint.secret_file)
     if config.metrics_token_file:
         yield "metrics.token_file", config.data_path(config.metrics_token_file)
+    if config.edge_token_file:
+        yield "edge.token_file", config.data_path(config.edge_token_file)
 
 
 def file_checks(config: Config) -> list[Check]:
