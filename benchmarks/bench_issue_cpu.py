@@ -1,0 +1,84 @@
+"""CPU per issued URL in-process: the issuer with the durable audit log, 32 requests in flight (issue 18).
+
+Run: .venv/bin/python -m benchmarks.bench_issue_cpu   (pin it: taskset -c 0 ...)
+
+``time.process_time`` covers the event loop and the audit writer thread, so a neighbour's load on a shared
+machine inflates it far less than wall time. No checkpoint task runs here (``benchmarks.run`` has the
+server); the state view is caught up between rounds, as the sync task would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gateway.audit.records import RequestContext
+from gateway.cli.main import main as gatewayctl
+from gateway.config import load_config
+from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Rendition, Viewer, Visibility
+from gateway.services import Services, open_services
+from gateway.signing.issuance import SignItem
+
+CTX = RequestContext(actor="bench", client_ip="203.0.113.7", user_agent="bench/1")
+IN_FLIGHT = 32
+
+
+async def _set_up(services: Services) -> None:
+    now = time.time()
+    permissions = frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF})
+    await services.admin.add_principal(CTX, "web", PrincipalKind.SERVICE, permissions, None, now)
+    await services.admin.create_key(CTX, "web", KeyAlgorithm.ED25519, now)
+    for i in range(100):
+        paths = {Rendition.VIDEO: f"/v/m{i}/a.m3u8"}
+        await services.admin.put_media(CTX, f"m{i}", "alice", "w1", Visibility.WORKSPACE, paths, now)
+
+
+async def _cpu_per_url(services: Services, call: Callable[[int], Awaitable[object]], calls: int, urls: int) -> float:
+    for _ in range(2):  # the first round warms caches and the subject's key; the second counts
+        started = time.process_time()
+        for start in range(0, calls, IN_FLIGHT):
+            await services.state.catch_up()
+            await asyncio.gather(*(call(n) for n in range(start, min(calls, start + IN_FLIGHT))))
+        cpu = time.process_time() - started
+    return cpu / (calls * urls) * 1e6
+
+
+async def measure(data: Path) -> dict[str, float]:
+    services = await open_services(load_config(data, environ={}))
+    try:
+        await _set_up(services)
+        principal = services.state.view.principals["web"]
+        viewer = Viewer("alice", frozenset({"w1"}), source="asserted")
+
+        async def single(n: int) -> object:
+            return await services.issuer.issue(principal, viewer, [SignItem(f"m{n % 100}", Rendition.VIDEO)], CTX,
+                                                time.time())  # fmt: skip
+
+        async def batch(n: int) -> object:
+            items = [SignItem(f"m{i}", Rendition.VIDEO) for i in range(100)]
+            return await services.issuer.issue(principal, viewer, items, CTX, time.time())
+
+        return {
+            "POST /v1/sign path, one item": await _cpu_per_url(services, single, 1500, 1),
+            "POST /v1/sign/batch path, 100 items": await _cpu_per_url(services, batch, 20, 100),
+        }
+    finally:
+        await services.close()
+
+
+def main() -> None:
+    data = Path(tempfile.mkdtemp(prefix="gw-issue-cpu-"))
+    try:
+        gatewayctl(["init", "--data-dir", str(data)])
+        for name, us in asyncio.run(measure(data)).items():
+            print(f"{name:40} {us:8.1f} us CPU per issued URL")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
