@@ -151,6 +151,7 @@ class Config:
     # [edge]: the state feed and redemption reports for nginx verifying native URLs itself (docs/edge.md).
     edge_token_file: str = ""
     edge_mtls: bool = False
+    edge_client_names: tuple[str, ...] = ()
     edge_hmac_secrets: bool = False
     edge_max_wait: float = 5.0
     # [logging]: one JSON object per line on stderr (gateway.observe.logs).
@@ -375,6 +376,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("metrics", "token_file"): ("metrics_token_file", _text),
     ("edge", "token_file"): ("edge_token_file", _text),
     ("edge", "mtls"): ("edge_mtls", _bool),
+    ("edge", "client_names"): ("edge_client_names", _strings),
     ("edge", "hmac_secrets"): ("edge_hmac_secrets", _bool),
     ("edge", "max_wait"): ("edge_max_wait", _seconds(0.0, 30.0)),
     ("logging", "format"): ("log_format", _choice("json", "text")),
@@ -566,6 +568,9 @@ def _check_tls(config: Config) -> None:
 def _check_edge(config: Config) -> None:
     if config.edge_mtls and not config.tls_client_ca_file:
         raise ConfigError("edge.mtls needs tls.client_ca_file: the CA of the edge's client certificate")
+    if config.edge_mtls and not config.edge_client_names:
+        # The CA also vouches for backends and proxies: a certificate from it alone must not read HMAC secrets.
+        raise ConfigError("edge.mtls needs edge.client_names: the name (CN or DNS name) of the edge's certificate")
     if config.edge_hmac_secrets and not config.edge_mtls:
         raise ConfigError("edge.hmac_secrets needs edge.mtls: HMAC secrets travel only over mutual TLS")
 

@@ -8,20 +8,26 @@ current, and reported first uses recorded as /v1/verify records them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, make_mocked_request
 
-from gateway.config import load_config
+from gateway.config import ConfigError, load_config
 from gateway.edge.feed import ChangeLog
+from gateway.errors import Unauthenticated
 from gateway.keys.material import b64url
 from gateway.model import KeyAlgorithm, Permission, Visibility
 from gateway.services import open_services
 from gateway.store.base import AuditQuery
 from gateway.web.app import create_app
+from gateway.web.clientcert import certificate_names
+from gateway.web.edge import _authorise
 from tests.support import ADMIN, Clock, World, init_data_dir
 
 TOKEN = "edge-feed-token-0123456789"
@@ -165,3 +171,72 @@ def test_the_change_log_forgets_the_oldest_and_says_so() -> None:
     assert log.since(10) is None  # 11 was forgotten
     assert log.since(11) == [(12, "key", "k12"), (13, "key", "k13")]
     assert log.since(13) == []
+
+
+async def test_a_report_from_long_ago_or_from_the_future_writes_nothing(edge: tuple[TestClient, World]) -> None:
+    """An edge reports first uses within a second or so: a report dated an hour back or ahead of the clock's skew
+    would put a forged time into the audit log, so it is refused."""
+    client, world = edge
+    await world.media("m1", visibility=Visibility.UNLISTED)
+    body = {"media_id": "m1", "rendition": "video", "scope": "prefix"}
+    url = (await (await client.post("/v1/sign", json=body, headers=world.auth("web"))).json())["url"]
+    uri, now = url.removeprefix("https://cdn.example.com"), world.clock()
+    reports = [
+        {"url": uri, "client_ip": "198.51.100.7", "at": 1.0},
+        {"url": uri, "client_ip": "198.51.100.8", "at": now - 3601},
+        {"url": uri, "client_ip": "198.51.100.9", "at": now + 61},
+        {"url": uri, "client_ip": "203.0.113.5", "at": 32503680000.0},  # the year 3000
+    ]
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": reports}, headers=AUTH)
+    assert await response.json() == {"recorded": 0, "repeated": 0, "refused": 4}
+    assert await world.services.store.audit.search(AuditQuery(event="url:redeemed")) == []
+    within = [
+        {"url": uri, "client_ip": "198.51.100.7", "at": now - 3600},
+        {"url": uri, "client_ip": "203.0.113.5", "at": now + 60},
+    ]
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": within}, headers=AUTH)
+    assert await response.json() == {"recorded": 2, "repeated": 0, "refused": 0}
+
+
+def _peer(cert: dict[str, Any] | None) -> web.Request:
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: cert if name == "peercert" else default
+    request = make_mocked_request("GET", "/v1/edge/state", transport=transport)
+    return request
+
+
+BACKEND_CERT = {"subject": ((("commonName", "backend"),),), "subjectAltName": (("DNS", "backend.internal"),)}
+NGINX_CERT = {"subject": ((("commonName", "nginx"),),)}
+SAN_CERT = {"subject": ((("organizationName", "edge"),),), "subjectAltName": (("DNS", "nginx"),)}
+
+
+def test_the_names_of_a_certificate_are_its_common_and_dns_names() -> None:
+    assert certificate_names(_peer(BACKEND_CERT)) == {"backend", "backend.internal"}
+    assert certificate_names(_peer(SAN_CERT)) == {"nginx"}
+    assert certificate_names(_peer(None)) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("cert", "over_mtls"), [(NGINX_CERT, True), (SAN_CERT, True), (BACKEND_CERT, None), (None, None)]
+)
+def test_over_mutual_tls_only_the_edges_certificate_reads_the_feed(
+    tmp_path: Path, cert: dict[str, Any] | None, over_mtls: bool | None
+) -> None:
+    """The CA vouches for backends and proxies too: a backend's certificate must not read HMAC secrets."""
+    init_data_dir(tmp_path)
+    mtls = {"edge_mtls": True, "edge_client_names": ("nginx",), "edge_hmac_secrets": True}
+    config = dataclasses.replace(load_config(tmp_path, environ={}), **mtls)
+    services = mock.Mock(config=config, edge_token=None)
+    if over_mtls is None:
+        with pytest.raises(Unauthenticated, match=r"a client certificate named in edge\.client_names"):
+            _authorise(_peer(cert), services)
+    else:
+        assert _authorise(_peer(cert), services) is over_mtls
+
+
+def test_mutual_tls_for_the_feed_names_the_edges_certificate(tmp_path: Path) -> None:
+    init_data_dir(tmp_path)
+    with (tmp_path / "gateway.toml").open("a") as toml:
+        toml.write('\n[tls]\ncert_file = "c.pem"\nkey_file = "k.pem"\nclient_ca_file = "ca.pem"\n[edge]\nmtls = true\n')
+    with pytest.raises(ConfigError, match=r"edge.mtls needs edge.client_names"):
+        load_config(tmp_path, environ={})

@@ -155,6 +155,7 @@ require_client_cert = [{required}]
 
 [edge]
 mtls = true
+client_names = ["nginx"]
 hmac_secrets = true
 """
     config.write_text(text)

@@ -44,6 +44,17 @@ def presented_certificate(request: web.Request) -> bool:
     return transport is not None and bool(transport.get_extra_info("peercert"))
 
 
+def certificate_names(request: web.Request) -> frozenset[str]:
+    """The names the verified client certificate carries: its subject's common names and its DNS names."""
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    if not cert:
+        return frozenset()
+    common = (value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName")
+    dns = (value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS")
+    return frozenset((*common, *dns))
+
+
 def client_cert_middleware(required: Collection[str]) -> Middleware:
     """Refuse requests without a client certificate on the route groups in ``required``."""
     groups: dict[str, str | None] = {}  # route pattern -> group, worked out once per route

@@ -7,8 +7,10 @@ seconds (``edge.max_wait``) until the view moves past V: a long poll.
 and records them as ``/v1/verify`` would (``gateway.audit.redemptions``).
 
 Who may call: a bearer token from ``edge.token_file``, or (``edge.mtls``) a
-client certificate from ``tls.client_ca_file``. Neither configured: 404. HMAC
-secrets are sent only over mutual TLS with ``edge.hmac_secrets``.
+client certificate from ``tls.client_ca_file`` that names the edge (a common
+or DNS name in ``edge.client_names``: the same CA vouches for backends and
+proxies, which must not read the feed). Neither configured: 404. HMAC secrets
+are sent only over mutual TLS with ``edge.hmac_secrets``.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ from gateway.signing.paths import strip_authority
 from gateway.signing.profiles import NATIVE
 from gateway.web import parsing
 from gateway.web.appkeys import SERVICES
-from gateway.web.clientcert import presented_certificate
+from gateway.web.clientcert import certificate_names
 from gateway.web.middleware import json_response
 from gateway.web.sign import request_context
 
 MAX_REPORTS = 500
+# A first use the edge reports is recent: its write-behind flushes every 200 ms and keeps at most 10 000 waiting.
+# Anything older than this, or from the future beyond clock skew, is refused rather than written into the log.
+REPORT_AGE_LIMIT = 3600.0
+REPORT_SKEW = 60.0
 log = logging.getLogger("gateway.edge")
 _NATIVE = NativeDialect()
 
@@ -74,12 +80,14 @@ def _authorise(request: web.Request, services: Services) -> bool:
     token = services.edge_token
     if token is None and not config.edge_mtls:
         raise NotFound("Not Found")
-    if config.edge_mtls and presented_certificate(request):
+    if config.edge_mtls and not certificate_names(request).isdisjoint(config.edge_client_names):
         return True
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if token is not None and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
         return False
-    raise Unauthenticated("the edge feed needs the bearer token from edge.token_file or a client certificate")
+    raise Unauthenticated(
+        "the edge feed needs the bearer token from edge.token_file or a client certificate named in edge.client_names"
+    )
 
 
 def _number(request: web.Request, name: str, default: float, high: float) -> float:
@@ -122,8 +130,10 @@ async def redemptions(request: web.Request) -> web.Response:
     _authorise(request, services)
     report = await parsing.body(request, RedemptionReport)
     counts = {"recorded": 0, "repeated": 0, "refused": 0}
+    now = services.clock()
     for item in report.redemptions:
-        counts[await _record(request, services, item)] += 1
+        recent = now - REPORT_AGE_LIMIT <= item.at <= now + REPORT_SKEW
+        counts[await _record(request, services, item) if recent else "refused"] += 1
     return json_response(RedemptionsRecorded(**counts))
 
 
