@@ -168,6 +168,12 @@ class PgKeys(_Repo):
         await self._run("INSERT INTO meta (key, value) VALUES ($1, $2)", _DATA_KEY + key_id, wrapped)
 
 
+# Advisory lock id serialising the media claim check and write across replicas. Under READ COMMITTED two
+# transactions each saw the other's claim absent, and both wrote it: the row locks they share (the change
+# feed's head) are taken only after the check. Taken first in the transaction, it cannot deadlock with them.
+_CLAIMS_LOCK = 0x6777_636C  # "gwcl"
+
+
 class PgMedia(_Repo):
     async def put(self, item: MediaItem) -> None:
         await self._changed("media", item.id)
@@ -230,7 +236,13 @@ class PgMedia(_Repo):
         return [rows.revoked_path_from(r) for r in await self._all(sql, since, media_id)]
 
     async def overlapping(self, item: MediaItem) -> list[tuple[str, str]]:
-        """(other media id, path) pairs that ``item``'s prefixes would cover, or whose prefixes cover it."""
+        """(other media id, path) pairs that ``item``'s prefixes would cover, or whose prefixes cover it.
+
+        In a transaction it first takes the claims lock, held until commit: a check that passed stays true
+        until this transaction's own claims are written, whichever replica writes next.
+        """
+        if self._tx is not None:
+            await self._run("SELECT pg_advisory_xact_lock($1)", _CLAIMS_LOCK)
         found: list[asyncpg.Record] = []
         for prefix in set(item.prefixes.values()):
             sql = "SELECT media_id, path FROM media_paths WHERE path >= $1 AND path < $2 AND media_id <> $3"
