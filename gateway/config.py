@@ -139,9 +139,11 @@ class Config:
     shutdown_timeout: float = 30.0
     # [server] bounds on connections (gateway.web.connections): a request's headers must be complete within
     # header_timeout of its first byte, its body within body_timeout; an idle keep-alive connection closes after
-    # keepalive_timeout; max_connections open at once per process (0: what ulimit -n leaves after a reserve).
+    # keepalive_timeout; one whose peer reads nothing of its answers for send_timeout is aborted; max_connections
+    # open at once per process (0: what ulimit -n leaves after a reserve).
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    send_timeout: float = 30.0
     keepalive_timeout: float = 15.0
     max_connections: int = 0
     # [metrics]: GET /metrics (gateway.observe); allowed peers and an optional bearer token.
@@ -334,6 +336,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any]]] = {
     ("server", "shutdown_timeout"): ("shutdown_timeout", _seconds(0.0, 3600.0)),
     ("server", "header_timeout"): ("header_timeout", _seconds(0.1, 300.0)),
     ("server", "body_timeout"): ("body_timeout", _seconds(0.1, 3600.0)),
+    ("server", "send_timeout"): ("send_timeout", _seconds(0.1, 3600.0)),
     ("server", "keepalive_timeout"): ("keepalive_timeout", _seconds(0.1, 3600.0)),
     ("server", "max_connections"): ("max_connections", _int(0, 10_000_000)),
     ("database", "url"): ("database_url", _text),

@@ -22,14 +22,11 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
 
 def test_connection_bounds_default_safe_and_come_from_the_file_and_environment(tmp_path: Path) -> None:
     config = load_config(tmp_path, environ={})
-    assert (config.header_timeout, config.body_timeout, config.keepalive_timeout, config.max_connections) == (
-        10.0, 30.0, 15.0, 0,
-    )  # fmt: skip
-    _write(tmp_path, "[server]\nheader_timeout = 5\nbody_timeout = 20\nmax_connections = 500\n")
+    bounds = ("header_timeout", "body_timeout", "keepalive_timeout", "send_timeout", "max_connections")
+    assert tuple(getattr(config, name) for name in bounds) == (10.0, 30.0, 15.0, 30.0, 0)
+    _write(tmp_path, "[server]\nheader_timeout = 5\nbody_timeout = 20\nsend_timeout = 7\nmax_connections = 500\n")
     config = load_config(tmp_path, environ={"GATEWAY_SERVER_KEEPALIVE_TIMEOUT": "2.5"})
-    assert (config.header_timeout, config.body_timeout, config.keepalive_timeout, config.max_connections) == (
-        5.0, 20.0, 2.5, 500,
-    )  # fmt: skip
+    assert tuple(getattr(config, name) for name in bounds) == (5.0, 20.0, 2.5, 7.0, 500)
 
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from gateway.web.connections import RESERVED_FILES, ConnectionLimits, limits_for
     [(1024, 832, 128), (256, 160, 32), (65536, 65536 - RESERVED_FILES - 128, 128), (64, 8, 8)],
 )
 def test_the_derived_cap_leaves_the_reserve_and_one_accept_batch(files: int, cap: int, batch: int) -> None:
-    assert limits_for(10.0, 0, files) == ConnectionLimits(header_timeout=10.0, max_connections=cap, accept_batch=batch)
+    assert limits_for(10.0, 0, files, 20.0) == ConnectionLimits(
+        header_timeout=10.0, send_timeout=20.0, max_connections=cap, accept_batch=batch
+    )
 
 
 def test_a_configured_cap_that_fits_is_kept() -> None:

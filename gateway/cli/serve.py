@@ -287,7 +287,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "finish (server.shutdown_timeout), commits the last audit group and writes the last checkpoint. "
         "With [tls] it serves "
         "HTTPS, and SIGHUP reloads the certificate and key without dropping connections. Slow and idle clients "
-        "are cut off (server.header_timeout, body_timeout, keepalive_timeout) and open connections are capped "
+        "are cut off (server.header_timeout, body_timeout, keepalive_timeout), as are peers that do not read "
+        "their answers (send_timeout), and open connections are capped "
         "per process (server.max_connections, derived from ulimit -n). A bad "
         "--host/--port exits 2, a bad server.host/server.port or TLS file 78, an address in use 69.",
     )  # fmt: skip

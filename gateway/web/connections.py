@@ -12,11 +12,18 @@ sizes. What it has no knob for (aiohttp 3.14):
 * **A connection cap.** Every socket is a file descriptor. With no cap, idle
   sockets use up ``ulimit -n`` and the store, the audit writer, checkpoints and
   health checks fail with "Too many open files". Above ``max_connections`` a
-  new connection closes the oldest one that is not in the middle of a request
-  (idle keep-alive, or still sending its headers), as nginx reuses keep-alive
-  connections when it runs out; when every connection is mid-request, the new
-  one is closed at once. So a health check always gets in while slow or idle
-  clients hold the sockets.
+  new connection closes the oldest one that does not read its answers (see
+  below), else the oldest one not in the middle of a request (idle keep-alive,
+  or still sending its headers), as nginx reuses keep-alive connections when it
+  runs out; when every connection is mid-request, the new one is closed at
+  once. So a health check always gets in while slow or idle clients hold the
+  sockets.
+* **A send deadline.** A peer that pipelines requests and never reads the
+  answers is forever "mid-request": its answer waits on a full socket. Once
+  the transport has paused writing (its buffer over the high-water mark, the
+  kernel's full) for ``send_timeout`` with no progress, the connection is
+  aborted; its unsent answers are dropped (``transport.close()`` would wait to
+  flush them, for ever).
 
 The cap counts connections from the end of the TLS handshake; a handshake is
 bounded by the header deadline (``GuardedSite``).
@@ -48,11 +55,15 @@ log = logging.getLogger("gateway.web.connections")
 RESERVED_FILES = 64
 _MAX_ACCEPT_BATCH = 128
 _MIN_CONNECTIONS = 8
+# More requests than this parsed and waiting behind the one being answered: a peer that sends without reading
+# (a browser or a proxy pipelines a handful at most). aiohttp stops reading at 32 queued (MAX_MSG_QUEUE_SIZE).
+PIPELINED_NOT_READING = 8
 
 
 @dataclass(frozen=True)
 class ConnectionLimits:
     header_timeout: float
+    send_timeout: float
     max_connections: int
     accept_batch: int  # the listen backlog, and so how many sockets one wake-up of the loop may accept
 
@@ -63,7 +74,7 @@ def file_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def limits_for(header_timeout: float, configured: int, files: int) -> ConnectionLimits:
+def limits_for(header_timeout: float, configured: int, files: int, send_timeout: float = 30.0) -> ConnectionLimits:
     """The cap: ``configured``, or (0) what ``files`` descriptors leave after the reserve and one accept batch.
 
     asyncio accepts up to a backlog's worth of sockets before any of them is counted, so a batch is reserved
@@ -76,27 +87,53 @@ def limits_for(header_timeout: float, configured: int, files: int) -> Connection
             "server.max_connections = %d does not fit under ulimit -n %d: capped at %d", configured, files, fits
         )
     cap = min(configured, fits) if configured else fits
-    return ConnectionLimits(header_timeout=header_timeout, max_connections=cap, accept_batch=batch)
+    return ConnectionLimits(
+        header_timeout=header_timeout, send_timeout=send_timeout, max_connections=cap, accept_batch=batch
+    )
 
 
 def connection_limits(config: Config) -> ConnectionLimits:
     """The ``[server]`` bounds for this process (each ``serve --workers`` worker has its own descriptors)."""
-    return limits_for(config.header_timeout, config.max_connections, file_limit())
+    return limits_for(config.header_timeout, config.max_connections, file_limit(), config.send_timeout)
 
 
 class GuardedHandler(web.RequestHandler):
-    """A connection with a header deadline: its request line and headers arrive in time, or it is closed."""
+    """A connection with a header and a send deadline: its headers arrive in time and its answers leave, or it
+    is closed."""
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout = manager.limits.header_timeout
+        self._send_timeout = manager.limits.send_timeout
         self._closed = manager.closed
         self._deadline: asyncio.TimerHandle | None = None
+        self._send_deadline: asyncio.TimerHandle | None = None
 
     @property
     def busy(self) -> bool:
         """In the middle of a request: its headers are in, and its answer is not yet sent."""
         return self._request_in_progress or bool(self._messages)
+
+    @property
+    def not_reading(self) -> bool:
+        """Its peer does not read its answers: writing is paused, or requests pile up behind the one answered."""
+        return self.writing_paused or len(self._messages) > PIPELINED_NOT_READING
+
+    def abort(self) -> None:
+        """Close now, dropping any unsent answer: ``force_close`` alone waits for the buffer to flush."""
+        transport = self.transport
+        self.force_close()
+        if transport is not None:
+            transport.abort()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_deadline is None:
+            self._send_deadline = self._loop.call_later(self._send_timeout, self._send_deadline_passed)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._disarm_send()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -111,6 +148,7 @@ class GuardedHandler(web.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        self._disarm_send()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -129,6 +167,18 @@ class GuardedHandler(web.RequestHandler):
             self._closed.add(("header_timeout",))
             self.force_close()
 
+    def _disarm_send(self) -> None:
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
+
+    def _send_deadline_passed(self) -> None:
+        self._send_deadline = None
+        if self.writing_paused:
+            self.log_debug("closed a connection whose peer read nothing for %g s", self._send_timeout)
+            self._closed.add(("send_timeout",))
+            self.abort()
+
 
 class GuardedServer(web.Server):
     """aiohttp's connection manager with the cap: the oldest idle connection makes room for a new one."""
@@ -145,10 +195,13 @@ class GuardedServer(web.Server):
         if len(self._open) > self.limits.max_connections:
             victim = self._idlest(handler)
             del self._open[victim]
-            # "at_cap": an idle one made room; "refused": every other one was mid-request.
+            # "at_cap": an idle or non-reading one made room; "refused": every other one was mid-request.
             self.closed.add(("refused" if victim is handler else "at_cap",))
             log.debug("at the cap of %d connections: closed one", self.limits.max_connections)
-            victim.force_close()
+            if isinstance(victim, GuardedHandler):
+                victim.abort()
+            else:
+                victim.force_close()
 
     def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
         self._open.pop(handler, None)
@@ -158,9 +211,14 @@ class GuardedServer(web.Server):
         return len(self._open)
 
     def _idlest(self, newcomer: web.RequestHandler) -> web.RequestHandler:
-        """The oldest connection not in the middle of a request; the newcomer itself when every other one is."""
-        for handler in self._open:
-            if handler is not newcomer and not getattr(handler, "busy", True):
+        """The oldest connection whose peer does not read its answers, else the oldest not in the middle of a
+        request; the newcomer itself when every other one is busy with a peer that reads."""
+        others = [handler for handler in self._open if handler is not newcomer]
+        for handler in others:
+            if getattr(handler, "not_reading", False):
+                return handler
+        for handler in others:
+            if not getattr(handler, "busy", True):
                 return handler
         return newcomer
 

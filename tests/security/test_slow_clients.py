@@ -202,3 +202,65 @@ def test_over_tls_a_handshake_that_never_comes_and_half_a_request_are_closed(tmp
             assert _until_closed(tls) == b""
     finally:
         served.stop()
+
+
+PIPELINED = b"GET /openapi.json HTTP/1.1\r\nHost: gw\r\n\r\n" * 400  # megabytes of answers, none of them read
+
+
+def _non_reader(served: Served) -> socket.socket:
+    """A connection that pipelines 400 requests and never reads: a small receive window, so the server's
+    writes back up at once. Returns once the server has parsed the requests and begun answering."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: fixes the window
+    sock.settimeout(EVENT_WITHIN)
+    sock.connect(("127.0.0.1", served.port))
+    sock.sendall(PIPELINED)
+    readable, _, _ = select.select([sock], [], [], EVENT_WITHIN)  # the first answer's bytes: requests queued
+    assert readable, "the server never began answering"
+    return sock
+
+
+def _until_closed_or_reset(sock: socket.socket) -> bytes:
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_a_pipelining_peer_that_never_reads_is_closed_at_the_send_deadline(data_dir: Path) -> None:
+    # Every other bound far away: only the send deadline can close it.
+    served = _serve(data_dir, header_timeout="300", keepalive_timeout="600", send_timeout="1")
+    try:
+        with _non_reader(served) as sock:
+            wait_until(
+                lambda: _metrics(served).get('gateway_connections_closed_total{reason="send_timeout"}', 0) >= 1,
+                "the non-reading connection closed for send_timeout",
+            )
+            answers = _until_closed_or_reset(sock).count(b"HTTP/1.1 200 ")
+            assert answers < 400  # aborted: the answers it never read were dropped, not flushed
+        assert http_json(served.base + "/readyz") == (200, {"status": "ready"})
+    finally:
+        served.stop()
+
+
+def test_peers_that_never_read_make_room_at_the_cap_for_health_and_issuance(data_dir: Path, token: str) -> None:
+    # The send deadline far away: only the cap's choice of whom to close can let the health check in.
+    served = _serve(data_dir, header_timeout="300", keepalive_timeout="600", send_timeout="600", max_connections="4")
+    stuck: list[socket.socket] = []
+    try:
+        stuck.extend(_non_reader(served) for _ in range(4))  # every slot held by a connection mid-request
+        assert http_json(served.base + "/readyz") == (200, {"status": "ready"})
+        stuck.append(_non_reader(served))  # the slot /readyz took from a non-reader: taken again
+        request = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}
+        status, body = http_json(served.base + "/v1/sign", "POST", request, {"Authorization": f"Bearer {token}"})
+        assert status == 200, body
+        metrics = _metrics(served)  # three non-readers left and this scrape: under the cap
+        assert metrics['gateway_connections_closed_total{reason="at_cap"}'] == 2  # a non-reader for each
+        assert 'gateway_connections_closed_total{reason="refused"}' not in metrics
+    finally:
+        for sock in stuck:
+            sock.close()
+        served.stop()
