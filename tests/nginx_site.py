@@ -6,8 +6,10 @@ import http.client
 import shutil
 import ssl
 import urllib.parse
+from pathlib import Path
 
 from tests.conftest import require_service
+from tests.processes import wait_until
 
 VERIFY_CACHE_INCLUDE = "    include /etc/nginx/snippets/gateway-verify-cache.conf;\n"
 
@@ -28,14 +30,14 @@ def require_tool(name: str, install: str) -> str:
 
 
 def fetch(
-    url: str, context: ssl.SSLContext, headers: dict[str, str] | None = None
+    url: str, context: ssl.SSLContext, headers: dict[str, str] | None = None, method: str = "GET"
 ) -> tuple[int, dict[str, str], bytes]:
-    """GET ``url`` exactly as written, never following a redirect: status, headers, body."""
+    """``method`` (GET) ``url`` exactly as written, never following a redirect: status, headers, body."""
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context, timeout=10)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        connection.putrequest("GET", target, skip_accept_encoding=True)
+        connection.putrequest(method, target, skip_accept_encoding=True)
         for name, value in (headers or {}).items():
             connection.putheader(name, value)
         connection.endheaders()
@@ -43,3 +45,19 @@ def fetch(
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def origin_requests(log: Path, context: ssl.SSLContext, sentinel: str, marker: str) -> list[str]:
+    """The request lines the origin has logged, once it has logged the request for ``sentinel``.
+
+    The sentinel (a URL nginx serves, its origin path holding ``marker``) is fetched after the requests
+    under test: once the origin has logged it, whatever it was sent before is in its log too.
+    """
+    assert fetch(sentinel, context)[0] == 200
+
+    def logged() -> list[str] | None:
+        lines = [line.split('"')[1] for line in log.read_text().splitlines()] if log.exists() else []
+        return lines if any(marker in line for line in lines) else None
+
+    found: list[str] = wait_until(logged, "the origin to log the sentinel request")
+    return found

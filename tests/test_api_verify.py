@@ -232,3 +232,46 @@ async def test_each_signed_url_gets_its_first_redemption_logged_even_with_the_sa
     redeemed = [r for r in await world.services.store.audit.tail(10) if r.event.value == "url:redeemed"]
     assert len(redeemed) == 2 and len({r.url_sha256 for r in redeemed}) == 2
     assert {r.user_agent for r in redeemed} == {None}  # no subject to seal it under: kept in the raw log only
+
+
+async def _method_reason(
+    client: TestClient, caplog: pytest.LogCaptureFixture, method: str, path: str, **headers: str
+) -> tuple[int, str]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gateway.verify"):
+        response = await client.request(method, path, headers=headers)
+    denials = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name == "gateway.verify"]
+    return response.status, denials[-1] if denials else ""
+
+
+DENIED = (403, "method-not-allowed")
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "POST", "PATCH", "PROPFIND", "OPTIONS", "get", "Get"])
+async def test_a_valid_url_is_refused_for_any_method_but_a_read(
+    client: TestClient, signed: tuple[World, str], caplog: pytest.LogCaptureFixture, method: str
+) -> None:
+    _, uri = signed
+    named = {"X-Original-URI": uri, "X-Original-Method": method}  # nginx: the auth subrequest names it
+    assert await _method_reason(client, caplog, "GET", "/v1/verify", **named) == DENIED
+    if method.isupper():  # Envoy: the check request's own method (aiohttp's client upper-cases one)
+        assert await _method_reason(client, caplog, method, "/v1/verify" + uri) == DENIED
+        # a header cannot widen what the request's own method refuses
+        widening = {"X-Original-Method": "GET"}
+        assert await _method_reason(client, caplog, method, "/v1/verify" + uri, **widening) == DENIED
+        assert await _method_reason(client, caplog, method, "/v1/verify", **{"X-Original-URI": uri}) == DENIED
+
+
+async def test_reads_pass_and_the_method_refusal_is_counted(
+    client: TestClient, signed: tuple[World, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    world, uri = signed
+    for method in ("GET", "HEAD"):
+        assert await _method_reason(client, caplog, method, "/v1/verify" + uri) == (200, "")
+        named = {"X-Original-URI": uri, "X-Original-Method": method}
+        assert await _method_reason(client, caplog, "GET", "/v1/verify", **named) == (200, "")
+    counted = 'reason="method-not-allowed"'
+    assert counted not in world.services.metrics.exposition().decode()
+    named = {"X-Original-URI": uri, "X-Original-Method": "DELETE"}
+    assert await _method_reason(client, caplog, "GET", "/v1/verify", **named) == DENIED
+    assert counted in world.services.metrics.exposition().decode()

@@ -30,7 +30,7 @@ from tests.support import ADMIN, Clock, World
 GATEWAY = Path(__file__).parent.parent / "gateway"
 _RAISED = re.compile(r"""VerificationFailed\(\s*f?(["'])([a-z][a-z{}.-]*)\1""")
 # Raised about the /v1/verify request itself, never about the URL: no URL can be explained into them.
-REQUEST_SHAPE = {"ambiguous-uri", "untrusted-original-uri", "duplicate-header"}
+REQUEST_SHAPE = {"ambiguous-uri", "untrusted-original-uri", "duplicate-header", "method-not-allowed"}
 # A shared-secret profile without its secret does not start (gateway.signing.profiles): explained, unreachable.
 UNREACHABLE = {"no-secret"}
 S3_PROFILE = """

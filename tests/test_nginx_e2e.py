@@ -27,7 +27,7 @@ from examples.demo.pki import Authority, Pki
 from gateway.config import load_config
 from gateway.services import sync_policy
 from tests.nginx_server import nginx_binary
-from tests.nginx_site import fetch
+from tests.nginx_site import fetch, origin_requests
 from tests.processes import wait_until
 from tests.tls_support import https
 
@@ -381,3 +381,25 @@ def test_revocation_through_the_cli_is_audited(uncached: local.Stack) -> None:
     backend.revoke()
     events = [r["event"] for r in uncached.gatewayctl("audit", "search", "--kid", backend.kid)]
     assert events[-3:] == ["url:issued", "url:redeemed", "key:revoked"]
+
+
+# --- a signed URL reads: any other method is refused before the origin ------------------------
+
+
+@pytest.mark.parametrize(("form", "number"), [("query", 190), ("path", 192)])
+def test_a_valid_signed_url_carries_no_write_to_the_origin(cached: local.Stack, form: str, number: int) -> None:
+    url = Backend(cached, f"web-method-{form}").url(scope="prefix", form=form)
+    name, after = f"seg-{number}.ts", f"seg-{number + 1}.ts"  # each form its own: one origin log for the module
+    segment = url.replace("master.m3u8", name) if form == "path" else _at(url, f"/v/intro/{name}")
+    for method in ("DELETE", "PUT", "POST", "PROPFIND", "PATCH", "OPTIONS"):
+        assert fetch(segment, cached.client_context(), method=method)[0] == 405, method
+    assert fetch(segment, cached.client_context(), method="HEAD")[0] == 200
+    origin_log = cached.layout.nginx_dir / "logs" / "origin.log"
+    lines = origin_requests(origin_log, cached.client_context(), segment.replace(name, after), after)
+    assert [line.split(" ")[0] for line in lines if name in line] == ["HEAD"], lines
+    # Behind any proxy, the gateway refuses too: nginx's auth subrequest names the method, Envoy's is the request's.
+    uri, port, proxy = segment.removeprefix(cached.edge_url), cached.ports.gateway, cached.client_context("proxy")
+    assert https(port, proxy, "/v1/verify", headers={"X-Original-URI": uri, "X-Original-Method": "GET"})[0] == 200
+    assert https(port, proxy, "/v1/verify", headers={"X-Original-URI": uri, "X-Original-Method": "DELETE"})[0] == 403
+    assert https(port, proxy, "/v1/verify" + uri, "DELETE")[0] == 403
+    assert https(port, proxy, "/v1/verify" + uri, "GET")[0] == 200

@@ -29,6 +29,7 @@ from examples.demo import stack as local
 from gateway.audit.records import url_digest
 from tests.edge_stack import EdgeStack, Principal, require_lua, running
 from tests.nginx_server import nginx_binary
+from tests.nginx_site import fetch, origin_requests
 from tests.security.test_path_escape import ESCAPES
 from tests.security.test_path_token_spellings import attacks
 
@@ -314,3 +315,26 @@ def test_a_full_state_zone_denies_everything_and_evicts_nothing(
         assert small.status()["denied_by_reason"]["state-full"] >= 1
     assert "media-gateway edge state zone is full" in (layout.nginx_dir / "logs" / "error.log").read_text()
     assert edge.get(edge.edge, url) == 200  # the full-sized edge beside it serves
+
+
+# --- a signed URL reads ------------------------------------------------------------------------------
+
+
+def test_a_valid_url_carries_no_write_to_the_origin_through_the_edge(edge: EdgeStack, web: Principal) -> None:
+    url = web.url("a", **VIEWER, scope="prefix", ttl=131)  # a ttl of its own: URLs no other test has
+    path_token = web.url("a", **VIEWER, scope="prefix", form="path")
+    signature = url.rsplit("gw_sig=", 1)[1]  # in the origin's log line: this URL's requests and no other's
+    methods = ("DELETE", "PUT", "POST", "PROPFIND", "PATCH", "OPTIONS")
+    before = edge.status()
+    for method in methods:
+        for target in (url, path_token):
+            assert fetch(edge.edge + target, edge.stack.client_context(), method=method)[0] == 405, (method, target)
+    assert fetch(edge.edge + url, edge.stack.client_context(), method="HEAD")[0] == 200
+    after = edge.status()
+    assert after["denied_by_reason"]["method-not-allowed"] - before["denied_by_reason"]["method-not-allowed"] == 12
+    assert after["asked"] == before["asked"]  # decided at the edge, before anything else
+    sentinel = web.url("a", **VIEWER, ttl=137)
+    marker = sentinel.rsplit("gw_sig=", 1)[1]
+    origin_log = edge.stack.layout.nginx_dir / "logs" / "origin.log"
+    lines = origin_requests(origin_log, edge.stack.client_context(), edge.edge + sentinel, marker)
+    assert [line.split(" ")[0] for line in lines if signature in line] == ["HEAD"], lines

@@ -234,7 +234,11 @@ def nginx_config(layout: Layout, ports: Ports, site: Path, *, edge: bool = False
     user = "user root;" if os.geteuid() == 0 else ""
     conf = work / "nginx.conf"
     modules = lua_modules() if edge else ""
-    origin_server = f"server {{ listen {LOOPBACK}:{ports.origin}; root {layout.media_dir}; }}" if origin else ""
+    # The origin's own log: what reached it (tests prove a refused request never did).
+    origin_log = f"access_log {work}/logs/origin.log;"
+    origin_server = (
+        f"server {{ listen {LOOPBACK}:{ports.origin}; root {layout.media_dir}; {origin_log} }}" if origin else ""
+    )
     workers = 2 if edge else 1  # edge mode: the state is shared between workers, so test it with two
     conf.write_text(f"""
 {modules}{user}

@@ -47,7 +47,10 @@ MEANING: Mapping[str, str] = {
     "that named it is not trusted",
     "ambiguous-uri": "the request named the URL twice (X-Original-URI and a path after /v1/verify)",
     "untrusted-original-uri": "X-Original-URI came from a peer that is not a trusted proxy (proxy.trusted)",
-    "duplicate-header": "a header that names one thing (X-Original-URI, X-Gateway-Profile) was sent twice",
+    "duplicate-header": "a header that names one thing (X-Original-URI, X-Original-Method, X-Gateway-Profile) "
+    "was sent twice",
+    "method-not-allowed": "not a read: a signed URL allows only GET and HEAD, and the viewer's method (the request's "
+    "own, or X-Original-Method from nginx) was another, such as DELETE, PUT or POST",
 }
 
 

@@ -94,7 +94,10 @@ ROUTES: tuple[Route, ...] = (
         "*", verify.PREFIX, verify.verify, "verify", "Is this signed URL still good? (nginx auth_request)",
         {200: Reply("allowed", schemas.VerifyAllowed, {"X-Gateway-Kid": "the key that signed it"}),
          **_errors(400, 403, 503)},
-        header_params={"X-Original-URI": "the URI the viewer asked for, without the CDN host"},
+        header_params={
+            "X-Original-URI": "the URI the viewer asked for, without the CDN host",
+            "X-Original-Method": "the viewer's method: anything but GET or HEAD is refused (method-not-allowed)",
+        },
     ),
     Route(
         # [\s\S], not ".": a tail with an encoded line break is the verifier's to deny (403), not an unknown route

@@ -2,7 +2,10 @@
 
 nginx passes the original URI in ``X-Original-URI`` (``$request_uri``),
 honoured only from ``proxy.trusted``; Envoy's HTTP ext_authz sends the
-original method and path behind a ``path_prefix`` of ``/v1/verify``. The URL verified is always the profile's
+original method and path behind a ``path_prefix`` of ``/v1/verify``. Only a read is allowed: the
+request's own method (Envoy's is the viewer's) and, when a proxy names it, ``X-Original-Method``
+(nginx) must be GET or HEAD, or the answer is 403 (``method-not-allowed``): a signed read URL must
+not carry a DELETE, PUT or POST to the origin. The URL verified is always the profile's
 ``base_url`` plus the presented path and query: an absolute-form URI keeps
 only its path and query, so a client cannot pick the host. Cookies are read
 for cookie-based formats.
@@ -37,6 +40,8 @@ from gateway.web.sign import request_context
 
 PREFIX = "/v1/verify"
 PROFILE_HEADER = "X-Gateway-Profile"
+METHOD_HEADER = "X-Original-Method"
+READS = frozenset({"GET", "HEAD"})
 log = logging.getLogger("gateway.verify")
 
 
@@ -58,6 +63,18 @@ def original_uri(request: web.Request, services: Services) -> str:
     if not tail.startswith("/"):
         raise InvalidInput("no URL to verify: send X-Original-URI or use /v1/verify as a path prefix")
     return tail
+
+
+def require_read(request: web.Request) -> None:
+    """Refuse unless the viewer's request is a read: GET or HEAD, exactly (methods are case-sensitive).
+
+    Both methods count, each able only to refuse: Envoy's check request carries the viewer's method,
+    nginx's auth subrequest names it in X-Original-Method. A header from an untrusted peer cannot
+    widen anything, so it is not first asked to be trusted.
+    """
+    named = only_one(request, METHOD_HEADER)
+    if request.method not in READS or (named is not None and named not in READS):
+        raise VerificationFailed("method-not-allowed")
 
 
 def path_and_query(uri: str) -> str:
@@ -91,6 +108,7 @@ def _profile(request: web.Request, services: Services) -> Profile:
 async def verify(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
+        require_read(request)
         uri = original_uri(request, services)
     except VerificationFailed as exc:
         log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)

@@ -142,16 +142,16 @@ end
 
 -- The reasons counted in /_gateway_edge_status (the gateway's own names, and why the gateway was asked).
 local DENY_REASONS = {
-    "state-stale", "state-full", "key-revoked", "key-expired", "principal-disabled", "bad-signature", "expired",
+    "method-not-allowed", "state-stale", "state-full", "key-revoked", "key-expired", "principal-disabled", "bad-signature", "expired",
     "not-yet-valid", "outside-prefix", "wrong-ip", "expiry-too-far", "links-revoked", "grant-revoked",
 }
 local ASK_REASONS = { "target", "path", "no-token", "token", "prefix", "unknown-key", "no-material", "ip" }
 
-local function deny(reason)
+local function deny(reason, status)
     ngx.log(ngx.INFO, "media-gateway edge deny ", reason)
     status_dict:incr("denied", 1, 0)
     status_dict:incr("deny:" .. reason, 1, 0)
-    return ngx.exit(ngx.HTTP_FORBIDDEN)
+    return ngx.exit(status or ngx.HTTP_FORBIDDEN)
 end
 
 local function ask(reason)
@@ -184,6 +184,11 @@ local function state_problem(now)
 end
 
 function _M.access()
+    -- Rule 0a: a signed URL reads. Any other method never reaches the origin, whatever the URL says.
+    local method = ngx.req.get_method()
+    if method ~= "GET" and method ~= "HEAD" then
+        return deny("method-not-allowed", ngx.HTTP_NOT_ALLOWED)
+    end
     local now = ngx.now()
     local problem = state_problem(now)
     if problem then
