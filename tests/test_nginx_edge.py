@@ -13,11 +13,14 @@ in front of a real ``gatewayctl serve`` over mutual TLS, beside the default auth
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +33,7 @@ from gateway.audit.records import url_digest
 from tests.edge_stack import EdgeStack, Principal, require_lua, running
 from tests.nginx_server import nginx_binary
 from tests.nginx_site import fetch, origin_requests
+from tests.processes import wait_until
 from tests.security.test_path_escape import ESCAPES
 from tests.security.test_path_token_spellings import attacks
 
@@ -338,3 +342,35 @@ def test_a_valid_url_carries_no_write_to_the_origin_through_the_edge(edge: EdgeS
     origin_log = edge.stack.layout.nginx_dir / "logs" / "origin.log"
     lines = origin_requests(origin_log, edge.stack.client_context(), edge.edge + sentinel, marker)
     assert [line.split(" ")[0] for line in lines if signature in line] == ["HEAD"], lines
+
+
+def _loopback(edge: EdgeStack, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, bytes]:
+    url = f"http://{local.LOOPBACK}:{edge.stack.ports.feed}{path}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read()
+
+
+def test_no_other_process_borrows_nginxs_certificate_through_the_loopback_server(
+    edge: EdgeStack, mac: Principal
+) -> None:
+    """The loopback server adds nginx's client certificate to what it forwards to the feed (HMAC secrets
+    included): only this nginx's own timers, which hold a key made at start-up, get through it."""
+    report = json.dumps({"redemptions": []}).encode()
+    for headers in ({}, {"X-Gateway-Edge-Key": "0" * 64}, {"X-Gateway-Edge-Key": ""}):
+        assert _loopback(edge, "/_gateway_edge/state", headers)[0] == 403
+        assert (
+            _loopback(edge, "/_gateway_edge/redemptions", {**headers, "Content-Type": "application/json"}, report)[0]
+            == 403
+        )
+    # The timers still get through: the edge decides an HMAC key's URL itself, with the secret from the feed.
+    url = mac.url("a", **VIEWER)
+
+    def decided_at_the_edge() -> bool:
+        before = edge.status()["asked"]
+        return edge.get(edge.edge, url) == 200 and edge.status()["asked"] == before
+
+    wait_until(decided_at_the_edge, "an HMAC URL decided by the edge with the secret the feed brought")

@@ -19,10 +19,24 @@ const EVP_MD *EVP_sha256(void);
 unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d, size_t n,
                     unsigned char *md, unsigned int *md_len);
 int CRYPTO_memcmp(const void *a, const void *b, size_t len);
+int RAND_bytes(unsigned char *buf, int num);
 ]]
 
 local EVP_PKEY_ED25519 = 1087
 local _M = {}
+
+-- n random bytes from OpenSSL's CSPRNG, as hex.
+function _M.random_hex(n)
+    local buf = ffi.new("unsigned char[?]", n)
+    assert(C.RAND_bytes(buf, n) == 1, "RAND_bytes failed")
+    local raw = ffi.string(buf, n)
+    return (raw:gsub(".", function(c) return string.format("%02x", string.byte(c)) end))
+end
+
+-- Whether two strings are equal, in time that does not depend on where they differ.
+function _M.equal(a, b)
+    return #a == #b and C.CRYPTO_memcmp(a, b, #a) == 0
+end
 
 -- Parsed public keys per worker, by their raw bytes (EVP_PKEY_new_raw_public_key costs more than a verify).
 local pkeys = setmetatable({}, { __mode = "v" })

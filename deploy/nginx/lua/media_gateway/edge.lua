@@ -244,11 +244,34 @@ function _M.status()
     ngx.print(cjson.encode(body))
 end
 
+-- The loopback server's key: made once per nginx (the first worker to start wins; a reload keeps it), known
+-- only to this nginx's workers. The loopback server attaches nginx's client certificate to what it forwards,
+-- so without the key any process on the host could read the feed (HMAC secrets included) through it.
+local function loopback_key()
+    local key = status_dict:get("loopback_key")
+    if key == nil then
+        status_dict:add("loopback_key", crypto.random_hex(32))
+        key = status_dict:get("loopback_key")
+    end
+    return key
+end
+
+-- access_by_lua in the loopback server's locations: only this nginx's own timers get through (403 otherwise).
+function _M.loopback()
+    local given = ngx.var.http_x_gateway_edge_key
+    local key = status_dict:get("loopback_key")
+    if type(given) ~= "string" or key == nil or not crypto.equal(given, key) then
+        ngx.log(ngx.WARN, "media-gateway edge: refused a request to the loopback feed without this nginx's key")
+        return ngx.exit(ngx.HTTP_FORBIDDEN)
+    end
+end
+
 -- opts: feed_url (required), redemptions_url, token, stale_after, wait, ask_location, remember.
 function _M.init_worker(opts)
     for name, value in pairs(opts) do
         options[name] = value
     end
+    options.loopback_key = loopback_key()
     feed.start(options)
     report.start(options)
 end

@@ -81,7 +81,7 @@ end
 local function poll(opts, since)
     local url = opts.feed_url .. "?since=" .. string.format("%d", since) .. "&wait=" .. (since > 0 and opts.wait or 0)
     local sent = ngx.now()
-    local status, body = http.request("GET", url, nil, opts.token, opts.wait + 5)
+    local status, body = http.request("GET", url, nil, opts.token, opts.wait + 5, opts.loopback_key)
     if status ~= 200 then
         return nil, "feed answered " .. tostring(status) .. ": " .. tostring(body)
     end

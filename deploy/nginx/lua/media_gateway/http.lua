@@ -2,7 +2,9 @@
 -- Plain HTTP to a loopback address: mutual TLS to the gateway is nginx's own proxy_pass (media-gateway-edge.conf).
 local _M = {}
 
-function _M.request(method, url, body, token, timeout)
+-- loopback_key: the per-start secret the loopback server asks for (edge.loopback()), so that only this
+-- nginx's own timers, not any process on the host, reach the feed through it.
+function _M.request(method, url, body, token, timeout, loopback_key)
     local host, port, path = string.match(url, "^http://([^:/]+):?(%d*)(/.*)$")
     if host == nil then
         return nil, "not an http:// URL: " .. url
@@ -14,6 +16,9 @@ function _M.request(method, url, body, token, timeout)
         return nil, "connect: " .. err
     end
     local lines = { method .. " " .. path .. " HTTP/1.0", "Host: " .. host .. (port ~= "" and ":" .. port or "") }
+    if loopback_key then
+        lines[#lines + 1] = "X-Gateway-Edge-Key: " .. loopback_key
+    end
     if token and token ~= "" then
         lines[#lines + 1] = "Authorization: Bearer " .. token
     end

@@ -68,7 +68,7 @@ function _M.send(opts)
         batch[#batch + 1] = queue[i]
     end
     local status, body = http.request("POST", opts.redemptions_url, cjson.encode({ redemptions = batch }),
-        opts.token, 5)
+        opts.token, 5, opts.loopback_key)
     if status == 200 then
         for i = head, last do
             queue[i] = nil
