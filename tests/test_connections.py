@@ -10,7 +10,7 @@ from gateway.web.connections import RESERVED_FILES, ConnectionLimits, limits_for
 
 @pytest.mark.parametrize(
     ("files", "cap", "batch"),
-    [(1024, 832, 128), (256, 160, 32), (65536, 65536 - RESERVED_FILES - 128, 128), (64, 8, 8)],
+    [(1024, 704, 128), (256, 128, 32), (65536, 65536 - RESERVED_FILES - 256, 128), (64, 8, 8)],
 )
 def test_the_derived_cap_leaves_the_reserve_and_one_accept_batch(files: int, cap: int, batch: int) -> None:
     assert limits_for(10.0, 0, files, 20.0) == ConnectionLimits(
@@ -23,7 +23,7 @@ def test_a_configured_cap_that_fits_is_kept() -> None:
 
 
 def test_a_configured_cap_that_does_not_fit_is_lowered_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    assert limits_for(5.0, 5000, 1024).max_connections == 832
+    assert limits_for(5.0, 5000, 1024).max_connections == 704
     assert [r.getMessage() for r in caplog.records] == [
-        "server.max_connections = 5000 does not fit under ulimit -n 1024: capped at 832"
+        "server.max_connections = 5000 does not fit under ulimit -n 1024: capped at 704"
     ]

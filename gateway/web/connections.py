@@ -75,13 +75,14 @@ def file_limit() -> int:
 
 
 def limits_for(header_timeout: float, configured: int, files: int, send_timeout: float = 30.0) -> ConnectionLimits:
-    """The cap: ``configured``, or (0) what ``files`` descriptors leave after the reserve and one accept batch.
+    """The cap: ``configured``, or (0) what ``files`` descriptors leave after the reserve and two accept batches.
 
-    asyncio accepts up to a backlog's worth of sockets before any of them is counted, so a batch is reserved
-    on top of the cap. A configured cap that does not fit under ``files`` is lowered to what does.
+    asyncio accepts up to a backlog's worth of sockets before any of them is counted, and the connections the
+    cap closes to make room for them give their descriptors back only on the loop's next turn: two batches are
+    reserved on top of the cap. A configured cap that does not fit under ``files`` is lowered to what does.
     """
     batch = max(_MIN_CONNECTIONS, min(_MAX_ACCEPT_BATCH, files // 8))
-    fits = max(_MIN_CONNECTIONS, files - RESERVED_FILES - batch)
+    fits = max(_MIN_CONNECTIONS, files - RESERVED_FILES - 2 * batch)
     if configured > fits:
         log.warning(
             "server.max_connections = %d does not fit under ulimit -n %d: capped at %d", configured, files, fits
