@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -82,6 +83,18 @@ async def store(  # every store implementation, for contract tests
         opened = await PostgresStore.open(url, migrate=True)
     yield opened
     await opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_store_config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    """A data directory initialised on each store: SQLite, or the test PostgreSQL database (schema reset)."""
+    data = tmp_path / "gw"
+    data.mkdir()
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_database")  # a sync fixture: resolvable from here
+        await postgres.reset_schema(url)
+        (data / "gateway.toml").write_text(f'[database]\nurl = "{url}"\n')  # init keeps it
+    return await asyncio.to_thread(init_data_dir, data)
 
 
 @pytest.fixture

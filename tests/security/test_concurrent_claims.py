@@ -11,34 +11,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.config import Config
 from gateway.model import Permission
 from gateway.services import open_services
 from gateway.web.app import create_app
-from tests import postgres
-from tests.support import Clock, World, init_data_dir
+from tests.support import Clock, World
 
 PAIRS = 20
 Body = dict[str, Any]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
 async def replicas(  # type: ignore[no-untyped-def]
-    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, aiohttp_client
+    any_store_config: Config, clock: Clock, aiohttp_client
 ) -> AsyncIterator[tuple[World, TestClient, TestClient]]:
     """Two gateways over one database, and a service 'web' that may write media on both."""
-    data = tmp_path / "gw"
-    data.mkdir()
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_database")  # a sync fixture: resolvable from here
-        await postgres.reset_schema(url)
-        (data / "gateway.toml").write_text(f'[database]\nurl = "{url}"\n')  # init keeps it
-    config = await asyncio.to_thread(init_data_dir, data)
+    config = any_store_config
     first = await open_services(config, clock)
     world = World(first, clock)
     await world.principal("web", Permission.MEDIA_WRITE)

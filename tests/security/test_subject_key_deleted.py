@@ -13,30 +13,23 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from gateway.cli.main import main as gatewayctl
+from gateway.config import Config
 from gateway.services import open_services
 from gateway.store import is_postgres
 from gateway.store.base import AuditQuery
-from tests import postgres
 from tests.audit_support import fill, verify
-from tests.support import ADMIN, Clock, World, init_data_dir
+from tests.support import ADMIN, Clock, World
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[World]:
+@pytest.fixture
+async def world(any_store_config: Config, clock: Clock) -> AsyncIterator[World]:
     """Viewers bob (keyed) and carol (erased), their records under a signed checkpoint."""
-    data = tmp_path / "gw"
-    data.mkdir()
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_database")  # a sync fixture: resolvable from here
-        await postgres.reset_schema(url)
-        (data / "gateway.toml").write_text(f'[database]\nurl = "{url}"\n')  # init keeps it
-    config = await asyncio.to_thread(init_data_dir, data)
+    config = any_store_config
     services = await open_services(config, clock)
     world = World(services, clock)
     await fill(world, 3, viewer="bob", media="m-bob")
