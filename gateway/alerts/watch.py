@@ -31,7 +31,7 @@ from gateway.alerts.detect import Baselines, Cooldown, IssuedIndex, KeyRates, Sp
 from gateway.alerts.outbox import Outbox
 from gateway.audit import records as audit
 from gateway.audit.log import AuditLog
-from gateway.audit.records import AuditEvent, AuditRecord, RequestContext, issued_networks
+from gateway.audit.records import AuditEvent, AuditRecord, RequestContext, issued_networks, unbatched
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.model import PrincipalKind
@@ -153,6 +153,8 @@ class Watcher:
         return [a for a, _ in alerts]
 
     def _observe(self, record: AuditRecord) -> list[tuple[AuditRecord, str | None]]:
+        if record.event is AuditEvent.URL_ISSUED_BATCH:  # each of its URLs, as a single issuance would be
+            return [alert for url in unbatched(record) for alert in self._observe(url)]
         if record.kid is None:
             return []
         if record.event is AuditEvent.URL_ISSUED:

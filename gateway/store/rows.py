@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gateway.audit.merkle import Frontier, leaf_hash
-from gateway.audit.records import AuditEvent, AuditRecord, leaf_at
+from gateway.audit.records import BATCH_COLUMNS, AuditEvent, AuditRecord, batch_urls, leaf_at
 from gateway.model import (
     Credential,
     Grant,
@@ -22,7 +22,7 @@ from gateway.model import (
     SigningKey,
     Visibility,
 )
-from gateway.store.base import Baseline, Checkpoint, LogEntry, OutboxEntry, RawEntry, RevokedPath
+from gateway.store.base import AuditQuery, Baseline, Checkpoint, LogEntry, OutboxEntry, RawEntry, RevokedPath
 
 
 class Row(Protocol):
@@ -262,6 +262,43 @@ def audit_rows(frontier: Frontier, records: Sequence[AuditRecord]) -> tuple[list
 
 
 AUDIT_INSERT_COLUMNS = (*AUDIT_COLUMNS, "body_sha256", "seq", "leaf_hash")
+# The child table of batch records (docs/audit.md, "Batch records"): derived from each record's list of URLs,
+# written in the same transaction, checked against it by ``audit verify``.
+AUDIT_URL_COLUMNS = ("seq", "position", *BATCH_COLUMNS)
+# A record's child rows without their position in the log: (index of the record in its group, the rest).
+UrlTemplate = tuple[int, tuple[Any, ...]]
+
+
+def url_templates(records: Sequence[AuditRecord]) -> list[UrlTemplate]:
+    """The child rows of ``records`` (batch records have them), before positions are known."""
+    return [(i, url) for i, record in enumerate(records) for url in batch_urls(record)]
+
+
+def url_rows(templates: Sequence[UrlTemplate], seqs: Sequence[int]) -> list[tuple[Any, ...]]:
+    """The child rows once the group's records have positions ``seqs``."""
+    return [(seqs[i], *url) for i, url in templates]
+
+
+def url_filters(query: AuditQuery) -> list[tuple[str, str]]:
+    """The filters a batch record's child rows answer: (column, value) for each given."""
+    found = ((c, getattr(query, c)) for c in ("kid", "media_id", "url_sha256"))
+    return [(column, value) for column, value in found if value is not None]
+
+
+def finds_batches(query: AuditQuery) -> bool:
+    """Whether ``query`` can match a batch record through its URLs (a key, media or digest, no other event)."""
+    return bool(url_filters(query)) and query.event in (None, AuditEvent.URL_ISSUED_BATCH.value)
+
+
+def merged(own: Sequence[AuditRecord], batches: Sequence[AuditRecord], limit: int) -> list[AuditRecord]:
+    """The first ``limit`` of two searches' results in position order (records of their own, batch records)."""
+    return sorted([*own, *batches], key=lambda r: r.seq or 0)[:limit]
+
+
+def audit_url_from(row: Row) -> tuple[Any, ...]:
+    return tuple(row[c] for c in AUDIT_URL_COLUMNS)
+
+
 RAW_COLUMNS = ("time", "event", "request_id", "kid", "client_ip", "user_agent")
 
 
