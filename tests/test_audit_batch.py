@@ -271,3 +271,15 @@ async def test_a_pruned_batch_record_takes_its_child_rows_and_verify_stays_green
     [kept] = await gw.services.store.audit.search(AuditQuery(kid=gw.kid, event="url:issued_batch"))
     assert {row[0] for row in await gw.services.store.audit.urls(0, None)} == {kept.seq}
     assert (await verify(gw.services)).ok
+
+
+async def test_no_url_leaves_when_the_child_rows_cannot_be_written(gw: Gateway) -> None:
+    """The child rows commit with their record or not at all: a failed write is a 503 and nothing logged."""
+    before = (await gw.services.store.audit.frontier()).size
+    await gw.sql("DROP TABLE audit_urls")
+    body = {"items": ITEMS, "viewer": {"id": "alice"}}
+    response = await gw.client.post("/v1/sign/batch", json=body, headers=gw.world.auth("web"))
+    assert response.status == 503
+    assert (await response.json())["error"] == "audit_unavailable"
+    assert "gw_sig" not in await response.text()
+    assert (await gw.services.store.audit.frontier()).size == before
