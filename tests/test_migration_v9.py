@@ -3,7 +3,10 @@ holds records, which keep verifying; the migrated store then writes and finds ba
 
 from __future__ import annotations
 
+import sqlite3
+
 import asyncpg
+import pytest
 
 from gateway.audit.records import AuditEvent
 from gateway.config import Config
@@ -12,6 +15,7 @@ from gateway.services import open_services
 from gateway.signing.issuance import SignItem
 from gateway.store import is_postgres, open_store
 from gateway.store.base import AuditQuery
+from gateway.store.sqlite.repos import _batch_search
 from tests.audit_support import fill, verify
 from tests.support import ADMIN, Clock, World, sqlite_at_version
 
@@ -55,3 +59,20 @@ async def test_v8_database_gains_the_url_index_and_keeps_verifying(any_store_con
         assert (await verify(services)).ok
     finally:
         await services.close()
+
+
+# (what asks, the query, the index its batch half reads): docs/audit.md, "Indexes".
+BATCH_QUERIES = [
+    ("forensics: incident report", AuditQuery(kid="k", since=1.0, after_seq=5), "audit_urls_by_kid (kid=? AND seq>?)"),
+    ("search by media", AuditQuery(media_id="m", since=1.0, until=2.0), "audit_urls_by_media (media_id=?)"),
+    ("search by URL digest", AuditQuery(url_sha256="d"), "audit_urls_by_url (url_sha256=?)"),
+]
+
+
+@pytest.mark.parametrize(("who", "query", "uses"), BATCH_QUERIES, ids=[q[0] for q in BATCH_QUERIES])
+def test_batch_urls_are_found_through_an_index(config: Config, who: str, query: AuditQuery, uses: str) -> None:
+    sql, params = _batch_search(query)
+    plan = " / ".join(
+        row[3] for row in sqlite3.connect(config.sqlite_path).execute(f"EXPLAIN QUERY PLAN {sql}", params)
+    )
+    assert plan == f"SEARCH u USING COVERING INDEX {uses} / SEARCH a USING INTEGER PRIMARY KEY (rowid=?)", who
