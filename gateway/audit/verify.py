@@ -45,11 +45,11 @@ from gateway.audit.records import (
     RETENTION_SECONDS,
     VIEWER,
     AuditEvent,
-    batch_urls,
     leaf_input,
 )
 from gateway.audit.retention import CLOCK_SKEW
 from gateway.store.base import Checkpoint, LogEntry, Store
+from gateway.store.rows import child_rows
 
 PAGE = 5000
 _URL_CHUNK = 500  # records whose child rows are read at once (a batch record has at most 100)
@@ -227,7 +227,7 @@ async def _urls_problem(store: Store, page: list[LogEntry], after: int) -> tuple
     for start in range(0, len(page), _URL_CHUNK):
         chunk = page[start : start + _URL_CHUNK]
         found = set(await store.audit.urls(after if start == 0 else chunk[0].seq - 1, chunk[-1].seq))
-        expected = {(e.seq, *url) for e in chunk if e.record is not None for url in batch_urls(e.record)}
+        expected = {(e.seq, *url) for e in chunk if e.record is not None for url in child_rows(e.record)}
         if found != expected:
             seq = min(row[0] for row in found ^ expected)
             lost, added = len(expected - found), len(found - expected)

@@ -193,10 +193,10 @@ CREATE INDEX grant_revocations_by_media ON grant_revocations(media_id);
         """
 CREATE TABLE IF NOT EXISTS audit_urls (
     seq BIGINT NOT NULL, position INTEGER NOT NULL, url_sha256 TEXT, media_id TEXT, rendition TEXT,
-    expires_at BIGINT, kid TEXT, PRIMARY KEY (seq, position));
+    expires_at BIGINT, kid TEXT, url_key BIGINT, PRIMARY KEY (seq, position));
 CREATE INDEX IF NOT EXISTS audit_urls_by_kid ON audit_urls(kid, seq);
 CREATE INDEX IF NOT EXISTS audit_urls_by_media ON audit_urls(media_id, seq);
-CREATE INDEX IF NOT EXISTS audit_urls_by_url ON audit_urls(url_sha256, seq);
+CREATE INDEX IF NOT EXISTS audit_urls_by_url ON audit_urls(url_key, seq);
 """,
     ),
 ]

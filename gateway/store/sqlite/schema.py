@@ -107,10 +107,10 @@ def _claim_existing_prefixes(conn: sqlite3.Connection) -> None:
 
 AUDIT_URLS = (
     "CREATE TABLE audit_urls (seq INTEGER NOT NULL, position INTEGER NOT NULL, url_sha256 TEXT, media_id TEXT, "
-    "rendition TEXT, expires_at INTEGER, kid TEXT, PRIMARY KEY (seq, position)) WITHOUT ROWID",
+    "rendition TEXT, expires_at INTEGER, kid TEXT, url_key INTEGER, PRIMARY KEY (seq, position)) WITHOUT ROWID",
     "CREATE INDEX audit_urls_by_kid ON audit_urls(kid, seq)",
     "CREATE INDEX audit_urls_by_media ON audit_urls(media_id, seq)",
-    "CREATE INDEX audit_urls_by_url ON audit_urls(url_sha256, seq)",
+    "CREATE INDEX audit_urls_by_url ON audit_urls(url_key, seq)",
 )
 GRANT_REVOCATIONS = (
     "CREATE TABLE grant_revocations (grant_id TEXT NOT NULL, principal_id TEXT NOT NULL, media_id TEXT NOT NULL, "
