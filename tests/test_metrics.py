@@ -77,6 +77,19 @@ async def test_issuances_and_denials_are_counted_by_reason_and_profile(
     assert _get(after, "gateway_issuance_total", outcome="denied", reason="not_found", profile="native") == 1
 
 
+async def test_a_batch_record_still_counts_each_url(client: TestClient, web: World, auth: dict[str, str]) -> None:
+    """One ``url:issued_batch`` record for the three URLs (docs/audit.md, "Batch records"), three issuances counted."""
+    response = await client.post(
+        "/v1/sign/batch", headers=auth,
+        json={"items": [{"media_id": "m1", "rendition": "video"}, {"media_id": "pub", "rendition": "thumbnail"},
+                        {"media_id": "m1", "rendition": "thumbnail"}], "viewer": {"id": "alice"}},
+    )  # fmt: skip
+    assert response.status == 200
+    after = await _scrape(client)
+    assert _get(after, "gateway_issuance_total", outcome="issued", reason="owner", profile="native") == 2
+    assert _get(after, "gateway_issuance_total", outcome="issued", reason="public", profile="native") == 1
+
+
 async def test_verify_outcomes_are_counted_by_reason(client: TestClient, web: World, auth: dict[str, str]) -> None:
     url = (await _sign(client, auth, viewer={"id": "alice"}))["url"]
     uri = url.removeprefix("https://cdn.example.com")
