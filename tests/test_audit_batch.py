@@ -186,6 +186,16 @@ async def test_the_incident_report_lists_every_url_of_a_batch(gw: Gateway) -> No
     assert report["affected_subjects"] == ["alice", "carol"]  # the owners of what was signed, as for singles
 
 
+async def test_gatewayctl_incident_report_lists_every_url_of_a_batch(
+    gw: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = await _batch(gw)
+    argv = ["incident", "report", "--kid", gw.kid, "--json", "-", "--data-dir", str(gw.services.config.data_dir)]
+    assert await asyncio.to_thread(gatewayctl, argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [u["url_sha256"] for u in report["issuances"]] == [_digest(r["url"]) for r in results]
+
+
 async def test_outsider_use_detection_learns_every_url_of_a_batch(gw: Gateway) -> None:
     watcher = gw.services.watcher
     watcher.watching = True  # as ``run`` sets it: the batcher's hook feeds it each committed group
