@@ -1,19 +1,10 @@
-"""The batch record's pure core (gateway.audit.records): folding a call's issuances into one record, and reading
+"""The batch record's pure core (gateway.audit.batch): folding a call's issuances into one record, and reading
 each URL back out of it as the single record it stands for."""
 
 from __future__ import annotations
 
-from gateway.audit.records import (
-    AuditEvent,
-    AuditRecord,
-    RequestContext,
-    batch,
-    batch_urls,
-    batched,
-    denied,
-    issued,
-    unbatched,
-)
+from gateway.audit.batch import batch, batch_urls, batched, unbatched
+from gateway.audit.records import AuditEvent, AuditRecord, RequestContext, denied, issued
 
 CTX = RequestContext(actor="web", request_id="r1", client_ip="203.0.113.9", user_agent="ua/1", viewer_ip="198.51.100.7")
 NOW = 1_800_000_000.0

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from gateway.alerts.detect import Baselines, Cooldown, IssuedIndex, KeyRates, Spike
 from gateway.alerts.outbox import Outbox
 from gateway.audit import records as audit
+from gateway.audit.batch import unbatched
 from gateway.audit.log import AuditLog
-from gateway.audit.records import AuditEvent, AuditRecord, RequestContext, issued_networks, unbatched
+from gateway.audit.records import AuditEvent, AuditRecord, RequestContext, issued_networks
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.model import PrincipalKind

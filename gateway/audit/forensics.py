@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gateway.audit.batch import unbatched
 from gateway.audit.log import AuditLog
-from gateway.audit.records import BOUND_TO, VIEWER_NETWORK, AuditEvent, AuditRecord, unbatched
+from gateway.audit.records import BOUND_TO, VIEWER_NETWORK, AuditEvent, AuditRecord
 from gateway.errors import NotFound
 from gateway.store.base import AuditQuery, Store
 

@@ -12,10 +12,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gateway.audit.batch import BATCH_COLUMNS, batch_urls
 from gateway.audit.checkpoints import load_public_keys
 from gateway.audit.privacy import REF_PREFIX
 from gateway.audit.publisher import publish_forever, publish_last
-from gateway.audit.records import BATCH_COLUMNS, AuditEvent, AuditRecord, batch_urls
+from gateway.audit.records import AuditEvent, AuditRecord
 from gateway.audit.retention import CLOCK_SKEW, prune
 from gateway.audit.verify import Progress, verify_log
 from gateway.cli.context import Cli, common_parser

@@ -39,6 +39,7 @@ from typing import Protocol
 
 from gateway.access.authz import Decision, decide
 from gateway.audit import records as audit
+from gateway.audit.batch import batched
 from gateway.audit.behind import WriteBehind
 from gateway.audit.log import AuditBatcher, AuditLog, Pending
 from gateway.audit.records import ENGINEER, VIEWER, AuditRecord, RequestContext
@@ -159,7 +160,7 @@ class Issuer:
             records.append(record)
             raw.append(RawEntry(now, record.event.value, ctx.request_id, record.kid, ctx.client_ip, ctx.user_agent))
         touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
-        await self._batcher.submit(Pending(audit.batched(records), now, touches=touches))
+        await self._batcher.submit(Pending(batched(records), now, touches=touches))
         self._behind.raw(raw)  # the raw technical log may trail by a second; the audit record may not
         self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
         self.count(items, records)
