@@ -252,13 +252,14 @@ async def test_a_child_row_altered_removed_or_added_fails_verify_naming_the_reco
     assert why in report.problem
 
 
-async def test_a_child_row_past_the_end_of_the_log_fails_verify(gw: Gateway) -> None:
+@pytest.mark.parametrize("where", ["past-the-end", "before-the-start"])
+async def test_a_child_row_outside_the_log_fails_verify(gw: Gateway, where: str) -> None:
     await _batch(gw)
-    size = (await gw.services.store.audit.frontier()).size
-    await gw.sql(f"INSERT INTO audit_urls VALUES ({size + 5}, 0, {FORGED})")  # noqa: S608 (a test's own values)
+    seq = (await gw.services.store.audit.frontier()).size + 5 if where == "past-the-end" else 0
+    await gw.sql(f"INSERT INTO audit_urls VALUES ({seq}, 0, {FORGED})")  # noqa: S608 (a test's own values)
     report = await verify(gw.services)
-    assert (report.ok, report.first_bad) == (False, size + 5)
-    assert report.problem == f"record #{size + 5} does not exist, but the URL index lists its URLs"
+    assert (report.ok, report.first_bad) == (False, seq)
+    assert report.problem == f"record #{seq} does not exist, but the URL index lists its URLs"
 
 
 async def test_a_denied_item_keeps_its_own_record_beside_the_batch(gw: Gateway) -> None:
