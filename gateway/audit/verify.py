@@ -52,6 +52,7 @@ from gateway.store.base import Checkpoint, LogEntry, Store
 from gateway.store.rows import child_rows
 
 PAGE = 5000
+_NO_SEQ = -(2**63)  # below every position a child row could name
 _URL_CHUNK = 500  # records whose child rows are read at once (a batch record has at most 100)
 _FORMAT = "docs/audit.md, 'Leaf format'"
 Progress = Callable[[int, int], None]
@@ -301,7 +302,7 @@ async def verify_log(
         report.records = frontier.size
         if progress:
             progress(frontier.size, total)
-    beyond = await store.audit.urls(frontier.size, None)
+    beyond = await store.audit.urls(_NO_SEQ, 0) + await store.audit.urls(frontier.size, None)  # outside the log
     if beyond:
         return report.fail(beyond[0][0], f"record #{beyond[0][0]} does not exist, but the URL index lists its URLs")
     unaccounted = prunes.problem()
