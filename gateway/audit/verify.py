@@ -21,7 +21,7 @@ Merkle frontier at a time):
   and URL digest) are exactly each batch record's list of URLs: a row added,
   removed or altered names its record (a search would otherwise find a URL
   the log never issued, or miss one it did); none belongs to a pruned record,
-  a record of another kind or a position past the end;
+  a record of another kind or a position outside the log;
 - every viewer whose personal fields the log holds sealed still has the key
   that opens them, unless the log records their erasure (``subject:erased``):
   a key deleted by hand makes those fields unreadable as surely as an erasure,
@@ -40,13 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.audit.checkpoints import signature_ok
 from gateway.audit.export import checkpoint_from_json
 from gateway.audit.merkle import Frontier, leaf_hash
-from gateway.audit.records import (
-    ERASED_VIEWER_RETENTION,
-    RETENTION_SECONDS,
-    VIEWER,
-    AuditEvent,
-    leaf_input,
-)
+from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER, AuditEvent, leaf_input
 from gateway.audit.retention import CLOCK_SKEW
 from gateway.store.base import Checkpoint, LogEntry, Store
 from gateway.store.rows import child_rows
