@@ -211,7 +211,12 @@ async def test_batch_signs_a_page_of_thumbnails_in_one_call(client: TestClient, 
     assert [r["status"] for r in results] == [403 if i % 5 == 0 else 200 for i in range(50)] + [404]
     assert all(r["url"].startswith("https://cdn.example.com/t/") for r in results if r["status"] == 200)
     logged = await web.services.store.audit.tail(100)
-    assert sum(r.event is AuditEvent.URL_ISSUED for r in logged) == 40
+    # The 40 URLs are one batch record listing each in order; each refusal keeps a record of its own.
+    (batch,) = [r for r in logged if r.event is AuditEvent.URL_ISSUED_BATCH]
+    assert [u["url_sha256"] for u in batch.detail["urls"]] == [
+        hashlib.sha256(r["url"].encode()).hexdigest() for r in results if r["status"] == 200
+    ]
+    assert sum(r.event is AuditEvent.URL_ISSUED for r in logged) == 0
     assert sum(r.event is AuditEvent.URL_DENIED for r in logged) == 11
 
 

@@ -77,6 +77,19 @@ async def test_issuances_and_denials_are_counted_by_reason_and_profile(
     assert _get(after, "gateway_issuance_total", outcome="denied", reason="not_found", profile="native") == 1
 
 
+async def test_a_batch_record_still_counts_each_url(client: TestClient, web: World, auth: dict[str, str]) -> None:
+    """One ``url:issued_batch`` record for the three URLs (docs/audit.md, "Batch records"), three issuances counted."""
+    response = await client.post(
+        "/v1/sign/batch", headers=auth,
+        json={"items": [{"media_id": "m1", "rendition": "video"}, {"media_id": "pub", "rendition": "thumbnail"},
+                        {"media_id": "m1", "rendition": "thumbnail"}], "viewer": {"id": "alice"}},
+    )  # fmt: skip
+    assert response.status == 200
+    after = await _scrape(client)
+    assert _get(after, "gateway_issuance_total", outcome="issued", reason="owner", profile="native") == 2
+    assert _get(after, "gateway_issuance_total", outcome="issued", reason="public", profile="native") == 1
+
+
 async def test_verify_outcomes_are_counted_by_reason(client: TestClient, web: World, auth: dict[str, str]) -> None:
     url = (await _sign(client, auth, viewer={"id": "alice"}))["url"]
     uri = url.removeprefix("https://cdn.example.com")
@@ -106,11 +119,11 @@ async def test_audit_commits_are_timed_and_their_group_sizes_counted(
     assert _get(after, "gateway_audit_commit_seconds_count") == commits + 1
     assert (_get(after, "gateway_audit_commit_seconds_sum") or 0) > (_get(before, "gateway_audit_commit_seconds_sum")
                                                                      or 0)  # fmt: skip
-    # One group of three records: counted in the buckets from le=4 up, not in le=2.
+    # One group of one record, the batch record listing the three URLs (docs/audit.md, "Batch records").
     groups = _get(after, "gateway_audit_group_records_count") or 0
-    in_two = _get(after, "gateway_audit_group_records_bucket", le="2.0") or 0
-    in_four = _get(after, "gateway_audit_group_records_bucket", le="4.0") or 0
-    assert groups == commits + 1 and in_four - in_two == 1
+    in_one = _get(after, "gateway_audit_group_records_bucket", le="1.0") or 0
+    was_in_one = _get(before, "gateway_audit_group_records_bucket", le="1.0") or 0
+    assert groups == commits + 1 and in_one - was_in_one == 1
 
 
 async def test_cache_hit_ratios_are_read_at_scrape_time(client: TestClient, web: World, auth: dict[str, str]) -> None:

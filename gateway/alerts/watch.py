@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from gateway.alerts.detect import Baselines, Cooldown, IssuedIndex, KeyRates, Spike
 from gateway.alerts.outbox import Outbox
 from gateway.audit import records as audit
+from gateway.audit.batch import unbatched
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditEvent, AuditRecord, RequestContext, issued_networks
 from gateway.config import Config
@@ -153,6 +154,8 @@ class Watcher:
         return [a for a, _ in alerts]
 
     def _observe(self, record: AuditRecord) -> list[tuple[AuditRecord, str | None]]:
+        if record.event is AuditEvent.URL_ISSUED_BATCH:  # each of its URLs, as a single issuance would be
+            return [alert for url in unbatched(record) for alert in self._observe(url)]
         if record.kid is None:
             return []
         if record.event is AuditEvent.URL_ISSUED:

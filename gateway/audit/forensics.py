@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gateway.audit.batch import unbatched
 from gateway.audit.log import AuditLog
 from gateway.audit.records import BOUND_TO, VIEWER_NETWORK, AuditEvent, AuditRecord
 from gateway.errors import NotFound
@@ -33,6 +34,9 @@ class Use:
     # An issuance's other networks: the viewer's a backend asserted, the URL's binding.
     viewer_network: str | None = None
     bound_to: str | None = None
+    url_sha256: str | None = None
+    # Its place in a batch record's list of URLs (``url:issued_batch``); None for a record of its own.
+    position: int | None = None
 
 
 def build_report(
@@ -67,11 +71,27 @@ async def _use(record: AuditRecord, audit_log: AuditLog) -> Use:
     personal = await audit_log.reveal(record)
     if personal is not None:
         fields = personal
+    return _use_of(record, fields)
+
+
+def _use_of(record: AuditRecord, fields: dict[str, Any], position: int | None = None) -> Use:
     return Use(
         seq=record.seq or 0, time=record.time, event=record.event.value, expires_at=record.expires_at,
         network=fields.get("client_ip"), media_id=record.media_id, rendition=record.rendition,
         user_agent=fields.get("user_agent"), viewer_network=fields.get(VIEWER_NETWORK), bound_to=fields.get(BOUND_TO),
+        url_sha256=record.url_sha256, position=position,
     )  # fmt: skip
+
+
+async def _batch_uses(record: AuditRecord, kid: str, audit_log: AuditLog) -> list[Use]:
+    """The URLs of a batch record ``kid`` signed, each an issuance (its personal fields revealed once)."""
+    personal = await audit_log.reveal(record)
+    uses = []
+    for position, url in enumerate(unbatched(record, personal)):
+        if url.kid == kid:
+            fields = {"client_ip": url.client_ip, "user_agent": url.user_agent, **url.detail}
+            uses.append(_use_of(url.evolve(event=AuditEvent.URL_ISSUED_BATCH), fields, position))
+    return uses
 
 
 async def incident_report(store: Store, audit_log: AuditLog, kid: str, since: float | None) -> dict[str, Any]:
@@ -86,6 +106,8 @@ async def incident_report(store: Store, audit_log: AuditLog, kid: str, since: fl
         for record in page:
             if record.event is AuditEvent.URL_ISSUED:
                 issuances.append(await _use(record, audit_log))
+            elif record.event is AuditEvent.URL_ISSUED_BATCH:  # found by its child rows (audit_urls)
+                issuances += await _batch_uses(record, kid, audit_log)
             elif record.event is AuditEvent.URL_REDEEMED:
                 redemptions.append(await _use(record, audit_log))
         after = page[-1].seq or after

@@ -48,6 +48,8 @@ ERASED_VIEWER_RETENTION = 30 * 86400
 
 class AuditEvent(StrEnum):
     URL_ISSUED = "url:issued"
+    # Two or more URLs one call issued to one viewer: one record listing each (``batch``; docs/audit.md).
+    URL_ISSUED_BATCH = "url:issued_batch"
     URL_DENIED = "url:denied"
     URL_REDEEMED = "url:redeemed"
     KEY_CREATED = "key:created"
@@ -89,7 +91,13 @@ class AuditEvent(StrEnum):
 
 
 VIEWER_EVENTS = frozenset(
-    {AuditEvent.URL_ISSUED, AuditEvent.URL_DENIED, AuditEvent.URL_REDEEMED, AuditEvent.INCIDENT_SUBJECT_NAMED}
+    {
+        AuditEvent.URL_ISSUED,
+        AuditEvent.URL_ISSUED_BATCH,
+        AuditEvent.URL_DENIED,
+        AuditEvent.URL_REDEEMED,
+        AuditEvent.INCIDENT_SUBJECT_NAMED,
+    }
 )
 
 

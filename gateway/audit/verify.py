@@ -17,6 +17,11 @@ Merkle frontier at a time):
   nobody); a class without a known retention is a failure;
 - the log is not shorter than the newest checkpoint held outside the database
   (tail truncation);
+- the child rows of batch records (``audit_urls``, the index by key, media
+  and URL digest) are exactly each batch record's list of URLs: a row added,
+  removed or altered names its record (a search would otherwise find a URL
+  the log never issued, or miss one it did); none belongs to a pruned record,
+  a record of another kind or a position outside the log;
 - every viewer whose personal fields the log holds sealed still has the key
   that opens them, unless the log records their erasure (``subject:erased``):
   a key deleted by hand makes those fields unreadable as surely as an erasure,
@@ -38,8 +43,11 @@ from gateway.audit.merkle import Frontier, leaf_hash
 from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER, AuditEvent, leaf_input
 from gateway.audit.retention import CLOCK_SKEW
 from gateway.store.base import Checkpoint, LogEntry, Store
+from gateway.store.rows import child_rows
 
 PAGE = 5000
+_NO_SEQ = -(2**63)  # below every position a child row could name
+_URL_CHUNK = 500  # records whose child rows are read at once (a batch record has at most 100)
 _FORMAT = "docs/audit.md, 'Leaf format'"
 Progress = Callable[[int, int], None]
 
@@ -209,6 +217,22 @@ def _check_entry(entry: LogEntry, expected: int, exported: _ExportedLeaves, repo
     return True
 
 
+async def _urls_problem(store: Store, page: list[LogEntry], after: int) -> tuple[int, str] | None:
+    """The first record of ``page`` (records after ``after``) whose child rows differ from its list of URLs."""
+    for start in range(0, len(page), _URL_CHUNK):
+        chunk = page[start : start + _URL_CHUNK]
+        found = set(await store.audit.urls(after if start == 0 else chunk[0].seq - 1, chunk[-1].seq))
+        expected = {(e.seq, *url) for e in chunk if e.record is not None for url in child_rows(e.record)}
+        if found != expected:
+            seq = min(row[0] for row in found ^ expected)
+            lost, added = len(expected - found), len(found - expected)
+            return seq, (
+                f"record #{seq}: its rows in the URL index (audit_urls) do not match the URLs it lists "
+                f"({lost} missing or altered, {added} added or altered): the index was altered"
+            )
+    return None
+
+
 def _unkeyed_problem(ref: str, first: int) -> str:
     return (
         f"subject {ref}: its audit key is missing and the log records no erasure (no subject:erased): "
@@ -253,6 +277,7 @@ async def verify_log(
     frontier = Frontier()
     prunes = _Prunes()
     while page := await store.audit.entries(frontier.size, PAGE):
+        done = frontier.size
         for entry in page:
             if not _check_entry(entry, frontier.size + 1, exported, report, now):
                 return report
@@ -265,9 +290,15 @@ async def verify_log(
                     f"tree head after record #{frontier.size} does not match its signed checkpoint: "
                     f"records up to #{frontier.size} were altered, inserted, reordered or deleted",
                 )
+        wrong = await _urls_problem(store, page, done)
+        if wrong is not None:
+            return report.fail(*wrong)
         report.records = frontier.size
         if progress:
             progress(frontier.size, total)
+    beyond = await store.audit.urls(_NO_SEQ, 0) + await store.audit.urls(frontier.size, None)  # outside the log
+    if beyond:
+        return report.fail(beyond[0][0], f"record #{beyond[0][0]} does not exist, but the URL index lists its URLs")
     unaccounted = prunes.problem()
     if unaccounted is not None:
         return report.fail(*unaccounted)

@@ -8,9 +8,11 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gateway.audit.batch import BATCH_COLUMNS, batch_urls
 from gateway.audit.checkpoints import load_public_keys
 from gateway.audit.privacy import REF_PREFIX
 from gateway.audit.publisher import publish_forever, publish_last
@@ -22,6 +24,7 @@ from gateway.cli.output import emit, when
 from gateway.cli.timeparse import instant
 from gateway.errors import ConfigError, InvalidInput
 from gateway.store.base import AuditQuery
+from gateway.store.rows import url_filters
 from gateway.web.parsing import choice
 
 
@@ -34,10 +37,43 @@ def _line(record: AuditRecord) -> str:
     return " ".join(fields)
 
 
-def _emit(cli: Cli, records: list[AuditRecord]) -> int:
-    data = [r.to_dict() for r in records]
-    emit(data, as_json=cli.json, text=[_line(r) for r in records] or ["(no records)"])
+def _emit(cli: Cli, records: list[AuditRecord], query: AuditQuery | None = None) -> int:
+    data = [_found(r, query) for r in records]
+    text = [line for r in records for line in _lines(r, query)]
+    emit(data, as_json=cli.json, text=text or ["(no records)"])
     return 0
+
+
+def _found(record: AuditRecord, query: AuditQuery | None) -> dict[str, Any]:
+    """The record; a batch record found by its URLs names those that matched (``matched``: their positions)."""
+    data = record.to_dict()
+    if record.event is AuditEvent.URL_ISSUED_BATCH and query is not None and url_filters(query):
+        data["matched"] = [position for position, _ in _matching(record, query)]
+    return data
+
+
+def _lines(record: AuditRecord, query: AuditQuery | None) -> list[str]:
+    if record.event is not AuditEvent.URL_ISSUED_BATCH:
+        return [_line(record)]
+    urls = batch_urls(record)
+    head = f"{_line(record)} urls={len(urls)}"
+    shown = _matching(record, query) if query is not None and url_filters(query) else list(enumerate(urls))
+    return [head, *(f"  [{position}] " + _url_fields(url) for position, url in shown)]
+
+
+def _matching(record: AuditRecord, query: AuditQuery) -> list[tuple[int, tuple[Any, ...]]]:
+    """The URLs of a batch record that match every URL filter of ``query`` (key, media, digest)."""
+    wanted = dict(url_filters(query))
+    found = []
+    for url in batch_urls(record):
+        fields = dict(zip(BATCH_COLUMNS, url[1:], strict=True))
+        if all(fields[column] == value for column, value in wanted.items()):
+            found.append((url[0], url))
+    return found
+
+
+def _url_fields(url: tuple[Any, ...]) -> str:
+    return " ".join(f"{name}={value}" for name, value in zip(BATCH_COLUMNS, url[1:], strict=True))
 
 
 def _positive(value: int, option: str) -> int:
@@ -72,8 +108,18 @@ async def run_search(cli: Cli) -> int:
         since=since,
         until=until,
         limit=_positive(args.limit, "--limit"),
+        url_sha256=_digest(args.url_digest),
     )
-    return _emit(cli, await cli.services.store.audit.search(query))
+    return _emit(cli, await cli.services.store.audit.search(query), query)
+
+
+def _digest(value: str | None) -> str | None:
+    if value is None:
+        return None
+    digest = value.strip().lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise InvalidInput("--url-digest must be a SHA-256 in hex (64 characters): sha256 of the signed URL")
+    return digest
 
 
 def _progress_printer(enabled: bool) -> Progress:
@@ -176,6 +222,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     search.add_argument("--kid", help="key id (gwk_…)")
     search.add_argument("--media", help="media id")
     search.add_argument("--subject", help="a viewer's id or its pseudonym (sub_…)")
+    search.add_argument("--url-digest", metavar="SHA256",
+                        help="SHA-256 (hex) of a signed URL; finds it inside batch records too")  # fmt: skip
     search.add_argument("--since", metavar="TIME", help="epoch seconds or ISO 8601")
     search.add_argument("--until", metavar="TIME", help="epoch seconds or ISO 8601")
     search.add_argument("--limit", type=int, default=100, help="at most this many records (default 100)")

@@ -1,7 +1,11 @@
 """Issuing signed URLs: authorise, sign, log durably, and only then return.
 
-One call handles one or many items for one viewer. Every item, allowed or
-refused, yields exactly one audit record; all of a call's records commit in
+One call handles one or many items for one viewer. Every refused item yields
+its own ``url:denied`` record; the URLs a call issues are one ``url:issued``
+record, or, when it issued two or more, one ``url:issued_batch`` record listing
+each (its digest, media, rendition, expiry and key: docs/audit.md, "Batch
+records"), so a batch of 100 costs one leaf hash, one sealed blob and one audit
+row plus 100 small index rows. All of a call's records commit in
 one transaction (shared with concurrent calls: group commit). If that commit
 fails no URL leaves this module (503). The raw technical log entries (full
 address, user agent) follow within a second (``gateway.audit.behind``). A viewer whose data was erased gets
@@ -35,6 +39,7 @@ from typing import Protocol
 
 from gateway.access.authz import Decision, decide
 from gateway.audit import records as audit
+from gateway.audit.batch import batched
 from gateway.audit.behind import WriteBehind
 from gateway.audit.log import AuditBatcher, AuditLog, Pending
 from gateway.audit.records import ENGINEER, VIEWER, AuditRecord, RequestContext
@@ -155,7 +160,7 @@ class Issuer:
             records.append(record)
             raw.append(RawEntry(now, record.event.value, ctx.request_id, record.kid, ctx.client_ip, ctx.user_agent))
         touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
-        await self._batcher.submit(Pending(records, now, touches=touches))
+        await self._batcher.submit(Pending(batched(records), now, touches=touches))
         self._behind.raw(raw)  # the raw technical log may trail by a second; the audit record may not
         self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
         self.count(items, records)

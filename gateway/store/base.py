@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.audit.merkle import Frontier
 from gateway.audit.records import AuditRecord
@@ -173,6 +173,14 @@ class AuditQuery:
     until: float | None = None
     after_seq: int = 0
     limit: int = 100
+    # SHA-256 hex of a signed URL. ``kid``, ``media_id`` and this also find a batch record one of whose URLs
+    # matches them all (through its child rows, ``audit_urls``).
+    url_sha256: str | None = None
+
+
+# A batch record's URL as its child row holds it: (seq, position, url_sha256, media_id, rendition, expires_at, kid,
+# url_key); ``gateway.store.rows.child_rows``.
+AuditUrl = tuple[Any, ...]
 
 
 class AuditRepo(Protocol):
@@ -190,7 +198,14 @@ class AuditRepo(Protocol):
     async def frontier(self) -> Frontier: ...
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
     async def checkpoints(self) -> list[Checkpoint]: ...
-    async def prune(self, policy: PrunePolicy, now: float) -> int: ...
+    async def prune(self, policy: PrunePolicy, now: float) -> int:
+        """Clear the contents of records past retention (and delete their child rows); how many were pruned."""
+        ...
+
+    async def urls(self, after_seq: int, upto_seq: int | None) -> list[AuditUrl]:
+        """The child rows of batch records after ``after_seq`` up to ``upto_seq`` (None: all), in order."""
+        ...
+
     async def purge_raw(self, before: float) -> int: ...
 
 

@@ -152,12 +152,16 @@ class PostgresStore:
         self, records: Sequence[AuditRecord], raw: Sequence[RawEntry], touches: Sequence[str], at: float
     ) -> list[int]:
         prepared = rows.prepare_rows(records)  # the JSON work, before the row lock is taken
+        templates = rows.url_templates(records)
         with db_errors(audit=True):
             async with self._pool.acquire() as conn, conn.transaction():
                 found = await conn.fetchval("SELECT frontier FROM audit_head WHERE id = 1 FOR UPDATE")
                 frontier = Frontier.from_bytes(bytes(found)) if found is not None else Frontier()
                 values, seqs = rows.positioned_rows(frontier, prepared)
                 await conn.copy_records_to_table("audit", records=values, columns=rows.AUDIT_INSERT_COLUMNS)
+                urls = rows.url_rows(templates, seqs)
+                if urls:
+                    await conn.copy_records_to_table("audit_urls", records=urls, columns=rows.AUDIT_URL_COLUMNS)
                 if raw:
                     await conn.copy_records_to_table("raw_log", records=rows.raw_values(raw), columns=rows.RAW_COLUMNS)
                 if touches:

@@ -13,7 +13,7 @@ from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
-from gateway.store.base import AuditQuery, Change, Checkpoint, LogEntry, PrunePolicy, RevokedPath
+from gateway.store.base import AuditQuery, AuditUrl, Change, Checkpoint, LogEntry, PrunePolicy, RevokedPath
 
 Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -320,6 +320,9 @@ class PgAudit(_Repo):
             frontier = Frontier.from_bytes(bytes(row["frontier"])) if row else Frontier()
             values, seqs = rows.audit_rows(frontier, records)
             await self._db.executemany(_insert("audit", rows.AUDIT_INSERT_COLUMNS), values)
+            urls = rows.url_rows(rows.url_templates(records), seqs)
+            if urls:
+                await self._db.executemany(_insert("audit_urls", rows.AUDIT_URL_COLUMNS), urls)
             await self._db.execute("UPDATE audit_head SET frontier = $1 WHERE id = 1", frontier.to_bytes())
         if self._tx is not None:
             self._tx.appended = True
@@ -333,7 +336,11 @@ class PgAudit(_Repo):
         clauses, params = _audit_filters(query)
         where = " AND ".join(["pruned_at IS NULL", *clauses])
         sql = f"SELECT * FROM audit WHERE {where} ORDER BY seq LIMIT ${len(params) + 1}"  # noqa: S608 (fixed clauses)
-        return [rows.audit_from(r) for r in await self._all(sql, *params, query.limit)]
+        found = [rows.audit_from(r) for r in await self._all(sql, *params, query.limit)]
+        if not rows.finds_batches(query):
+            return found
+        sql, params = _batch_search(query)
+        return rows.merged(found, [rows.audit_from(r) for r in await self._all(sql, *params)], query.limit)
 
     async def entries(self, after_seq: int, limit: int) -> list[LogEntry]:
         found = await self._all("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)
@@ -360,21 +367,38 @@ class PgAudit(_Repo):
             "(retention = 'viewer' AND subject IN (SELECT ref FROM erased_subjects WHERE erased_at < $5)))"
         )
         p = policy
-        return await self._run(sql, now, p.sealed_upto, p.viewer_before, p.engineer_before, p.erased_before)
+        pruned = await self._run(sql, now, p.sealed_upto, p.viewer_before, p.engineer_before, p.erased_before)
+        # A pruned batch record's URLs go with its contents.
+        await self._run(_PRUNE_URLS, p.sealed_upto)
+        return pruned
+
+    async def urls(self, after_seq: int, upto_seq: int | None) -> list[AuditUrl]:
+        upto = _ALL if upto_seq is None else upto_seq
+        sql = "SELECT * FROM audit_urls WHERE seq > $1 AND seq <= $2 ORDER BY seq, position"
+        return [rows.audit_url_from(r) for r in await self._all(sql, after_seq, upto)]
 
     async def purge_raw(self, before: float) -> int:
         return await self._run("DELETE FROM raw_log WHERE time < $1", before)
 
 
-def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
+_PRUNE_URLS = "DELETE FROM audit_urls WHERE seq IN (SELECT seq FROM audit WHERE seq <= $1 AND pruned_at IS NOT NULL)"
+_ALL = 2**63 - 1
+
+
+def _audit_filters(
+    query: AuditQuery, prefix: str = "", urls: bool = True, first: int = 1
+) -> tuple[list[str], list[Any]]:
+    """WHERE clauses on ``audit`` (``prefix``: its alias), parameters numbered from ``first``; ``urls``: with the
+    key, media and digest filters."""
     clauses: list[str] = []
     params: list[Any] = []
 
     def add(clause: str, value: Any) -> None:
         params.append(value)
-        clauses.append(clause.format(n=len(params)))
+        clauses.append(prefix + clause.format(n=first + len(params) - 1))
 
-    for column in ("event", "actor", "kid", "media_id", "subject"):
+    named = ("event", "actor", "subject") + (("kid", "media_id", "url_sha256") if urls else ())
+    for column in named:
         value = getattr(query, column)
         if value is not None:
             add(column + " = ${n}", value)
@@ -385,6 +409,21 @@ def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
     if query.until is not None:
         add("time < ${n}", query.until)
     return clauses, params
+
+
+def _batch_search(query: AuditQuery) -> tuple[str, list[Any]]:
+    """Batch records one of whose URLs matches the key, media and digest filters, through their child rows'
+    index in position order (``DISTINCT ON``: one row per record however many of its URLs match)."""
+    values = [v for _, v in rows.child_filters(query)] + ([query.after_seq] if query.after_seq else [])
+    own = [f"u.{column} = ${i}" for i, (column, _) in enumerate(rows.child_filters(query), 1)]
+    own += [f"u.seq > ${len(values)}"] if query.after_seq else []
+    clauses, params = _audit_filters(query, "a.", urls=False, first=len(values) + 1)
+    where = " AND ".join([*own, "a.pruned_at IS NULL", *clauses])
+    sql = (
+        f"SELECT DISTINCT ON (u.seq) a.* FROM audit_urls AS u JOIN audit AS a ON a.seq = u.seq "  # noqa: S608
+        f"WHERE {where} ORDER BY u.seq LIMIT ${len(values) + len(params) + 1}"
+    )
+    return sql, [*values, *params, query.limit]
 
 
 _PEPPER = "audit_pepper"

@@ -187,4 +187,16 @@ CREATE INDEX grant_revocations_by_media ON grant_revocations(media_id);
     ),
     # The audit table keeps only the indexes its queries use (docs/audit.md, "Indexes"), as on SQLite.
     Migration(8, "DROP INDEX IF EXISTS audit_by_event; DROP INDEX IF EXISTS audit_by_time;"),
+    # Batch records' URLs, indexed by key, media and digest (docs/audit.md, "Batch records"), as on SQLite.
+    Migration(
+        9,
+        """
+CREATE TABLE IF NOT EXISTS audit_urls (
+    seq BIGINT NOT NULL, position INTEGER NOT NULL, url_sha256 TEXT, media_id TEXT, rendition TEXT,
+    expires_at BIGINT, kid TEXT, url_key BIGINT, PRIMARY KEY (seq, position));
+CREATE INDEX IF NOT EXISTS audit_urls_by_kid ON audit_urls(kid, seq);
+CREATE INDEX IF NOT EXISTS audit_urls_by_media ON audit_urls(media_id, seq);
+CREATE INDEX IF NOT EXISTS audit_urls_by_url ON audit_urls(url_key, seq);
+""",
+    ),
 ]

@@ -64,19 +64,26 @@ class GroupWriter:
             raise AuditUnavailable("the audit log is closed")
         loop = asyncio.get_running_loop()
         prepared = rows.prepare_rows(records)  # the JSON work, before the transaction opens
+        urls = rows.url_templates(records)
         with db_errors(audit=True):
-            return await loop.run_in_executor(self._executor, self._append, prepared, raw, touches, at)
+            return await loop.run_in_executor(self._executor, self._append, prepared, urls, raw, touches, at)
 
     def _append(
-        self, prepared: Sequence[rows.Prepared], raw: Sequence[RawEntry], touches: Sequence[str], at: float
+        self,
+        prepared: Sequence[rows.Prepared],
+        urls: Sequence[rows.UrlTemplate],
+        raw: Sequence[RawEntry],
+        touches: Sequence[str],
+        at: float,
     ) -> list[tuple[Any, ...]]:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
             found = conn.execute("SELECT value FROM meta WHERE key = ?", (FRONTIER,)).fetchone()
             frontier = Frontier() if found is None else Frontier.from_bytes(bytes(found[0]))
-            values, _ = rows.positioned_rows(frontier, prepared)
+            values, seqs = rows.positioned_rows(frontier, prepared)
             _insert_rows(conn, "audit", rows.AUDIT_INSERT_COLUMNS, values)
+            _insert_rows(conn, "audit_urls", rows.AUDIT_URL_COLUMNS, rows.url_rows(urls, seqs))
             _insert_rows(conn, "raw_log", rows.RAW_COLUMNS, rows.raw_values(raw))
             if touches:
                 marks = ", ".join("?" for _ in touches)

@@ -14,7 +14,7 @@ from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
-from gateway.store.base import AuditQuery, Change, Checkpoint, LogEntry, PrunePolicy, RevokedPath
+from gateway.store.base import AuditQuery, AuditUrl, Change, Checkpoint, LogEntry, PrunePolicy, RevokedPath
 
 
 @contextmanager
@@ -73,6 +73,7 @@ def _insert(table: str, columns: Sequence[str]) -> str:
 
 
 AUDIT_INSERT = _insert("audit", rows.AUDIT_INSERT_COLUMNS)
+AUDIT_URL_INSERT = _insert("audit_urls", rows.AUDIT_URL_COLUMNS)
 
 
 class SqlitePrincipals(_Repo):
@@ -315,6 +316,7 @@ class SqliteAudit(_Repo):
             frontier = await self.frontier()
             values, seqs = rows.audit_rows(frontier, records)
             await self._conn.executemany(AUDIT_INSERT, values)
+            await self._conn.executemany(AUDIT_URL_INSERT, rows.url_rows(rows.url_templates(records), seqs))
             await self._set_meta(FRONTIER, frontier.to_bytes())
         self.appended = True
         return seqs
@@ -328,7 +330,11 @@ class SqliteAudit(_Repo):
         clauses, params = _audit_filters(query)
         where = " AND ".join(["pruned_at IS NULL", *clauses])
         sql = f"SELECT * FROM audit WHERE {where} ORDER BY seq LIMIT ?"  # noqa: S608 (fixed clauses, bound values)
-        return [rows.audit_from(r) for r in await self._all(sql, [*params, query.limit])]
+        found = [rows.audit_from(r) for r in await self._all(sql, [*params, query.limit])]
+        if not rows.finds_batches(query):
+            return found
+        sql, params = _batch_search(query)
+        return rows.merged(found, [rows.audit_from(r) for r in await self._all(sql, params)], query.limit)
 
     async def entries(self, after_seq: int, limit: int) -> list[LogEntry]:
         sql = "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?"
@@ -355,12 +361,22 @@ class SqliteAudit(_Repo):
             "(retention = 'viewer' AND subject IN (SELECT ref FROM erased_subjects WHERE erased_at < ?)))"
         )
         params = (now, policy.sealed_upto, policy.viewer_before, policy.engineer_before, policy.erased_before)
-        return await self._run(sql, params)
+        pruned = await self._run(sql, params)
+        # A pruned batch record's URLs go with its contents (the rows are found by seq: the primary key).
+        await self._run(_PRUNE_URLS, (policy.sealed_upto,))
+        return pruned
+
+    async def urls(self, after_seq: int, upto_seq: int | None) -> list[AuditUrl]:
+        upto = _ALL if upto_seq is None else upto_seq
+        sql = "SELECT * FROM audit_urls WHERE seq > ? AND seq <= ? ORDER BY seq, position"
+        return [rows.audit_url_from(r) for r in await self._all(sql, (after_seq, upto))]
 
     async def purge_raw(self, before: float) -> int:
         return await self._run("DELETE FROM raw_log WHERE time < ?", (before,))
 
 
+_PRUNE_URLS = "DELETE FROM audit_urls WHERE seq IN (SELECT seq FROM audit WHERE seq <= ? AND pruned_at IS NOT NULL)"
+_ALL = 2**63 - 1
 _UNKEYED = """SELECT a.subject AS ref, MIN(a.seq) AS first FROM audit a
     WHERE a.personal IS NOT NULL
     AND NOT EXISTS (SELECT 1 FROM subject_keys k WHERE k.ref = a.subject)
@@ -422,24 +438,37 @@ class SqliteChanges(_Repo):
         return [Change(int(r["seq"]), r["kind"], r["ref"]) for r in found]
 
 
-def _audit_filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
+def _audit_filters(query: AuditQuery, prefix: str = "", urls: bool = True) -> tuple[list[str], list[Any]]:
+    """WHERE clauses on ``audit`` (``prefix``: its alias); ``urls``: with the key, media and digest filters."""
     clauses: list[str] = []
     params: list[Any] = []
-    for column in ("event", "actor", "kid", "media_id", "subject"):
+    named = ("event", "actor", "subject") + (("kid", "media_id", "url_sha256") if urls else ())
+    for column in named:
         value = getattr(query, column)
         if value is not None:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{prefix}{column} = ?")
             params.append(value)
-    if query.after_seq:
-        clauses.append("seq > ?")
-        params.append(query.after_seq)
-    if query.since is not None:
-        clauses.append("time >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append("time < ?")
-        params.append(query.until)
+    for clause, value in ((f"{prefix}seq > ?", query.after_seq or None), (f"{prefix}time >= ?", query.since),
+                          (f"{prefix}time < ?", query.until)):  # fmt: skip
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
     return clauses, params
+
+
+def _batch_search(query: AuditQuery) -> tuple[str, list[Any]]:
+    """Batch records one of whose URLs matches the key, media and digest filters, found through their child
+    rows' index in position order (``GROUP BY``: one row per record however many of its URLs match)."""
+    urls = rows.child_filters(query)
+    clauses, params = _audit_filters(query, "a.", urls=False)
+    own = [f"u.{column} = ?" for column, _ in urls] + (["u.seq > ?"] if query.after_seq else [])
+    where = " AND ".join([*own, "a.pruned_at IS NULL", *clauses])
+    sql = (
+        f"SELECT a.* FROM audit_urls AS u JOIN audit AS a ON a.seq = u.seq WHERE {where} "  # noqa: S608 (fixed)
+        "GROUP BY u.seq ORDER BY u.seq LIMIT ?"
+    )
+    values = [v for _, v in urls] + ([query.after_seq] if query.after_seq else [])
+    return sql, [*values, *params, query.limit]
 
 
 class SqliteRepos:

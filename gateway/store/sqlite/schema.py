@@ -105,6 +105,13 @@ def _claim_existing_prefixes(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE media SET prefixes = ? WHERE id = ?", (json.dumps(claimed, sort_keys=True), media_id))
 
 
+AUDIT_URLS = (
+    "CREATE TABLE audit_urls (seq INTEGER NOT NULL, position INTEGER NOT NULL, url_sha256 TEXT, media_id TEXT, "
+    "rendition TEXT, expires_at INTEGER, kid TEXT, url_key INTEGER, PRIMARY KEY (seq, position)) WITHOUT ROWID",
+    "CREATE INDEX audit_urls_by_kid ON audit_urls(kid, seq)",
+    "CREATE INDEX audit_urls_by_media ON audit_urls(media_id, seq)",
+    "CREATE INDEX audit_urls_by_url ON audit_urls(url_key, seq)",
+)
 GRANT_REVOCATIONS = (
     "CREATE TABLE grant_revocations (grant_id TEXT NOT NULL, principal_id TEXT NOT NULL, media_id TEXT NOT NULL, "
     "path TEXT NOT NULL, is_prefix INTEGER NOT NULL, revoked_at REAL NOT NULL, PRIMARY KEY (grant_id, path, "
@@ -213,6 +220,10 @@ MIGRATIONS: list[Migration] = [
     # The audit table keeps only the indexes its queries use (docs/audit.md, "Indexes"): every product query
     # that filters by event or time also filters by key, subject or media, or reads after a position.
     Migration(8, ("DROP INDEX IF EXISTS audit_by_event", "DROP INDEX IF EXISTS audit_by_time")),
+    # Batch records (url:issued_batch) list their URLs in their body; this child table indexes each URL by key,
+    # media and digest. Derived data, written with its record and checked against it by audit verify; no log
+    # before v9 has a batch record, so there is nothing to fill.
+    Migration(9, AUDIT_URLS),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
