@@ -154,6 +154,28 @@ async def test_sqlite_watcher_wakes_the_sync_long_before_its_poll_on_a_write_by_
         await store.close()
 
 
+async def test_an_idle_sqlite_watcher_reads_once_more_after_a_write_then_sleeps_until_the_next(
+    tmp_path: Path,
+) -> None:
+    """Issue 18, idle CPU: a write that moves nothing in the feed (an audit row, a meta value) is read, rechecked
+    once, and then the watcher waits in inotify with no timeout. It used to recheck after every recheck: an idle
+    ``serve`` read the feed head 28 times a second, forever."""
+    import sqlite3
+
+    store = await SqliteStore.open(tmp_path / "w.db", create=True)
+    watcher = store.listen(lambda: None)
+    try:
+        assert await asyncio.to_thread(watcher.sleeping.wait, 20)
+        before = watcher.reads
+        with sqlite3.connect(tmp_path / "w.db", isolation_level=None) as other:
+            other.execute("INSERT INTO meta (key, value) VALUES ('idle-test', 'x')")
+        await _until(lambda: watcher.reads >= before + 2, 20.0)  # the write's read and its one recheck
+        assert await asyncio.to_thread(watcher.sleeping.wait, 20)  # the bug: never (a 30 ms timeout each time)
+    finally:
+        await watcher.close()
+        await store.close()
+
+
 async def _until(done, timeout: float) -> float:  # type: ignore[no-untyped-def]
     start = time.monotonic()
     while not done():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import enum
 import logging
 import os
 import select
@@ -80,6 +81,15 @@ def _inotify(path: Path) -> _Inotify | None:
         return None
 
 
+class _Cause(enum.Enum):
+    """Why the watcher reads the feed head."""
+
+    WRITTEN = "the log was written"
+    RECHECK = "a write showed nothing new yet"
+    POLLED = "no inotify: the poll is due"
+    STOP = "closing"
+
+
 class HeadWatcher:
     """Reads ``max(seq)`` of the change feed (one indexed read, in its own thread) when the database may have
     changed, and wakes the state sync when it moved."""
@@ -92,6 +102,8 @@ class HeadWatcher:
         self._stop_read, self._stop_write = os.pipe()
         self._inotify = _inotify(path)
         self._recheck = False
+        self.reads = 0  # reads of the feed head: what the watcher costs
+        self.sleeping = threading.Event()  # set while it waits for a write with no timeout: idle costs nothing
         self._thread = threading.Thread(target=self._run, name="change-feed-watch", daemon=True)
         self._thread.start()
 
@@ -99,32 +111,38 @@ class HeadWatcher:
         conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         seen: int | None = None
         try:
-            while self._changed():
+            while (cause := self._changed()) is not _Cause.STOP:
                 try:
                     head = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
                 except sqlite3.Error:
                     continue  # the sync's own polls fail too, and the view goes stale: fail closed there
-                self._recheck = head == seen
+                self.reads += 1
+                # Once, after a write that showed nothing new yet; a recheck that finds nothing waits for the next
+                # write (rechecking after every recheck kept an idle serve reading 28 times a second).
+                self._recheck = cause is _Cause.WRITTEN and head == seen
                 if head != seen:
                     seen = head
                     self._loop.call_soon_threadsafe(self._wake)
         finally:
             conn.close()
 
-    def _changed(self) -> bool:
-        """Block until the database may have changed; False when closing."""
+    def _changed(self) -> _Cause:
+        """Block until the database may have changed, and say why; STOP when closing."""
         if self._inotify is None:
-            return not self._stop.wait(POLL_EVERY)
+            return _Cause.STOP if self._stop.wait(POLL_EVERY) else _Cause.POLLED
         if self._stop.wait(_COALESCE):
-            return False
+            return _Cause.STOP
         timeout = _RECHECK if self._recheck else None
         while not self._inotify.written():
+            if timeout is None:
+                self.sleeping.set()
             ready, _, _ = select.select([self._inotify.fileno(), self._stop_read], [], [], timeout)
+            self.sleeping.clear()
             if self._stop_read in ready:
-                return False
-            if not ready:  # the recheck is due
-                return True
-        return True
+                return _Cause.STOP
+            if not ready:
+                return _Cause.RECHECK
+        return _Cause.WRITTEN
 
     async def close(self) -> None:
         self._stop.set()
