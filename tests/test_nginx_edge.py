@@ -13,9 +13,11 @@ in front of a real ``gatewayctl serve`` over mutual TLS, beside the default auth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import secrets
 import signal
 import subprocess
 import time
@@ -374,3 +376,50 @@ def test_no_other_process_borrows_nginxs_certificate_through_the_loopback_server
         return edge.get(edge.edge, url) == 200 and edge.status()["asked"] == before
 
     wait_until(decided_at_the_edge, "an HMAC URL decided by the edge with the secret the feed brought")
+
+
+# --- the feed over a bearer token instead of mutual TLS ----------------------------------------------
+
+
+def test_the_feed_and_the_reports_work_over_a_bearer_token_and_a_wrong_one_keeps_the_edge_closed(
+    tmp_path: Path,
+) -> None:
+    """``[edge] token_file`` without ``mtls``: the Lua timers' ``token`` option is what the feed and the redemption
+    reports are let in by (nginx still presents its certificate, which no longer counts). Another nginx with a
+    wrong token never gets the state: it stays stale and denies."""
+    require_lua()
+    stack = local.prepare(tmp_path / "stack", signing=local.Signing(cache_window=0))
+    for name in ("v/a/master.m3u8", "v/a/seg-1.ts"):
+        (stack.layout.media_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (stack.layout.media_dir / name).write_bytes(FILES[name])
+    token = secrets.token_urlsafe(32)
+    token_file = stack.layout.data_dir / "keys" / "edge.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    config = stack.layout.data_dir / "gateway.toml"
+    mtls = '[edge]\nmtls = true\nclient_names = ["nginx"]\nhmac_secrets = true\n'
+    assert mtls in config.read_text()
+    config.write_text(config.read_text().replace(mtls, '[edge]\ntoken_file = "keys/edge.token"\n'))
+    binary = nginx_binary()
+    with local.running(stack, binary, edge=True, feed_token=token):
+        edge = EdgeStack(stack, reference="")
+        edge.wait_fresh()
+        _media(stack, "a")
+        web = Principal(stack, "web", "--perm", "sign:on-behalf")
+        url = _at(web.url("a", **VIEWER, scope="prefix"), "/v/a/seg-1.ts")
+        before = edge.status()  # the key reached the edge ms after its commit; the URL took a gatewayctl run
+        assert edge.get(edge.edge, url) == 200
+        after = edge.wait_for("the report sent", lambda s: s["redemptions_sent"] == before["redemptions_sent"] + 1)
+        assert (after["allowed"] - before["allowed"], after["asked"] - before["asked"]) == (1, 0)  # nginx decided
+
+        wrong = local.Layout(tmp_path / "wrong")
+        ports = local.Ports(local.free_port(), stack.ports.gateway, stack.ports.origin, local.free_port())
+        site = local.site_files(wrong, ports, stack.pki, edge=True, feed_token="not-" + token)
+        conf = local.nginx_config(wrong, ports, site, edge=True, origin=False)
+        other = f"https://{local.LOOPBACK}:{ports.edge}"
+        with local.nginx_process(binary, conf, other, stack.client_context()):
+            closed = EdgeStack(dataclasses.replace(stack, ports=ports, layout=wrong), reference="")
+            refused = closed.wait_for("a refused feed", lambda s: s["feed_failures"] >= 1)
+            assert (refused["fresh"], refused.get("version")) == (False, None)  # never had any state
+            assert closed.get(other, url) == 403
+            assert closed.status()["denied_by_reason"]["state-stale"] >= 1

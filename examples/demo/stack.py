@@ -177,10 +177,13 @@ def gateway_process(layout: Layout, url: str, context: ssl.SSLContext) -> Iterat
 # --- nginx ------------------------------------------------------------------------------------
 
 
-def site_files(layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool = True, edge: bool = False) -> Path:
+def site_files(
+    layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool = True, edge: bool = False, feed_token: str = ""
+) -> Path:
     """The shipped site and snippets with each ``EDIT`` value set for this stack; the site's path.
 
-    Every replaced text must be in the shipped file, so this cannot silently drift from it.
+    Every replaced text must be in the shipped file, so this cannot silently drift from it. ``feed_token``
+    (edge mode): the bearer token the Lua timers present to the feed, as the site's comment says to add it.
     """
     snippets = layout.nginx_dir / "snippets"
     snippets.mkdir(parents=True, exist_ok=True)
@@ -194,7 +197,7 @@ def site_files(layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool =
     name = "media-gateway-edge.conf" if edge else "media-gateway.conf"
     site = _replace_each((DEPLOY / name).read_text(), {
         **include,
-        **(_edge_values(ports) if edge else {}),
+        **(_edge_values(ports, feed_token) if edge else {}),
         "/etc/nginx/media-gateway/": f"{pki.directory}/",
         "/etc/nginx/media-gateway.d/": f"{layout.hooks_dir}/",
         "/var/cache/nginx/media-gateway-verify": str(layout.nginx_dir / "decisions"),
@@ -207,13 +210,17 @@ def site_files(layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool =
     return path
 
 
-def _edge_values(ports: Ports) -> dict[str, str]:
+def _edge_values(ports: Ports, feed_token: str) -> dict[str, str]:
     if not ports.feed:
         raise ValueError("edge mode needs Ports.feed: the loopback port of the feed's server")
-    return {
+    values = {
         "/usr/share/media-gateway/lua/": f"{DEPLOY / 'lua'}/",
         "127.0.0.1:8089": f"{LOOPBACK}:{ports.feed}",
     }
+    if feed_token:
+        wait = "        wait = 0.5,"
+        values[wait] = f"{wait}\n        token = {json.dumps(feed_token)},"
+    return values
 
 
 # Debian's nginx.conf loads these from /etc/nginx/modules-enabled/; this stack's own nginx.conf must say so.
@@ -287,12 +294,15 @@ def prepare(root: Path, ports: Ports | None = None, signing: Signing = Signing()
 
 
 @contextmanager
-def running(stack: Stack, nginx: str, *, decision_cache: bool = True, edge: bool = False) -> Iterator[Stack]:
+def running(
+    stack: Stack, nginx: str, *, decision_cache: bool = True, edge: bool = False, feed_token: str = ""
+) -> Iterator[Stack]:
     """The gateway, then nginx in front of it; both stopped when the context exits.
 
     ``edge``: nginx runs deploy/nginx/media-gateway-edge.conf (native URLs checked in nginx, docs/edge.md).
     """
-    site = site_files(stack.layout, stack.ports, stack.pki, decision_cache=decision_cache, edge=edge)
+    site = site_files(stack.layout, stack.ports, stack.pki, decision_cache=decision_cache, edge=edge,
+                      feed_token=feed_token)  # fmt: skip
     conf = nginx_config(stack.layout, stack.ports, site, edge=edge)
     context = stack.client_context()
     with ExitStack() as processes:
