@@ -13,7 +13,6 @@ in front of a real ``gatewayctl serve`` over mutual TLS, beside the default auth
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -418,7 +417,7 @@ def test_the_feed_and_the_reports_work_over_a_bearer_token_and_a_wrong_one_keeps
         conf = local.nginx_config(wrong, ports, site, edge=True, origin=False)
         other = f"https://{local.LOOPBACK}:{ports.edge}"
         with local.nginx_process(binary, conf, other, stack.client_context()):
-            closed = EdgeStack(dataclasses.replace(stack, ports=ports, layout=wrong), reference="")
+            closed = EdgeStack(local.Stack(wrong, ports, stack.pki), reference="")
             refused = closed.wait_for("a refused feed", lambda s: s["feed_failures"] >= 1)
             assert (refused["fresh"], refused.get("version")) == (False, None)  # never had any state
             assert closed.get(other, url) == 403
