@@ -33,7 +33,7 @@ from examples.demo import stack as local
 from gateway.audit.records import url_digest
 from tests.edge_stack import EdgeStack, Principal, require_lua, running
 from tests.nginx_server import nginx_binary
-from tests.nginx_site import fetch, origin_requests
+from tests.nginx_site import fetch, origin_requests, require_tool
 from tests.processes import wait_until
 from tests.security.test_path_escape import ESCAPES
 from tests.security.test_path_token_spellings import attacks
@@ -295,6 +295,33 @@ def test_redemptions_reach_the_gateways_audit_log(edge: EdgeStack, web: Principa
     found = [(r["client_ip"], r["actor"], r["detail"]) for r in mine()]
     assert found == [("127.0.0.0/24", "web", {"profile": "native"})]
     assert edge.status()["redemptions_dropped"] == 0
+
+
+# --- monitoring ------------------------------------------------------------------------------------
+
+
+def test_the_edge_counters_as_prometheus_metrics_match_its_status(edge: EdgeStack, web: Principal) -> None:
+    """/_gateway_edge_metrics: promtool accepts it, and each figure is the status JSON's (a denial shows in both)."""
+    promtool = require_tool("promtool", "apt-get install -y --no-install-recommends prometheus")
+    url = _at(web.url("a", **VIEWER, scope="prefix"), "/v/a/seg-1.ts")
+    assert edge.get(edge.edge, url.replace("gw_sig=", "gw_sig=A")) == 403  # bad-signature, counted
+    status = edge.status()
+    with urllib.request.urlopen(f"http://{local.LOOPBACK}:{edge.stack.ports.feed}/_gateway_edge_metrics") as answer:
+        assert answer.headers["Content-Type"] == "text/plain; version=0.0.4"
+        text = answer.read().decode()
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    figures = {name: float(value) for name, value in samples.items()}
+    assert figures["media_gateway_edge_allowed_total"] == status["allowed"]
+    assert figures['media_gateway_edge_denied_total{reason="bad-signature"}'] >= 1
+    for reason, count in status["denied_by_reason"].items():
+        assert figures[f'media_gateway_edge_denied_total{{reason="{reason}"}}'] >= count  # later reads only grow
+    for reason, count in status["asked_by_reason"].items():
+        assert figures[f'media_gateway_edge_asked_total{{reason="{reason}"}}'] >= count
+    assert figures["media_gateway_edge_fresh"] == 1
+    assert figures["media_gateway_edge_state_version"] >= status["version"]
+    assert figures["media_gateway_edge_state_capacity_bytes"] == status["state_capacity_bytes"] == 16 * 1024 * 1024
 
 
 # --- a state zone too small ------------------------------------------------------------------------

@@ -212,7 +212,8 @@ function _M.access()
     report.first_use(token, target, client, now)
 end
 
-function _M.status()
+-- What /_gateway_edge_status (JSON) and /_gateway_edge_metrics (Prometheus) both show.
+local function snapshot()
     local now = ngx.now()
     local body = {
         version = status_dict:get("version"),
@@ -239,9 +240,68 @@ function _M.status()
     for _, reason in ipairs(ASK_REASONS) do
         body.asked_by_reason[reason] = status_dict:get("ask:" .. reason) or 0
     end
+    return body
+end
+
+function _M.status()
     ngx.header["Content-Type"] = "application/json"
     ngx.header["Cache-Control"] = "no-store"
-    ngx.print(cjson.encode(body))
+    ngx.print(cjson.encode(snapshot()))
+end
+
+-- The same figures in Prometheus's text format (docs/edge.md, "Monitoring"): counters end in _total.
+local COUNTERS = {
+    { "allowed", "Requests the edge allowed itself." },
+    { "feed_failures", "Feed polls that failed (the state ages until one succeeds)." },
+    { "state_full_errors", "State updates refused because the state zone was full." },
+    { "redemptions_sent", "First uses reported to the gateway's audit log." },
+    { "redemptions_dropped", "First uses dropped: the report queue was full or the gateway refused them." },
+}
+local GAUGES = {
+    { "age", "state_age_seconds", "Seconds since the gateway last proved the edge's state current." },
+    { "stale_after", "state_stale_after_seconds", "Older state than this denies every request." },
+    { "entries", "state_entries", "Entries in the state zone." },
+    { "state_free_bytes", "state_free_bytes", "Free bytes in the state zone." },
+    { "state_capacity_bytes", "state_capacity_bytes", "Size of the state zone." },
+    { "decisions_free_bytes", "decisions_free_bytes", "Free bytes in the decisions zone." },
+}
+
+local function metric(lines, name, kind, help, samples)
+    name = "media_gateway_edge_" .. name
+    lines[#lines + 1] = "# HELP " .. name .. " " .. help
+    lines[#lines + 1] = "# TYPE " .. name .. " " .. kind
+    for _, sample in ipairs(samples) do
+        lines[#lines + 1] = name .. sample[1] .. " " .. string.format("%.17g", sample[2])
+    end
+end
+
+local function by_reason(counts, reasons)
+    local samples = {}
+    for _, reason in ipairs(reasons) do
+        samples[#samples + 1] = { '{reason="' .. reason .. '"}', counts[reason] }
+    end
+    return samples
+end
+
+function _M.metrics()
+    local body, lines = snapshot(), {}
+    for _, counter in ipairs(COUNTERS) do
+        metric(lines, counter[1] .. "_total", "counter", counter[2], { { "", body[counter[1]] } })
+    end
+    metric(lines, "denied_total", "counter", "Requests the edge denied, by reason.",
+        by_reason(body.denied_by_reason, DENY_REASONS))
+    metric(lines, "asked_total", "counter", "Requests the edge asked the gateway about, by why.",
+        by_reason(body.asked_by_reason, ASK_REASONS))
+    for _, gauge in ipairs(GAUGES) do
+        metric(lines, gauge[2], "gauge", gauge[3], { { "", body[gauge[1]] } })
+    end
+    metric(lines, "fresh", "gauge", "1 while the state is current and fits its zone, else 0 (every request denied).",
+        { { "", body.fresh and 1 or 0 } })
+    metric(lines, "state_version", "gauge", "The gateway's change-feed position the state is at (-1: none yet).",
+        { { "", body.version or -1 } })
+    ngx.header["Content-Type"] = "text/plain; version=0.0.4"
+    ngx.header["Cache-Control"] = "no-store"
+    ngx.print(table.concat(lines, "\n"), "\n")
 end
 
 -- The loopback server's key: made once per nginx (the first worker to start wins; a reload keeps it), known
