@@ -13,6 +13,7 @@ in front of a real ``gatewayctl serve`` over mutual TLS, beside the default auth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -347,6 +348,55 @@ def test_a_full_state_zone_denies_everything_and_evicts_nothing(
         assert small.status()["denied_by_reason"]["state-full"] >= 1
     assert "media-gateway edge state zone is full" in (layout.nginx_dir / "logs" / "error.log").read_text()
     assert edge.get(edge.edge, url) == 200  # the full-sized edge beside it serves
+
+
+def test_a_state_zone_that_fills_up_later_denies_from_then_on(tmp_path: Path) -> None:
+    """A 64k zone holds a fresh gateway's state at first: it serves; then 400 keys arrive in one change,
+    the update does not fit, and from that moment every request is denied (state-full), the URL that was served
+    included: a state that is partly written is never used."""
+    require_lua()
+    stack = local.prepare(tmp_path / "stack", signing=local.Signing(cache_window=0))
+    for name in ("v/a/master.m3u8", "v/a/seg-1.ts"):
+        (stack.layout.media_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (stack.layout.media_dir / name).write_bytes(FILES[name])
+    site = local.site_files(stack.layout, stack.ports, stack.pki, edge=True)
+    site.write_text(site.read_text().replace("media_gateway_edge_state 16m;", "media_gateway_edge_state 64k;"))
+    conf = local.nginx_config(stack.layout, stack.ports, site, edge=True)
+    context = stack.client_context()
+    with (
+        local.gateway_process(stack.layout, stack.gateway_url, context),
+        local.nginx_process(nginx_binary(), conf, stack.edge_url, context),
+    ):
+        edge = EdgeStack(stack, reference="")
+        edge.wait_fresh()
+        _media(stack, "a")
+        web = Principal(stack, "web", "--perm", "sign:on-behalf")
+        url = _at(web.url("a", **VIEWER, scope="prefix"), "/v/a/seg-1.ts")
+        assert edge.get(edge.edge, url) == 200, edge.status()
+        assert edge.status()["state_full_errors"] == 0
+        asyncio.run(_many_keys(stack.layout.data_dir / "gateway.db", 400))
+        full = edge.wait_for("a full state zone", lambda s: s["state_full_errors"] > 0)
+        assert (full["full"], full["fresh"]) == (True, False)
+        assert edge.get(edge.edge, url) == 403
+        assert edge.status()["denied_by_reason"]["state-full"] >= 1
+    assert "media-gateway edge state zone is full" in (stack.layout.nginx_dir / "logs" / "error.log").read_text()
+
+
+async def _many_keys(database: Path, count: int) -> None:
+    """``count`` principals with a key each, committed as one change set by another process."""
+    from gateway.model import KeyAlgorithm, Permission, PrincipalKind, SigningKey
+    from gateway.model import Principal as Row
+    from gateway.store.sqlite import SqliteStore
+
+    store = await SqliteStore.open(database)
+    try:
+        async with store.transaction() as tx:
+            for i in range(count):
+                await tx.principals.add(Row(f"bulk{i}", PrincipalKind.SERVICE, frozenset({Permission.SIGN}), 1.0))
+                await tx.keys.add(SigningKey(f"gwk_bulk{i:020d}", f"bulk{i}", KeyAlgorithm.ED25519, b"s", 1.0,
+                                             secrets.token_bytes(32)))  # fmt: skip
+    finally:
+        await store.close()
 
 
 # --- a signed URL reads ------------------------------------------------------------------------------
