@@ -509,22 +509,33 @@ def _removed(path: Path) -> Iterator[None]:
 
 
 def step_workers(bench: Bench, gw: Gateway) -> None:
-    """``serve --workers 2`` against 1 worker on this 2-core machine, where wrk needs one of the cores."""
+    """``serve --workers 2`` against 1 worker on this 2-core machine, where wrk needs one of the cores.
+
+    Issue 18 asks at least 1.7 times one worker for sign and for verify. wrk's own CPU shares the second core with the second worker,
+    so the honest ceiling is below 2, and lower for verify (wrk's cost per request is a larger share of a
+    cheap request than of a signing one).
+    """
     segments = bench.data_dir / "segments.txt"
     segments.write_text("".join(f"/v/m1/seg{i}.ts?{gw.prefix_token}\n" for i in range(1000)))
-    lua = lua_cycle_header("X-Original-URI", segments)
+    body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
+    loads = {
+        "verify, same token": lua_cycle_header("X-Original-URI", segments),
+        "sign": lua_post(body, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign"),
+    }
     port = free_port()
     serve = [PY, "-m", "gateway.cli.main", "serve", "--data-dir", str(bench.data_dir), "--port", str(port),
              "--workers", "2"]  # fmt: skip
     with process(serve, core="0,1"):
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        floor, result, ratio = paired(
-            bench,
-            lambda: checked(wrk(gw.url, lua, bench.duration), "verify, 1 worker"),
-            lambda: checked(wrk(f"http://127.0.0.1:{port}", lua, bench.duration), "verify, 2 workers"),
-        )
-    bench.add(Row("serve --workers 2 vs 1 (verify, same token)", fmt_rate(result), fmt_rate(floor), ratio,
-                  "report", None, "2 cores, wrk shares them: the honest ceiling here is below 2"))  # fmt: skip
+        for name, lua in loads.items():
+            one, two = gw.url, f"http://127.0.0.1:{port}"
+            floor, result, ratio = paired(
+                bench,
+                lambda lua=lua, name=name: checked(wrk(one, lua, bench.duration), f"{name}, 1 worker"),
+                lambda lua=lua, name=name: checked(wrk(two, lua, bench.duration), f"{name}, 2 workers"),
+            )
+            bench.add(Row(f"serve --workers 2 vs 1 ({name})", fmt_rate(result), fmt_rate(floor), ratio, ">=1.7",
+                          ratio >= 1.7, "2 cores, wrk shares the second: the ceiling here is below 2"))  # fmt: skip
 
 
 def main() -> int:
