@@ -511,9 +511,9 @@ def _removed(path: Path) -> Iterator[None]:
 def step_workers(bench: Bench, gw: Gateway) -> None:
     """``serve --workers 2`` against 1 worker on this 2-core machine, where wrk needs one of the cores.
 
-    Issue 18 asks at least 1.7 times one worker for sign and for verify. wrk's own CPU shares the second core with the second worker,
-    so the honest ceiling is below 2, and lower for verify (wrk's cost per request is a larger share of a
-    cheap request than of a signing one).
+    Issue 18 asks at least 1.7 times one worker for sign and for verify. wrk's own CPU shares the second core
+    with the second worker, so the honest ceiling is below 2, and lower for verify (wrk's cost per request is a
+    larger share of a cheap request than of a signing one).
     """
     segments = bench.data_dir / "segments.txt"
     segments.write_text("".join(f"/v/m1/seg{i}.ts?{gw.prefix_token}\n" for i in range(1000)))
@@ -527,8 +527,8 @@ def step_workers(bench: Bench, gw: Gateway) -> None:
              "--workers", "2"]  # fmt: skip
     with process(serve, core="0,1"):
         wait_http(f"http://127.0.0.1:{port}/healthz")
+        one, two = gw.url, f"http://127.0.0.1:{port}"
         for name, lua in loads.items():
-            one, two = gw.url, f"http://127.0.0.1:{port}"
             floor, result, ratio = paired(
                 bench,
                 lambda lua=lua, name=name: checked(wrk(one, lua, bench.duration), f"{name}, 1 worker"),
