@@ -218,3 +218,28 @@ async def test_a_read_paused_mid_way_does_not_hide_a_revocation_from_the_next_re
         resume.set()
         await slow
         await store.close()
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_a_transaction_cancelled_as_it_begins_leaves_the_database_writable(store: Store, turns: int) -> None:
+    """A task cancelled while its transaction is starting (a background job stopped at shutdown, a timeout):
+    SQLite's worker thread still ran the BEGIN IMMEDIATE, and nothing ended it. The writer connection then
+    sat in a transaction holding the database's write lock: every later transaction failed ("cannot start a
+    transaction within a transaction") and other processes' writes waited out their busy timeout."""
+    started = asyncio.Event()
+
+    async def write() -> None:
+        started.set()
+        async with store.transaction() as tx:
+            await tx.principals.add(Principal("never", PrincipalKind.SERVICE, frozenset(), 1.0))
+
+    task = asyncio.create_task(write())
+    await started.wait()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with store.transaction() as tx:
+        await tx.principals.add(P)
+    assert await store.principals.get(P.id) == P

@@ -39,6 +39,7 @@ from gateway.model import PrincipalKind
 from gateway.observe.metrics import Tally
 from gateway.state.view import StateView
 from gateway.store.base import Store
+from gateway.waiting import event_or_timeout
 
 log = logging.getLogger("gateway.alerts")
 Clock = Callable[[], float]
@@ -126,8 +127,7 @@ class Watcher:
         await self._load_baselines()
         shared_at = self._clock()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _TICK)
+            await event_or_timeout(self._wake, _TICK)
             self._wake.clear()
             now = self._clock()
             try:

@@ -17,7 +17,6 @@ issuance is never among them. A failed commit keeps its entries for the next att
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -27,6 +26,7 @@ from gateway.audit.log import AuditBatcher, Pending
 from gateway.audit.records import AuditRecord
 from gateway.errors import GatewayError
 from gateway.store.base import RawEntry
+from gateway.waiting import event_or_timeout
 
 log = logging.getLogger("gateway.audit.behind")
 FLUSH_EVERY = 1.0
@@ -91,8 +91,7 @@ class WriteBehind:
     async def run(self) -> None:
         """Flush at least every ``FLUSH_EVERY`` seconds until cancelled (then ``close`` flushes the rest)."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), FLUSH_EVERY)
+            await event_or_timeout(self._due, FLUSH_EVERY)
             await self.flush()
 
     async def flush(self) -> None:

@@ -19,7 +19,6 @@ not move when the wall clock is stepped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +28,7 @@ from gateway.errors import GatewayError
 from gateway.state.media import MediaCache
 from gateway.state.view import StateView
 from gateway.store.base import Change, RevokedPath, Store
+from gateway.waiting import event_or_timeout
 
 log = logging.getLogger("gateway.state")
 
@@ -156,8 +156,7 @@ class StateSync:
         """Return once the view is past ``seq``, or after ``timeout`` seconds (a long poll: gateway.web.edge)."""
         if self.view.seq > seq:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        await event_or_timeout(self._changed, timeout)
 
     async def _apply(self, change: Change) -> None:
         store, view = self._store, self.view
@@ -217,8 +216,7 @@ class StateSync:
         failures, logged_at = 0, float("-inf")
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._policy.poll_every)
+                await event_or_timeout(self._wake, self._policy.poll_every)
                 self._wake.clear()
                 try:
                     await self.catch_up()

@@ -165,8 +165,7 @@ class SqliteStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repos]:
         async with self._write_lock:
-            with db_errors():
-                await self._writer.execute("BEGIN IMMEDIATE")
+            await self._begin()
             repos = SqliteRepos(self._writer, in_transaction=True)
             try:
                 yield repos
@@ -174,6 +173,18 @@ class SqliteStore:
                 await self._rollback()
                 raise
             await self._commit(repos)
+
+    async def _begin(self) -> None:
+        try:
+            with db_errors():
+                await self._writer.execute("BEGIN IMMEDIATE")
+        except asyncio.CancelledError:
+            # The connection's thread runs the BEGIN whether or not anyone still awaits it. Unended, it would
+            # hold the database's write lock for good: every later transaction here failing ("within a
+            # transaction"), every other process's write waiting out its busy timeout. The ROLLBACK is queued
+            # behind the BEGIN on the same thread, before the lock lets anyone else use the connection.
+            await asyncio.shield(self._rollback())
+            raise
 
     async def _rollback(self) -> None:
         # Nothing to undo when the failed statement already ended the transaction.
