@@ -28,6 +28,7 @@ from gateway.store.base import AuditQuery
 from gateway.web.app import create_app
 from gateway.web.clientcert import certificate_names
 from gateway.web.edge import _authorise
+from tests.http_support import raw_http
 from tests.support import ADMIN, Clock, World, init_data_dir
 
 TOKEN = "edge-feed-token-0123456789"
@@ -240,3 +241,16 @@ def test_mutual_tls_for_the_feed_names_the_edges_certificate(tmp_path: Path) -> 
         toml.write('\n[tls]\ncert_file = "c.pem"\nkey_file = "k.pem"\nclient_ca_file = "ca.pem"\n[edge]\nmtls = true\n')
     with pytest.raises(ConfigError, match=r"edge.mtls needs edge.client_names"):
         load_config(tmp_path, environ={})
+
+
+@pytest.mark.parametrize("token", [b"\xff\xfe", b"\xc3(" + TOKEN.encode(), TOKEN.encode() + b"\x80"])
+async def test_a_token_that_is_not_utf8_is_refused_as_unauthenticated(
+    edge: tuple[TestClient, World], token: bytes
+) -> None:
+    """Bytes aiohttp cannot decode reach the check as lone surrogates: it answered 500 with a traceback."""
+    client, _ = edge
+    for path in (b"/v1/edge/state", b"/v1/edge/redemptions"):
+        method = b"GET" if path.endswith(b"state") else b"POST"
+        answer = await raw_http(client.port, method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                + token + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")  # fmt: skip
+        assert (answer.status, answer.json()["error"]) == (401, "unauthenticated")

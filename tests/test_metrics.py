@@ -16,6 +16,7 @@ from gateway.model import Permission, Visibility
 from gateway.observe.metrics import Metrics, Tally
 from gateway.services import open_services
 from gateway.web.app import create_app
+from tests.http_support import raw_http
 from tests.support import ADMIN, Clock, World, init_data_dir
 
 ON_BEHALF = (Permission.SIGN, Permission.SIGN_ON_BEHALF)
@@ -194,6 +195,9 @@ async def test_metrics_with_a_token_file_need_the_bearer_token(guarded: TestClie
     assert (await guarded.get("/metrics", headers={"Authorization": "Bearer wrong-token-0123456"})).status == 401
     good = await guarded.get("/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"})
     assert good.status == 200 and "gateway_issuance_total" in await good.text()
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"
+    not_utf8 = await raw_http(guarded.port, request)  # was a 500 and a traceback
+    assert (not_utf8.status, not_utf8.json()["error"]) == (401, "unauthenticated")
 
 
 async def test_revocation_and_denial_reasons_stay_low_cardinality(

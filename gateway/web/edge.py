@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import hmac
 import ipaddress
 import logging
 from typing import Annotated, Any
@@ -36,6 +35,7 @@ from gateway.signing.profiles import NATIVE
 from gateway.web import parsing
 from gateway.web.appkeys import SERVICES
 from gateway.web.clientcert import certificate_names
+from gateway.web.headers import bearer_matches
 from gateway.web.middleware import json_response
 from gateway.web.sign import request_context
 
@@ -82,8 +82,7 @@ def _authorise(request: web.Request, services: Services) -> bool:
         raise NotFound("Not Found")
     if config.edge_mtls and not certificate_names(request).isdisjoint(config.edge_client_names):
         return True
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if token is not None and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+    if token is not None and bearer_matches(request, token):
         return False
     raise Unauthenticated(
         "the edge feed needs the bearer token from edge.token_file or a client certificate named in edge.client_names"

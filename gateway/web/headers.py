@@ -9,6 +9,8 @@ let the client choose its own address.
 
 from __future__ import annotations
 
+import hmac
+
 from aiohttp import web
 
 from gateway.errors import VerificationFailed
@@ -26,3 +28,14 @@ def only_one(request: web.Request, name: str) -> str | None:
     if len(lines) > 1:
         raise VerificationFailed("duplicate-header")
     return lines[0] if lines else None
+
+
+def bearer_matches(request: web.Request, token: str) -> bool:
+    """Whether ``Authorization: Bearer <token>`` names ``token``, compared in constant time.
+
+    aiohttp hands bytes that are not UTF-8 over as lone surrogates; ``surrogateescape`` turns them back into
+    those bytes, which never match a token read from a text file, instead of raising (a 500, a traceback).
+    """
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented, token.encode())

@@ -9,7 +9,6 @@ Prometheus is given the token with ``authorization.credentials_file``.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from gateway.observe.metrics import CONTENT_TYPE
 from gateway.services import Services
 from gateway.web import parsing
 from gateway.web.appkeys import SERVICES
+from gateway.web.headers import bearer_matches
 from gateway.web.middleware import json_response
 from gateway.web.sign import authenticated_principal, request_context
 
@@ -46,10 +46,8 @@ def _check_scraper(request: web.Request, services: Services) -> None:
     if peer is None or not in_networks(peer, services.config.metrics_allow):
         raise Forbidden("metrics are served only to the networks in metrics.allow")
     token = services.metrics.token
-    if token is not None:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise Unauthenticated("metrics need the bearer token from metrics.token_file")
+    if token is not None and not bearer_matches(request, token):
+        raise Unauthenticated("metrics need the bearer token from metrics.token_file")
 
 
 async def metrics(request: web.Request) -> web.Response:
