@@ -309,3 +309,27 @@ async def test_no_url_leaves_when_the_child_rows_cannot_be_written(gw: Gateway) 
     assert (await response.json())["error"] == "audit_unavailable"
     assert "gw_sig" not in await response.text()
     assert (await gw.services.store.audit.frontier()).size == before
+
+
+@pytest.mark.parametrize("index", ["audit_urls_by_kid", "audit_by_kid"])
+async def test_an_index_redefined_to_skip_a_record_fails_verify(gw: Gateway, index: str) -> None:
+    """Red team round 5: searches read through indexes verify never looked at. An index that leaves a record out
+    (here declared partial, which SQLite's writable schema can then disguise) is refused by name."""
+    await _batch(gw)
+    [record] = await _issuance_records(gw)
+    table = "audit_urls" if index.startswith("audit_urls") else "audit"
+    await gw.sql(f"DROP INDEX {index}")
+    await gw.sql(f"CREATE INDEX {index} ON {table}(kid, seq) WHERE seq <> {record.seq}")
+    report = await verify(gw.services)
+    assert (report.ok, report.first_bad) == (False, None)
+    assert report.problem is not None and f"index {index} was redefined" in report.problem
+    await gw.sql(f"DROP INDEX {index}")
+    await gw.sql(f"CREATE INDEX {index} ON {table}(kid, seq)")
+    assert (await verify(gw.services)).ok
+
+
+async def test_an_index_that_is_not_the_gateways_fails_verify(gw: Gateway) -> None:
+    await _batch(gw)
+    await gw.sql("CREATE INDEX audit_by_reason ON audit(reason)")
+    report = await verify(gw.services)
+    assert report.problem is not None and "index audit_by_reason is not one the gateway creates" in report.problem

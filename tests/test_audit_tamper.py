@@ -159,3 +159,25 @@ async def test_a_row_that_is_no_record_is_named_not_a_crash(sealed: World, colum
     db(sealed.services).execute(f"UPDATE audit SET {column} = ? WHERE seq = 8", (value,))  # noqa: S608
     report = await verify(sealed.services)
     assert (report.ok, report.first_bad) == (False, 8) and "altered" in (report.problem or "")
+
+
+async def test_an_index_missing_an_entry_under_its_shipped_definition_fails_verify(sealed: World) -> None:
+    """Red team round 5 (SQLite): an index rebuilt without one record's entry, its definition then written back
+    as shipped (writable_schema), hid that record from ``audit search --kid`` and the incident report while
+    verify said ok. Verify now runs SQLite's integrity check over the audit tables' indexes."""
+    conn = db(sealed.services)
+    [kid] = [k.kid for k in await sealed.services.store.keys.all("web")]
+    version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.executescript(
+        "PRAGMA writable_schema = ON;"
+        "DROP INDEX audit_by_kid; CREATE INDEX audit_by_kid ON audit(kid, seq) WHERE seq <> 7;"
+        "UPDATE sqlite_master SET sql = 'CREATE INDEX IF NOT EXISTS audit_by_kid ON audit(kid, seq)'"
+        " WHERE name = 'audit_by_kid';"
+        f"PRAGMA schema_version = {version + 10};"
+    )
+    conn.close()
+    found = await sealed.services.store.audit.search(AuditQuery(kid=kid, limit=100))
+    assert 7 not in {r.seq for r in found}  # the attack works on searches...
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, None)  # ...and verify names it
+    assert report.problem is not None and "missing from index audit_by_kid" in report.problem

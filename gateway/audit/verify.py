@@ -296,6 +296,9 @@ async def verify_log(
         report.records = frontier.size
         if progress:
             progress(frontier.size, total)
+    damaged = await store.audit.index_problems()  # the rows are proved; searches read them through indexes
+    if damaged:
+        return report.fail(None, f"the audit indexes searches use are not the gateway's: {'; '.join(damaged)}")
     beyond = await store.audit.urls(_NO_SEQ, 0) + await store.audit.urls(frontier.size, None)  # outside the log
     if beyond:
         return report.fail(beyond[0][0], f"record #{beyond[0][0]} does not exist, but the URL index lists its URLs")

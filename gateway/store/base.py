@@ -206,6 +206,11 @@ class AuditRepo(Protocol):
         """The child rows of batch records after ``after_seq`` up to ``upto_seq`` (None: all), in order."""
         ...
 
+    async def index_problems(self) -> list[str]:
+        """What is wrong with the indexes searches read the audit tables through (one missing, redefined, extra,
+        or out of step with its rows): a search finds every record ``audit verify`` proved only if none."""
+        ...
+
     async def purge_raw(self, before: float) -> int: ...
 
 

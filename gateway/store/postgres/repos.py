@@ -14,6 +14,7 @@ from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
 from gateway.store.base import AuditQuery, AuditUrl, Change, Checkpoint, LogEntry, PrunePolicy, RevokedPath
+from gateway.store.postgres import schema
 
 Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -376,6 +377,17 @@ class PgAudit(_Repo):
         upto = _ALL if upto_seq is None else upto_seq
         sql = "SELECT * FROM audit_urls WHERE seq > $1 AND seq <= $2 ORDER BY seq, position"
         return [rows.audit_url_from(r) for r in await self._all(sql, after_seq, upto)]
+
+    async def index_problems(self) -> list[str]:
+        expected = schema.AUDIT_INDEXES
+        found = {r["name"]: (r["definition"], r["valid"]) for r in await self._all(schema.INDEXES_OF_AUDIT_TABLES)}
+        problems = [f"index {name} is missing" for name in sorted(expected.keys() - found.keys())]
+        for name, (definition, valid) in sorted(found.items()):
+            if name not in expected:
+                problems.append(f"index {name} is not one the gateway creates: {definition}")
+            elif not valid or not definition.endswith(f"USING btree {expected[name]}"):
+                problems.append(f"index {name} was redefined: {definition}{'' if valid else ' (invalid)'}")
+        return problems
 
     async def purge_raw(self, before: float) -> int:
         return await self._run("DELETE FROM raw_log WHERE time < $1", before)

@@ -200,3 +200,24 @@ CREATE INDEX IF NOT EXISTS audit_urls_by_url ON audit_urls(url_key, seq);
 """,
     ),
 ]
+
+
+# What audit verify holds the audit tables' indexes to (a search finds what an index lists, verify proves rows):
+# each of these, valid, over exactly these columns, with no predicate; no other. PostgreSQL keeps an index's
+# entries in step with its rows itself; damage below SQL (the files) is amcheck's to find, not the gateway's.
+AUDIT_INDEXES = {
+    "audit_pkey": "(seq)",
+    "audit_by_kid": "(kid, seq)",
+    "audit_by_subject": "(subject, seq)",
+    "audit_by_media": "(media_id, seq)",
+    "audit_urls_pkey": '(seq, "position")',
+    "audit_urls_by_kid": "(kid, seq)",
+    "audit_urls_by_media": "(media_id, seq)",
+    "audit_urls_by_url": "(url_key, seq)",
+}
+INDEXES_OF_AUDIT_TABLES = """
+SELECT ix.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, i.indisvalid AS valid
+FROM pg_index i JOIN pg_class ix ON ix.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+WHERE t.relname IN ('audit', 'audit_urls') AND t.relnamespace = current_schema()::regnamespace
+ORDER BY 1
+"""

@@ -15,6 +15,7 @@ from gateway.errors import AuditUnavailable, Conflict, StoreUnavailable
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 from gateway.store import rows
 from gateway.store.base import AuditQuery, AuditUrl, Change, Checkpoint, LogEntry, PrunePolicy, RevokedPath
+from gateway.store.sqlite import schema
 
 
 @contextmanager
@@ -370,6 +371,19 @@ class SqliteAudit(_Repo):
         upto = _ALL if upto_seq is None else upto_seq
         sql = "SELECT * FROM audit_urls WHERE seq > ? AND seq <= ? ORDER BY seq, position"
         return [rows.audit_url_from(r) for r in await self._all(sql, (after_seq, upto))]
+
+    async def index_problems(self) -> list[str]:
+        expected = schema.audit_indexes()
+        listed = await self._all(schema.INDEXES_OF_AUDIT_TABLES, schema.AUDIT_TABLES)
+        found = {name: schema.index_definition(sql) for name, sql in listed}
+        problems = [f"index {name} is missing" for name in sorted(expected.keys() - found.keys())]
+        problems += [f"index {name} is not one the gateway creates: {found[name]}" for name in
+                     sorted(found.keys() - expected.keys())]  # fmt: skip
+        problems += [f"index {name} was redefined: {found[name]}" for name in sorted(found.keys() & expected.keys())
+                     if found[name] != expected[name]]  # fmt: skip
+        for table in schema.AUDIT_TABLES:  # every index entry against its row, both ways
+            problems += [row[0] for row in await self._all(f"PRAGMA integrity_check({table})") if row[0] != "ok"]
+        return problems
 
     async def purge_raw(self, before: float) -> int:
         return await self._run("DELETE FROM raw_log WHERE time < ?", (before,))

@@ -7,6 +7,7 @@ version bump, so a database is always at exactly one version.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable
@@ -106,11 +107,12 @@ def _claim_existing_prefixes(conn: sqlite3.Connection) -> None:
 
 
 AUDIT_URLS = (
-    "CREATE TABLE audit_urls (seq INTEGER NOT NULL, position INTEGER NOT NULL, url_sha256 TEXT, media_id TEXT, "
-    "rendition TEXT, expires_at INTEGER, kid TEXT, url_key INTEGER, PRIMARY KEY (seq, position)) WITHOUT ROWID",
-    "CREATE INDEX audit_urls_by_kid ON audit_urls(kid, seq)",
-    "CREATE INDEX audit_urls_by_media ON audit_urls(media_id, seq)",
-    "CREATE INDEX audit_urls_by_url ON audit_urls(url_key, seq)",
+    "CREATE TABLE IF NOT EXISTS audit_urls (seq INTEGER NOT NULL, position INTEGER NOT NULL, url_sha256 TEXT, "
+    "media_id TEXT, rendition TEXT, expires_at INTEGER, kid TEXT, url_key INTEGER, PRIMARY KEY (seq, position)) "
+    "WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS audit_urls_by_kid ON audit_urls(kid, seq)",
+    "CREATE INDEX IF NOT EXISTS audit_urls_by_media ON audit_urls(media_id, seq)",
+    "CREATE INDEX IF NOT EXISTS audit_urls_by_url ON audit_urls(url_key, seq)",
 )
 GRANT_REVOCATIONS = (
     "CREATE TABLE grant_revocations (grant_id TEXT NOT NULL, principal_id TEXT NOT NULL, media_id TEXT NOT NULL, "
@@ -259,3 +261,31 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             conn.execute("ROLLBACK")
             raise
     return applied
+
+
+# The tables searches read through indexes, and what audit verify holds those indexes to.
+AUDIT_TABLES = ("audit", "audit_urls")
+INDEXES_OF_AUDIT_TABLES = (
+    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN (?, ?) ORDER BY name"
+)
+
+
+def index_definition(sql: str | None) -> str | None:
+    """An index's definition as compared: ``IF NOT EXISTS`` and spacing do not count (SQLite keeps the text)."""
+    return None if sql is None else " ".join(sql.replace("IF NOT EXISTS ", "").split())
+
+
+@functools.cache
+def audit_indexes() -> dict[str, str | None]:
+    """The audit tables' indexes as this code creates them (name: definition), read off a fresh in-memory database.
+
+    A search finds what an index lists; ``audit verify`` proves the rows. Only if the indexes are these, and
+    agree with their rows, does a search find every record verify proved.
+    """
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(conn)
+        rows = conn.execute(INDEXES_OF_AUDIT_TABLES, AUDIT_TABLES).fetchall()
+    finally:
+        conn.close()
+    return {name: index_definition(sql) for name, sql in rows}
