@@ -37,6 +37,22 @@ def parse_network(value: str) -> IPNetwork:
         raise InvalidInput(f"not an IP address or CIDR: {value!r}") from None
 
 
+def unmapped(value: str) -> str:
+    """``value`` (an address or CIDR) with an IPv4-mapped IPv6 form (``::ffff:1.2.3.4``, what a dual-stack socket
+    reports for an IPv4 peer) written as the IPv4 it is; anything else as given. InvalidInput if it is neither.
+
+    Client addresses are resolved to IPv4 the same way, so a binding kept in the mapped form never matched.
+    """
+    network = parse_network(value)
+    if not isinstance(network, ipaddress.IPv6Network) or network.prefixlen < 96:
+        return value
+    mapped = network.network_address.ipv4_mapped
+    if mapped is None:
+        return value
+    ipv4 = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return str(ipv4.network_address) if ipv4.prefixlen == 32 else str(ipv4)
+
+
 def _no_zone(value: str) -> None:
     """``fe80::1%eth0`` names an interface of the machine that wrote it, not a client: and its raw ``%``
     would be written into signed URLs, where formats read it as a percent-escape."""

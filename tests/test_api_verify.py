@@ -121,6 +121,23 @@ async def test_ip_bound_url_uses_forwarded_for_only_from_trusted_proxies(
     assert await _verify(client, uri) == 403
 
 
+@pytest.mark.parametrize("bound", ["::ffff:203.0.113.9", "::ffff:203.0.113.0/120"])
+async def test_a_url_bound_to_an_ipv4_mapped_address_verifies_from_that_client(
+    client: TestClient, signed: tuple[World, str], bound: str
+) -> None:
+    """Red team round 5: a backend on a dual-stack socket sees its viewers as ::ffff:a.b.c.d; a URL bound that way
+    carried gw_ip=::ffff:cb00:7109/128, while verify resolves that client to 203.0.113.9: never usable."""
+    world, _ = signed
+    body = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}, "client_ip": bound}
+    url = (await (await client.post("/v1/sign", json=body, headers=world.auth("web"))).json())["url"]
+    expected = "203.0.113.9/32" if bound.endswith(".9") else "203.0.113.0/24"
+    assert f"gw_ip={expected}&" in url
+    uri = url.removeprefix("https://cdn.example.com")
+    for client_address in ("203.0.113.9", "::ffff:203.0.113.9"):
+        assert await _verify(client, uri, **{"X-Forwarded-For": client_address}) == 200
+    assert await _verify(client, uri, **{"X-Forwarded-For": "198.51.100.1"}) == 403
+
+
 async def test_redemptions_are_logged_once_per_token_and_network(client: TestClient, signed: tuple[World, str]) -> None:
     from gateway.store.base import AuditQuery
 

@@ -173,8 +173,8 @@ async def test_an_index_missing_an_entry_under_its_shipped_definition_fails_veri
         "DROP INDEX audit_by_kid; CREATE INDEX audit_by_kid ON audit(kid, seq) WHERE seq <> 7;"
         "UPDATE sqlite_master SET sql = 'CREATE INDEX IF NOT EXISTS audit_by_kid ON audit(kid, seq)'"
         " WHERE name = 'audit_by_kid';"
-        f"PRAGMA schema_version = {version + 10};"
     )
+    conn.execute(f"PRAGMA schema_version = {int(version) + 10}")
     conn.close()
     found = await sealed.services.store.audit.search(AuditQuery(kid=kid, limit=100))
     assert 7 not in {r.seq for r in found}  # the attack works on searches...

@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from gateway.errors import InvalidInput
-from gateway.netaddr import mask_ip, parse_ip, parse_network, resolve_client_ip
+from gateway.netaddr import mask_ip, parse_ip, parse_network, resolve_client_ip, unmapped
 
 TRUSTED = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
 
@@ -49,3 +49,25 @@ def test_forwarded_header_is_read_right_to_left_behind_trusted_proxies() -> None
     assert resolve_client_ip("10.0.0.5", "6.6.6.6, 203.0.113.9, 10.0.0.7", TRUSTED) == "203.0.113.9"
     assert resolve_client_ip("::1", "2001:db8::5", TRUSTED) == "2001:db8::5"
     assert resolve_client_ip("10.0.0.5", None, TRUSTED) == "10.0.0.5"
+
+
+@pytest.mark.parametrize(
+    ("given", "bound"),
+    [
+        ("::ffff:1.2.3.4", "1.2.3.4"),
+        ("::ffff:1.2.3.4/128", "1.2.3.4"),
+        ("::ffff:1.2.3.0/120", "1.2.3.0/24"),
+        ("1.2.3.4", "1.2.3.4"),
+        ("10.0.0.0/8", "10.0.0.0/8"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("::ffff:0:0/95", "::ffff:0:0/95"),  # wider than the mapped range: not one IPv4 network, kept
+    ],
+)
+def test_an_ipv4_mapped_binding_is_the_ipv4_it_is(given: str, bound: str) -> None:
+    """Red team round 5: a URL bound to ::ffff:1.2.3.4 was refused from that very client, seen as 1.2.3.4."""
+    assert unmapped(given) == bound
+
+
+def test_unmapped_refuses_what_is_no_address() -> None:
+    with pytest.raises(InvalidInput):
+        unmapped("1.2.3.4.5")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from gateway.access.authz import Decision, decide
@@ -46,7 +46,7 @@ from gateway.audit.records import ENGINEER, VIEWER, AuditRecord, RequestContext
 from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, StateStale
 from gateway.keys.keyring import Keyring
 from gateway.model import Grant, MediaItem, Principal, PrincipalKind, Rendition, Viewer
-from gateway.netaddr import parse_network
+from gateway.netaddr import unmapped
 from gateway.signing.dialects.base import SignRequest
 from gateway.signing.paths import canonical_path
 from gateway.signing.profiles import NATIVE, Profile, Profiles
@@ -193,6 +193,7 @@ class Issuer:
                 raise Forbidden("this viewer's data has been erased", reason="subject-erased")
             profile = self._profiles.get(item.profile)
             ttl = self._ttl(item)
+            item = _unmapped_binding(item)
             media = await self._media(item.media_id)
             asserts = ctx.viewer_ip is not None
             decision = self._authorise(principal, viewer, media, item, now, asserts)
@@ -283,8 +284,6 @@ class Issuer:
         ttl = self._policy.default_ttl if item.ttl is None else item.ttl
         if not 1 <= ttl <= self._policy.max_ttl:
             raise InvalidInput(f"ttl must be from 1 to {self._policy.max_ttl} seconds")
-        if item.client_ip:
-            parse_network(item.client_ip)
         return ttl
 
     async def _media(self, media_id: str) -> MediaItem:
@@ -402,3 +401,11 @@ def covered_renditions(media: MediaItem, prefix: str) -> set[Rendition]:
 
 def _issuance_id() -> str:
     return "gwi_" + secrets.token_hex(12)
+
+
+def _unmapped_binding(item: SignItem) -> SignItem:
+    """The item with its client binding checked, an IPv4-mapped one bound as the IPv4 it is (what verify sees)."""
+    if not item.client_ip:
+        return item
+    binding = unmapped(item.client_ip)
+    return item if binding == item.client_ip else replace(item, client_ip=binding)
