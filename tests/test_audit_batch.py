@@ -141,13 +141,14 @@ async def test_each_url_of_a_batch_is_found_by_key_media_and_digest(gw: Gateway)
     issued = "url:issued_batch"
     for query in (AuditQuery(kid=gw.kid, event=issued), AuditQuery(media_id="m2", event=issued),
                   AuditQuery(url_sha256=_digest(results[2]["url"])), AuditQuery(kid=gw.kid, media_id="pub"),
-                  AuditQuery(subject=record.subject, event=issued)):  # fmt: skip
+                  AuditQuery(subject=record.subject, event=issued),
+                  AuditQuery(kid=gw.kid, event="url:issued")):  # url:issued includes batches  # fmt: skip
         assert [r.seq for r in await search(query)] == [record.seq], query
     # Beside the records of their own that name the key or item (its creation, the item's put), in order.
     assert [r.event.value for r in await search(AuditQuery(kid=gw.kid))] == ["key:created", issued]
     assert [r.event.value for r in await search(AuditQuery(media_id="m1"))] == ["media:put", issued]
     assert [r.event.value for r in await search(AuditQuery(media_id="m1", limit=1))] == ["media:put"]
-    for query in (AuditQuery(media_id="nowhere"), AuditQuery(kid=gw.kid, event="url:issued"),
+    for query in (AuditQuery(media_id="nowhere"), AuditQuery(kid=gw.kid, event="url:denied"),
                   AuditQuery(kid=gw.kid, after_seq=record.seq or 0), AuditQuery(url_sha256="0" * 64)):  # fmt: skip
         assert await search(query) == [], query
 
@@ -333,3 +334,20 @@ async def test_an_index_that_is_not_the_gateways_fails_verify(gw: Gateway) -> No
     await gw.sql("CREATE INDEX audit_by_reason ON audit(reason)")
     report = await verify(gw.services)
     assert report.problem is not None and "index audit_by_reason is not one the gateway creates" in report.problem
+
+
+async def test_a_search_for_url_issued_finds_the_batch_records_too(gw: Gateway) -> None:
+    """Red team round 5: ``audit search --event url:issued --kid K`` ("what did this key issue") left out every
+    URL issued in a batch, with no hint that it had."""
+    await _batch(gw)
+    single = await gw.client.post(
+        "/v1/sign", json={**ITEMS[0], "viewer": {"id": "alice"}}, headers=gw.world.auth("web")
+    )
+    assert single.status == 200
+    for query in (AuditQuery(event="url:issued", kid=gw.kid), AuditQuery(event="url:issued", media_id="m2"),
+                  AuditQuery(event="url:issued")):  # fmt: skip
+        found = await gw.services.store.audit.search(query)
+        expected = [AuditEvent.URL_ISSUED_BATCH] + ([] if query.media_id else [AuditEvent.URL_ISSUED])
+        assert [r.event for r in found] == expected, query
+    only = await gw.services.store.audit.search(AuditQuery(event="url:issued_batch", kid=gw.kid))
+    assert [r.event for r in only] == [AuditEvent.URL_ISSUED_BATCH]

@@ -217,7 +217,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
     tail.set_defaults(func=run_tail)
     search = cmds.add_parser("search", parents=[reading], help="records matching every filter given")
-    search.add_argument("--event", help="event tag, e.g. url:issued, key:revoked")
+    search.add_argument("--event", help="event tag, e.g. url:issued (which includes url:issued_batch), key:revoked")
     search.add_argument("--by", dest="actor_filter", metavar="ACTOR", help="who acted (principal or cli:user)")
     search.add_argument("--kid", help="key id (gwk_…)")
     search.add_argument("--media", help="media id")

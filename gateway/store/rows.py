@@ -312,9 +312,17 @@ def child_filters(query: AuditQuery) -> list[tuple[str, Any]]:
     return found
 
 
+def events_named(event: str) -> list[str]:
+    """The events a search for ``event`` finds: ``url:issued`` includes the batch records (``url:issued_batch``),
+    which stand for the URLs they list; anything else only itself."""
+    return [event, AuditEvent.URL_ISSUED_BATCH.value] if event == AuditEvent.URL_ISSUED.value else [event]
+
+
 def finds_batches(query: AuditQuery) -> bool:
-    """Whether ``query`` can match a batch record through its URLs (a key, media or digest, no other event)."""
-    return bool(url_filters(query)) and query.event in (None, AuditEvent.URL_ISSUED_BATCH.value)
+    """Whether ``query`` can match a batch record through its URLs (a key, media or digest; no event, or one
+    whose search includes batch records)."""
+    return bool(url_filters(query)) and (query.event is None or AuditEvent.URL_ISSUED_BATCH.value in
+                                         events_named(query.event))  # fmt: skip
 
 
 def merged(own: Sequence[AuditRecord], batches: Sequence[AuditRecord], limit: int) -> list[AuditRecord]:

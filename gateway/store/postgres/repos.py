@@ -412,7 +412,9 @@ def _audit_filters(
     named = ("event", "actor", "subject") + (("kid", "media_id", "url_sha256") if urls else ())
     for column in named:
         value = getattr(query, column)
-        if value is not None:
+        if value is not None and column == "event":
+            add("event = ANY(${n})", rows.events_named(value))
+        elif value is not None:
             add(column + " = ${n}", value)
     if query.after_seq:
         add("seq > ${n}", query.after_seq)

@@ -460,8 +460,10 @@ def _audit_filters(query: AuditQuery, prefix: str = "", urls: bool = True) -> tu
     for column in named:
         value = getattr(query, column)
         if value is not None:
-            clauses.append(f"{prefix}{column} = ?")
-            params.append(value)
+            values = rows.events_named(value) if column == "event" else [value]
+            test = "= ?" if len(values) == 1 else f"IN ({', '.join('?' * len(values))})"
+            clauses.append(f"{prefix}{column} {test}")
+            params += values
     for clause, value in ((f"{prefix}seq > ?", query.after_seq or None), (f"{prefix}time >= ?", query.since),
                           (f"{prefix}time < ?", query.until)):  # fmt: skip
         if value is not None:
