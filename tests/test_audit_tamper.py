@@ -181,3 +181,20 @@ async def test_an_index_missing_an_entry_under_its_shipped_definition_fails_veri
     report = await verify(sealed.services)
     assert (report.ok, report.first_bad) == (False, None)  # ...and verify names it
     assert report.problem is not None and "missing from index audit_by_kid" in report.problem
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        ("UPDATE audit SET pruned_at = 'x' WHERE seq = 7", "record #7 was altered: its prune time 'x' is not a time"),
+        ("UPDATE audit SET leaf_hash = 'abc' WHERE seq = 7", "record #7 differs from the copy exported off-box"),
+        ("UPDATE audit SET body_sha256 = 'abc' WHERE seq = 7", "record #7 was altered: its stored body hash"),
+    ],
+    ids=["prune-time-text", "leaf-hash-text", "body-hash-text"],
+)
+async def test_a_column_of_the_wrong_type_is_named_not_a_traceback(sealed: World, tamper: str, problem: str) -> None:
+    """Red team round 5: these stopped verify with a TypeError and no record number."""
+    db(sealed.services).execute(tamper)
+    report = await verify(sealed.services)
+    assert (report.ok, report.first_bad) == (False, 7)
+    assert report.problem is not None and report.problem.startswith(problem), report.problem

@@ -146,6 +146,8 @@ def _pruned_problem(entry: LogEntry, now: float) -> str | None:
         return "was altered: the time, class, event and body hash it kept when pruned do not match its leaf hash"
     if entry.retention not in RETENTION_SECONDS:
         return f"has an unknown retention class {entry.retention!r}: when it could be pruned cannot be told"
+    if not isinstance(entry.pruned_at, int | float) or isinstance(entry.pruned_at, bool):
+        return f"was altered: its prune time {entry.pruned_at!r} is not a time"
     # Whether a viewer was erased is gone with the record: the shorter, erased retention is the bound.
     shortest = ERASED_VIEWER_RETENTION if entry.retention == VIEWER else RETENTION_SECONDS[entry.retention]
     ends = entry.time + shortest

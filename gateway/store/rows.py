@@ -194,14 +194,20 @@ def log_entry_from(row: Row) -> LogEntry:
     body = row["body_sha256"]
     return LogEntry(
         seq=row["seq"],
-        leaf_hash=bytes(row["leaf_hash"]),
+        leaf_hash=_blob(row["leaf_hash"]),
         time=row["time"],
         retention=row["retention"],
         record=None if row["pruned_at"] is not None else _readable_record(row),
         pruned_at=row["pruned_at"],
         event=row["event"],
-        body_sha256=None if body is None else bytes(body),
+        body_sha256=None if body is None else _blob(body),
     )
+
+
+def _blob(value: Any) -> bytes:
+    """A hash column's bytes; a value of another type (text written by hand) as no hash at all, which matches
+    nothing: ``audit verify`` then names the record instead of stopping on a TypeError."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""
 
 
 def _readable_record(row: Row) -> AuditRecord | None:
