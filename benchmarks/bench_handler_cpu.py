@@ -9,7 +9,7 @@ event loop, the audit writer thread and the client; the client's share and aioht
 hello-world row costs, so "sign - hello" is the gateway's own work per request (the token check, body
 parsing, issuance, the audit record and its commit, the response). Unlike ``bench_issue_cpu`` this includes
 JWT and body parsing and the middleware. ``--profile`` runs one path under cProfile and prints the top
-entries by own time.
+entries by own time (``SORT=cumulative``, ``TOP=60`` to change).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import shutil
 import socket
@@ -144,7 +145,8 @@ async def measure(
                 continue
             results[name] = await _cpu_per_request(at, request, requests, profile if name == profiled else None)
         if profile:
-            pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+            stats = pstats.Stats(profile).sort_stats(os.environ.get("SORT", "tottime"))
+            stats.print_stats(int(os.environ.get("TOP", "30")))
         return results
     finally:
         await stop()
