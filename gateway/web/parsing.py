@@ -35,7 +35,8 @@ def decode(raw: bytes, model: type[T]) -> T:
 
 
 async def body(request: web.Request, model: type[T]) -> T:
-    if request.content_type != "application/json":
+    # The exact header is the common case; aiohttp's own parse of it (parameters, case) costs a few µs.
+    if request.headers.get("Content-Type") != "application/json" and request.content_type != "application/json":
         raise InvalidInput("the body must be application/json")
     deadline = request.app[SERVICES].config.body_timeout
     try:
