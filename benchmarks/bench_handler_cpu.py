@@ -37,7 +37,7 @@ from gateway.audit.records import RequestContext
 from gateway.cli.main import main as gatewayctl
 from gateway.config import load_config
 from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Rendition, Visibility
-from gateway.services import Services, open_services
+from gateway.services import Services, freeze_start_up_heap, open_services
 from gateway.web.app import create_app
 from gateway.web.server import Runner
 
@@ -128,6 +128,7 @@ async def measure(
     token, viewer = await _fixture(services)
     app = create_app(services)
     port, stop = await _serve(app, Runner(app, access_log=None))
+    freeze_start_up_heap()  # as gatewayctl serve does
     body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
     json_headers = {"Content-Type": "application/json"}
     sign_body = body.encode()
