@@ -123,6 +123,18 @@ def _return_freed_memory(view: StateView) -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def freeze_start_up_heap() -> None:
+    """Move what start-up built (modules, the state view, keys) out of reach of every later collection.
+
+    A full collection walks every tracked object: ≈ 32 ms for a serving process's ≈ 60 000 start-up objects,
+    every few seconds under load, with every request in flight waiting behind it (issue 18: the sign and page
+    p99). Frozen, it walks only what was made since (≈ 3 ms). Reference counting still frees frozen objects;
+    only a cycle among them would stay, and start-up's objects live as long as the process.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 @dataclass(frozen=True)
 class _Operations:
     metrics: Metrics

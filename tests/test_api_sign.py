@@ -313,3 +313,45 @@ async def test_a_media_path_under_the_path_token_marker_is_refused(client: TestC
         400,
         "URL path '/_t/x/a.m3u8' is not allowed: paths under /_t/ are reserved for path tokens",
     )
+
+
+_ALICE_M1 = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}
+
+
+@pytest.mark.parametrize("change", ["revoke-credential", "disable-principal"])
+async def test_a_token_remembered_by_one_request_is_refused_on_the_next_after_a_revocation(
+    client: TestClient, web: World, change: str
+) -> None:
+    """The caller's token is verified once and remembered (issue 18): the next request still sees the change."""
+    from tests.support import ADMIN
+
+    headers = web.auth("web")
+    first = await client.post("/v1/sign", json=_ALICE_M1, headers=headers)
+    assert first.status == 200
+    assert web.services.identity.principal_tokens.hits == 0 and len(web.services.identity.principal_tokens) == 1
+    if change == "revoke-credential":
+        await web.services.admin.revoke_credential(ADMIN, web.seeds["web"][0], "leaked", web.clock())
+    else:
+        await web.services.admin.disable_principal(ADMIN, "web", web.clock())
+    second = await client.post("/v1/sign", json=_ALICE_M1, headers=headers)
+    assert second.status == 401
+    message = "unknown or revoked credential" if change == "revoke-credential" else "principal is disabled"
+    assert (await second.json()) == {"error": "unauthenticated", "message": message}
+    assert web.services.identity.principal_tokens.hits == 1  # answered from the cache, then refused
+
+
+async def test_a_key_revoked_between_two_requests_with_one_token_signs_nothing_more(
+    client: TestClient, web: World
+) -> None:
+    from tests.support import ADMIN
+
+    headers = web.auth("web")
+    first = await client.post("/v1/sign", json=_ALICE_M1, headers=headers)
+    kid = (await first.json())["kid"]
+    await web.services.admin.revoke_key(ADMIN, kid, "compromised", web.clock())
+    second = await client.post("/v1/sign", json=_ALICE_M1, headers=headers)
+    assert second.status == 403
+    assert (await second.json()) == {
+        "error": "no_active_key",
+        "message": "principal web has no active signing key for this CDN",
+    }

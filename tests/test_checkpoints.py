@@ -11,7 +11,7 @@ import pytest
 
 from gateway.audit.checkpoints import LogSigner, body, signature_ok
 from gateway.audit.export import DirectoryExporter, S3Exporter, segment_lines
-from gateway.audit.publisher import Checkpointer, CheckpointPolicy
+from gateway.audit.publisher import Checkpointer, CheckpointPolicy, segment_text
 from gateway.audit.records import AuditEvent, RequestContext, change, issued
 from gateway.store.base import LogEntry, Store
 from tests.audit_support import fill, verify
@@ -113,3 +113,20 @@ async def test_a_serving_checkpoint_reads_back_only_what_another_process_wrote(w
     newest = sorted(item["seq"] for item in lines if item["seq"] > sealed.tree_size - 6)
     assert newest == list(range(sealed.tree_size - 5, sealed.tree_size + 1))
     assert (await verify(services)).ok
+
+
+@pytest.mark.parametrize("count", [0, 1, 100, 101, 250])
+async def test_a_segment_built_in_slices_is_the_same_text(store: Store, count: int) -> None:
+    """Issue 18: the export yields to waiting requests between slices of 100 lines; the bytes do not change."""
+    ctx = RequestContext(actor="web", request_id="r1", client_ip="203.0.113.9")
+    records = [
+        issued(ctx, now=1_800_000_000.5 + i, kid="gwk_A", media_id=f"m{i}", rendition="video", subject=f"sub_{i}",
+               url=f"https://cdn/v/{i}", expires_at=1_800_000_300, reason="owner", detail={"n": i})
+        for i in range(count)
+    ]  # fmt: skip
+    if records:
+        await store.append_audit_group(records, [], [], 1_800_000_000.0)
+    entries = await store.audit.entries(0, 1000)
+    assert len(entries) == count
+    assert await segment_text(entries) == segment_lines(entries)
+    assert (await segment_text(entries)).count("\n") == max(count, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from gateway.errors import InvalidInput
@@ -10,6 +12,7 @@ from gateway.signing.paths import (
     canonical_prefix,
     canonical_query,
     is_canonical_path,
+    normalised_spelling,
     origin_and_path,
     path_problem,
     path_within,
@@ -205,3 +208,26 @@ def test_a_valid_escape_before_a_problem_does_not_hide_it(path: str, problem: st
 ])  # fmt: skip
 def test_path_within_reads_a_prefix_at_a_segment_boundary(path: str, prefix: str, within: bool) -> None:
     assert path_within(path, prefix) is within
+
+
+def _respelled_then_checked(path: str) -> str | None:
+    """``canonical_path`` without its plain-path shortcut: respell, then check (None: refused)."""
+    spelled = normalised_spelling(path)
+    return spelled if path_problem(spelled) is None else None
+
+
+def _canonical_or_none(path: str) -> str | None:
+    try:
+        return canonical_path(path)
+    except InvalidInput:
+        return None
+
+
+def test_the_plain_path_shortcut_agrees_with_respelling_then_checking() -> None:
+    """Issuance skips the respelling for plain paths (issue 18): on every path the answer is the same."""
+    alphabet = "/a.~-_!$&'()*+,=:@%2F ;\\?#é"
+    rng = random.Random(18)
+    paths = ["/", "//", "/a//b", "/a/./b", "/a/../b", "/..", "/.", "/a/", "/a/..", "/a/ . /b", "a/b", ""]
+    paths += ["/" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) for _ in range(5000)]
+    for path in paths:
+        assert _canonical_or_none(path) == _respelled_then_checked(path), path

@@ -30,6 +30,8 @@ from gateway.store.base import Checkpoint, LogEntry, Store
 
 log = logging.getLogger("gateway.audit.checkpoints")
 _PAGE = 5000
+# Segment lines built per turn of the event loop: 1 000 at once held every request for ≈ 7 ms (issue 18).
+_LINES_PER_TURN = 100
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,18 @@ class Checkpointer:
                 by_class.setdefault(entry.retention, []).append(entry)
             for retention, entries in by_class.items():
                 name = segment_name(first, cursor, retention)
-                await export_all(self._exporters, name, segment_lines(entries), retention)
+                await export_all(self._exporters, name, await segment_text(entries), retention)
+
+
+async def segment_text(entries: Sequence[LogEntry]) -> str:
+    """``segment_lines(entries)``, built a slice at a time with a yield between slices (the same text)."""
+    if len(entries) <= _LINES_PER_TURN:
+        return segment_lines(entries)
+    parts: list[str] = []
+    for start in range(0, len(entries), _LINES_PER_TURN):
+        parts.append(segment_lines(entries[start : start + _LINES_PER_TURN]))
+        await asyncio.sleep(0)  # requests waiting on the loop run between slices
+    return "".join(parts)
 
 
 CHECKPOINT_LOCK = "checkpoint"

@@ -48,7 +48,7 @@ from gateway.cli.workers import Work, Workers
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError, InvalidInput, Unavailable
 from gateway.observe import logs
-from gateway.services import open_services
+from gateway.services import freeze_start_up_heap, open_services
 from gateway.web import tls
 from gateway.web.app import create_app
 from gateway.web.connections import GuardedSite
@@ -175,6 +175,7 @@ async def _serve(
     except BaseException:
         await services.close()
         raise
+    freeze_start_up_heap()  # before the first request: no full collection walks start-up's objects again
     try:
         for sock in sockets:
             await GuardedSite(runner, sock, limits=runner.limits, ssl_context=context).start()

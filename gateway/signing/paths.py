@@ -160,6 +160,8 @@ def normalised_spelling(path: str) -> str:
 
 def canonical_path(path: str) -> str:
     """A media path in canonical form; raises InvalidInput when it cannot be one (signing-time rule)."""
+    if _PLAIN_PATH.fullmatch(path):
+        return path  # nothing to respell and nothing to refuse: every issuance of a plain path (most) stops here
     if not path.isascii() and any("\ud800" <= c <= "\udfff" for c in path):
         raise InvalidInput(f"URL path {path!r} is not allowed: it holds a byte that is no UTF-8 text")
     spelled = normalised_spelling(path)

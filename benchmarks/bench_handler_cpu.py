@@ -1,0 +1,187 @@
+"""CPU per request of the whole HTTP path in-process: ``POST /v1/sign`` and ``GET /m/{id}/video`` (issue 18).
+
+Run: taskset -c 0 .venv/bin/python -m benchmarks.bench_handler_cpu [--requests 6000] [--profile sign|page]
+
+The real app (``create_app``, ``Runner``, durable SQLite audit, checkpoints on, as ``gatewayctl serve``) and an
+aiohttp hello-world are served on loopback in this process; 32 keep-alive connections, each a plain asyncio
+stream sending one fixed request and reading its answer, drive each in turn. ``time.process_time`` covers the
+event loop, the audit writer thread and the client; the client's share and aiohttp's own are what the
+hello-world row costs, so "sign - hello" is the gateway's own work per request (the token check, body
+parsing, issuance, the audit record and its commit, the response). Unlike ``bench_issue_cpu`` this includes
+JWT and body parsing and the middleware. ``--profile`` runs one path under cProfile and prints the top
+entries by own time (``SORT=cumulative``, ``TOP=60`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from benchmarks.hello import hello, hello_post
+from gateway.access import tokens
+from gateway.audit.records import RequestContext
+from gateway.cli.main import main as gatewayctl
+from gateway.config import load_config
+from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Rendition, Visibility
+from gateway.services import Services, freeze_start_up_heap, open_services
+from gateway.web.app import create_app
+from gateway.web.server import Runner
+
+CTX = RequestContext(actor="bench")
+CONNECTIONS = 32
+
+
+async def _fixture(services: Services) -> tuple[str, str]:
+    """The principal's and the viewer's token, as benchmarks.setup makes them (100 media items)."""
+    now, config = time.time(), services.config
+    permissions = frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF, Permission.MEDIA_WRITE})
+    created = await services.admin.add_principal(CTX, "web", PrincipalKind.SERVICE, permissions, None, now)
+    await services.admin.create_key(CTX, "web", KeyAlgorithm.ED25519, now)
+    for i in range(100):
+        paths = {Rendition.VIDEO: f"/v/m{i}/master.m3u8", Rendition.THUMBNAIL: f"/t/m{i}.jpg"}
+        await services.admin.put_media(CTX, f"m{i}", "alice", "w1", Visibility.WORKSPACE, paths, now)
+    token = tokens.mint_principal_token(
+        credential_id=created.credential.id, principal_id="web", private_seed=created.credential_seed,
+        audience=config.api_audience, now=now, ttl=3600,
+    )  # fmt: skip
+    idp = load_pem_private_key(config.dev_idp_key_path.read_bytes(), None)
+    assert isinstance(idp, Ed25519PrivateKey)
+    viewer = tokens.mint_viewer_token(
+        private_key=idp, issuer=config.viewer.issuer, audience=config.viewer.audience, subject="alice",
+        workspaces=["w1"], workspaces_claim=config.viewer.workspaces_claim, now=now, ttl=3600,
+    )  # fmt: skip
+    return token, viewer
+
+
+def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _connection(
+    port: int, request: bytes, count: int, statuses: dict[int, int], latencies: list[float] | None = None
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            statuses[status] = statuses.get(status, 0) + 1
+            length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+            await reader.readexactly(length)
+            if latencies is not None:
+                latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+async def _cpu_per_request(
+    port: int, request: bytes, requests: int, profile: cProfile.Profile | None
+) -> tuple[float, float]:
+    """(all threads, other threads than the event loop's: the audit writer) in µs per request."""
+    statuses: dict[int, int] = {}
+    per = requests // CONNECTIONS
+    await asyncio.gather(*(_connection(port, request, per // 4, statuses) for _ in range(CONNECTIONS)))  # warm
+    statuses.clear()
+    started, main_started = time.process_time(), time.thread_time()
+    if profile:
+        profile.enable()
+    latencies: list[float] = []
+    await asyncio.gather(*(_connection(port, request, per, statuses, latencies) for _ in range(CONNECTIONS)))
+    if profile:
+        profile.disable()
+    cpu, main = time.process_time() - started, time.thread_time() - main_started
+    assert set(statuses) <= {200, 302}, statuses
+    done = per * CONNECTIONS
+    latencies.sort()
+    p50, p99, top = (latencies[int(len(latencies) * q)] * 1e3 for q in (0.5, 0.99, 1 - 1e-9))
+    print(f"  wall per request (client included): p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {top:.1f} ms")
+    return cpu / done * 1e6, (cpu - main) / done * 1e6
+
+
+async def _serve(app: web.Application, runner: web.AppRunner) -> tuple[int, Callable[[], Awaitable[None]]]:
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    return sock.getsockname()[1], runner.cleanup
+
+
+async def measure(
+    data: Path, requests: int, profiled: str | None, only: str | None = None
+) -> dict[str, tuple[float, float]]:
+    hello_app = web.Application()
+    hello_app.router.add_get("/", hello)
+    hello_app.router.add_post("/", hello_post)
+    hello_port, stop_hello = await _serve(hello_app, web.AppRunner(hello_app, access_log=None))
+    services = await open_services(load_config(data, environ={}))
+    token, viewer = await _fixture(services)
+    app = create_app(services)
+    port, stop = await _serve(app, Runner(app, access_log=None))
+    if os.environ.get("NO_FREEZE") != "1":
+        freeze_start_up_heap()  # as gatewayctl serve does
+    body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
+    json_headers = {"Content-Type": "application/json"}
+    sign_body = body.encode()
+    paths = {
+        "hello GET": (hello_port, _request("GET", "/", {})),
+        "hello POST": (hello_port, _request("POST", "/", json_headers, body.encode())),
+        "sign": (port, _request("POST", "/v1/sign", {"Authorization": f"Bearer {token}", **json_headers}, sign_body)),
+        "page": (port, _request("GET", "/m/m1/video", {"Authorization": f"Bearer {viewer}"})),
+    }
+    profile = cProfile.Profile(time.thread_time) if profiled else None  # CPU, not wall time: threads
+    try:
+        results = {}
+        for name, (at, request) in paths.items():
+            if only and name != only:
+                continue
+            results[name] = await _cpu_per_request(at, request, requests, profile if name == profiled else None)
+        if profile:
+            stats = pstats.Stats(profile).sort_stats(os.environ.get("SORT", "tottime"))
+            stats.print_stats(int(os.environ.get("TOP", "30")))
+        return results
+    finally:
+        await stop()
+        await stop_hello()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=6400)
+    parser.add_argument("--profile", choices=["sign", "page"])
+    parser.add_argument("--only", choices=["sign", "page"], help="that path alone (under py-spy, say)")
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="gw-handler-cpu-"))
+    try:
+        gatewayctl(["init", "--data-dir", str(data)])
+        results = asyncio.run(measure(data, args.requests, args.profile, args.only))
+        for name, (us, writer) in results.items():
+            print(f"{name:12} {us:7.1f} us CPU per request ({writer:5.1f} us in other threads)")
+        if not args.only:
+            print(f"sign - hello POST {results['sign'][0] - results['hello POST'][0]:7.1f} us")
+            print(f"page - hello GET  {results['page'][0] - results['hello GET'][0]:7.1f} us")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
