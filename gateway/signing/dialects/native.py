@@ -197,22 +197,30 @@ class NativeDialect:
         path = parts.path or "/"
         if path_problem(path) is not None:
             raise VerificationFailed("non-canonical-path")
-        params: dict[str, str] = {}
-        others: list[tuple[str, str]] = []
-        for name, value in split_query(parts.query):
-            if name.startswith("gw_"):
-                _add_param(params, name, value)
-            else:
-                others.append((name, value))
+        params, others, reuse = _query_part(parts.query)
         in_path = path_tokens.split(path)
         if in_path is None:
             _require(params)
-            return NativeToken(path=path, query=others, params=params, reuse=_reuse(params))
+            return NativeToken(path=path, query=others, params=params, reuse=reuse)
         if params:
             raise VerificationFailed("malformed")  # a path token and a query token in one URL: which one counts?
         segment, rest = in_path
         params = token_params(segment)
         return NativeToken(path=rest, query=others, params=params, in_path=True, reuse=_reuse(params))
+
+
+@functools.lru_cache(maxsize=1024)
+def _query_part(query: str) -> tuple[dict[str, str], list[tuple[str, str]], str | None]:
+    """A query's gw_ parameters, its other pairs and the reuse key they make. Memoised apart from the URL: every
+    segment under one prefix token carries the same query, and each segment's URL is new. Shared: never mutated."""
+    params: dict[str, str] = {}
+    others: list[tuple[str, str]] = []
+    for name, value in split_query(query):
+        if name.startswith("gw_"):
+            _add_param(params, name, value)
+        else:
+            others.append((name, value))
+    return params, others, _reuse(params)
 
 
 def _reuse(params: dict[str, str]) -> str | None:
