@@ -105,20 +105,29 @@ def _outcome(call: Any, *args: Any) -> tuple[str, object]:
 
 
 async def _prefix_url(world: World, client: TestClient, principal: str = "web", scope: str = "prefix") -> str:
-    """A prefix token for /v/m1/ (or, ``scope="path"``, a URL for the playlist alone), as issued, origin-form."""
+    """A prefix token for /v/m1/ (``scope="prefix-token"``: in the path; ``"path"``: a URL for the playlist alone),
+    as issued, origin-form."""
     if principal not in world.seeds:
         await world.principal(principal, Permission.SIGN, Permission.SIGN_ON_BEHALF)
     if await world.services.store.media.get("m1") is None:
         await world.media("m1")
-    body = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}, "scope": scope}
+    body = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}, "scope": scope.removesuffix("-token")}
+    if scope == "prefix-token":  # the prefix token as the path's first segment (/_t/<token>/...)
+        body["form"] = "path"
     response = await client.post("/v1/sign", json=body, headers=world.auth(principal))
     assert response.status == 200, await response.text()
     return str((await response.json())["url"]).removeprefix(BASE)
 
 
 def _variant(uri: str, path: str, edit: tuple[str, int, str]) -> str:
-    """``uri`` for another path, its query edited: ``(kind, position, text)``."""
-    query = uri.split("?", 1)[1]
+    """``uri`` for another path, its query (or its path token) edited: ``(kind, position, text)``."""
+    if uri.startswith(path_tokens.MARKER):  # /_t/<token>/<path>: the token edited, the path after it replaced
+        token = uri.split("/")[2]
+        return path_tokens.join(_edited(token, edit), path) if path.startswith("/") else path
+    return f"{path}?{_edited(uri.split('?', 1)[1], edit)}"
+
+
+def _edited(query: str, edit: tuple[str, int, str]) -> str:
     kind, position, text = edit
     at = position % (len(query) + 1)
     pairs = query.split("&")
@@ -134,7 +143,7 @@ def _variant(uri: str, path: str, edit: tuple[str, int, str]) -> str:
         query = "&".join(pairs)
     elif kind == "repeat":
         query = query + "&" + pairs[at % len(pairs)]
-    return f"{path}?{query}"
+    return query
 
 
 _SEGMENTS = st.sampled_from(["/v/m1/master.m3u8", "/v/m1/seg1.ts", "/v/m1/seg2.ts"])
@@ -209,7 +218,8 @@ def test_the_origin_form_shortcut_is_strip_authority(head: str, text: str) -> No
 
 @SHARED
 @given(path=_PATHS, edit=_EDITS, later=st.sampled_from([0, 30, 359, 360, 3600]),
-       client_ip=st.sampled_from([CLIENT, "198.51.100.7"]), scope=st.sampled_from(["prefix", "path"]))  # fmt: skip
+       client_ip=st.sampled_from([CLIENT, "198.51.100.7"]),
+       scope=st.sampled_from(["prefix", "path", "prefix-token"]))  # fmt: skip
 async def test_a_remembered_decision_answers_as_a_fresh_verification(
     world: World, client: TestClient, path: str, edit: tuple[str, int, str], later: int, client_ip: str, scope: str
 ) -> None:

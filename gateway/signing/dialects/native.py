@@ -205,8 +205,8 @@ class NativeDialect:
         if params:
             raise VerificationFailed("malformed")  # a path token and a query token in one URL: which one counts?
         segment, rest = in_path
-        params = token_params(segment)
-        return NativeToken(path=rest, query=others, params=params, in_path=True, reuse=_reuse(params))
+        params, reuse = _path_token(segment)
+        return NativeToken(path=rest, query=others, params=params, in_path=True, reuse=reuse)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -221,6 +221,13 @@ def _query_part(query: str) -> tuple[dict[str, str], list[tuple[str, str]], str 
         else:
             others.append((name, value))
     return params, others, _reuse(params)
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_token(segment: str) -> tuple[dict[str, str], str | None]:
+    """A path token's parameters and reuse key, memoised like ``_query_part``: one token, many segment URLs."""
+    params = token_params(segment)
+    return params, _reuse(params)
 
 
 def _reuse(params: dict[str, str]) -> str | None:
