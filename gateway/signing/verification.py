@@ -33,6 +33,7 @@ the memory.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -62,7 +63,8 @@ class Decisions:
     """Accepted signatures by (profile, token or URL, client address, cookies); bounded, oldest out first.
 
     Keys are SHA-256 digests: a client padding valid URLs with junk parameters fills the cache with 32-byte
-    keys, not with its URLs.
+    keys, not with its URLs. A prefix token's key is the same for every segment under it, so it is computed
+    once per (profile, token, address) and remembered in a bounded memo of short tokens (``_token_key``).
     """
 
     def __init__(self, capacity: int) -> None:
@@ -73,12 +75,15 @@ class Decisions:
         self.misses = 0
 
     @staticmethod
-    def key(redemption: Redemption, profile: Profile, token: str) -> bytes:
-        """``token``: the dialect's reuse key, or the whole URL."""
-        parts = [profile.name, token, redemption.client_ip or ""]
+    def key(redemption: Redemption, profile: Profile, token: str, *, reusable: bool = False) -> bytes:
+        """``token``: the dialect's reuse key (``reusable``), or the whole URL."""
+        client_ip = redemption.client_ip or ""
         if profile.dialect.capabilities.cookie:
-            parts += [f"{name}={value}" for name, value in sorted(redemption.cookies.items())]
-        return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).digest()
+            cookies = [f"{name}={value}" for name, value in sorted(redemption.cookies.items())]
+            return _digest(profile.name, token, client_ip, *cookies)
+        if reusable and len(token) <= _MEMO_TOKEN:
+            return _token_key(profile.name, token, client_ip)
+        return _digest(profile.name, token, client_ip)
 
     def get(self, key: bytes, path: str) -> Accepted | None:
         """The remembered decision, only for the scope its signature covered: the very path, or under the prefix."""
@@ -93,6 +98,16 @@ class Decisions:
         if len(self._items) >= self._capacity:
             self._items.popitem(last=False)
         self._items[key] = (accepted, path)
+
+
+def _digest(*parts: str) -> bytes:
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).digest()
+
+
+# A prefix token as issued is ~250 characters: longer ones are keyed afresh, so the memo holds at most
+# 4096 x 512 characters whatever a client sends.
+_MEMO_TOKEN = 512
+_token_key = functools.lru_cache(maxsize=4096)(_digest)
 
 
 def _within(path: str, accepted: Accepted, verified_path: str) -> bool:
@@ -127,10 +142,11 @@ class Verifier:
         if not profile.attributable:
             raise VerificationFailed("unattributable")
         try:
-            token = profile.dialect.reuse_key(redemption) or redemption.url
+            reuse = profile.dialect.reuse_key(redemption)
         except (InvalidInput, UnicodeError):
             raise VerificationFailed("malformed") from None
-        key = Decisions.key(redemption, profile, token)
+        token = reuse or redemption.url
+        key = Decisions.key(redemption, profile, token, reusable=reuse is not None)
         accepted = self.decisions.get(key, path) if remember else None
         if accepted is None:
             try:

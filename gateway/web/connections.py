@@ -107,6 +107,10 @@ class GuardedHandler(web.RequestHandler):
         self._header_timeout = manager.limits.header_timeout
         self._send_timeout = manager.limits.send_timeout
         self._closed = manager.closed
+        # The header deadline: when the current request's headers are due (None: none awaited), and the one timer
+        # that enforces it. Arming and disarming only set the time: a timer per request (call_later, cancel)
+        # costs every keep-alive request more than the rest of this class.
+        self._header_due: float | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._send_deadline: asyncio.TimerHandle | None = None
 
@@ -141,7 +145,7 @@ class GuardedHandler(web.RequestHandler):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None and data and not self.busy:
+        if self._header_due is None and data and not self.busy:
             self._arm()  # the first byte of a request after an answer: its headers have header_timeout
         super().data_received(data)
         if self._messages:  # a request's headers are complete
@@ -149,20 +153,30 @@ class GuardedHandler(web.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._disarm_send()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
-        if self._deadline is None and not self._force_close:
-            self._deadline = self._loop.call_later(self._header_timeout, self._deadline_passed)
+        if self._header_due is None and not self._force_close:
+            self._header_due = self._loop.time() + self._header_timeout
+            if self._deadline is None:
+                self._deadline = self._loop.call_at(self._header_due, self._deadline_passed)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._header_due = None  # the timer, if any, lapses when it fires (or serves a later request's deadline)
 
     def _deadline_passed(self) -> None:
         self._deadline = None
+        due = self._header_due
+        if due is None:
+            return  # the headers came in time
+        if due > self._loop.time():  # a later request's headers: their own deadline
+            self._deadline = self._loop.call_at(due, self._deadline_passed)
+            return
+        self._header_due = None
         if not self.busy:
             self.log_debug("closed a connection whose headers took over %g s", self._header_timeout)
             self._closed.add(("header_timeout",))

@@ -32,7 +32,8 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     431: "headers_too_large",
 }
-_ENCODE = msgspec.json.Encoder().encode
+encode_json = msgspec.json.Encoder().encode
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 def request_id(request: web.Request) -> str:
@@ -42,7 +43,7 @@ def request_id(request: web.Request) -> str:
 def json_response(body: msgspec.Struct, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """A body declared in ``gateway.web.schemas``, encoded as the OpenAPI document says."""
     return web.Response(
-        body=_ENCODE(body), status=status, headers=headers, content_type="application/json", charset="utf-8"
+        body=encode_json(body), status=status, headers=headers, content_type="application/json", charset="utf-8"
     )
 
 

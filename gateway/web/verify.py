@@ -23,9 +23,11 @@ record cannot be written the answer is 503.
 
 from __future__ import annotations
 
+import functools
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.services import Services
@@ -34,7 +36,7 @@ from gateway.signing.paths import strip_authority
 from gateway.signing.profiles import Profile
 from gateway.web.appkeys import SERVICES
 from gateway.web.headers import forwarded_for, only_one
-from gateway.web.middleware import REQUEST_ID, error_response, json_response
+from gateway.web.middleware import JSON_CONTENT_TYPE, REQUEST_ID, encode_json, error_response
 from gateway.web.schemas import VerifyAllowed
 from gateway.web.sign import request_context
 
@@ -86,7 +88,7 @@ def path_and_query(uri: str) -> str:
     if not uri.isascii() or not uri.isprintable() or "#" in uri:
         # A client never sends a fragment: one here is a parser differential waiting to happen.
         raise VerificationFailed("malformed")
-    origin_form = strip_authority(uri)
+    origin_form = uri if uri.startswith("/") else strip_authority(uri)  # the usual case: no scheme to match
     if not origin_form.startswith("/"):
         raise VerificationFailed("non-canonical-path")
     return origin_form
@@ -137,7 +139,16 @@ async def verify(request: web.Request) -> web.Response:
             ctx, token=token, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name,
             now=redemption.now,
         )  # fmt: skip
-    return json_response(
-        VerifyAllowed(status="allow", kid=accepted.kid, expires_at=accepted.expires),
-        headers={"X-Gateway-Kid": accepted.kid, "X-Gateway-Principal": accepted.principal_id},
+    body, headers = _allow_parts(accepted.kid, accepted.principal_id, accepted.expires)
+    return web.Response(body=body, headers=headers)  # the headers are copied: the cached ones stay as built
+
+
+@functools.lru_cache(maxsize=1024)
+def _allow_parts(kid: str, principal_id: str, expires: int) -> tuple[bytes, CIMultiDict[str]]:
+    """The allow answer's body and headers, as ``json_response`` writes them: built once per token, not per
+    segment (a player asks for the same answer every few seconds)."""
+    body = encode_json(VerifyAllowed(status="allow", kid=kid, expires_at=expires))
+    headers = CIMultiDict(
+        {hdrs.CONTENT_TYPE: JSON_CONTENT_TYPE, "X-Gateway-Kid": kid, "X-Gateway-Principal": principal_id}
     )
+    return body, headers

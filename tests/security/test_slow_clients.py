@@ -13,6 +13,7 @@ import json
 import select
 import socket
 import ssl
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +144,19 @@ def test_a_request_on_a_kept_alive_connection_gets_its_own_header_deadline(stric
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
         sock.sendall(b"GET /heal")
         assert _until_closed(sock) == b""
+
+
+def test_a_later_request_on_a_kept_alive_connection_gets_its_whole_header_deadline(strict: Served) -> None:
+    """One timer serves a connection's requests (no timer per request): when the first request's deadline comes
+    round while a later one is still sending its headers, it waits for the later one's own deadline."""
+    with _connect(strict) as sock:
+        sock.sendall(HEALTH)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.6)  # the connection's timer, armed at the accept, is due in 0.4 s
+        started = time.monotonic()
+        sock.sendall(b"GET /heal")
+        assert _until_closed(sock) == b""
+        assert time.monotonic() - started >= 0.9  # its own second (less the clock's granularity), not the rest
 
 
 @pytest.mark.parametrize("workers", [1, 2])

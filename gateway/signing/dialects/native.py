@@ -53,6 +53,8 @@ class NativeToken:
     query: list[tuple[str, str]]
     params: dict[str, str]
     in_path: bool = False
+    # A prefix token's gw_ parameters in the order sent (``reuse_key``), joined once per parse, not per request.
+    reuse: str | None = None
 
 
 def string_to_sign(
@@ -118,12 +120,9 @@ class NativeDialect:
         as a prefix token exactly when it is verified as one.
         """
         try:
-            params = self._parse(redemption.url).params
+            return self._parse(redemption.url).reuse
         except VerificationFailed:
             return None  # verify refuses it with the precise reason
-        if "gw_pfx" not in params:
-            return None
-        return "&".join(f"{name}={value}" for name, value in params.items())
 
     def attribution_covered(self, options: Mapping[str, str]) -> bool:
         return True  # gw_kid picks the verifying key and is in the string to sign
@@ -198,21 +197,44 @@ class NativeDialect:
         path = parts.path or "/"
         if path_problem(path) is not None:
             raise VerificationFailed("non-canonical-path")
-        params: dict[str, str] = {}
-        others: list[tuple[str, str]] = []
-        for name, value in split_query(parts.query):
-            if name.startswith("gw_"):
-                _add_param(params, name, value)
-            else:
-                others.append((name, value))
+        params, others, reuse = _query_part(parts.query)
         in_path = path_tokens.split(path)
         if in_path is None:
             _require(params)
-            return NativeToken(path=path, query=others, params=params)
+            return NativeToken(path=path, query=others, params=params, reuse=reuse)
         if params:
             raise VerificationFailed("malformed")  # a path token and a query token in one URL: which one counts?
         segment, rest = in_path
-        return NativeToken(path=rest, query=others, params=token_params(segment), in_path=True)
+        params, reuse = _path_token(segment)
+        return NativeToken(path=rest, query=others, params=params, in_path=True, reuse=reuse)
+
+
+@functools.lru_cache(maxsize=1024)
+def _query_part(query: str) -> tuple[dict[str, str], list[tuple[str, str]], str | None]:
+    """A query's gw_ parameters, its other pairs and the reuse key they make. Memoised apart from the URL: every
+    segment under one prefix token carries the same query, and each segment's URL is new. Shared: never mutated."""
+    params: dict[str, str] = {}
+    others: list[tuple[str, str]] = []
+    for name, value in split_query(query):
+        if name.startswith("gw_"):
+            _add_param(params, name, value)
+        else:
+            others.append((name, value))
+    return params, others, _reuse(params)
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_token(segment: str) -> tuple[dict[str, str], str | None]:
+    """A path token's parameters and reuse key, memoised like ``_query_part``: one token, many segment URLs."""
+    params = token_params(segment)
+    return params, _reuse(params)
+
+
+def _reuse(params: dict[str, str]) -> str | None:
+    """What a prefix token's decision is remembered by: its gw_ parameters as sent (None: not a prefix token)."""
+    if "gw_pfx" not in params:
+        return None
+    return "&".join(f"{name}={value}" for name, value in params.items())
 
 
 def params_text(params: Mapping[str, str]) -> str:
