@@ -148,7 +148,8 @@ def _allow_parts(kid: str, principal_id: str, expires: int) -> tuple[bytes, CIMu
     """The allow answer's body and headers, as ``json_response`` writes them: built once per token, not per
     segment (a player asks for the same answer every few seconds)."""
     body = encode_json(VerifyAllowed(status="allow", kid=kid, expires_at=expires))
+    # In json_response's order too (its headers, then Content-Type): what `curl -i` shows in the README.
     headers = CIMultiDict(
-        {hdrs.CONTENT_TYPE: JSON_CONTENT_TYPE, "X-Gateway-Kid": kid, "X-Gateway-Principal": principal_id}
+        {"X-Gateway-Kid": kid, "X-Gateway-Principal": principal_id, hdrs.CONTENT_TYPE: JSON_CONTENT_TYPE}
     )
     return body, headers
