@@ -202,6 +202,11 @@ def test_offline_sign_reproduces_botocore_and_verify_says_why(capsys: pytest.Cap
             argv = ["verify", "--dialect", "cloudfront", "--key-file", key, "--url", expected, *extra]
         code, out = offline(capsys, *argv)
         assert (code, want_text in out) == (want_code, True), name
+    # --now nan made every comparison false: the expired URL was "valid". A usage error now (red team round 3, L5).
+    with pytest.raises(SystemExit) as stopped:
+        offline(capsys, "verify", *base, "--url", expected, "--now", "nan")
+    assert stopped.value.code == 2
+    assert "argument --now: not a time: 'nan'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -276,6 +276,19 @@ async def test_gatewayctl_explain_prints_the_reason_and_exits_1_when_refused(
     at = str(world.clock())  # the test's clock, not this host's
     assert await asyncio.to_thread(gatewayctl, ["explain", fresh, "--data-dir", data_dir, "--json", "--now", at]) == 0
     assert json.loads(capsys.readouterr().out)["verdict"] == "accepted"
+    expired = str(world.clock() + 86400)  # past the URL (its window and ttl), the same state
+    assert await asyncio.to_thread(gatewayctl, ["explain", fresh, "--data-dir", data_dir, "--now", expired]) == 1
+    assert capsys.readouterr().out.startswith("refused (expired, profile native)")
+
+
+@pytest.mark.parametrize("when", ["nan", "inf", "-1", "1e400", "soon"])
+def test_explain_refuses_a_now_that_is_no_time(when: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Red team round 3, L5: ``--now nan`` was taken (every comparison with NaN is false: an expired URL judged
+    still good); a usage error now, before anything is read."""
+    with pytest.raises(SystemExit) as stopped:
+        gatewayctl(["explain", "https://cdn.example.com/v/x", "--now", when])
+    assert stopped.value.code == 2
+    assert f"argument --now: not a time: {when!r} (use epoch seconds or ISO 8601)" in capsys.readouterr().err
 
 
 def _kid_of(url: str) -> str:

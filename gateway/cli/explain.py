@@ -11,6 +11,7 @@ import dataclasses
 
 from gateway.cli.context import Cli, common_parser
 from gateway.cli.output import emit
+from gateway.cli.timeparse import instant_argument
 from gateway.explain.inquiry import Inquiry
 
 EXIT_REFUSED = 1
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     explain.add_argument("--ip", metavar="ADDRESS", help="the client address the request came from (IP-bound URLs)")
     explain.add_argument(
-        "--now", type=float, metavar="EPOCH", help="judge the times as at this moment (default: now), the state as now"
+        "--now",
+        type=instant_argument,
+        metavar="TIME",
+        help="judge the times as at this moment, epoch seconds or ISO 8601 (default: now), the state as now",
     )
     explain.set_defaults(func=run_explain)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from gateway.cli.output import emit, when
+from gateway.cli.timeparse import instant_argument
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.signing.dialects import default_registry
@@ -158,7 +159,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description=f"Check a signed URL of one of: {names}.",
     )  # fmt: skip
     _shared(verify)
-    verify.add_argument("--now", type=float, metavar="EPOCH", help="evaluate at this time (default: now)")
+    verify.add_argument(
+        "--now",
+        type=instant_argument,
+        metavar="TIME",
+        help="evaluate at this time, epoch seconds or ISO 8601 (default: now)",
+    )
     verify.add_argument("--ip", help="the client address the request came from")
     verify.add_argument("--cookie", action="append", metavar="NAME=VALUE", help="a cookie sent with the request")
     verify.set_defaults(func=run_verify, sync=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from datetime import UTC, datetime
 
@@ -29,3 +30,14 @@ def instant(text: str) -> float:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+def instant_argument(text: str) -> float:
+    """``instant`` as an argparse type (``--now``): a usage error, never NaN or infinity.
+
+    ``float`` took ``nan``, with which every comparison is false: an expired URL was judged still good.
+    """
+    try:
+        return instant(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
