@@ -28,43 +28,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from benchmarks.hello import hello, hello_post
-from gateway.access import tokens
-from gateway.audit.records import RequestContext
+from benchmarks.setup import principal_and_viewer
 from gateway.cli.main import main as gatewayctl
 from gateway.config import load_config
-from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Rendition, Visibility
-from gateway.services import Services, freeze_start_up_heap, open_services
+from gateway.services import freeze_start_up_heap, open_services
 from gateway.web.app import create_app
 from gateway.web.server import Runner
 
-CTX = RequestContext(actor="bench")
 CONNECTIONS = 32
-
-
-async def _fixture(services: Services) -> tuple[str, str]:
-    """The principal's and the viewer's token, as benchmarks.setup makes them (100 media items)."""
-    now, config = time.time(), services.config
-    permissions = frozenset({Permission.SIGN, Permission.SIGN_ON_BEHALF, Permission.MEDIA_WRITE})
-    created = await services.admin.add_principal(CTX, "web", PrincipalKind.SERVICE, permissions, None, now)
-    await services.admin.create_key(CTX, "web", KeyAlgorithm.ED25519, now)
-    for i in range(100):
-        paths = {Rendition.VIDEO: f"/v/m{i}/master.m3u8", Rendition.THUMBNAIL: f"/t/m{i}.jpg"}
-        await services.admin.put_media(CTX, f"m{i}", "alice", "w1", Visibility.WORKSPACE, paths, now)
-    token = tokens.mint_principal_token(
-        credential_id=created.credential.id, principal_id="web", private_seed=created.credential_seed,
-        audience=config.api_audience, now=now, ttl=3600,
-    )  # fmt: skip
-    idp = load_pem_private_key(config.dev_idp_key_path.read_bytes(), None)
-    assert isinstance(idp, Ed25519PrivateKey)
-    viewer = tokens.mint_viewer_token(
-        private_key=idp, issuer=config.viewer.issuer, audience=config.viewer.audience, subject="alice",
-        workspaces=["w1"], workspaces_claim=config.viewer.workspaces_claim, now=now, ttl=3600,
-    )  # fmt: skip
-    return token, viewer
 
 
 def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
@@ -134,7 +107,7 @@ async def measure(
     hello_app.router.add_post("/", hello_post)
     hello_port, stop_hello = await _serve(hello_app, web.AppRunner(hello_app, access_log=None))
     services = await open_services(load_config(data, environ={}))
-    token, viewer = await _fixture(services)
+    token, viewer = await principal_and_viewer(services, time.time())
     app = create_app(services)
     port, stop = await _serve(app, Runner(app, access_log=None))
     if os.environ.get("NO_FREEZE") != "1":
