@@ -10,11 +10,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from gateway.config import load_config
+from gateway.errors import VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.model import KeyAlgorithm, Permission, Visibility
 from gateway.services import open_services
 from gateway.signing.dialects import default_registry
-from gateway.signing.dialects.base import Dialect
+from gateway.signing.dialects.base import Dialect, Redemption, SignRequest
 from tests.support import ADMIN, T0, Clock, World, copy_tree, private_temp_dir
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -190,3 +191,31 @@ async def _build_deployment(data_dir: Path, clock: Clock, verify: tuple[str, ...
 def origin_form(url: str) -> str:
     """What nginx sends as $request_uri: the URL without scheme and host."""
     return re.sub(r"^[a-z]+://[^/]*", "", url)
+
+
+# A signed URL put to one dialect's verifier alone, as the attack tests in tests/security/ do.
+ATTACK_NOW = 1_800_000_000
+ATTACK_CLIENT = "203.0.113.7"
+
+
+def attack_url(setup: Setup, path: str = "/v/abc/master.m3u8", prefix: str | None = None) -> str:
+    """``setup``'s signed URL for ``path`` (a prefix token over ``path`` where the format signs prefixes)."""
+    request = SignRequest(
+        url=f"https://cdn.example.com{path}", expires=ATTACK_NOW + 300, ip=ATTACK_CLIENT if setup.needs_ip else None,
+        prefix=prefix if prefix is not None else (path if setup.sign_prefix else None), issued_at=ATTACK_NOW,
+        attribution=None if setup.dialect.capabilities.key_id_field else ATTRIBUTION, options=setup.options,
+    )  # fmt: skip
+    return setup.dialect.sign(request, setup.key).url
+
+
+def verdict(setup: Setup, url: str, cookies: dict[str, str] | None = None) -> str:
+    """``accepted``, or the reason ``setup``'s verifier refuses ``url`` (``unknown-key`` for another key's id)."""
+    redemption = Redemption(url, ATTACK_NOW + 30, ATTACK_CLIENT, cookies or {}, setup.options)
+    try:
+        presented = setup.dialect.presented_key_id(redemption)
+        if presented is not None and presented != setup.key.kid:
+            return "unknown-key"
+        setup.dialect.verify(redemption, setup.key)
+    except VerificationFailed as refused:
+        return refused.reason
+    return "accepted"
