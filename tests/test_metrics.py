@@ -78,14 +78,19 @@ async def test_issuances_and_denials_are_counted_by_reason_and_profile(
     assert _get(after, "gateway_issuance_total", outcome="denied", reason="not_found", profile="native") == 1
 
 
-async def test_a_batch_record_still_counts_each_url(client: TestClient, web: World, auth: dict[str, str]) -> None:
-    """One ``url:issued_batch`` record for the three URLs (docs/audit.md, "Batch records"), three issuances counted."""
+async def _three_item_batch(client: TestClient, auth: dict[str, str]) -> None:
+    """alice's video and thumbnail of m1 (owner) and pub's thumbnail (public), in one batch."""
     response = await client.post(
         "/v1/sign/batch", headers=auth,
         json={"items": [{"media_id": "m1", "rendition": "video"}, {"media_id": "pub", "rendition": "thumbnail"},
                         {"media_id": "m1", "rendition": "thumbnail"}], "viewer": {"id": "alice"}},
     )  # fmt: skip
     assert response.status == 200
+
+
+async def test_a_batch_record_still_counts_each_url(client: TestClient, web: World, auth: dict[str, str]) -> None:
+    """One ``url:issued_batch`` record for the three URLs (docs/audit.md, "Batch records"), three issuances counted."""
+    await _three_item_batch(client, auth)
     after = await _scrape(client)
     assert _get(after, "gateway_issuance_total", outcome="issued", reason="owner", profile="native") == 2
     assert _get(after, "gateway_issuance_total", outcome="issued", reason="public", profile="native") == 1
@@ -110,12 +115,7 @@ async def test_audit_commits_are_timed_and_their_group_sizes_counted(
 ) -> None:
     before = await _scrape(client)
     commits = _get(before, "gateway_audit_commit_seconds_count") or 0
-    response = await client.post(
-        "/v1/sign/batch", headers=auth,
-        json={"items": [{"media_id": "m1", "rendition": "video"}, {"media_id": "pub", "rendition": "thumbnail"},
-                        {"media_id": "m1", "rendition": "thumbnail"}], "viewer": {"id": "alice"}},
-    )  # fmt: skip
-    assert response.status == 200
+    await _three_item_batch(client, auth)
     after = await _scrape(client)
     assert _get(after, "gateway_audit_commit_seconds_count") == commits + 1
     assert (_get(after, "gateway_audit_commit_seconds_sum") or 0) > (_get(before, "gateway_audit_commit_seconds_sum")

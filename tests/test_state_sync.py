@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -114,16 +115,10 @@ async def test_the_view_is_current_only_while_catch_up_keeps_succeeding(store: S
 
 async def test_running_sync_applies_a_change_from_another_process_within_a_poll(store: Store, other: Store) -> None:
     sync = _sync(store, time.time, poll_every=0.02)
-    await sync.load()
-    runner = asyncio.create_task(sync.run())
-    try:
+    async with _running(sync):
         async with other.transaction() as tx:
             await tx.principals.add(P)
         await _until(lambda: "svc" in sync.view.principals, 2.0)
-    finally:
-        runner.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await runner
 
 
 async def test_sqlite_watcher_wakes_the_sync_long_before_its_poll_on_a_write_by_another_process(
@@ -136,20 +131,16 @@ async def test_sqlite_watcher_wakes_the_sync_long_before_its_poll_on_a_write_by_
     store = await SqliteStore.open(tmp_path / "w.db", create=True)
     other = await SqliteStore.open(tmp_path / "w.db")
     sync = _sync(store, time.time, poll_every=30.0)
-    await sync.load()
-    runner = asyncio.create_task(sync.run())
     try:
-        async with other.transaction() as tx:
-            await tx.principals.add(P)
-        await _until(lambda: "svc" in sync.view.principals, 20.0)  # the event; the poll would take 30 s
-        async with other.transaction() as tx:
-            await tx.principals.disable("svc", 9.0)
-        await _until(lambda: sync.view.principals["svc"].disabled, 20.0)
-        assert sync.notifications >= 2
+        async with _running(sync):
+            async with other.transaction() as tx:
+                await tx.principals.add(P)
+            await _until(lambda: "svc" in sync.view.principals, 20.0)  # the event; the poll would take 30 s
+            async with other.transaction() as tx:
+                await tx.principals.disable("svc", 9.0)
+            await _until(lambda: sync.view.principals["svc"].disabled, 20.0)
+            assert sync.notifications >= 2
     finally:
-        runner.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await runner
         await other.close()
         await store.close()
 
@@ -176,6 +167,19 @@ async def test_an_idle_sqlite_watcher_reads_once_more_after_a_write_then_sleeps_
         await store.close()
 
 
+@contextlib.asynccontextmanager
+async def _running(sync: StateSync) -> AsyncIterator[None]:
+    """The sync loaded and running (as ``serve`` runs it) for the block; cancelled, and seen to stop, after."""
+    await sync.load()
+    runner = asyncio.create_task(sync.run())
+    try:
+        yield
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+
+
 async def _until(done, timeout: float) -> float:  # type: ignore[no-untyped-def]
     start = time.monotonic()
     while not done():
@@ -197,30 +201,27 @@ async def test_postgres_notifications_wake_the_sync_long_before_its_poll_and_sur
     store = await PostgresStore.open(postgres_url, migrate=True)
     other = await PostgresStore.open(postgres_url)
     sync = _sync(store, time.time, poll_every=30.0)
-    await sync.load()
-    runner = asyncio.create_task(sync.run())
     try:
-        await _until(lambda: sync.notifications >= 1, 5.0)  # the listener's first wake-up: connected
-        async with other.transaction() as tx:
-            await tx.principals.add(P)
-        assert await _until(lambda: "svc" in sync.view.principals, 5.0) < 1.0
-        admin = await asyncpg.connect(postgres_url)
-        try:
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE query LIKE 'LISTEN%' AND datname = current_database()"
-            )
-            assert killed == 1
-        finally:
-            await admin.close()
-        await asyncio.sleep(1.0)  # the listener notices, waits, reconnects
-        async with other.transaction() as tx:
-            await tx.principals.disable("svc", 9.0)
-        assert await _until(lambda: sync.view.principals["svc"].disabled, 5.0) < 3.0
+        async with _running(sync):
+            await _until(lambda: sync.notifications >= 1, 5.0)  # the listener's first wake-up: connected
+            async with other.transaction() as tx:
+                await tx.principals.add(P)
+            await _until(lambda: "svc" in sync.view.principals, 5.0)  # the notification: the poll would take 30 s
+            seen = sync.notifications
+            admin = await asyncpg.connect(postgres_url)
+            try:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+                )
+                assert killed == 1
+            finally:
+                await admin.close()
+            await _until(lambda: sync.notifications > seen, 5.0)  # reconnected: every (re)connect wakes the sync
+            async with other.transaction() as tx:
+                await tx.principals.disable("svc", 9.0)
+            await _until(lambda: sync.view.principals["svc"].disabled, 5.0)
     finally:
-        runner.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await runner
         await other.close()
         await store.close()
 
