@@ -4,7 +4,10 @@ Same event loop policy, same access-log setting, one process: whatever the
 gateway costs beyond this is its own work. ``GET /`` answers ``ok``; ``POST /``
 reads the body and answers a small JSON document (the size of a sign answer).
 
-Run: python -m benchmarks.hello --port 8090
+Run: python -m benchmarks.hello --port 8090 [--reuse-port]
+
+``--reuse-port``: several of these share the port (``SO_REUSEPORT``, as ``serve --workers`` does), for the
+ceiling of two processes on this machine (``benchmarks.run``'s workers step).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ async def hello_post(request: web.Request) -> web.Response:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--reuse-port", action="store_true", help="share the port with other hello processes")
     args = parser.parse_args()
     app = web.Application()
     app.router.add_get("/", hello)
@@ -39,7 +43,7 @@ def main() -> None:
         pass
     else:
         install_event_loop()
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None, reuse_port=args.reuse_port)
 
 
 if __name__ == "__main__":
