@@ -61,3 +61,14 @@ def origin_requests(log: Path, context: ssl.SSLContext, sentinel: str, marker: s
 
     found: list[str] = wait_until(logged, "the origin to log the sentinel request")
     return found
+
+
+# Headers that make many web frameworks treat a request as another method: a signed read URL must not
+# carry a write to the origin under one of them.
+OVERRIDES = {"X-HTTP-Method-Override": "DELETE", "X-HTTP-Method": "PUT", "X-Method-Override": "POST"}
+
+
+def overrides_seen(log: Path, marker: str) -> list[str]:
+    """The method-override headers the origin received (``a|b|c``, ``-`` if absent) on each logged request for
+    ``marker`` (examples/demo/stack.py logs them); call after ``origin_requests`` has seen the sentinel."""
+    return [line.rsplit('overrides="', 1)[1].rstrip('"') for line in log.read_text().splitlines() if marker in line]

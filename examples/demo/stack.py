@@ -242,9 +242,16 @@ def nginx_config(layout: Layout, ports: Ports, site: Path, *, edge: bool = False
     conf = work / "nginx.conf"
     modules = lua_modules() if edge else ""
     # The origin's own log: what reached it (tests prove a refused request never did).
-    origin_log = f"access_log {work}/logs/origin.log;"
+    # Logged with the method-override headers a framework at the origin would honour: none may arrive.
+    origin_format = (
+        'log_format origin \'$remote_addr "$request" overrides="$http_x_http_method_override'
+        "|$http_x_http_method|$http_x_method_override\"';"
+    )
+    origin_log = f"access_log {work}/logs/origin.log origin;"
     origin_server = (
-        f"server {{ listen {LOOPBACK}:{ports.origin}; root {layout.media_dir}; {origin_log} }}" if origin else ""
+        f"{origin_format} server {{ listen {LOOPBACK}:{ports.origin}; root {layout.media_dir}; {origin_log} }}"
+        if origin
+        else ""
     )
     workers = 2 if edge else 1  # edge mode: the state is shared between workers, so test it with two
     conf.write_text(f"""
