@@ -1,7 +1,11 @@
 """Secrets out of everything shown: the password of a URL is ``***`` in output, logs and error messages.
 
 A database URL carries its password (``postgresql://user:PASSWORD@host/db``,
-or ``?password=``), and so may a webhook, KMS or S3 endpoint URL. The code
+or ``?password=``), and so may a webhook, KMS or S3 endpoint URL; a URL's
+query may carry a token or signature (``?token=``, ``?access_token=``,
+``X-Amz-Signature=``...), masked the same way; and a chat webhook's path is
+itself its secret (``https://hooks.slack.com/services/T0/B0/SECRET``):
+``without_path`` cuts it off where such a URL could be quoted. The code
 that shows a URL shows ``url(value)``; as a net under that rule, the places
 where text leaves the gateway (``gatewayctl``'s output and error lines, log
 lines, HTTP error bodies) pass it through ``text``, which masks the password
@@ -17,8 +21,13 @@ from typing import Any
 MASK = "***"
 # A URL in free text: a scheme, "://", then everything up to white space or a quote.
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
-# password=… and sslpassword=… (libpq's query parameters; also the key=value form in free text)
-_PASSWORD_PARAMETER = re.compile(r"(?i)(\b(?:ssl)?password\s*=\s*)([^\s&#;,\"']+)")
+# password=… and sslpassword=… (libpq's query parameters; also the key=value form in free text), and the
+# query parameters that carry a bearer secret in the URLs of webhooks, object stores and OAuth.
+_SECRET_NAMES = (
+    "(?:ssl)?password", "passwd", "token", "access_token", "refresh_token", "id_token", "api_key", "apikey",
+    "secret", "client_secret", "signature", "sig", "x-amz-signature", "x-amz-security-token", "x-goog-signature",
+)  # fmt: skip
+_PASSWORD_PARAMETER = re.compile(r"(?i)(\b(?:" + "|".join(_SECRET_NAMES) + r")\s*=\s*)([^\s&#;,\"']+)")
 
 
 def url(value: str) -> str:
@@ -39,10 +48,22 @@ def url(value: str) -> str:
 
 
 def text(value: str) -> str:
-    """``value`` with every URL's password and every ``password=`` value masked (see ``url``)."""
-    if "://" not in value and "assword" not in value:  # the common case: nothing to look at
+    """``value`` with every URL's password and every secret parameter's value masked (see ``url``)."""
+    if "://" not in value and "=" not in value:  # the common case: nothing to look at
         return value
     return _PASSWORD_PARAMETER.sub(_mask_parameter, _URL.sub(lambda match: url(match.group(0)), value))
+
+
+def without_path(value: str) -> str:
+    """``text(value)`` with every URL in it cut to its scheme and authority, the rest ``/***``: for text that may
+    quote a URL whose path is a secret (a chat webhook's), as a delivery error quotes its endpoint."""
+    return text(_URL.sub(lambda match: _origin(match.group(0)), value))
+
+
+def _origin(value: str) -> str:
+    scheme, _, rest = value.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return url(f"{scheme}://{rest[:end]}") + (f"/{MASK}" if rest[end:] not in ("", "/") else rest[end:])
 
 
 def data(value: Any) -> Any:

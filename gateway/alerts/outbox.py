@@ -211,7 +211,8 @@ class Outbox:
         try:
             status = await self._post(endpoint.url, headers, payload, self._policy.timeout)
         except (OSError, aiohttp.ClientError, TimeoutError) as exc:
-            return Attempt(entry, None, redact.text(f"{type(exc).__name__}: {exc}")[:300])
+            # The endpoint's path may be its secret (chat webhooks): an error quoting the URL keeps its host only.
+            return Attempt(entry, None, redact.without_path(f"{type(exc).__name__}: {exc}")[:300])
         return Attempt(entry, status, None if 200 <= status < 300 else f"HTTP {status}")
 
     async def _record(self, attempt: Attempt, now: float) -> None:

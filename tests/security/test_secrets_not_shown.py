@@ -209,7 +209,7 @@ def test_webhook_url_passwords_and_signing_secrets_are_never_shown(
         ["audit", "search", "--event", "webhook:abandoned", "--json"],
     )]  # fmt: skip
     [listed] = json.loads(shown[3][1])
-    assert listed["last_error"] == "InvalidUrlClientError: http://hookuser:***@127.0.0.1:99999/hook"
+    assert listed["last_error"] == "InvalidUrlClientError: http://hookuser:***@127.0.0.1:99999/***"
     texts = [text for _, out, err in shown for text in (out, err)]
     assert not [text for text in texts if "Hook-S3cret" in text or "Signing-S3cret" in text]
 
@@ -243,8 +243,31 @@ def test_reprs_hold_no_secrets(tmp_path: Path) -> None:
         (f'failed: "https://u:{PASSWORD}@hooks.example.com/x" (attempt 2)',
          'failed: "https://u:***@hooks.example.com/x" (attempt 2)'),
         (f"host=db password={PASSWORD} user=gw", "host=db password=*** user=gw"),
+        (f"https://s3.example.com/b/k?X-Amz-Date=1&X-Amz-Signature={PASSWORD}&X-Amz-Security-Token={PASSWORD}",
+         "https://s3.example.com/b/k?X-Amz-Date=1&X-Amz-Signature=***&X-Amz-Security-Token=***"),
+        (f"POST https://hooks.example.com/in?token={PASSWORD}&access_token={PASSWORD} refused",
+         "POST https://hooks.example.com/in?token=***&access_token=*** refused"),
+        (f"api_key={PASSWORD}, client_secret={PASSWORD}", "api_key=***, client_secret=***"),
+        # A gateway URL's own parameters are not secrets' names (gw_sig is a word of its own): left alone.
+        ("https://cdn.example.com/v/x?gw_kid=k&gw_sig=abc", "https://cdn.example.com/v/x?gw_kid=k&gw_sig=abc"),
+        ("tokens=3 signatures=2", "tokens=3 signatures=2"),
     ],
 )  # fmt: skip
 def test_redact_masks_exactly_the_password(shown: str, masked: str) -> None:
     assert redact.text(shown) == masked
     assert redact.text(masked) == masked
+
+
+@pytest.mark.parametrize(
+    ("shown", "masked"),
+    [
+        (f"ClientConnectorError: https://hooks.slack.com/services/T0/B0/{PASSWORD}",
+         "ClientConnectorError: https://hooks.slack.com/***"),
+        (f"InvalidUrlClientError: http://hook:{PASSWORD}@127.0.0.1:99999/hook?token={PASSWORD}",
+         "InvalidUrlClientError: http://hook:***@127.0.0.1:99999/***"),
+        ("TimeoutError: https://hooks.example.com/ timed out", "TimeoutError: https://hooks.example.com/ timed out"),
+        (f"host=db password={PASSWORD}", "host=db password=***"),  # and what text masks
+    ],
+)  # fmt: skip
+def test_a_webhook_error_shows_the_endpoints_host_not_its_secret_path(shown: str, masked: str) -> None:
+    assert redact.without_path(shown) == masked
