@@ -28,7 +28,9 @@ async def fill(world: World, count: int, viewer: str = "alice", media: str = "m1
 
 async def verify(services: Services) -> Report:
     keys = load_public_keys([services.config.log_signing_key_path.with_suffix(".pub")])
-    return await verify_log(services.store, keys, services.config.export_dir, now=services.clock())
+    return await verify_log(
+        services.store, keys, services.config.export_dir, now=services.clock(), key_opens=services.audit_log.key_opens
+    )
 
 
 def db(services: Services) -> sqlite3.Connection:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.audit.log import _key_context
+from gateway.audit.log import subject_key_context
 from gateway.audit.records import AuditEvent
 from gateway.config import load_config
 from gateway.keys.keyring import seal_context
@@ -95,7 +95,7 @@ async def _open_all(services: Services) -> None:
     for key in await services.store.keys.all():
         await services.master_key.unseal(key.sealed_private, seal_context(key.kid))
     for ref, sealed in await services.store.subjects.sealed_keys("", 1000):
-        assert len(await services.master_key.unseal(sealed, _key_context(ref))) == 32
+        assert len(await services.master_key.unseal(sealed, subject_key_context(ref))) == 32
 
 
 async def test_rewrap_local_to_kms_and_back(kms_ready: tuple[Path, str], clock: Clock) -> None:

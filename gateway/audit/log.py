@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.audit import privacy
 from gateway.audit.records import AuditRecord
-from gateway.errors import AuditUnavailable, GatewayError
+from gateway.errors import AuditUnavailable, GatewayError, StoreUnavailable
 from gateway.keys.sealing import MasterKey
 from gateway.store.base import RawEntry, Repos, Store
 
@@ -31,7 +31,7 @@ _MAX_JOIN_TURNS = 12
 _REFS = 100_000  # subjects whose pseudonym is remembered (one HMAC per record otherwise, twice per issuance)
 
 
-def _key_context(ref: str) -> bytes:
+def subject_key_context(ref: str) -> bytes:
     return f"gateway-subject-key:{ref}".encode()
 
 
@@ -85,9 +85,9 @@ class AuditLog:
     async def _load_or_create_key(self, repos: Repos, ref: str, now: float) -> tuple[bytes, bool]:
         sealed = await repos.subjects.sealed_key(ref)
         if sealed is not None:
-            return await self._master_key.unseal(sealed, _key_context(ref)), False
+            return await self._master_key.unseal(sealed, subject_key_context(ref)), False
         key = privacy.new_subject_key()
-        await repos.subjects.add_key(ref, await self._master_key.seal(key, _key_context(ref)), now)
+        await repos.subjects.add_key(ref, await self._master_key.seal(key, subject_key_context(ref)), now)
         return key, True
 
     async def prepare(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[AuditRecord]:
@@ -123,7 +123,17 @@ class AuditLog:
         sealed = await self._store.subjects.sealed_key(record.subject)
         if sealed is None:
             return None
-        return privacy.reveal(record, await self._master_key.unseal(sealed, _key_context(record.subject)))
+        return privacy.reveal(record, await self._master_key.unseal(sealed, subject_key_context(record.subject)))
+
+    async def key_opens(self, record: AuditRecord, sealed: bytes) -> bool:
+        """Whether ``sealed`` (a subject's stored key) opens ``record``'s personal fields: for ``audit verify``."""
+        if record.subject is None or record.personal is None:
+            return False
+        try:
+            key = await self._master_key.unseal(sealed, subject_key_context(record.subject))
+        except StoreUnavailable:  # not sealed by a master key held here, or not for this subject: it opens nothing
+            return False
+        return privacy.reveal(record, key) is not None
 
     def forget(self, ref: str) -> None:
         self._keys.pop(ref, None)

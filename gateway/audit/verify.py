@@ -25,13 +25,16 @@ Merkle frontier at a time):
 - every viewer whose personal fields the log holds sealed still has the key
   that opens them, unless the log records their erasure (``subject:erased``):
   a key deleted by hand makes those fields unreadable as surely as an erasure,
-  with nothing on record.
+  with nothing on record; and, given the means to open keys (``key_opens``:
+  ``gatewayctl audit verify`` passes the master key's), each such key still opens
+  the first record sealed under it (a key overwritten by hand is as lost as one
+  deleted).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +43,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.audit.checkpoints import signature_ok
 from gateway.audit.export import checkpoint_from_json
 from gateway.audit.merkle import Frontier, leaf_hash
-from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, VIEWER, AuditEvent, leaf_input
+from gateway.audit.records import (
+    ERASED_VIEWER_RETENTION,
+    RETENTION_SECONDS,
+    VIEWER,
+    AuditEvent,
+    AuditRecord,
+    leaf_input,
+)
 from gateway.audit.retention import CLOCK_SKEW
 from gateway.store.base import Checkpoint, LogEntry, Store
 from gateway.store.rows import child_rows
@@ -50,6 +60,8 @@ _NO_SEQ = -(2**63)  # below every position a child row could name
 _URL_CHUNK = 500  # records whose child rows are read at once (a batch record has at most 100)
 _FORMAT = "docs/audit.md, 'Leaf format'"
 Progress = Callable[[int, int], None]
+KeyOpens = Callable[[AuditRecord, bytes], Awaitable[bool]]
+_KEY_PAGE = 1000
 
 
 @dataclass
@@ -235,6 +247,33 @@ async def _urls_problem(store: Store, page: list[LogEntry], after: int) -> tuple
     return None
 
 
+def _note_first_sealed(entry: LogEntry, first_sealed: dict[str, AuditRecord]) -> None:
+    record = entry.record
+    if record is not None and record.personal is not None and record.subject is not None:
+        first_sealed.setdefault(record.subject, record)
+
+
+async def _unopened_key(
+    store: Store, first_sealed: dict[str, AuditRecord], key_opens: KeyOpens
+) -> tuple[int, str] | None:
+    """The first subject (by record) whose stored key does not open the first record sealed for them."""
+    failed: list[tuple[int, str]] = []
+    after = ""
+    while page := await store.subjects.sealed_keys(after, _KEY_PAGE):
+        for ref, sealed in page:
+            record = first_sealed.get(ref)
+            if record is not None and record.seq is not None and not await key_opens(record, sealed):
+                failed.append((record.seq, ref))
+        after = page[-1][0]
+    if not failed:
+        return None
+    seq, ref = min(failed)
+    return seq, (
+        f"subject {ref}: its audit key does not open its sealed fields (record #{seq} and later are unreadable; "
+        "subject_keys altered by hand?)"
+    )
+
+
 def _unkeyed_problem(ref: str, first: int) -> str:
     return (
         f"subject {ref}: its audit key is missing and the log records no erasure (no subject:erased): "
@@ -265,9 +304,14 @@ async def verify_log(
     progress: Progress | None = None,
     *,
     now: float,
+    key_opens: KeyOpens | None = None,
 ) -> Report:
-    """``now`` is the verifier's own clock: no record may be pruned whose retention ends after it."""
+    """``now`` is the verifier's own clock: no record may be pruned whose retention ends after it.
+
+    ``key_opens(record, sealed_key)``: whether a subject's sealed key opens a record sealed for them; without
+    it, the keys are only checked to exist (a note says so)."""
     report = Report()
+    first_sealed: dict[str, AuditRecord] = {}
     outside = external_checkpoints(export_dir, report)
     if outside is None:
         return report
@@ -284,6 +328,7 @@ async def verify_log(
             if not _check_entry(entry, frontier.size + 1, exported, report, now):
                 return report
             prunes.note(entry)
+            _note_first_sealed(entry, first_sealed)
             frontier.append(entry.leaf_hash)
             head = heads.get(frontier.size)
             if head is not None and head != frontier.root():
@@ -311,6 +356,12 @@ async def verify_log(
     if lost:
         ((ref, first),) = lost
         return report.fail(first, _unkeyed_problem(ref, first))
+    if key_opens is None:
+        report.notes.append("subject keys checked to exist, not to open their records (no master key given)")
+    else:
+        unopened = await _unopened_key(store, first_sealed, key_opens)
+        if unopened is not None:
+            return report.fail(*unopened)
     newest = max(heads, default=0)
     if newest > frontier.size:
         where = (

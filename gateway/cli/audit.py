@@ -159,7 +159,15 @@ async def run_verify(cli: Cli) -> int:
     args = cli.args
     keys, export_dir = _public_keys(cli), _export_dir(cli)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    report = await verify_log(cli.services.store, keys, export_dir, _progress_printer(progress), now=cli.now)
+    services = cli.services
+    report = await verify_log(
+        services.store,
+        keys,
+        export_dir,
+        _progress_printer(progress),
+        now=cli.now,
+        key_opens=services.audit_log.key_opens,
+    )
     data = {"ok": report.ok, "records": report.records, "checkpoints_checked": report.checkpoints_checked,
             "first_bad_record": report.first_bad, "problem": report.problem, "notes": report.notes}  # fmt: skip
     if report.ok:

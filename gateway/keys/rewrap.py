@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.audit import records as audit
-from gateway.audit.log import _PEPPER_CONTEXT, AuditLog, _key_context  # the contexts the audit log seals under
+from gateway.audit.log import _PEPPER_CONTEXT, AuditLog, subject_key_context  # the contexts the audit log seals under
 from gateway.audit.records import AuditEvent, RequestContext
 from gateway.keys.keyring import seal_context
 from gateway.keys.masters import MasterKeys
@@ -134,7 +134,7 @@ class Rewrap:
             rows = await tx.subjects.sealed_keys(after, batch)
             moved = Moved()
             for ref, sealed in rows:
-                new = await self._reseal(sealed, _key_context(ref))
+                new = await self._reseal(sealed, subject_key_context(ref))
                 if new is not None and await tx.subjects.reseal_key(ref, sealed, new):
                     moved.count("subject_keys", sealed)
             await self._record(tx, ctx, now, "subject keys", moved)

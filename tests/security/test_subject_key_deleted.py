@@ -1,22 +1,30 @@
-"""A viewer's audit key deleted by hand is a verification failure, not a silent erasure (issue 17, item 8).
+"""A viewer's audit key deleted or overwritten by hand is a verification failure, not a silent erasure
+(issue 17, item 8; red team round 4, L1: overwritten).
 
 Deleting one row of ``subject_keys`` makes that viewer's sealed audit fields
 unreadable exactly as an erasure does, but with nothing on record. ``audit
 verify`` fails naming the pseudonym and ``doctor`` reports it, on SQLite and
 PostgreSQL; a viewer erased through ``subject erase`` stays fine, and a
 hand-made ``erased_subjects`` row does not stand in for the erasure the log
-records.
+records. A key overwritten (another viewer's sealed key, random bytes, a key
+sealed for nobody) opens nothing either: ``audit verify`` opens each viewer's
+first sealed record with the key held for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
+from gateway.audit.checkpoints import load_public_keys
+from gateway.audit.log import subject_key_context
+from gateway.audit.privacy import new_subject_key
+from gateway.audit.verify import verify_log
 from gateway.cli.main import main as gatewayctl
 from gateway.config import Config
 from gateway.services import open_services
@@ -34,6 +42,7 @@ async def world(any_store_config: Config, clock: Clock) -> AsyncIterator[World]:
     world = World(services, clock)
     await fill(world, 3, viewer="bob", media="m-bob")
     await fill(world, 2, viewer="carol", media="m-carol")
+    await fill(world, 2, viewer="dave", media="m-dave")
     await services.subjects.erase(ADMIN, "carol", "GDPR request 12", clock())
     await services.checkpointer.write(clock())
     try:
@@ -48,7 +57,8 @@ async def _sql(world: World, statement: str, *args: object) -> None:
     if is_postgres(config):
         conn = await asyncpg.connect(config.database_url)
         try:
-            await conn.execute(statement.replace("?", "$1"), *args)
+            parts = statement.split("?")  # asyncpg numbers its placeholders
+            await conn.execute(parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1)), *args)
         finally:
             await conn.close()
     else:
@@ -66,6 +76,13 @@ def _problem(ref: str, first: int) -> str:
     return (
         f"subject {ref}: its audit key is missing and the log records no erasure (no subject:erased): "
         f"the personal fields of record #{first} and later are unreadable (subject_keys altered by hand?)"
+    )
+
+
+def _not_opened(ref: str, first: int) -> str:
+    return (
+        f"subject {ref}: its audit key does not open its sealed fields (record #{first} and later are unreadable; "
+        "subject_keys altered by hand?)"
     )
 
 
@@ -104,3 +121,30 @@ async def test_a_hand_made_erasure_row_does_not_stand_in_for_the_recorded_erasur
     await _sql(world, "INSERT INTO erased_subjects (ref, erased_at) VALUES (?, 1.0)", ref)
     report = await verify(world.services)
     assert (report.ok, report.problem) == (False, _problem(ref, first))
+
+
+@pytest.mark.parametrize(
+    "replacement", ["another viewer's key", "random bytes", "a truncated key", "a new key sealed for this viewer"]
+)
+async def test_a_subject_key_overwritten_by_hand_fails_verify(
+    world: World, capsys: pytest.CaptureFixture[str], replacement: str
+) -> None:
+    ref, first = await _first_sealed(world, "bob")
+    own = await world.services.store.subjects.sealed_key(ref)
+    dave = await world.services.store.subjects.sealed_key(world.services.audit_log.ref("dave"))
+    assert own is not None and dave is not None
+    new = await world.services.master_key.seal(new_subject_key(), subject_key_context(ref))  # the master key's holder
+    overwrite = {"another viewer's key": dave, "random bytes": os.urandom(len(own)), "a truncated key": own[:-1],
+                 "a new key sealed for this viewer": new}  # fmt: skip
+    await _sql(world, "UPDATE subject_keys SET sealed_key = ? WHERE ref = ?", overwrite[replacement], ref)
+    report = await verify(world.services)
+    assert (report.ok, report.first_bad, report.problem) == (False, first, _not_opened(ref, first))
+    code, out = await _cli(capsys, world, "audit", "verify")
+    assert (code, out) == (1, f"FAILED at record #{first}: {_not_opened(ref, first)}\n")
+
+
+async def test_without_a_master_key_the_keys_are_checked_to_exist_and_that_is_said(world: World) -> None:
+    keys = load_public_keys([world.services.config.log_signing_key_path.with_suffix(".pub")])
+    report = await verify_log(world.services.store, keys, world.services.config.export_dir, now=world.clock())
+    assert report.ok
+    assert "subject keys checked to exist, not to open their records (no master key given)" in report.notes
