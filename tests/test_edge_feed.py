@@ -254,3 +254,37 @@ async def test_a_token_that_is_not_utf8_is_refused_as_unauthenticated(
         answer = await raw_http(client.port, method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                                 + token + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")  # fmt: skip
         assert (answer.status, answer.json()["error"]) == (401, "unauthenticated")
+
+
+async def test_a_report_records_only_what_the_key_really_signed(edge: tuple[TestClient, World]) -> None:
+    """Holding the edge's token must not let a caller write made-up first uses against a key: each reported URL's
+    signature is checked (as of when the edge allowed it) before anything is recorded (red team N2)."""
+    client, world = edge
+    await world.media("m1", visibility=Visibility.UNLISTED)
+    await world.media("m2", visibility=Visibility.UNLISTED)
+    signed = await client.post("/v1/sign", json={"media_id": "m1", "rendition": "video"}, headers=world.auth("web"))
+    uri, now = (await signed.json())["url"].removeprefix("https://cdn.example.com"), world.clock()
+    body = {"media_id": "m1", "rendition": "video", "client_ip": "198.51.100.7"}
+    bound = await client.post("/v1/sign", json=body, headers=world.auth("web"))
+    bound_uri = (await bound.json())["url"].removeprefix("https://cdn.example.com")
+    signature = uri.rsplit("gw_sig=", 1)[1]
+    expires = int(uri.split("gw_exp=", 1)[1].split("&", 1)[0])
+    forged = [
+        {"url": uri.replace(signature, signature[::-1]), "client_ip": "198.51.100.7", "at": now},  # not its signature
+        {"url": uri.replace("/v/m1/", "/v/m2/"), "client_ip": "198.51.100.7", "at": now},  # another media's path
+        {"url": uri, "client_ip": "198.51.100.7", "at": float(expires)},  # allowed after it expired
+        {"url": bound_uri, "client_ip": "203.0.113.5", "at": now},  # bound to another address
+    ]
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": forged}, headers=AUTH)
+    assert await response.json() == {"recorded": 0, "repeated": 0, "refused": 4}
+    kid = uri.split("gw_kid=", 1)[1].split("&", 1)[0]
+    await world.services.admin.revoke_key(ADMIN, kid, "compromised", world.clock())
+    genuine = [
+        {"url": uri, "client_ip": "198.51.100.7", "at": now},
+        {"url": bound_uri, "client_ip": "198.51.100.7", "at": now},
+    ]
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": genuine}, headers=AUTH)
+    assert await response.json() == {"recorded": 2, "repeated": 0, "refused": 0}  # used before the revocation
+    await world.services.behind.flush()
+    records = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
+    assert [(r.kid, r.client_ip) for r in records] == [(kid, "198.51.100.0/24")] * 2

@@ -4,7 +4,9 @@
 (``gateway.edge.feed``), full or since version V, holding the request up to S
 seconds (``edge.max_wait``) until the view moves past V: a long poll.
 ``POST /v1/edge/redemptions`` takes the first uses of tokens the edge allowed
-and records them as ``/v1/verify`` would (``gateway.audit.redemptions``).
+and records them as ``/v1/verify`` would (``gateway.audit.redemptions``), each
+URL's signature checked first: the edge's token cannot write a use of a URL
+no key signed.
 
 Who may call: a bearer token from ``edge.token_file``, or (``edge.mtls``) a
 client certificate from ``tls.client_ca_file`` that names the edge (a common
@@ -142,13 +144,19 @@ async def _record(request: web.Request, services: Services, item: EdgeRedemption
         client_ip = str(ipaddress.ip_address(item.client_ip))
     except ValueError:
         return "refused"
-    url = services.profiles.get(NATIVE).base_url + strip_authority(item.url)
+    profile = services.profiles.get(NATIVE)
+    url = profile.base_url + strip_authority(item.url)
     claims = presented_claims(url)
     key = services.state.view.keys.get(claims.get("gw_kid", ""))
     if key is None or not claims.get("gw_exp", "").isdigit():
         return "refused"
+    redemption = Redemption(url=url, now=item.at, client_ip=client_ip, options=profile.options)
     try:
-        token = _NATIVE.reuse_key(Redemption(url=url, now=item.at, client_ip=client_ip)) or url
+        # Signed by that key, good when the edge allowed it, bound to that address if bound: a report can record
+        # only a URL the key really signed, never one made up to blame a key (a revocation since does not matter:
+        # the use happened before it).
+        _NATIVE.verify(redemption, await services.keyring.verification_material(key, key.kid))
+        token = _NATIVE.reuse_key(redemption) or url
     except (VerificationFailed, InvalidInput):
         return "refused"
     digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16]
