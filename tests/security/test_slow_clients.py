@@ -182,6 +182,7 @@ def test_idle_sockets_under_a_low_file_limit_do_not_starve_health_or_issuance(
         assert metrics["gateway_connections_max"] == 128  # ulimit -n 256, less 64 reserved and two batches of 32
         assert metrics['gateway_connections_closed_total{reason="at_cap"}'] > 0
         assert metrics["gateway_connections_open"] <= 128
+        assert metrics["gateway_gc_frozen_objects"] > 10_000  # serve froze its start-up heap (issue 18's p99)
     finally:
         for sock in idle:
             sock.close()
