@@ -1,0 +1,101 @@
+"""SQLite's group writer (gateway/store/sqlite/group.py): turns on the writer lock file, bounded, fail closed.
+
+Several processes' group writers on one database (``serve --workers N``) take turns on a ``flock`` beside
+it instead of SQLite's sleeping busy wait. A group waits for its turn, is written once it comes, and one
+whose turn does not come within the bound is refused (the issuance fails closed) and never written later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.records import AuditEvent, AuditRecord
+from gateway.errors import AuditUnavailable
+from gateway.store.sqlite import SqliteStore, group
+
+
+def _records(tag: str, count: int) -> list[AuditRecord]:
+    return [
+        AuditRecord(1_800_000_000.0, AuditEvent.URL_ISSUED, "web", kid="k", detail={"tag": tag, "n": i})
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore.open(tmp_path / "g.db", create=True)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@contextmanager
+def writer_lock_held(database: Path) -> Iterator[None]:
+    """The lock file taken as another process's group writer takes it."""
+    fd = os.open(database.with_name(f"{database.name}.audit-writer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+async def _tags(store: SqliteStore) -> list[str]:
+    return [e.record.detail["tag"] for e in await store.audit.entries(0, 100) if e.record is not None]
+
+
+async def test_a_group_waits_for_its_turn_and_is_written_when_it_comes(store: SqliteStore, tmp_path: Path) -> None:
+    with writer_lock_held(tmp_path / "g.db"):
+        task = asyncio.create_task(store.append_audit_group(_records("a", 2), [], [], 0.0))
+        done, _ = await asyncio.wait({task}, timeout=0.1)
+        assert not done  # the other writer holds the lock: nothing is written meanwhile
+        assert await _tags(store) == []
+    assert await task == [1, 2]
+    assert await _tags(store) == ["a", "a"]
+
+
+async def test_a_group_whose_turn_does_not_come_in_time_fails_closed_and_is_never_written(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group, "WAIT_SECONDS", 0.05)
+    refused = pytest.raises(AuditUnavailable, match=r"^the audit log's writer lock was not free within 0\.05 s$")
+    with writer_lock_held(tmp_path / "g.db"), refused:
+        await store.append_audit_group(_records("given up", 3), [], [], 0.0)
+    # The writer thread got the lock after all, and refused the group given up: the next one is #1.
+    assert await store.append_audit_group(_records("next", 1), [], [], 0.0) == [1]
+    assert await _tags(store) == ["next"]
+
+
+async def test_two_writers_on_one_database_take_turns_without_colliding(store: SqliteStore, tmp_path: Path) -> None:
+    """Two stores on one file, as two workers: every group gets positions of its own, every leaf proves."""
+    other = await SqliteStore.open(tmp_path / "g.db")
+    try:
+        appends = [
+            writer.append_audit_group(_records(f"{name}{i}", 1 + i % 4), [], [], 0.0)
+            for i in range(30)
+            for name, writer in (("x", store), ("y", other))
+        ]
+        seqs = [seq for written in await asyncio.gather(*appends) for seq in written]
+    finally:
+        await other.close()
+    assert sorted(seqs) == list(range(1, len(seqs) + 1))
+    entries = await store.audit.entries(0, 1000)
+    assert [e.seq for e in entries] == sorted(seqs)
+    assert all(e.record is not None and e.leaf_hash == leaf_hash(e.record.leaf_bytes(e.seq)) for e in entries)
+
+
+async def test_a_writer_lock_that_cannot_be_opened_fails_closed(store: SqliteStore, tmp_path: Path) -> None:
+    (tmp_path / "g.db.audit-writer.lock").mkdir()  # not a file: open() fails as it would on a read-only disk
+    with pytest.raises(AuditUnavailable, match=r"^the audit log's writer lock: Is a directory$"):
+        await store.append_audit_group(_records("a", 1), [], [], 0.0)
+    assert await _tags(store) == []
