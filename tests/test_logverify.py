@@ -50,7 +50,8 @@ async def _verify(
 ) -> Report:
     keys = load_public_keys([services.config.log_signing_key_path.with_suffix(".pub")])
     record = (lambda done, total: progress.append((done, total))) if progress is not None else None
-    return await verify_log(services.store, keys, export_dir, record, now=services.clock() if now is None else now)
+    when = services.clock() if now is None else now
+    return await verify_log(services.store, keys, export_dir, record, now=when, key_opens=services.audit_log.key_opens)
 
 
 def _export_dir(services: Services) -> Path:

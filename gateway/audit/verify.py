@@ -357,7 +357,8 @@ async def verify_log(
         ((ref, first),) = lost
         return report.fail(first, _unkeyed_problem(ref, first))
     if key_opens is None:
-        report.notes.append("subject keys checked to exist, not to open their records (no master key given)")
+        if first_sealed:
+            report.notes.append("subject keys checked to exist, not to open their records (no master key given)")
     else:
         unopened = await _unopened_key(store, first_sealed, key_opens)
         if unopened is not None:
