@@ -269,7 +269,7 @@ def url_digest(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
-def _request_fields(ctx: RequestContext) -> dict[str, Any]:
+def request_fields(ctx: RequestContext) -> dict[str, Any]:
     agent = ctx.user_agent[:_MAX_USER_AGENT] if ctx.user_agent else None
     return {
         "actor": ctx.actor,
@@ -309,7 +309,7 @@ def issued(
         decision="allow",
         reason=reason,
         detail=detail,
-        **_request_fields(ctx),
+        **request_fields(ctx),
     )
 
 
@@ -353,7 +353,7 @@ def denied(
         decision="deny",
         reason=reason,
         detail=_networks(ctx, None),
-        **_request_fields(ctx),
+        **request_fields(ctx),
     )
 
 
@@ -377,7 +377,7 @@ def change(
         subject=subject,
         reason=reason,
         detail=detail or {},
-        **_request_fields(ctx),
+        **request_fields(ctx),
     )
 
 
@@ -400,5 +400,5 @@ def redeemed(
         decision="allow",
         retention=VIEWER,
         detail={"profile": profile},
-        **_request_fields(ctx),
+        **request_fields(ctx),
     )
