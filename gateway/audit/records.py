@@ -164,6 +164,19 @@ class AuditRecord:
         body = self.body_sha256()
         return body, leaf_after_seq(float(self.time), self.retention, self.event.value, body)
 
+    def stored_parts(self) -> tuple[bytes, bytes, str | None]:
+        """``leaf_parts`` and the ``detail`` column's JSON text from the same pass: when msgspec wrote the body
+        (the record holds only what both encoders spell alike), its encoding of ``detail`` is the same text as
+        ``json``'s compact one, a few µs where ``json.dumps`` of a batch's list of 100 URLs takes 300; else
+        None (the store encodes it as before)."""
+        data = self.to_dict()
+        data.pop("seq")
+        fast = _fast_bytes(data)
+        text = fast if fast is not None else _dump(data).encode("utf-8")
+        body = hashlib.sha256(text).digest()
+        after = leaf_after_seq(float(self.time), self.retention, self.event.value, body)
+        return body, after, None if fast is None else _fast_dump(data["detail"]).decode("ascii")
+
 
 _dump = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 _fast_dump = msgspec.json.Encoder(order="sorted").encode
