@@ -11,6 +11,11 @@ fails no URL leaves this module (503). The raw technical log entries (full
 address, user agent) follow within a second (``gateway.audit.behind``). A viewer whose data was erased gets
 no URLs: issuing would start a new record of them.
 
+What a call's items share is worked out once per call (``_Call``): the masked request fields of its one
+record, the principal's key for each kind of profile (kept only while the state view has not moved), the
+issuance ids; every item is still judged on its own (tests/test_batch_issuance.py holds a batch's answers and
+records to issuing each item singly).
+
 Principals, keys, grants and erased viewers come from the state view, media
 items from its cache (``gateway.state``): no database read on the way, and a
 process whose view is stale issues nothing (503 ``state_stale``). Every URL's
@@ -437,12 +442,12 @@ def _raw_entries(logged: list[AuditRecord | IssuedUrl], ctx: RequestContext, now
     """One raw technical log entry per item, in order: its event and key."""
     raw: list[RawEntry] = []
     for entry in logged:
-        event, kid = (ISSUED, entry.kid) if isinstance(entry, IssuedUrl) else (entry.event.value, entry.kid)
+        event, kid = (_ISSUED, entry.kid) if isinstance(entry, IssuedUrl) else (entry.event.value, entry.kid)
         raw.append(RawEntry(now, event, ctx.request_id, kid, ctx.client_ip, ctx.user_agent))
     return raw
 
 
-ISSUED = AuditEvent.URL_ISSUED.value
+_ISSUED = AuditEvent.URL_ISSUED.value
 
 
 def _counted(items: list[SignItem], logged: list[AuditRecord | IssuedUrl]) -> list[Counted]:
