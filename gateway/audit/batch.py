@@ -139,7 +139,8 @@ def batch_urls(record: AuditRecord) -> list[tuple[Any, ...]]:
     entries = record.detail.get(URLS)
     if not isinstance(entries, list):
         return []
-    return [(i, *(e.get(name) for name in BATCH_COLUMNS)) for i, e in enumerate(entries) if isinstance(e, Mapping)]
+    # map over the bound get: no generator per URL (the writer calls this for every URL of every batch).
+    return [(i, *map(e.get, BATCH_COLUMNS)) for i, e in enumerate(entries) if type(e) is dict or isinstance(e, Mapping)]
 
 
 def unbatched(record: AuditRecord, personal: Mapping[str, Any] | None = None) -> list[AuditRecord]:
