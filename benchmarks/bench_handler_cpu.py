@@ -1,6 +1,7 @@
 """CPU per request of the whole HTTP path in-process: ``POST /v1/sign`` and ``GET /m/{id}/video`` (issue 18).
 
-Run: taskset -c 0 .venv/bin/python -m benchmarks.bench_handler_cpu [--requests 6000] [--profile sign|page]
+Run: taskset -c 0 .venv/bin/python -m benchmarks.bench_handler_cpu [--requests 6000] [--profile sign|page|batch]
+     [--only sign|page|batch]
 
 The real app (``create_app``, ``Runner``, durable SQLite audit, checkpoints on, as ``gatewayctl serve``) and an
 aiohttp hello-world are served on loopback in this process; 32 keep-alive connections, each a plain asyncio
@@ -8,8 +9,9 @@ stream sending one fixed request and reading its answer, drive each in turn. ``t
 event loop, the audit writer thread and the client; the client's share and aiohttp's own are what the
 hello-world row costs, so "sign - hello" is the gateway's own work per request (the token check, body
 parsing, issuance, the audit record and its commit, the response). Unlike ``bench_issue_cpu`` this includes
-JWT and body parsing and the middleware. ``--profile`` runs one path under cProfile and prints the top
-entries by own time (``SORT=cumulative``, ``TOP=60`` to change).
+JWT and body parsing and the middleware. ``batch`` is ``POST /v1/sign/batch`` with 100 items (4 requests for
+every 100 of ``--requests``); "batch, per URL" is its CPU less one hello-world POST, over 100. ``--profile``
+runs one path under cProfile and prints the top entries by own time (``SORT=cumulative``, ``TOP=60`` to change).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from gateway.web.app import create_app
 from gateway.web.server import Runner
 
 CONNECTIONS = 32
+BATCH = 100  # items per POST /v1/sign/batch
 
 
 def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
@@ -115,11 +118,17 @@ async def measure(
     body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
     json_headers = {"Content-Type": "application/json"}
     sign_body = body.encode()
+    items = [{"media_id": f"m{i}", "rendition": "video"} for i in range(BATCH)]  # as benchmarks.run's batch step
+    batch_body = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}}).encode()
     paths = {
         "hello GET": (hello_port, _request("GET", "/", {})),
         "hello POST": (hello_port, _request("POST", "/", json_headers, body.encode())),
         "sign": (port, _request("POST", "/v1/sign", {"Authorization": f"Bearer {token}", **json_headers}, sign_body)),
         "page": (port, _request("GET", "/m/m1/video", {"Authorization": f"Bearer {viewer}"})),
+        "batch": (
+            port,
+            _request("POST", "/v1/sign/batch", {"Authorization": f"Bearer {token}", **json_headers}, batch_body),
+        ),
     }
     profile = cProfile.Profile(time.thread_time) if profiled else None  # CPU, not wall time: threads
     try:
@@ -127,7 +136,8 @@ async def measure(
         for name, (at, request) in paths.items():
             if only and name != only:
                 continue
-            results[name] = await _cpu_per_request(at, request, requests, profile if name == profiled else None)
+            count = requests // BATCH * 4 if name == "batch" else requests  # a batch costs ~25 single signs
+            results[name] = await _cpu_per_request(at, request, count, profile if name == profiled else None)
         if profile:
             stats = pstats.Stats(profile).sort_stats(os.environ.get("SORT", "tottime"))
             stats.print_stats(int(os.environ.get("TOP", "30")))
@@ -140,8 +150,8 @@ async def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=6400)
-    parser.add_argument("--profile", choices=["sign", "page"])
-    parser.add_argument("--only", choices=["sign", "page"], help="that path alone (under py-spy, say)")
+    parser.add_argument("--profile", choices=["sign", "page", "batch"])
+    parser.add_argument("--only", choices=["sign", "page", "batch"], help="that path alone (under py-spy, say)")
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="gw-handler-cpu-"))
     try:
@@ -152,6 +162,7 @@ def main() -> None:
         if not args.only:
             print(f"sign - hello POST {results['sign'][0] - results['hello POST'][0]:7.1f} us")
             print(f"page - hello GET  {results['page'][0] - results['hello GET'][0]:7.1f} us")
+            print(f"batch, per URL    {(results['batch'][0] - results['hello POST'][0]) / BATCH:7.1f} us")
     finally:
         shutil.rmtree(data, ignore_errors=True)
 

@@ -1,6 +1,6 @@
 """CPU per issued URL in-process: the issuer with the durable audit log, 32 requests in flight (issue 18).
 
-Run: .venv/bin/python -m benchmarks.bench_issue_cpu   (pin it: taskset -c 0 ...)
+Run: .venv/bin/python -m benchmarks.bench_issue_cpu [--only single|batch] [--rounds N]   (pin it: taskset -c 0 ...)
 
 ``time.process_time`` covers the event loop and the audit writer thread, so a neighbour's load on a shared
 machine inflates it far less than wall time. No checkpoint task runs here (``benchmarks.run`` has the
@@ -9,6 +9,7 @@ server); the state view is caught up between rounds, as the sync task would.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import tempfile
@@ -37,8 +38,10 @@ async def _set_up(services: Services) -> None:
         await services.admin.put_media(CTX, f"m{i}", "alice", "w1", Visibility.WORKSPACE, paths, now)
 
 
-async def _cpu_per_url(services: Services, call: Callable[[int], Awaitable[object]], calls: int, urls: int) -> float:
-    for _ in range(2):  # the first round warms caches and the subject's key; the second counts
+async def _cpu_per_url(
+    services: Services, call: Callable[[int], Awaitable[object]], calls: int, urls: int, rounds: int = 1
+) -> float:
+    for _ in range(1 + rounds):  # the first round warms caches and the subject's key; the last counts
         started = time.process_time()
         for start in range(0, calls, IN_FLIGHT):
             await services.state.catch_up()
@@ -47,7 +50,7 @@ async def _cpu_per_url(services: Services, call: Callable[[int], Awaitable[objec
     return cpu / (calls * urls) * 1e6
 
 
-async def measure(data: Path) -> dict[str, float]:
+async def measure(data: Path, only: str | None = None, rounds: int = 1) -> dict[str, float]:
     services = await open_services(load_config(data, environ={}))
     try:
         await _set_up(services)
@@ -62,19 +65,25 @@ async def measure(data: Path) -> dict[str, float]:
             items = [SignItem(f"m{i}", Rendition.VIDEO) for i in range(100)]
             return await services.issuer.issue(principal, viewer, items, CTX, time.time())
 
-        return {
-            "POST /v1/sign path, one item": await _cpu_per_url(services, single, 1500, 1),
-            "POST /v1/sign/batch path, 100 items": await _cpu_per_url(services, batch, 20, 100),
-        }
+        found = {}
+        if only in (None, "single"):
+            found["POST /v1/sign path, one item"] = await _cpu_per_url(services, single, 1500, 1, rounds)
+        if only in (None, "batch"):
+            found["POST /v1/sign/batch path, 100 items"] = await _cpu_per_url(services, batch, 20, 100, rounds)
+        return found
     finally:
         await services.close()
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=["single", "batch"], help="that path alone (under py-spy, say)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds after the warm one; the last is printed")
+    args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="gw-issue-cpu-"))
     try:
         gatewayctl(["init", "--data-dir", str(data)])
-        for name, us in asyncio.run(measure(data)).items():
+        for name, us in asyncio.run(measure(data, args.only, args.rounds)).items():
             print(f"{name:40} {us:8.1f} us CPU per issued URL")
     finally:
         shutil.rmtree(data, ignore_errors=True)

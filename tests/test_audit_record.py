@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.audit.batch import IssuedUrl, call_records
 from gateway.audit.merkle import leaf_hash
 from gateway.audit.records import (
     AuditEvent,
@@ -167,3 +168,29 @@ def test_an_ordinary_issuance_takes_msgspecs_path() -> None:
     data = record.to_dict()
     data.pop("seq")
     assert _fast_bytes(data) == _json_module(data)
+
+
+@settings(max_examples=1000)
+@given(any_records)
+def test_the_stored_detail_text_is_json_modules_for_any_record(record: AuditRecord) -> None:
+    """``stored_parts``: the leaf parts exactly, and the detail column's text written by msgspec only where it is
+    ``json``'s compact text (read back as the same JSON as the spaced text written before)."""
+    try:
+        body, after, detail = record.stored_parts()
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            record.leaf_parts()
+        return
+    assert (body, after) == record.leaf_parts()
+    if detail is not None:
+        assert detail.encode() == _json_module(dict(record.detail))
+        assert json.loads(detail) == json.loads(json.dumps(dict(record.detail), sort_keys=True))
+
+
+def test_a_batch_records_detail_takes_msgspecs_path() -> None:
+    ctx = RequestContext(actor="web", request_id="req_1", client_ip="203.0.113.7", viewer_ip="198.51.100.9")
+    urls = [IssuedUrl("gwk_A", f"m{i}", "video", f"https://cdn/v/m{i}.m3u8", 1_800_000_300, "owner",
+                      {"issuance_id": f"gwi_{i}", "profile": "native", "dialect": "native"}, "192.0.2.1")
+            for i in range(3)]  # fmt: skip
+    [record] = call_records(ctx, 1_800_000_000.25, "alice", "viewer", urls)
+    assert record.stored_parts()[2] == json.dumps(dict(record.detail), sort_keys=True, separators=(",", ":"))

@@ -30,9 +30,16 @@ from dataclasses import dataclass
 from gateway.alerts.detect import Baselines, Cooldown, IssuedIndex, KeyRates, Spike
 from gateway.alerts.outbox import Outbox
 from gateway.audit import records as audit
-from gateway.audit.batch import unbatched
+from gateway.audit.batch import URLS
 from gateway.audit.log import AuditLog
-from gateway.audit.records import AuditEvent, AuditRecord, RequestContext, issued_networks
+from gateway.audit.records import (
+    BOUND_TO,
+    VIEWER_NETWORK,
+    AuditEvent,
+    AuditRecord,
+    RequestContext,
+    issued_networks,
+)
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.model import PrincipalKind
@@ -154,20 +161,41 @@ class Watcher:
         return [a for a, _ in alerts]
 
     def _observe(self, record: AuditRecord) -> list[tuple[AuditRecord, str | None]]:
-        if record.event is AuditEvent.URL_ISSUED_BATCH:  # each of its URLs, as a single issuance would be
-            return [alert for url in unbatched(record) for alert in self._observe(url)]
+        if record.event is AuditEvent.URL_ISSUED_BATCH:
+            return self._issued_batch(record)
         if record.kid is None:
             return []
         if record.event is AuditEvent.URL_ISSUED:
-            return self._issued(record, record.kid)
+            return self._issued(record, record.kid, record.expires_at, issued_networks(record))
         if record.event is AuditEvent.URL_REDEEMED:
             self._redeemed(record, record.kid)
         return []
 
-    def _issued(self, record: AuditRecord, kid: str) -> list[tuple[AuditRecord, str | None]]:
-        network, expires = record.client_ip, record.expires_at  # the caller's own network
+    def _issued_batch(self, record: AuditRecord) -> list[tuple[AuditRecord, str | None]]:
+        """Each URL of a batch, as its own ``url:issued`` record (``unbatched``) would be observed, read from
+        the batch's list without building those records: what differs per URL is its key, expiry and binding;
+        the caller, time and viewer's network are the batch's (tests/test_batch_issuance.py holds the two
+        readings to the same alerts and state)."""
+        shared = {n for n in (record.client_ip, record.detail.get(VIEWER_NETWORK)) if isinstance(n, str)}
+        bound = record.detail.get(BOUND_TO)
+        bound = bound if isinstance(bound, list) else []
+        found: list[tuple[AuditRecord, str | None]] = []
+        for position, entry in enumerate(record.detail.get(URLS) or []):
+            kid = entry.get("kid")
+            if kid is None:
+                continue
+            network = bound[position] if position < len(bound) else None
+            networks = shared | {network} if isinstance(network, str) else shared
+            found += self._issued(record, kid, entry.get("expires_at"), networks)
+        return found
+
+    def _issued(
+        self, record: AuditRecord, kid: str, expires: int | None, networks: set[str]
+    ) -> list[tuple[AuditRecord, str | None]]:
+        """One issued URL: ``record`` gives its caller, time and caller's network (a batch's are its URLs')."""
+        network = record.client_ip  # the caller's own network
         if expires is not None:
-            for issued_to in issued_networks(record):  # its viewer may redeem from theirs, or the URL's binding
+            for issued_to in networks:  # its viewer may redeem from theirs, or the URL's binding
                 if self.index.add(kid, expires, issued_to):
                     self._to_share.add((kid, expires, issued_to))
         found: list[tuple[AuditRecord, str | None]] = []

@@ -164,6 +164,19 @@ class AuditRecord:
         body = self.body_sha256()
         return body, leaf_after_seq(float(self.time), self.retention, self.event.value, body)
 
+    def stored_parts(self) -> tuple[bytes, bytes, str | None]:
+        """``leaf_parts`` and the ``detail`` column's JSON text from the same pass: when msgspec wrote the body
+        (the record holds only what both encoders spell alike), its encoding of ``detail`` is the same text as
+        ``json``'s compact one, a few µs where ``json.dumps`` of a batch's list of 100 URLs takes 300; else
+        None (the store encodes it as before)."""
+        data = self.to_dict()
+        data.pop("seq")
+        fast = _fast_bytes(data)
+        text = fast if fast is not None else _dump(data).encode("utf-8")
+        body = hashlib.sha256(text).digest()
+        after = leaf_after_seq(float(self.time), self.retention, self.event.value, body)
+        return body, after, None if fast is None else _fast_dump(data["detail"]).decode("ascii")
+
 
 _dump = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 _fast_dump = msgspec.json.Encoder(order="sorted").encode
@@ -269,7 +282,7 @@ def url_digest(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
-def _request_fields(ctx: RequestContext) -> dict[str, Any]:
+def request_fields(ctx: RequestContext) -> dict[str, Any]:
     agent = ctx.user_agent[:_MAX_USER_AGENT] if ctx.user_agent else None
     return {
         "actor": ctx.actor,
@@ -309,7 +322,7 @@ def issued(
         decision="allow",
         reason=reason,
         detail=detail,
-        **_request_fields(ctx),
+        **request_fields(ctx),
     )
 
 
@@ -353,7 +366,7 @@ def denied(
         decision="deny",
         reason=reason,
         detail=_networks(ctx, None),
-        **_request_fields(ctx),
+        **request_fields(ctx),
     )
 
 
@@ -377,7 +390,7 @@ def change(
         subject=subject,
         reason=reason,
         detail=detail or {},
-        **_request_fields(ctx),
+        **request_fields(ctx),
     )
 
 
@@ -400,5 +413,5 @@ def redeemed(
         decision="allow",
         retention=VIEWER,
         detail={"profile": profile},
-        **_request_fields(ctx),
+        **request_fields(ctx),
     )

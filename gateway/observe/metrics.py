@@ -23,7 +23,6 @@ import gc
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -31,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from gateway.audit.records import AuditEvent, AuditRecord
+from gateway.audit.records import AuditRecord
 from gateway.errors import ConfigError
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -138,13 +137,11 @@ class Metrics:
     def profile_label(self, name: str | None) -> str:
         return name if name in self.profiles else OTHER
 
-    def count_issuance(self, items: Sequence[Any], records: Sequence[AuditRecord]) -> None:
-        """Issuer's hook: one count per item, by outcome, reason and profile (memory only)."""
-        for item, record in zip(items, records, strict=False):
-            if record.event is AuditEvent.URL_ISSUED:
-                self.issuance.add(("issued", record.reason or "", self.profile_label(record.detail.get("profile"))))
-            else:
-                self.issuance.add(("denied", record.reason or "", self.profile_label(item.profile or self.default)))
+    def count_issuance(self, counted: Sequence[tuple[str, str, str | None]]) -> None:
+        """Issuer's hook: one count per item, by outcome ("issued", "denied"), reason and profile (None: the
+        default), from the issuer's outcomes rather than its records (a batch's URLs share one). Memory only."""
+        for outcome, reason, profile in counted:
+            self.issuance.add((outcome, reason, self.profile_label(profile or self.default)))
 
     def committed(self, records: list[AuditRecord], seconds: float) -> None:
         self.audit_commit.observe(seconds)

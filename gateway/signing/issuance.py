@@ -11,6 +11,11 @@ fails no URL leaves this module (503). The raw technical log entries (full
 address, user agent) follow within a second (``gateway.audit.behind``). A viewer whose data was erased gets
 no URLs: issuing would start a new record of them.
 
+What a call's items share is worked out once per call (``_Call``): the masked request fields of its one
+record, the principal's key for each kind of profile (kept only while the state view has not moved), the
+issuance ids; every item is still judged on its own (tests/test_batch_issuance.py holds a batch's answers and
+records to issuing each item singly).
+
 Principals, keys, grants and erased viewers come from the state view, media
 items from its cache (``gateway.state``): no database read on the way, and a
 process whose view is stale issues nothing (503 ``state_stale``). Every URL's
@@ -39,18 +44,19 @@ from typing import Protocol
 
 from gateway.access.authz import Decision, decide
 from gateway.audit import records as audit
-from gateway.audit.batch import batched
+from gateway.audit.batch import IssuedUrl, call_records
 from gateway.audit.behind import WriteBehind
 from gateway.audit.log import AuditBatcher, AuditLog, Pending
-from gateway.audit.records import ENGINEER, VIEWER, AuditRecord, RequestContext
+from gateway.audit.records import ENGINEER, VIEWER, AuditEvent, AuditRecord, RequestContext
 from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, StateStale
-from gateway.keys.keyring import Keyring
-from gateway.model import Grant, MediaItem, Principal, PrincipalKind, Rendition, Viewer
+from gateway.keys.keyring import Keyring, SigningChoice
+from gateway.model import Grant, KeyAlgorithm, MediaItem, Principal, PrincipalKind, Rendition, Viewer
 from gateway.netaddr import unmapped
 from gateway.signing.dialects.base import SignRequest
 from gateway.signing.paths import canonical_path
 from gateway.signing.profiles import NATIVE, Profile, Profiles
 from gateway.state.sync import StateSync
+from gateway.state.view import StateView
 from gateway.store.base import RawEntry
 
 
@@ -111,7 +117,11 @@ class _Unlimited:
         pass
 
 
-def _uncounted(items: list[SignItem], records: list[AuditRecord]) -> None:
+# What the metrics count per item: (outcome, reason, profile: None for the default).
+Counted = tuple[str, str, str | None]
+
+
+def _uncounted(counted: list[Counted]) -> None:
     pass
 
 
@@ -136,7 +146,7 @@ class Issuer:
         self._touched: dict[str, float] = {}
         # Set by gateway.services: abuse limits, and the metrics' count of outcomes (both in memory, O(1)).
         self.limits: IssueLimits = _Unlimited()
-        self.count: Callable[[list[SignItem], list[AuditRecord]], None] = _uncounted
+        self.count: Callable[[list[Counted]], None] = _uncounted
 
     async def issue(
         self,
@@ -149,21 +159,20 @@ class Issuer:
         if not self._state.current():
             raise StateStale("this replica's view of keys and principals is stale: nothing is issued")
         self.limits.admit(principal.id, len(items), now)
+        call = _Call(principal, viewer, ctx, now, viewer is not None and self._erased(viewer.subject), len(items))
         outcomes: list[Outcome] = []
-        records: list[AuditRecord] = []
-        raw: list[RawEntry] = []
-        erased = viewer is not None and self._erased(viewer.subject)
+        logged: list[AuditRecord | IssuedUrl] = []
         for item in items:
             # The caller's own address is what the record keeps as client_ip: never the URL's binding.
-            outcome, record = await self._one(principal, viewer, item, ctx, now, erased)
+            outcome, entry = await self._one(call, item)
             outcomes.append(outcome)
-            records.append(record)
-            raw.append(RawEntry(now, record.event.value, ctx.request_id, record.kid, ctx.client_ip, ctx.user_agent))
+            logged.append(entry)
+        records = call_records(ctx, now, call.subject, call.retention, logged)
         touches = self._due_touches({o.issued.kid for o in outcomes if o.issued}, now)
-        await self._batcher.submit(Pending(batched(records), now, touches=touches))
-        self._behind.raw(raw)  # the raw technical log may trail by a second; the audit record may not
+        await self._batcher.submit(Pending(records, now, touches=touches))
+        self._behind.raw(_raw_entries(logged, ctx, now))  # the raw log may trail by a second; the audit may not
         self._touched.update((kid, now) for kid in touches)  # only once written: a failed commit retries next time
-        self.count(items, records)
+        self.count(_counted(items, logged))
         return outcomes
 
     def _erased(self, subject: str) -> bool:
@@ -177,65 +186,51 @@ class Issuer:
         """Keys whose last_used is older than a minute: kept to the minute, not written per request."""
         return [kid for kid in sorted(kids) if now - self._touched.get(kid, float("-inf")) >= _TOUCH_EVERY]
 
-    async def _one(
-        self,
-        principal: Principal,
-        viewer: Viewer | None,
-        item: SignItem,
-        ctx: RequestContext,
-        now: float,
-        erased: bool,
-    ) -> tuple[Outcome, AuditRecord]:
-        subject = viewer.subject if viewer else None
-        retention = ENGINEER if principal.kind is PrincipalKind.ENGINEER else VIEWER
+    async def _one(self, call: _Call, item: SignItem) -> tuple[Outcome, AuditRecord | IssuedUrl]:
+        """One item, judged on its own (media, rendition, grant, revocations, profile, expiry): the call shares
+        only who asks, for whom and when, and the key chosen for each kind of profile."""
+        principal, viewer, now = call.principal, call.viewer, call.now
         try:
-            if erased:
+            if call.erased:
                 raise Forbidden("this viewer's data has been erased", reason="subject-erased")
             profile = self._profiles.get(item.profile)
             ttl = self._ttl(item)
             item = _unmapped_binding(item)
             media = await self._media(item.media_id)
-            asserts = ctx.viewer_ip is not None
+            asserts = call.ctx.viewer_ip is not None
             decision = self._authorise(principal, viewer, media, item, now, asserts)
             path = self._path(media, item.rendition)  # after authorising: which renditions exist is not for outsiders
             prefix = self._scope(principal, viewer, media, item, now, asserts) if item.prefix else None
             issued_at, lifetime = self._issue_time(now, ttl, (path, prefix or path), principal.id)
             expires = _expiry(issued_at, lifetime, decision.grant, profile, now)
-            issued = await self._sign(principal, profile, path, prefix, item, (issued_at, expires), now)
+            issued = await self._sign(call, profile, path, prefix, item, (issued_at, expires))
         except (Forbidden, NotFound, InvalidInput) as error:
             record = audit.denied(
-                ctx, now=now, media_id=item.media_id, rendition=item.rendition.value,
-                subject=subject, reason=error.reason, retention=retention,
+                call.ctx, now=now, media_id=item.media_id, rendition=item.rendition.value,
+                subject=call.subject, reason=error.reason, retention=call.retention,
             )  # fmt: skip
             return Outcome(item, error=error), record
         detail = {"issuance_id": issued.issuance_id, "profile": profile.name, "dialect": profile.dialect.name}
         if decision.grant:
             detail["grant_id"] = decision.grant.id
-        record = audit.issued(
-            ctx, now=now, kid=issued.kid, media_id=item.media_id, rendition=item.rendition.value,
-            subject=subject, url=issued.url, expires_at=issued.expires, reason=decision.reason, detail=detail,
-            retention=retention, bound_to=item.client_ip,
+        url = IssuedUrl(
+            kid=issued.kid, media_id=item.media_id, rendition=item.rendition.value, url=issued.url,
+            expires_at=issued.expires, reason=decision.reason, detail=detail, bound_to=item.client_ip,
         )  # fmt: skip
-        return Outcome(item, issued=issued), record
+        return Outcome(item, issued=issued), url
 
     async def _sign(
-        self,
-        principal: Principal,
-        profile: Profile,
-        path: str,
-        prefix: str | None,
-        item: SignItem,
-        times: tuple[int, int],
-        now: float,
+        self, call: _Call, profile: Profile, path: str, prefix: str | None, item: SignItem, times: tuple[int, int]
     ) -> Issued:
         """Keyed formats sign with the principal's own key; shared-secret ones name it in a signed field."""
+        now = call.now
         capabilities = profile.dialect.capabilities
         path_token = item.path_token and prefix is not None
         if path_token and not capabilities.path_token:
             raise InvalidInput(f"profile {profile.name} ({profile.dialect.name}) has no path tokens: use form 'query'")
         by_external = profile.keyed and profile.dialect.name != NATIVE  # as the verifier looks it up
         algorithms = capabilities.key_types if profile.keyed else None
-        choice = await self._keyring.signing_key(principal.id, now, algorithms, by_external)
+        choice = await self._signing_key(call, algorithms, by_external)
         self.limits.signing(choice.row.kid, now)
         key = choice.material if profile.keyed else profile.secret
         if key is None:
@@ -255,7 +250,24 @@ class Issuer:
             path_token=path_token,
         )
         signed = profile.dialect.sign(request, key)
-        return Issued(signed.url, expires, choice.row.kid, _issuance_id(), profile.name, signed.cookies)
+        return Issued(signed.url, expires, choice.row.kid, call.issuance_id(), profile.name, signed.cookies)
+
+    async def _signing_key(
+        self, call: _Call, algorithms: tuple[KeyAlgorithm, ...] | None, by_external: bool
+    ) -> SigningChoice:
+        """``Keyring.signing_key`` for the call's principal, chosen once per kind of profile while the state view
+        stays as it was: any change to it (a key revoked, created, expired: every change moves ``seq``, a reload
+        makes a new view) and the next item chooses again, as it would on its own."""
+        view = self._state.view
+        wanted = (algorithms, by_external)
+        kept = call.keys.get(wanted)
+        if kept is not None and kept[0] is view and kept[1] == view.seq:
+            return kept[2]
+        seq = view.seq
+        choice = await self._keyring.signing_key(call.principal.id, call.now, algorithms, by_external)
+        if self._state.view is view and view.seq == seq:  # the secret's first read may have let a change in
+            call.keys[wanted] = (view, seq, choice)
+        return choice
 
     def _issue_time(self, now: float, ttl: int, scope: tuple[str, str], principal_id: str) -> tuple[int, int]:
         """(issue time, lifetime from it): aligned to the cache window, never before a revocation it follows.
@@ -276,9 +288,7 @@ class Issuer:
 
     def _revoked_at(self, paths: tuple[str, str], principal_id: str) -> float | None:
         """The newest link or grant revocation the verifier would compare this URL's issue time with."""
-        view = self._state.view
-        found = [at for p in paths for at in (view.links_revoked_at(p), view.grant_revoked_at(p, principal_id))]
-        return max((at for at in found if at is not None), default=None)
+        return self._state.view.newest_revocation(paths, principal_id)
 
     def _ttl(self, item: SignItem) -> int:
         ttl = self._policy.default_ttl if item.ttl is None else item.ttl
@@ -399,8 +409,54 @@ def covered_renditions(media: MediaItem, prefix: str) -> set[Rendition]:
     return covered
 
 
-def _issuance_id() -> str:
-    return "gwi_" + secrets.token_hex(12)
+class _Call:
+    """What one call's items share, worked out once: who asks, for whom, when; the keys chosen so far; the
+    issuance ids, drawn from the CSPRNG in one read for the whole call (each is still 96 random bits)."""
+
+    def __init__(
+        self, principal: Principal, viewer: Viewer | None, ctx: RequestContext, now: float, erased: bool, items: int
+    ) -> None:
+        self.principal = principal
+        self.viewer = viewer
+        self.ctx = ctx
+        self.now = now
+        self.erased = erased
+        self.subject = viewer.subject if viewer else None
+        self.retention = ENGINEER if principal.kind is PrincipalKind.ENGINEER else VIEWER
+        self.keys: dict[tuple[tuple[KeyAlgorithm, ...] | None, bool], tuple[StateView, int, SigningChoice]] = {}
+        self._ids = secrets.token_hex(_ID_BYTES * items)
+        self._next_id = 0
+
+    def issuance_id(self) -> str:
+        at = self._next_id
+        self._next_id += 2 * _ID_BYTES
+        if at >= len(self._ids):  # never: at most one id per item
+            return "gwi_" + secrets.token_hex(_ID_BYTES)
+        return "gwi_" + self._ids[at : at + 2 * _ID_BYTES]
+
+
+_ID_BYTES = 12
+
+
+def _raw_entries(logged: list[AuditRecord | IssuedUrl], ctx: RequestContext, now: float) -> list[RawEntry]:
+    """One raw technical log entry per item, in order: its event and key."""
+    raw: list[RawEntry] = []
+    for entry in logged:
+        event, kid = (_ISSUED, entry.kid) if isinstance(entry, IssuedUrl) else (entry.event.value, entry.kid)
+        raw.append(RawEntry(now, event, ctx.request_id, kid, ctx.client_ip, ctx.user_agent))
+    return raw
+
+
+_ISSUED = AuditEvent.URL_ISSUED.value
+
+
+def _counted(items: list[SignItem], logged: list[AuditRecord | IssuedUrl]) -> list[Counted]:
+    """Each item's outcome for the metrics: issued with its decision's reason and profile, or denied with the
+    refusal's reason and the profile it named."""
+    return [
+        ("issued", e.reason, e.detail["profile"]) if isinstance(e, IssuedUrl) else ("denied", e.reason or "", i.profile)
+        for i, e in zip(items, logged, strict=True)
+    ]
 
 
 def _unmapped_binding(item: SignItem) -> SignItem:

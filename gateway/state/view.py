@@ -75,6 +75,18 @@ class StateView:
 
         return _newest(path, at_path, at_dir)
 
+    def newest_revocation(self, paths: Iterable[str], principal_id: str) -> float | None:
+        """The newest of ``links_revoked_at`` and ``grant_revoked_at`` over ``paths``: one call per URL, and
+        nothing walked when the view holds no revocation of that kind (the common case)."""
+        links = bool(self._revoked_paths or self._revoked_dirs)
+        grants = bool(self._grant_paths or self._grant_dirs)
+        if not links and not grants:
+            return None
+        found = [at for p in paths for at in (
+            self.links_revoked_at(p) if links else None, self.grant_revoked_at(p, principal_id) if grants else None,
+        )]  # fmt: skip
+        return max((at for at in found if at is not None), default=None)
+
     # -- applying changes --
 
     def put_principal(self, principal: Principal) -> None:

@@ -172,8 +172,11 @@ def grant_from(row: Row) -> Grant:
     return Grant(**{k: row[k] for k in GRANT_COLUMNS})
 
 
-def audit_values(r: AuditRecord) -> tuple[Any, ...]:
-    detail = json.dumps(dict(r.detail), sort_keys=True)
+def audit_values(r: AuditRecord, detail: str | None = None) -> tuple[Any, ...]:
+    """A record's column values; ``detail``: its JSON text if already written (``AuditRecord.stored_parts``).
+    Read back with ``json.loads``: any spelling of the same JSON will do."""
+    if detail is None:
+        detail = json.dumps(dict(r.detail), sort_keys=True)
     return (
         r.time, r.event.value, r.actor, r.request_id, r.kid, r.media_id, r.rendition, r.subject,
         r.url_sha256, r.expires_at, r.decision, r.reason, r.client_ip, r.user_agent, detail,
@@ -235,8 +238,8 @@ def prepare_rows(records: Sequence[AuditRecord]) -> list[Prepared]:
     """The position-independent part of each row: values (body hash last) and the leaf after its position."""
     prepared: list[Prepared] = []
     for record in records:
-        body, after_seq = record.leaf_parts()
-        prepared.append(((*audit_values(record), body), after_seq))
+        body, after_seq, detail = record.stored_parts()
+        prepared.append(((*audit_values(record, detail), body), after_seq))
     return prepared
 
 
