@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway import redact
 from gateway.errors import ConfigError
 from gateway.netaddr import IPNetwork
 
@@ -324,7 +325,9 @@ def _kinds(name: str, value: Any) -> tuple[str, ...]:
 def _url(name: str, value: Any) -> str:
     text = _text(name, value).rstrip("/")
     if not text.startswith(("https://", "http://")):
-        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+        # Not the value itself: a webhook's URL may be its secret (a chat webhook's path).
+        shown = redact.without_path(text) if "://" in text else text.split("/", 1)[0] + ("/***" if "/" in text else "")
+        raise ConfigError(f"{name} must be an http(s) URL, got {shown!r}")
     return text
 
 

@@ -23,11 +23,14 @@ MASK = "***"
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
 # password=… and sslpassword=… (libpq's query parameters; also the key=value form in free text), and the
 # query parameters that carry a bearer secret in the URLs of webhooks, object stores and OAuth.
+# A name counts after any non-alphanumeric (so gw_sig's sig, X-Amz-Signature's signature); a value runs to the
+# next parameter, white space or quote (a comma or semicolon may be part of a password).
 _SECRET_NAMES = (
-    "(?:ssl)?password", "passwd", "token", "access_token", "refresh_token", "id_token", "api_key", "apikey",
-    "secret", "client_secret", "signature", "sig", "x-amz-signature", "x-amz-security-token", "x-goog-signature",
+    "(?:ssl)?password", "passwd", "pwd", "token", "access_token", "refresh_token", "id_token", "auth_token",
+    "private_token", "api[-_]?key", "key", "secret", "client_secret", "signature", "sig", "hmac", "md5",
+    "wmsauthsign", "wowzatokenhash", "x-amz-signature", "x-amz-security-token", "x-goog-signature",
 )  # fmt: skip
-_PASSWORD_PARAMETER = re.compile(r"(?i)(\b(?:" + "|".join(_SECRET_NAMES) + r")\s*=\s*)([^\s&#;,\"']+)")
+_PASSWORD_PARAMETER = re.compile(r"(?i)((?<![A-Za-z0-9])(?:" + "|".join(_SECRET_NAMES) + r")\s*=\s*)([^\s&#\"']+)")
 
 
 def url(value: str) -> str:
@@ -38,7 +41,7 @@ def url(value: str) -> str:
     scheme, sep, rest = value.partition("://")
     if not sep:
         return _PASSWORD_PARAMETER.sub(_mask_parameter, value)
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    end = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
     authority, tail = rest[:end], rest[end:]
     userinfo, at, host = authority.rpartition("@")
     user, colon, _ = userinfo.partition(":")
@@ -62,7 +65,7 @@ def without_path(value: str) -> str:
 
 def _origin(value: str) -> str:
     scheme, _, rest = value.partition("://")
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    end = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
     return url(f"{scheme}://{rest[:end]}") + (f"/{MASK}" if rest[end:] not in ("", "/") else rest[end:])
 
 

@@ -8,6 +8,7 @@ import ssl
 import urllib.parse
 from pathlib import Path
 
+from examples.demo import stack as local
 from tests.conftest import require_service
 from tests.processes import wait_until
 
@@ -30,9 +31,14 @@ def require_tool(name: str, install: str) -> str:
 
 
 def fetch(
-    url: str, context: ssl.SSLContext, headers: dict[str, str] | None = None, method: str = "GET"
+    url: str,
+    context: ssl.SSLContext,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    body: bytes | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """``method`` (GET) ``url`` exactly as written, never following a redirect: status, headers, body."""
+    """``method`` (GET) ``url`` exactly as written, never following a redirect: status, headers, body.
+    ``body``: sent with its Content-Length, whatever the method."""
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context, timeout=10)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -40,7 +46,9 @@ def fetch(
         connection.putrequest(method, target, skip_accept_encoding=True)
         for name, value in (headers or {}).items():
             connection.putheader(name, value)
-        connection.endheaders()
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -65,10 +73,14 @@ def origin_requests(log: Path, context: ssl.SSLContext, sentinel: str, marker: s
 
 # Headers that make many web frameworks treat a request as another method: a signed read URL must not
 # carry a write to the origin under one of them.
-OVERRIDES = {"X-HTTP-Method-Override": "DELETE", "X-HTTP-Method": "PUT", "X-Method-Override": "POST"}
+OVERRIDES = {
+    "X-HTTP-Method-Override": "DELETE", "X-HTTP-Method": "PUT", "X-Method-Override": "POST",
+    "X-Forwarded-Method": "DELETE", "X-Original-Method": "PUT", "X-Original-HTTP-Method": "PATCH",
+}  # fmt: skip
+NONE_SEEN = "|".join("-" for _ in local.ORIGIN_NEVER_SEES)
 
 
 def overrides_seen(log: Path, marker: str) -> list[str]:
-    """The method-override headers the origin received (``a|b|c``, ``-`` if absent) on each logged request for
-    ``marker`` (examples/demo/stack.py logs them); call after ``origin_requests`` has seen the sentinel."""
+    """What of ``local.ORIGIN_NEVER_SEES`` the origin received (``a|b|…``, ``-`` if absent) on each logged request
+    for ``marker`` (examples/demo/stack.py logs them); call after ``origin_requests`` has seen the sentinel."""
     return [line.rsplit('overrides="', 1)[1].rstrip('"') for line in log.read_text().splitlines() if marker in line]

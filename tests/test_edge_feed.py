@@ -181,7 +181,9 @@ async def test_a_report_from_long_ago_or_from_the_future_writes_nothing(edge: tu
     await world.media("m1", visibility=Visibility.UNLISTED)
     body = {"media_id": "m1", "rendition": "video", "scope": "prefix"}
     url = (await (await client.post("/v1/sign", json=body, headers=world.auth("web"))).json())["url"]
+    world.clock.advance(3600)  # an hour after it was issued: "an hour ago" is when it was issued
     uri, now = url.removeprefix("https://cdn.example.com"), world.clock()
+    fresh = (await (await client.post("/v1/sign", json=body, headers=world.auth("web"))).json())["url"]
     reports = [
         {"url": uri, "client_ip": "198.51.100.7", "at": 1.0},
         {"url": uri, "client_ip": "198.51.100.8", "at": now - 3601},
@@ -193,7 +195,7 @@ async def test_a_report_from_long_ago_or_from_the_future_writes_nothing(edge: tu
     assert await world.services.store.audit.search(AuditQuery(event="url:redeemed")) == []
     within = [
         {"url": uri, "client_ip": "198.51.100.7", "at": now - 3600},
-        {"url": uri, "client_ip": "203.0.113.5", "at": now + 60},
+        {"url": fresh.removeprefix("https://cdn.example.com"), "client_ip": "203.0.113.5", "at": now + 60},
     ]
     response = await client.post("/v1/edge/redemptions", json={"redemptions": within}, headers=AUTH)
     assert await response.json() == {"recorded": 2, "repeated": 0, "refused": 0}
@@ -274,9 +276,14 @@ async def test_a_report_records_only_what_the_key_really_signed(edge: tuple[Test
         {"url": uri.replace("/v/m1/", "/v/m2/"), "client_ip": "198.51.100.7", "at": now},  # another media's path
         {"url": uri, "client_ip": "198.51.100.7", "at": float(expires)},  # allowed after it expired
         {"url": bound_uri, "client_ip": "203.0.113.5", "at": now},  # bound to another address
+        {"url": uri, "client_ip": "2001:db8::1%\u0000", "at": now},  # a zone id: arbitrary text in the address
+        {"url": uri + "#0", "client_ip": "198.51.100.7", "at": now},  # another spelling of the same URL, each...
+        {"url": "https://evil.example" + uri, "client_ip": "198.51.100.7", "at": now},  # ...a first use of its own
+        {"url": "@evil" + uri, "client_ip": "198.51.100.7", "at": now},
+        {"url": uri, "client_ip": "198.51.100.7", "at": now - 61},  # allowed before it was issued
     ]
     response = await client.post("/v1/edge/redemptions", json={"redemptions": forged}, headers=AUTH)
-    assert await response.json() == {"recorded": 0, "repeated": 0, "refused": 4}
+    assert await response.json() == {"recorded": 0, "repeated": 0, "refused": len(forged)}
     kid = uri.split("gw_kid=", 1)[1].split("&", 1)[0]
     await world.services.admin.revoke_key(ADMIN, kid, "compromised", world.clock())
     genuine = [
@@ -285,6 +292,10 @@ async def test_a_report_records_only_what_the_key_really_signed(edge: tuple[Test
     ]
     response = await client.post("/v1/edge/redemptions", json={"redemptions": genuine}, headers=AUTH)
     assert await response.json() == {"recorded": 2, "repeated": 0, "refused": 0}  # used before the revocation
+    world.clock.advance(6)  # longer after the revocation than an edge's state may lag: no edge allowed this
+    late = [{"url": uri, "client_ip": "203.0.113.5", "at": world.clock()}]
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": late}, headers=AUTH)
+    assert await response.json() == {"recorded": 0, "repeated": 0, "refused": 1}
     await world.services.behind.flush()
     records = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
     assert [(r.kid, r.client_ip) for r in records] == [(kid, "198.51.100.0/24")] * 2

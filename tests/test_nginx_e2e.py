@@ -27,7 +27,7 @@ from examples.demo.pki import Authority, Pki
 from gateway.config import load_config
 from gateway.services import sync_policy
 from tests.nginx_server import nginx_binary
-from tests.nginx_site import OVERRIDES, fetch, origin_requests, overrides_seen
+from tests.nginx_site import NONE_SEEN, OVERRIDES, fetch, origin_requests, overrides_seen
 from tests.processes import wait_until
 from tests.tls_support import https
 
@@ -395,10 +395,12 @@ def test_a_valid_signed_url_carries_no_write_to_the_origin(cached: local.Stack, 
         assert fetch(segment, cached.client_context(), method=method)[0] == 405, method
     assert fetch(segment, cached.client_context(), method="HEAD")[0] == 200
     assert fetch(segment, cached.client_context(), headers=OVERRIDES)[0] == 200  # a read, whatever it claims
+    smuggled = b"PUT /v/intro/seg-1.ts HTTP/1.1\r\nHost: origin\r\nContent-Length: 0\r\n\r\n"
+    assert fetch(segment, cached.client_context(), body=smuggled)[0] == 200  # served; the body goes nowhere
     origin_log = cached.layout.nginx_dir / "logs" / "origin.log"
     lines = origin_requests(origin_log, cached.client_context(), segment.replace(name, after), after)
-    assert [line.split(" ")[0] for line in lines if name in line] == ["HEAD", "GET"], lines
-    assert overrides_seen(origin_log, name) == ["-|-|-", "-|-|-"]  # nginx dropped every override header
+    assert [line.split(" ")[0] for line in lines if name in line] == ["HEAD", "GET", "GET"], lines
+    assert overrides_seen(origin_log, name) == [NONE_SEEN] * 3  # no override header, no body
     # Behind any proxy, the gateway refuses too: nginx's auth subrequest names the method, Envoy's is the request's.
     uri, port, proxy = segment.removeprefix(cached.edge_url), cached.ports.gateway, cached.client_context("proxy")
     assert https(port, proxy, "/v1/verify", headers={"X-Original-URI": uri, "X-Original-Method": "GET"})[0] == 200

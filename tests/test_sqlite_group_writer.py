@@ -99,3 +99,16 @@ async def test_a_writer_lock_that_cannot_be_opened_fails_closed(store: SqliteSto
     with pytest.raises(AuditUnavailable, match=r"^the audit log's writer lock: Is a directory$"):
         await store.append_audit_group(_records("a", 1), [], [], 0.0)
     assert await _tags(store) == []
+
+
+async def test_closing_does_not_wait_for_a_lock_another_process_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shutdown is bounded even while another process holds the lock: the group waiting for it was given up."""
+    monkeypatch.setattr(group, "WAIT_SECONDS", 0.05)
+    own = await SqliteStore.open(tmp_path / "own.db", create=True)
+    with writer_lock_held(tmp_path / "own.db"):
+        with pytest.raises(AuditUnavailable):
+            await own.append_audit_group(_records("given up", 1), [], [], 0.0)
+        await own.close()  # returns while the lock is still held
+        assert "the audit writer is still waiting for its lock: closed without it" in caplog.messages

@@ -177,6 +177,13 @@ def gateway_process(layout: Layout, url: str, context: ssl.SSLContext) -> Iterat
 # --- nginx ------------------------------------------------------------------------------------
 
 
+# What a media location must never pass to the origin, as nginx names the request headers.
+ORIGIN_NEVER_SEES = (
+    "x_http_method_override", "x_http_method", "x_method_override", "x_forwarded_method", "x_original_method",
+    "x_original_http_method", "content_length", "transfer_encoding",
+)  # fmt: skip
+
+
 def site_files(
     layout: Layout, ports: Ports, pki: Pki, *, decision_cache: bool = True, edge: bool = False, feed_token: str = ""
 ) -> Path:
@@ -193,7 +200,8 @@ def site_files(
     if not decision_cache:
         verify = _replace_each(verify, {f"    include {snippets}/gateway-verify-cache.conf;\n": ""})
     (snippets / "gateway-verify.conf").write_text(verify)
-    (snippets / "gateway-verify-cache.conf").write_text((DEPLOY / "gateway-verify-cache.conf").read_text())
+    for snippet in ("gateway-verify-cache.conf", "gateway-origin.conf"):
+        (snippets / snippet).write_text((DEPLOY / snippet).read_text())
     name = "media-gateway-edge.conf" if edge else "media-gateway.conf"
     site = _replace_each((DEPLOY / name).read_text(), {
         **include,
@@ -242,11 +250,10 @@ def nginx_config(layout: Layout, ports: Ports, site: Path, *, edge: bool = False
     conf = work / "nginx.conf"
     modules = lua_modules() if edge else ""
     # The origin's own log: what reached it (tests prove a refused request never did).
-    # Logged with the method-override headers a framework at the origin would honour: none may arrive.
-    origin_format = (
-        'log_format origin \'$remote_addr "$request" overrides="$http_x_http_method_override'
-        "|$http_x_http_method|$http_x_method_override\"';"
-    )
+    # Logged with the method-override headers a framework at the origin would honour and a body's framing:
+    # none may arrive (deploy/nginx/gateway-origin.conf).
+    overrides = "|".join(f"$http_{name}" for name in ORIGIN_NEVER_SEES)
+    origin_format = f'log_format origin \'$remote_addr "$request" overrides="{overrides}"\';'
     origin_log = f"access_log {work}/logs/origin.log origin;"
     origin_server = (
         f"{origin_format} server {{ listen {LOOPBACK}:{ports.origin}; root {layout.media_dir}; {origin_log} }}"

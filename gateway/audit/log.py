@@ -48,6 +48,13 @@ class AuditLog:
     async def open(cls, store: Store, master_key: MasterKey) -> AuditLog:
         sealed = await store.subjects.sealed_pepper()
         if sealed is None:
+            if await store.subjects.sealed_keys("", 1) or await store.subjects.unkeyed(1):
+                # A new pepper would give every viewer a new pseudonym: their records unfindable, unexportable,
+                # never erased, and audit verify none the wiser. The one held is missing: fail, don't replace it.
+                raise StoreUnavailable(
+                    "the audit log's pepper (meta row audit_pepper) is missing while viewers' audit records exist: "
+                    "restore it from a backup (a new one would hide every viewer's records from export and erasure)"
+                )
             import secrets
 
             sealed = await master_key.seal(secrets.token_bytes(32), _PEPPER_CONTEXT)
@@ -125,15 +132,14 @@ class AuditLog:
             return None
         return privacy.reveal(record, await self._master_key.unseal(sealed, subject_key_context(record.subject)))
 
-    async def key_opens(self, record: AuditRecord, sealed: bytes) -> bool:
-        """Whether ``sealed`` (a subject's stored key) opens ``record``'s personal fields: for ``audit verify``."""
-        if record.subject is None or record.personal is None:
-            return False
+    async def key_opens(self, ref: str, personal: bytes, sealed: bytes) -> bool:
+        """Whether ``sealed`` (subject ``ref``'s stored key) opens ``personal`` (fields sealed for them): for
+        ``audit verify``."""
         try:
-            key = await self._master_key.unseal(sealed, subject_key_context(record.subject))
+            key = await self._master_key.unseal(sealed, subject_key_context(ref))
         except StoreUnavailable:  # not sealed by a master key held here, or not for this subject: it opens nothing
             return False
-        return privacy.reveal(record, key) is not None
+        return privacy.unseal(personal, ref, key) is not None
 
     def forget(self, ref: str) -> None:
         self._keys.pop(ref, None)

@@ -64,9 +64,14 @@ def reveal(record: AuditRecord, key: bytes | None) -> dict[str, Any] | None:
     """The personal fields, or None once the subject's key is shredded."""
     if record.personal is None or key is None or record.subject is None:
         return None
+    return unseal(record.personal, record.subject, key)
+
+
+def unseal(personal: bytes, ref: str, key: bytes) -> dict[str, Any] | None:
+    """The fields sealed for ``ref``, or None when ``key`` does not open them (a wrong key, of any size)."""
     try:
-        plain = AESGCM(key).decrypt(record.personal[:_NONCE], record.personal[_NONCE:], record.subject.encode())
-    except InvalidTag:
+        plain = AESGCM(key).decrypt(personal[:_NONCE], personal[_NONCE:], ref.encode())
+    except (InvalidTag, ValueError):  # ValueError: not an AES key's length (a key row altered by hand)
         return None
     fields: dict[str, Any] = json.loads(plain)
     return fields

@@ -48,7 +48,6 @@ from gateway.audit.records import (
     RETENTION_SECONDS,
     VIEWER,
     AuditEvent,
-    AuditRecord,
     leaf_input,
 )
 from gateway.audit.retention import CLOCK_SKEW
@@ -60,7 +59,7 @@ _NO_SEQ = -(2**63)  # below every position a child row could name
 _URL_CHUNK = 500  # records whose child rows are read at once (a batch record has at most 100)
 _FORMAT = "docs/audit.md, 'Leaf format'"
 Progress = Callable[[int, int], None]
-KeyOpens = Callable[[AuditRecord, bytes], Awaitable[bool]]
+KeyOpens = Callable[[str, bytes, bytes], Awaitable[bool]]  # (ref, sealed fields, sealed key)
 _KEY_PAGE = 1000
 
 
@@ -247,23 +246,29 @@ async def _urls_problem(store: Store, page: list[LogEntry], after: int) -> tuple
     return None
 
 
-def _note_first_sealed(entry: LogEntry, first_sealed: dict[str, AuditRecord]) -> None:
+def _note_first_sealed(entry: LogEntry, first_sealed: dict[str, tuple[int, bytes]]) -> None:
+    """Each subject's first sealed fields since their last erasure (a record about them after it is sealed under
+    a new key): only those, and where they are, so memory grows with the viewers, not the records."""
     record = entry.record
-    if record is not None and record.personal is not None and record.subject is not None:
-        first_sealed.setdefault(record.subject, record)
+    if record is None or record.subject is None:
+        return
+    if record.event is AuditEvent.SUBJECT_ERASED:
+        first_sealed.pop(record.subject, None)
+    elif record.personal is not None:
+        first_sealed.setdefault(record.subject, (entry.seq, record.personal))
 
 
 async def _unopened_key(
-    store: Store, first_sealed: dict[str, AuditRecord], key_opens: KeyOpens
+    store: Store, first_sealed: dict[str, tuple[int, bytes]], key_opens: KeyOpens
 ) -> tuple[int, str] | None:
-    """The first subject (by record) whose stored key does not open the first record sealed for them."""
+    """The first subject (by record) whose stored key does not open the first fields sealed for them."""
     failed: list[tuple[int, str]] = []
     after = ""
     while page := await store.subjects.sealed_keys(after, _KEY_PAGE):
         for ref, sealed in page:
-            record = first_sealed.get(ref)
-            if record is not None and record.seq is not None and not await key_opens(record, sealed):
-                failed.append((record.seq, ref))
+            first = first_sealed.get(ref)
+            if first is not None and not await key_opens(ref, first[1], sealed):
+                failed.append((first[0], ref))
         after = page[-1][0]
     if not failed:
         return None
@@ -308,10 +313,10 @@ async def verify_log(
 ) -> Report:
     """``now`` is the verifier's own clock: no record may be pruned whose retention ends after it.
 
-    ``key_opens(record, sealed_key)``: whether a subject's sealed key opens a record sealed for them; without
-    it, the keys are only checked to exist (a note says so)."""
+    ``key_opens(ref, sealed_fields, sealed_key)``: whether a subject's sealed key opens fields sealed for them;
+    without it, the keys are only checked to exist (a note says so)."""
     report = Report()
-    first_sealed: dict[str, AuditRecord] = {}
+    first_sealed: dict[str, tuple[int, bytes]] = {}
     outside = external_checkpoints(export_dir, report)
     if outside is None:
         return report

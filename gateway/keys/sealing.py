@@ -46,7 +46,7 @@ def sealed_by(sealed: bytes) -> str:
     """The id of the master key that sealed ``sealed`` (``LEGACY`` for a v1 blob)."""
     if sealed[:1] == bytes([_V1]):
         return LEGACY
-    if sealed[:1] == bytes([_V2]) and len(sealed) > 2 + sealed[1]:
+    if sealed[:1] == bytes([_V2]) and len(sealed) >= 2 and len(sealed) > 2 + sealed[1]:
         key_id = sealed[2 : 2 + sealed[1]]
         if key_id and key_id.isascii():
             return key_id.decode("ascii")

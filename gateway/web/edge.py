@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import ipaddress
 import logging
 from typing import Annotated, Any
 
@@ -28,11 +27,11 @@ from aiohttp import web
 
 from gateway.edge import feed
 from gateway.errors import InvalidInput, NotFound, StateStale, Unauthenticated, VerificationFailed
-from gateway.model import KeyAlgorithm
+from gateway.model import KeyAlgorithm, SigningKey
+from gateway.netaddr import parse_ip
 from gateway.services import Services
 from gateway.signing.dialects.base import Redemption
 from gateway.signing.dialects.native import NativeDialect, presented_claims
-from gateway.signing.paths import strip_authority
 from gateway.signing.profiles import NATIVE
 from gateway.web import parsing
 from gateway.web.appkeys import SERVICES
@@ -46,8 +45,23 @@ MAX_REPORTS = 500
 # Anything older than this, or from the future beyond clock skew, is refused rather than written into the log.
 REPORT_AGE_LIMIT = 3600.0
 REPORT_SKEW = 60.0
+# How long after a revocation an edge may still allow under it: its feed is long-polled, and an edge whose
+# state was not proved current for 2.5 s denies everything (docs/edge.md).
+EDGE_STATE_LAG = 5.0
 log = logging.getLogger("gateway.edge")
 _NATIVE = NativeDialect()
+
+
+def _allowable(services: Services, key: SigningKey, claims: dict[str, str], at: float) -> bool:
+    """Whether an edge could have allowed this URL at ``at``: not before it was issued, nor once its key was
+    revoked or its principal disabled longer ago than an edge's state may lag (a use just before a revocation
+    reached the edge is still a use)."""
+    issued = claims.get("gw_iat", "")
+    if issued.isdigit() and at < int(issued) - REPORT_SKEW:
+        return False
+    principal = services.state.view.principals.get(key.principal_id)
+    ended = [t for t in (key.revoked_at, principal.disabled_at if principal else None) if t is not None]
+    return not ended or at < min(ended) + EDGE_STATE_LAG
 
 
 class EdgeState(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -141,14 +155,16 @@ async def redemptions(request: web.Request) -> web.Response:
 async def _record(request: web.Request, services: Services, item: EdgeRedemption) -> str:
     """Record one reported first use exactly as /v1/verify would have: the same token digest and record."""
     try:
-        client_ip = str(ipaddress.ip_address(item.client_ip))
-    except ValueError:
+        client_ip = str(parse_ip(item.client_ip))  # no zone ids: "%" and anything after it never reach a record
+    except InvalidInput:
+        return "refused"
+    if not item.url.startswith("/") or "#" in item.url:  # origin-form only, as the edge saw it: one spelling
         return "refused"
     profile = services.profiles.get(NATIVE)
-    url = profile.base_url + strip_authority(item.url)
+    url = profile.base_url + item.url
     claims = presented_claims(url)
     key = services.state.view.keys.get(claims.get("gw_kid", ""))
-    if key is None or not claims.get("gw_exp", "").isdigit():
+    if key is None or not claims.get("gw_exp", "").isdigit() or not _allowable(services, key, claims, item.at):
         return "refused"
     redemption = Redemption(url=url, now=item.at, client_ip=client_ip, options=profile.options)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -65,6 +66,15 @@ def _new_request_id() -> str:
 
 _ID_PREFIX = secrets.token_hex(4) + "-"
 _ID_COUNTER = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    """After ``serve --workers`` forks: each worker its own prefix, or two workers would hand out the same ids."""
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = secrets.token_hex(4) + "-", itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 @web.middleware

@@ -247,10 +247,15 @@ def test_reprs_hold_no_secrets(tmp_path: Path) -> None:
          "https://s3.example.com/b/k?X-Amz-Date=1&X-Amz-Signature=***&X-Amz-Security-Token=***"),
         (f"POST https://hooks.example.com/in?token={PASSWORD}&access_token={PASSWORD} refused",
          "POST https://hooks.example.com/in?token=***&access_token=*** refused"),
-        (f"api_key={PASSWORD}, client_secret={PASSWORD}", "api_key=***, client_secret=***"),
-        # A gateway URL's own parameters are not secrets' names (gw_sig is a word of its own): left alone.
-        ("https://cdn.example.com/v/x?gw_kid=k&gw_sig=abc", "https://cdn.example.com/v/x?gw_kid=k&gw_sig=abc"),
-        ("tokens=3 signatures=2", "tokens=3 signatures=2"),
+        (f"api_key={PASSWORD}, client_secret={PASSWORD}", "api_key=*** client_secret=***"),  # the comma: masked too
+        # The gateway's own signature and the CDN formats': a signed URL in a log line is a credential.
+        ("https://cdn.example.com/v/x?gw_kid=k&gw_sig=abc", "https://cdn.example.com/v/x?gw_kid=k&gw_sig=***"),
+        ("/v/x?hdnts=exp=9~acl=/v/*~hmac=abc&md5=def&wmsAuthSign=ghi",
+         "/v/x?hdnts=exp=9~acl=/v/*~hmac=***&md5=***&wmsAuthSign=***"),
+        (f"https://maps.example.com/x?key={PASSWORD}&api-key={PASSWORD}&auth_token={PASSWORD}",
+         "https://maps.example.com/x?key=***&api-key=***&auth_token=***"),
+        (f"password=ab,{PASSWORD};x", "password=***"),  # a comma or semicolon may be part of a password
+        ("tokens=3 signatures=2 gw_kid=k Key-Pair-Id=K2", "tokens=3 signatures=2 gw_kid=k Key-Pair-Id=K2"),
     ],
 )  # fmt: skip
 def test_redact_masks_exactly_the_password(shown: str, masked: str) -> None:
@@ -266,6 +271,8 @@ def test_redact_masks_exactly_the_password(shown: str, masked: str) -> None:
         (f"InvalidUrlClientError: http://hook:{PASSWORD}@127.0.0.1:99999/hook?token={PASSWORD}",
          "InvalidUrlClientError: http://hook:***@127.0.0.1:99999/***"),
         ("TimeoutError: https://hooks.example.com/ timed out", "TimeoutError: https://hooks.example.com/ timed out"),
+        (f"InvalidUrlClientError: https://127.0.0.1:1\\services\\T0\\{PASSWORD}",  # a backslash ends the host too
+         "InvalidUrlClientError: https://127.0.0.1:1/***"),
         (f"host=db password={PASSWORD}", "host=db password=***"),  # and what text masks
     ],
 )  # fmt: skip

@@ -27,6 +27,7 @@ from gateway.audit.privacy import new_subject_key
 from gateway.audit.verify import verify_log
 from gateway.cli.main import main as gatewayctl
 from gateway.config import Config
+from gateway.errors import StoreUnavailable
 from gateway.services import open_services
 from gateway.store import is_postgres
 from gateway.store.base import AuditQuery
@@ -148,3 +149,42 @@ async def test_without_a_master_key_the_keys_are_checked_to_exist_and_that_is_sa
     report = await verify_log(world.services.store, keys, world.services.config.export_dir, now=world.clock())
     assert report.ok
     assert "subject keys checked to exist, not to open their records (no master key given)" in report.notes
+
+
+async def test_a_viewer_asking_again_after_their_erasure_is_not_taken_for_tampering(world: World) -> None:
+    """After an erasure, a new record about the viewer (the refusal of their next request) is sealed under a new
+    key: the old records stay unreadable, as erasure intends, and verify holds the new key to the new records."""
+    await fill(world, 1, viewer="carol", media="m-carol")  # refused: this viewer's data has been erased
+    ref = world.services.audit_log.ref("carol")
+    [refusal] = await world.services.store.audit.search(AuditQuery(subject=ref, event="url:denied"))
+    assert refusal.personal is not None  # sealed...
+    assert await world.services.audit_log.reveal(refusal) is not None  # ...under a new key, which opens it
+    assert (await verify(world.services)).ok
+
+
+@pytest.mark.parametrize("any_store_config", ["sqlite"], indirect=True)  # PostgreSQL's bytea holds bytes only
+@pytest.mark.parametrize("value", ["'abc'", "-1", "1.5", "3000000000", "x'02'", "x''"])
+async def test_a_subject_key_of_the_wrong_type_or_shape_is_reported_not_a_crash(world: World, value: str) -> None:
+    """SQLite keeps whatever is written into a column: text, numbers, a blob too short to be sealed."""
+    ref, first = await _first_sealed(world, "bob")
+    await _sql(world, f"UPDATE subject_keys SET sealed_key = {value} WHERE ref = ?", ref)  # noqa: S608
+    report = await verify(world.services)
+    assert (report.ok, report.first_bad, report.problem) == (False, first, _not_opened(ref, first))
+
+
+async def test_a_key_of_the_wrong_length_sealed_for_the_viewer_is_reported_not_a_crash(world: World) -> None:
+    ref, first = await _first_sealed(world, "bob")
+    short = await world.services.master_key.seal(b"\x01" * 5, subject_key_context(ref))  # no AES key's length
+    await _sql(world, "UPDATE subject_keys SET sealed_key = ? WHERE ref = ?", short, ref)
+    report = await verify(world.services)
+    assert (report.ok, report.first_bad, report.problem) == (False, first, _not_opened(ref, first))
+    records = await world.services.store.audit.search(AuditQuery(subject=ref, limit=1))
+    assert await world.services.audit_log.reveal(records[0]) is None  # an export shows it unreadable, no crash
+
+
+async def test_a_pepper_deleted_by_hand_stops_the_gateway_rather_than_hiding_every_viewer(world: World) -> None:
+    """A new pepper would give every viewer a new pseudonym: their records could no longer be found, exported or
+    erased, while the log still verified. Opening the gateway refuses instead, naming what to restore."""
+    await _sql(world, "DELETE FROM meta WHERE key = ?", "audit_pepper")
+    with pytest.raises(StoreUnavailable, match=r"^the audit log's pepper \(meta row audit_pepper\) is missing while"):
+        await open_services(world.services.config, world.clock)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -42,6 +43,7 @@ from gateway.store.base import RawEntry
 from gateway.store.sqlite.repos import FRONTIER, db_errors
 
 _ROWS_PER_STATEMENT = 400  # well under SQLite's 32766 bound parameters
+log = logging.getLogger("gateway.store.sqlite")
 WAIT_SECONDS = 10.0  # as the connection's busy timeout: a group not begun by then fails closed
 
 
@@ -188,5 +190,13 @@ class GroupWriter:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
 
-        self._executor.submit(_close).result()
+        closing = self._executor.submit(_close)
+        try:
+            closing.result(timeout=WAIT_SECONDS)
+        except TimeoutError:
+            # Queued behind a group still waiting for the lock another process holds: shutdown does not wait
+            # for it (the group is given up, so nothing is written when the turn comes; exit closes the file).
+            log.error("the audit writer is still waiting for its lock: closed without it")
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            return
         self._executor.shutdown(wait=True)

@@ -31,6 +31,12 @@ def db_errors(*, audit: bool = False) -> Iterator[None]:
         raise error(f"database error: {exc}") from exc
 
 
+def _blob(value: object) -> bytes:
+    """Sealed key material as stored: a SQLite column takes any type, and a value written by hand as text or a
+    number is no sealed key (empty: it opens nothing), never ``bytes(n)``'s n zero bytes."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""
+
+
 FRONTIER = "audit_frontier"
 _PEPPER = "audit_pepper"
 _DATA_KEY = "master_data_key:"  # + master key id: a KMS-wrapped data key (gateway.keys.kms)
@@ -401,7 +407,7 @@ _UNKEYED = """SELECT a.subject AS ref, MIN(a.seq) AS first FROM audit a
 class SqliteSubjects(_Repo):
     async def sealed_key(self, ref: str) -> bytes | None:
         row = await self._one("SELECT sealed_key FROM subject_keys WHERE ref = ?", (ref,))
-        return None if row is None else bytes(row["sealed_key"])
+        return None if row is None else _blob(row["sealed_key"])
 
     async def add_key(self, ref: str, sealed: bytes, at: float) -> None:
         sql = "INSERT INTO subject_keys(ref, sealed_key, created_at) VALUES (?, ?, ?)"
@@ -420,14 +426,14 @@ class SqliteSubjects(_Repo):
 
     async def sealed_pepper(self) -> bytes | None:
         row = await self._one("SELECT value FROM meta WHERE key = ?", (_PEPPER,))
-        return None if row is None else bytes(row["value"])
+        return None if row is None else _blob(row["value"])
 
     async def set_sealed_pepper(self, sealed: bytes) -> None:
         await self._run("INSERT INTO meta(key, value) VALUES (?, ?)", (_PEPPER, sealed))
 
     async def sealed_keys(self, after: str, limit: int) -> list[tuple[str, bytes]]:
         sql = "SELECT ref, sealed_key FROM subject_keys WHERE ref > ? ORDER BY ref LIMIT ?"
-        return [(r["ref"], bytes(r["sealed_key"])) for r in await self._all(sql, (after, limit))]
+        return [(r["ref"], _blob(r["sealed_key"])) for r in await self._all(sql, (after, limit))]
 
     async def reseal_key(self, ref: str, old: bytes, new: bytes) -> bool:
         sql = "UPDATE subject_keys SET sealed_key = ? WHERE ref = ? AND sealed_key = ?"
