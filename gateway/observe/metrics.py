@@ -55,6 +55,9 @@ def read_token(path: Path, setting: str = "metrics.token_file") -> str:
     return token
 
 
+_ALLOWED = ("allow", "ok")  # one tuple for every allowed verify, not one per request
+
+
 class Tally:
     """Counts by a tuple of label values; at most ``limit`` distinct keys, the rest counted as ``other``."""
 
@@ -152,7 +155,7 @@ class Metrics:
         self.revocation_propagation.labels(kind).observe(max(0.0, seconds))
 
     def verified(self, reason: str = "ok") -> None:
-        self.verify.add(("allow" if reason == "ok" else "deny", reason))
+        self.verify.add(_ALLOWED if reason == "ok" else ("deny", reason))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

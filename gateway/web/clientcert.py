@@ -55,6 +55,15 @@ def certificate_names(request: web.Request) -> frozenset[str]:
     return frozenset((*common, *dns))
 
 
+def require_certificate(request: web.Request) -> None:
+    """Refuse (403 ``client_certificate_required``) a request whose connection presented no certificate."""
+    if not presented_certificate(request):
+        raise Forbidden(
+            "this route answers only clients with a certificate from the configured CA (tls.client_ca_file)",
+            code="client_certificate_required",
+        )
+
+
 def client_cert_middleware(required: Collection[str]) -> Middleware:
     """Refuse requests without a client certificate on the route groups in ``required``."""
     groups: dict[str, str | None] = {}  # route pattern -> group, worked out once per route
@@ -66,11 +75,8 @@ def client_cert_middleware(required: Collection[str]) -> Middleware:
             pattern = resource.canonical
             if pattern not in groups:
                 groups[pattern] = route_group(pattern)
-            if groups[pattern] in required and not presented_certificate(request):
-                raise Forbidden(
-                    "this route answers only clients with a certificate from the configured CA (tls.client_ca_file)",
-                    code="client_certificate_required",
-                )
+            if groups[pattern] in required:
+                require_certificate(request)
         return await handler(request)
 
     return middleware

@@ -77,18 +77,17 @@ def _new_id_prefix() -> None:
 os.register_at_fork(after_in_child=_new_id_prefix)
 
 
-@web.middleware
-async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request gets an id (the caller's, if well-formed); every error becomes the JSON error body.
-
-    One middleware, not two: each layer costs every request, and these two always go together.
-    """
+def identify(request: web.Request) -> str:
+    """The request's id (the caller's, if well-formed), kept on the request and in this task's log context."""
     incoming = request.headers.get("X-Request-Id", "")
     rid = request[REQUEST_ID] = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else _new_request_id()
     REQUEST_ID_VAR.set(rid)  # every log line of this request carries it (gateway.observe.logs)
-    try:
-        response = await handler(request)
-    except GatewayError as exc:
+    return rid
+
+
+def error_answer(exc: Exception, rid: str) -> web.Response:
+    """The JSON error body for what a handler raised; a redirect or other non-error ``HTTPException`` re-raised."""
+    if isinstance(exc, GatewayError):
         if exc.status >= 500:
             log.error("request %s failed: %s", rid, exc.message)
         response = error_response(exc.status, exc.code, exc.message)
@@ -96,12 +95,26 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             response.headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, RequestTimeout):
             response.force_close()  # the rest of a slow body is not waited for
-    except web.HTTPException as exc:
+        return response
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
-        response = error_response(exc.status, error_code(exc.status), exc.reason)
-    except Exception:
-        log.exception("unhandled error in request %s", rid)
-        response = error_response(500, "internal", "internal error")
+            raise exc
+        return error_response(exc.status, error_code(exc.status), exc.reason)
+    log.exception("unhandled error in request %s", rid, exc_info=exc)
+    return error_response(500, "internal", "internal error")
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets an id (the caller's, if well-formed); every error becomes the JSON error body.
+
+    One middleware, not two: each layer costs every request, and these two always go together.
+    ``gateway.web.direct`` does the same around ``/v1/verify`` with the same two functions.
+    """
+    rid = identify(request)
+    try:
+        response = await handler(request)
+    except Exception as exc:
+        response = error_answer(exc, rid)
     response.headers["X-Request-Id"] = rid
     return response

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from gateway.web.appkeys import SERVICES
 from gateway.web.connections import ConnectionLimits, GuardedHandler, GuardedServer, connection_limits
+from gateway.web.direct import direct_verify
 from gateway.web.middleware import error_code, error_response
 
 # Fixed words per refusal: aiohttp's own messages quote the offending bytes back.
@@ -79,17 +80,25 @@ class Runner(web.AppRunner):
     """``web.AppRunner`` whose every answer, including aiohttp's own refusals, is the JSON error body, and
     whose connections are bounded (``gateway.web.connections``)."""
 
-    def __init__(self, app: web.Application, *, limits: ConnectionLimits | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, app: web.Application, *, limits: ConnectionLimits | None = None, direct: bool = True, **kwargs: Any
+    ) -> None:
         config = app[SERVICES].config
         kwargs.setdefault("keepalive_timeout", config.keepalive_timeout)
         super().__init__(app, **kwargs)
         self.limits = limits or connection_limits(config)
+        self.direct = direct  # False: every request through the router and middlewares (the differential tests)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # the app's startup has run; its handler and request factory
         metrics = self.app[SERVICES].metrics
+        handler = server.request_handler  # Application._handle
+        if self.direct:
+            # GET/HEAD /v1/verify skip the router and the middleware chain, same answers (gateway.web.direct):
+            # issue 18's per-segment verify pays aiohttp's dispatch more than its own work.
+            handler = direct_verify(self.app, handler, access_log=server._kwargs.get("access_log", True) is not None)
         guarded = _JsonErrorServer(
-            server.request_handler,
+            handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             limits=self.limits,

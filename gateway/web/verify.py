@@ -104,11 +104,19 @@ def ascii_cookies(request: web.Request) -> dict[str, str]:
 
 def _profile(request: web.Request, services: Services) -> Profile:
     requested = only_one(request, PROFILE_HEADER)
+    if requested is None:  # the usual case: the deployment's first profile, whoever asks
+        return services.profiles.for_verification(None, False)
     return services.profiles.for_verification(requested, services.addresses.is_trusted(request.remote))
 
 
 async def verify(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
+    """The route's handler (``/v1/verify`` and ``/v1/verify/{tail}``)."""
+    return await answer(request, request.app[SERVICES])
+
+
+async def answer(request: web.Request, services: Services) -> web.Response:
+    """The answer to a verify request, with ``services`` given: ``gateway.web.direct`` calls it without the
+    router, which is what sets ``request.app``."""
     try:
         require_read(request)
         uri = original_uri(request, services)
@@ -119,12 +127,8 @@ async def verify(request: web.Request) -> web.Response:
     client_ip = services.addresses.resolve(request.remote, forwarded_for(request))
     try:
         profile = _profile(request, services)
-        redemption = Redemption(
-            url=profile.base_url + path_and_query(uri),
-            now=services.clock(),
-            client_ip=client_ip,
-            cookies=ascii_cookies(request),
-            options=profile.options,
+        redemption = Redemption.presented(
+            profile.base_url + path_and_query(uri), services.clock(), client_ip, ascii_cookies(request), profile.options
         )
         accepted = await services.verifier.verify(redemption, profile)
     except (VerificationFailed, InvalidInput) as exc:
