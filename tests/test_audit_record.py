@@ -21,7 +21,9 @@ from gateway.audit.records import (
     issued,
     leaf_at,
     leaf_input,
+    redeemed,
 )
+from gateway.netaddr import mask_ip
 
 records = st.builds(
     AuditRecord,
@@ -89,6 +91,36 @@ def test_evolve_is_dataclasses_replace(record: AuditRecord, subject: str | None,
     assert evolved == dataclasses.replace(record, **changes)
     assert evolved.leaf_bytes(3) == dataclasses.replace(record, **changes).leaf_bytes(3)
     assert record.to_dict() == before  # the original is untouched
+
+
+def _redeemed_as_built_before(ctx: RequestContext, now: float, kid: str, url: str, expires: int) -> AuditRecord:
+    """A redemption record as ``records.redeemed`` built it through ``AuditRecord.__init__`` (and the caller's
+    ``replace(ctx, user_agent=None)``), before it set its fields in one update."""
+    return AuditRecord(
+        time=now, event=AuditEvent.URL_REDEEMED, kid=kid, url_sha256=hashlib.sha256(url.encode()).hexdigest(),
+        expires_at=expires, decision="allow", retention="viewer", detail={"profile": "native"}, actor=ctx.actor,
+        request_id=ctx.request_id, client_ip=mask_ip(ctx.client_ip), user_agent=None,
+    )  # fmt: skip
+
+
+_ADDRESSES = st.sampled_from([None, "", "203.0.113.7", "2001:db8::1", "::ffff:198.51.100.9", "not an address"])
+
+
+@settings(max_examples=300)
+@given(actor=st.text(max_size=8), request_id=st.one_of(st.none(), st.text(max_size=8)), client_ip=_ADDRESSES,
+       user_agent=st.one_of(st.none(), st.text(max_size=300)), now=st.one_of(st.floats(0, 2e9), st.integers(0, 2**31)),
+       kid=st.text(max_size=8), url=st.text(max_size=40), expires=st.integers(0, 2**53))  # fmt: skip
+def test_a_redemption_record_is_the_record_init_builds(
+    actor: str, request_id: str | None, client_ip: str | None, user_agent: str | None, now: float, kid: str,
+    url: str, expires: int,
+) -> None:  # fmt: skip
+    ctx = RequestContext(actor, request_id, client_ip, user_agent, viewer_ip="198.51.100.1")
+    built = redeemed(ctx, now=now, kid=kid, url=url, expires_at=expires, profile="native")
+    before = _redeemed_as_built_before(ctx, now, kid, url, expires)
+    assert built == before
+    assert list(vars(built).items()) == list(vars(before).items())  # every field, in field order
+    assert built.leaf_bytes(9) == before.leaf_bytes(9)
+    assert built.detail is not redeemed(ctx, now=now, kid=kid, url=url, expires_at=1, profile="native").detail
 
 
 def test_evolve_refuses_a_field_no_record_has() -> None:

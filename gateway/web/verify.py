@@ -29,6 +29,7 @@ import logging
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from gateway.audit.records import RequestContext
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.services import Services
 from gateway.signing.dialects.base import Redemption
@@ -38,7 +39,7 @@ from gateway.web.appkeys import SERVICES
 from gateway.web.headers import forwarded_for, only_one
 from gateway.web.middleware import JSON_CONTENT_TYPE, REQUEST_ID, encode_json, error_response
 from gateway.web.schemas import VerifyAllowed
-from gateway.web.sign import request_context
+from gateway.web.sign import storable
 
 PREFIX = "/v1/verify"
 PROFILE_HEADER = "X-Gateway-Profile"
@@ -134,7 +135,9 @@ async def verify(request: web.Request) -> web.Response:
     services.metrics.verified()
     token = accepted.token
     if services.redemptions.first_from(token, client_ip):
-        ctx = request_context(request, services, accepted.principal_id)
+        # request_context's fields, with the client address already resolved above (the same resolution).
+        agent = storable(request.headers.get(hdrs.USER_AGENT))
+        ctx = RequestContext(accepted.principal_id, request[REQUEST_ID], client_ip, agent)
         await services.redemptions.record(
             ctx, token=token, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name,
             now=redemption.now,
