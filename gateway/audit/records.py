@@ -136,8 +136,11 @@ class AuditRecord:
         return copy
 
     def to_dict(self) -> dict[str, Any]:
-        # A shallow copy: dataclasses.asdict deep-copies and was most of issuance's audit cost.
-        data = {f.name: getattr(self, f.name) for f in _FIELDS}
+        # A shallow copy: dataclasses.asdict deep-copies and was most of issuance's audit cost. The instance's
+        # own dict when it holds exactly the fields in field order, as every way of making a record here leaves
+        # it (__init__, evolve, _built): one copy, not a getattr per field (1.6 -> 0.6 µs; twice per record).
+        state = self.__dict__
+        data = dict(state) if tuple(state) == _FIELD_ORDER else {name: getattr(self, name) for name in _FIELD_ORDER}
         data["event"] = self.event.value
         # The store keeps time as REAL; an int here would hash as "5" before and "5.0" after a round trip.
         data["time"] = float(self.time)
@@ -256,7 +259,8 @@ def _counted(text: str) -> bytes:
 
 
 _FIELDS = fields(AuditRecord)
-_FIELD_NAMES = frozenset(f.name for f in _FIELDS)
+_FIELD_ORDER = tuple(f.name for f in _FIELDS)
+_FIELD_NAMES = frozenset(_FIELD_ORDER)
 
 
 @dataclass(frozen=True)
