@@ -16,9 +16,10 @@ first of ``verify.profiles``, or the one a trusted proxy names in
 (``profile-not-allowed``).
 
 200 allows, 403 denies (with no reason: the precise one is for the CLI and
-logs). An accepted URL is recorded as ``url:redeemed`` before the answer,
-once per token and client network (``gateway.audit.redemptions``); if that
-record cannot be written the answer is 503.
+logs). An accepted URL is recorded as ``url:redeemed`` once per token and
+client network (``gateway.audit.redemptions``), written behind: the answer
+never waits for that record, which is committed within a second (a full
+queue drops it, counted in /metrics).
 """
 
 from __future__ import annotations
