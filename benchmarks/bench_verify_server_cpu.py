@@ -1,6 +1,6 @@
 """Server CPU per request over real sockets: hello-world, ``/healthz`` and a remembered ``/v1/verify`` (issue 18).
 
-Run: .venv/bin/python -m benchmarks.bench_verify_server_cpu [--requests 20000]
+Run: .venv/bin/python -m benchmarks.bench_verify_server_cpu [--requests 20000] [--distinct] [--only verify]
 
 A light stand-in for ``benchmarks.run --only verify-same`` on a shared machine: the server (``gatewayctl
 serve``, or ``benchmarks.hello``) pinned to core 0, this process as the client on core 1, a few keep-alive
@@ -51,14 +51,15 @@ def _cpu(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def drive(port: int, requests: list[bytes], pid: int) -> tuple[float, float]:
-    """(user, system) µs of server CPU per request, ``requests`` sent round-robin over CONNECTIONS connections."""
+def drive(port: int, requests: list[bytes], pid: int, *, warm: list[bytes] | None = None) -> tuple[float, float]:
+    """(user, system) µs of server CPU per request, ``requests`` sent round-robin over CONNECTIONS connections
+    after ``warm`` (default: ``requests`` themselves) warmed the server up."""
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONNECTIONS)]
     buffers = [bytearray() for _ in socks]
-    for _round in range(2):  # the first warms up; the second counts
+    for sent in (warm if warm is not None else requests, requests):  # the first warms up; the second counts
         before = _cpu(pid)
-        for start in range(0, len(requests), CONNECTIONS):
-            batch = requests[start : start + CONNECTIONS]
+        for start in range(0, len(sent), CONNECTIONS):
+            batch = sent[start : start + CONNECTIONS]
             for sock, data in zip(socks, batch, strict=False):
                 sock.sendall(data)
             for sock, buffer, _ in zip(socks, buffers, batch, strict=False):
@@ -73,31 +74,38 @@ def drive(port: int, requests: list[bytes], pid: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--distinct", action="store_true", help="every verified URL new (verify-distinct)")
+    parser.add_argument("--only", choices=["verify"], help="measure the verify row alone")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     data = Path(tempfile.mkdtemp(prefix="gw-verify-server-"))
-    setup.DISTINCT_URLS = 0
+    n = args.requests
+    setup.DISTINCT_URLS = 2 * n if args.distinct else 0  # a warm-up's worth and a measured one, none repeated
     try:
         setup.init(data)
         fixture = asyncio.run(setup.prepare(data))
-        n = args.requests
-        hello = [_request("/", {})] * n
-        health = [_request("/healthz", {})] * n
-        uris = [f"/v/m1/seg{i}.ts?{fixture.prefix_token}" for i in range(1000)]
-        verify = [_request("/v1/verify", {"X-Original-URI": uris[i % len(uris)]}) for i in range(n)]
+        if args.distinct:
+            uris = fixture.distinct_file.read_text().split()
+        else:
+            uris = [f"/v/m1/seg{i}.ts?{fixture.prefix_token}" for i in range(1000)]
+        verify = [_request("/v1/verify", {"X-Original-URI": uri}) for uri in uris]
+        warm, verify = (verify[:n], verify[n:]) if args.distinct else (None, [verify[i % 1000] for i in range(n)])
         port, hello_port = free_port(), free_port()
-        with process([PY, "-m", "benchmarks.hello", "--port", str(hello_port)]) as proc:
-            wait_http(f"http://127.0.0.1:{hello_port}/")
-            hello_us = drive(hello_port, hello, server_pid(proc))
+        results: list[tuple[str, tuple[float, float]]] = []
+        if args.only is None:
+            with process([PY, "-m", "benchmarks.hello", "--port", str(hello_port)]) as proc:
+                wait_http(f"http://127.0.0.1:{hello_port}/")
+                results.append(("hello-world", drive(hello_port, [_request("/", {})] * n, server_pid(proc))))
         serve = [PY, "-m", "gateway.cli.main", "serve", "--data-dir", str(data), "--port", str(port)]
         with process(serve) as proc:
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            health_us = drive(port, health, server_pid(proc))
-            verify_us = drive(port, verify, server_pid(proc))
-        for name, (user, system) in (("hello-world", hello_us), ("/healthz", health_us), ("/v1/verify", verify_us)):
-            ratio = sum(hello_us) / (user + system)
-            print(f"{name:12} {user:6.1f} user + {system:5.1f} system µs/request of server CPU "
-                  f"(hello/this {ratio:.2f})")  # fmt: skip
+            if args.only is None:
+                results.append(("/healthz", drive(port, [_request("/healthz", {})] * n, server_pid(proc))))
+            results.append(("/v1/verify", drive(port, verify, server_pid(proc), warm=warm)))
+        hello_cpu = sum(results[0][1])
+        for name, (user, system) in results:
+            ratio = f"(hello/this {hello_cpu / (user + system):.2f})" if args.only is None else ""
+            print(f"{name:12} {user:6.1f} user + {system:5.1f} system µs/request of server CPU {ratio}")
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return 0

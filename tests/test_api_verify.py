@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.audit.records import AuditEvent, AuditRecord, url_digest
 from gateway.config import Config
 from gateway.model import Permission
 from gateway.signing.dialects.base import SignRequest
+from gateway.store.base import AuditQuery
 from gateway.web.app import create_app
+from tests.audit_support import db, verify
 from tests.support import ADMIN, Clock, World
 
 
@@ -139,8 +142,6 @@ async def test_a_url_bound_to_an_ipv4_mapped_address_verifies_from_that_client(
 
 
 async def test_redemptions_are_logged_once_per_token_and_network(client: TestClient, signed: tuple[World, str]) -> None:
-    from gateway.store.base import AuditQuery
-
     world, uri = signed
     for ip in ("198.51.100.1", "198.51.100.2", "198.51.100.1", "203.0.113.5"):
         assert await _verify(client, uri, **{"X-Forwarded-For": ip}) == 200
@@ -249,6 +250,34 @@ async def test_each_signed_url_gets_its_first_redemption_logged_even_with_the_sa
     redeemed = [r for r in await world.services.store.audit.tail(10) if r.event.value == "url:redeemed"]
     assert len(redeemed) == 2 and len({r.url_sha256 for r in redeemed}) == 2
     assert {r.user_agent for r in redeemed} == {None}  # no subject to seal it under: kept in the raw log only
+
+
+async def test_a_new_url_s_redemption_is_recorded_exactly_and_the_log_still_verifies(
+    client: TestClient, world: World
+) -> None:
+    """Every field of a first redemption's record and its raw entry (issue 18 builds the record without
+    AuditRecord's __init__), and ``audit verify`` over the log it joined, checkpointed."""
+    await world.principal("web", Permission.SIGN, Permission.SIGN_ON_BEHALF)
+    await world.media("m1")
+    body = {"media_id": "m1", "rendition": "video", "viewer": {"id": "alice"}}
+    signed = await (await client.post("/v1/sign", json=body, headers=world.auth("web"))).json()
+    uri = signed["url"].removeprefix("https://cdn.example.com")
+    headers = {"User-Agent": "player/1", "X-Request-Id": "req-verify-1"}
+    assert await _verify(client, uri, **headers) == 200
+    await world.services.behind.flush()
+    [record] = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
+    assert record == AuditRecord(
+        time=world.clock(), event=AuditEvent.URL_REDEEMED, actor="web", request_id="req-verify-1",
+        kid=signed["kid"], url_sha256=url_digest(signed["url"]), expires_at=signed["expires_at"], decision="allow",
+        client_ip="127.0.0.0/24", detail={"profile": "native"}, retention="viewer", seq=record.seq,
+    )  # fmt: skip
+    raw = db(world.services).execute(
+        "SELECT time, request_id, kid, client_ip, user_agent FROM raw_log WHERE event = 'url:redeemed'"
+    )
+    assert raw.fetchall() == [(world.clock(), "req-verify-1", signed["kid"], "127.0.0.1", "player/1")]
+    await world.services.checkpointer.write(world.clock())
+    report = await verify(world.services)
+    assert report.ok and report.records == record.seq, report.problem
 
 
 async def _method_reason(

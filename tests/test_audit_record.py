@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -21,7 +22,9 @@ from gateway.audit.records import (
     issued,
     leaf_at,
     leaf_input,
+    redeemed,
 )
+from gateway.netaddr import mask_ip
 
 records = st.builds(
     AuditRecord,
@@ -89,6 +92,36 @@ def test_evolve_is_dataclasses_replace(record: AuditRecord, subject: str | None,
     assert evolved == dataclasses.replace(record, **changes)
     assert evolved.leaf_bytes(3) == dataclasses.replace(record, **changes).leaf_bytes(3)
     assert record.to_dict() == before  # the original is untouched
+
+
+def _redeemed_as_built_before(ctx: RequestContext, now: float, kid: str, url: str, expires: int) -> AuditRecord:
+    """A redemption record as ``records.redeemed`` built it through ``AuditRecord.__init__`` (and the caller's
+    ``replace(ctx, user_agent=None)``), before it set its fields in one update."""
+    return AuditRecord(
+        time=now, event=AuditEvent.URL_REDEEMED, kid=kid, url_sha256=hashlib.sha256(url.encode()).hexdigest(),
+        expires_at=expires, decision="allow", retention="viewer", detail={"profile": "native"}, actor=ctx.actor,
+        request_id=ctx.request_id, client_ip=mask_ip(ctx.client_ip), user_agent=None,
+    )  # fmt: skip
+
+
+_ADDRESSES = st.sampled_from([None, "", "203.0.113.7", "2001:db8::1", "::ffff:198.51.100.9", "not an address"])
+
+
+@settings(max_examples=300)
+@given(actor=st.text(max_size=8), request_id=st.one_of(st.none(), st.text(max_size=8)), client_ip=_ADDRESSES,
+       user_agent=st.one_of(st.none(), st.text(max_size=300)), now=st.one_of(st.floats(0, 2e9), st.integers(0, 2**31)),
+       kid=st.text(max_size=8), url=st.text(max_size=40), expires=st.integers(0, 2**53))  # fmt: skip
+def test_a_redemption_record_is_the_record_init_builds(
+    actor: str, request_id: str | None, client_ip: str | None, user_agent: str | None, now: float, kid: str,
+    url: str, expires: int,
+) -> None:  # fmt: skip
+    ctx = RequestContext(actor, request_id, client_ip, user_agent, viewer_ip="198.51.100.1")
+    built = redeemed(ctx, now=now, kid=kid, url=url, expires_at=expires, profile="native")
+    before = _redeemed_as_built_before(ctx, now, kid, url, expires)
+    assert built == before
+    assert list(vars(built).items()) == list(vars(before).items())  # every field, in field order
+    assert built.leaf_bytes(9) == before.leaf_bytes(9)
+    assert built.detail is not redeemed(ctx, now=now, kid=kid, url=url, expires_at=1, profile="native").detail
 
 
 def test_evolve_refuses_a_field_no_record_has() -> None:
@@ -194,3 +227,29 @@ def test_a_batch_records_detail_takes_msgspecs_path() -> None:
             for i in range(3)]  # fmt: skip
     [record] = call_records(ctx, 1_800_000_000.25, "alice", "viewer", urls)
     assert record.stored_parts()[2] == json.dumps(dict(record.detail), sort_keys=True, separators=(",", ":"))
+
+
+def _to_dict_field_by_field(record: AuditRecord) -> dict[str, object]:
+    """``to_dict`` as it read each field before it copied the instance's dict."""
+    data = {f.name: getattr(record, f.name) for f in dataclasses.fields(AuditRecord)}
+    data["event"] = record.event.value
+    data["time"] = float(record.time)
+    data["detail"] = dict(record.detail)
+    data["personal"] = None if record.personal is None else base64.b64encode(record.personal).decode()
+    return data
+
+
+def _shuffled(record: AuditRecord) -> AuditRecord:
+    """The same record with its instance dict in another order (nothing here makes one: the fallback's case)."""
+    odd = object.__new__(AuditRecord)
+    odd.__dict__.update(reversed(list(vars(record).items())))
+    return odd
+
+
+@settings(max_examples=300)
+@given(any_records, st.sampled_from(["as built", "evolved", "shuffled"]))
+def test_to_dict_is_every_field_in_field_order(record: AuditRecord, made: str) -> None:
+    record = {"as built": record, "evolved": record.evolve(seq=5), "shuffled": _shuffled(record)}[made]
+    data = record.to_dict()
+    assert list(data.items()) == list(_to_dict_field_by_field(record).items())
+    assert data["detail"] is not record.detail  # a copy: the caller may change it

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.model import KeyAlgorithm
@@ -77,6 +80,54 @@ def test_split_url_turns_an_unsplittable_url_into_a_400() -> None:
     assert c.split_url("https://h/v?a=1").query == "a=1"
     with pytest.raises(InvalidInput, match="not a URL"):
         c.split_url("https://[::1/v")
+
+
+# Pieces of URLs and of what is not quite one: every character urlsplit treats specially (scheme, host and
+# query delimiters, brackets, fragments, the whitespace and control characters it strips or removes, non-ASCII).
+_URL_PIECES = st.sampled_from(
+    ["https://", "HTTP://", "a+b.c-d://", "1x://", "x:/", "://", "//", "h.example", "[::1]", "[", "]", "@", ":",
+     ":8443", "/", "/v/m1/seg1.ts", "?", "&", "=", "gw_sig=AbC-_", "#", "%2F", " ", "\t", "\n", "\r", "\x00",
+     "\x7f", "é", "\u3000", "\ud800", "+", ".", "-", "~", "A", "z", "0", ""]
+)  # fmt: skip
+
+
+def _urlsplit_or_400(url: str) -> object:
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return InvalidInput
+
+
+def _split_url_or_400(url: str) -> object:
+    try:
+        return c.split_url(url)
+    except InvalidInput:
+        return InvalidInput
+
+
+@settings(max_examples=3000, deadline=None)
+@given(url=st.one_of(st.lists(_URL_PIECES, max_size=10).map("".join), st.text(max_size=40)))
+def test_split_url_is_urlsplit_on_any_text(url: str) -> None:
+    """The plain-URL shortcut (``_plain_split``) against ``urlsplit`` itself, which it stands in for."""
+    assert _split_url_or_400(url) == _urlsplit_or_400(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://media.example.com/v/m1/seg1.ts?gw_exp=1&gw_sig=x", "HTTPS://H.example:8443/a?b?c", "x://h?q/r",
+     "a-b://h", "https://h", "https://h?", "https://h/", "https://u:p@h/p", "https:///p"],
+)  # fmt: skip
+def test_split_url_takes_the_shortcut_for_plain_urls_with_urlsplit_s_answer(url: str) -> None:
+    assert c._plain_split(url) == urlsplit(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://[::1]/v", "https://[::1/v", "https://h]/v", "https://h/v#f", "https://h/a b", " https://h/v",
+     "https://h/v\t", "https://h/é", "/v/m1?x=1", "h.example/v", "1x://h/v", "x:/h/v", "https:h/v", ""],
+)  # fmt: skip
+def test_split_url_leaves_anything_else_to_urlsplit(url: str) -> None:
+    assert c._plain_split(url) is None
 
 
 def test_query_pairs_are_raw_and_in_order() -> None:

@@ -235,9 +235,9 @@ async def test_a_remembered_decision_skips_only_the_signature_check(
     checked: list[str] = []
     original = verifier._verify
 
-    async def counting(redemption: Redemption, profile: Any) -> Accepted:
+    async def counting(redemption: Redemption, profile: Any, token: bytes) -> Accepted:
         checked.append(redemption.url)
-        return await original(redemption, profile)
+        return await original(redemption, profile, token)
 
     monkeypatch.setattr(verifier, "_verify", counting)
     signed = await _sign(client, world, "native")

@@ -14,7 +14,6 @@ again (harmless duplicates).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import replace
 
 from gateway.audit import records as audit
 from gateway.audit.behind import WriteBehind
@@ -48,8 +47,7 @@ class Redemptions:
             self._seen.move_to_end(key)
             return False
         # No subject to seal it under: the user agent stays in the raw log (kept 7 days), not in the audit log.
-        record = audit.redeemed(replace(ctx, user_agent=None), now=now, kid=kid, url=url, expires_at=expires,
-                                profile=profile)  # fmt: skip
+        record = audit.redeemed(ctx, now=now, kid=kid, url=url, expires_at=expires, profile=profile)
         raw = RawEntry(now, record.event.value, ctx.request_id, kid, ctx.client_ip, ctx.user_agent)
         if not self._behind.redemption(record, raw):
             return False  # dropped (the queue is full, counted in /metrics): a later request may log it

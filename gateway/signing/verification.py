@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.keyring import Keyring
@@ -149,12 +149,13 @@ class Verifier:
         key = Decisions.key(redemption, profile, token, reusable=reuse is not None)
         accepted = self.decisions.get(key, path) if remember else None
         if accepted is None:
+            # Named by its digest (``Accepted.token``), given to the one Accepted made rather than copied in after.
+            digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16]
             try:
-                accepted = await self._verify(redemption, profile)
+                accepted = await self._verify(redemption, profile, digest)
             except (InvalidInput, UnicodeError):
                 # A URL no parser can split, or text that is no Unicode (a cookie's stray byte): never a 500.
                 raise VerificationFailed("malformed") from None
-            accepted = replace(accepted, token=hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16])
             if remember:
                 self.decisions.put(key, accepted, path)
         else:
@@ -187,7 +188,7 @@ class Verifier:
             raise VerificationFailed("expired", expires=accepted.expires)
         self._keyring.active_key(accepted.kid, now)
 
-    async def _verify(self, redemption: Redemption, profile: Profile) -> Accepted:
+    async def _verify(self, redemption: Redemption, profile: Profile, token: bytes) -> Accepted:
         dialect = profile.dialect
         if profile.keyed:
             presented = dialect.presented_key_id(redemption)
@@ -197,11 +198,11 @@ class Verifier:
             key = self._keyring.active_key(presented, redemption.now, by_external)
             material = await self._keyring.verification_material(key, presented)
             verified = dialect.verify(redemption, material)
-            return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix)
+            return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix, token)
         if profile.secret is None:
             raise VerificationFailed("no-secret")
         verified = dialect.verify(redemption, profile.secret)
         if not verified.attribution:
             raise VerificationFailed("unattributable")
         key = self._keyring.active_key(verified.attribution, redemption.now)
-        return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix)
+        return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix, token)

@@ -16,9 +16,10 @@ first of ``verify.profiles``, or the one a trusted proxy names in
 (``profile-not-allowed``).
 
 200 allows, 403 denies (with no reason: the precise one is for the CLI and
-logs). An accepted URL is recorded as ``url:redeemed`` before the answer,
-once per token and client network (``gateway.audit.redemptions``); if that
-record cannot be written the answer is 503.
+logs). An accepted URL is recorded as ``url:redeemed`` once per token and
+client network (``gateway.audit.redemptions``), written behind: the answer
+never waits for that record, which is committed within a second (a full
+queue drops it, counted in /metrics).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import logging
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from gateway.audit.records import RequestContext
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.services import Services
 from gateway.signing.dialects.base import Redemption
@@ -38,7 +40,7 @@ from gateway.web.appkeys import SERVICES
 from gateway.web.headers import forwarded_for, only_one
 from gateway.web.middleware import JSON_CONTENT_TYPE, REQUEST_ID, encode_json, error_response
 from gateway.web.schemas import VerifyAllowed
-from gateway.web.sign import request_context
+from gateway.web.sign import storable
 
 PREFIX = "/v1/verify"
 PROFILE_HEADER = "X-Gateway-Profile"
@@ -138,7 +140,9 @@ async def answer(request: web.Request, services: Services) -> web.Response:
     services.metrics.verified()
     token = accepted.token
     if services.redemptions.first_from(token, client_ip):
-        ctx = request_context(request, services, accepted.principal_id)
+        # request_context's fields, with the client address already resolved above (the same resolution).
+        agent = storable(request.headers.get(hdrs.USER_AGENT))
+        ctx = RequestContext(accepted.principal_id, request[REQUEST_ID], client_ip, agent)
         await services.redemptions.record(
             ctx, token=token, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name,
             now=redemption.now,

@@ -64,10 +64,40 @@ def same_text(expected: str, presented: str) -> bool:
 
 def split_url(url: str) -> SplitResult:
     """``urlsplit``, with a malformed URL (an unterminated IPv6 host) a 400 rather than a ValueError."""
+    plain = _plain_split(url)
+    if plain is not None:
+        return plain
     try:
         return urlsplit(url)
     except ValueError:
         raise InvalidInput(f"not a URL: {url!r}") from None
+
+
+# What every verify presents (a profile's base_url, then an origin-form path and query already checked to be
+# printable ASCII without '#'): an absolute URL with no space, no fragment and no bracket in its host. On such
+# text ``urlsplit`` removes and strips nothing, takes the scheme up to the first ':' (lowercased), the host up
+# to the first of '/?#', the path up to the first '?' and the query after it; ``_plain_split`` does the same in
+# a third of the time (``urlsplit`` memoises, but a new URL misses).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*", re.ASCII)
+
+
+def _plain_split(url: str) -> SplitResult | None:
+    """``urlsplit(url)`` for a plain absolute URL (tests/test_dialect_common.py holds it to ``urlsplit``); None
+    for any other text, which ``urlsplit`` itself splits."""
+    if not (url.isascii() and url.isprintable()) or " " in url or "#" in url:
+        return None
+    scheme, separator, rest = url.partition("://")
+    if not separator or _SCHEME.fullmatch(scheme) is None:
+        return None
+    end = rest.find("/")
+    if end < 0:
+        end = len(rest)
+    mark = rest.find("?", 0, end)
+    netloc = rest[: mark if mark >= 0 else end]
+    if "[" in netloc or "]" in netloc:
+        return None  # urlsplit checks a bracketed host (IPv6) or refuses a lone bracket
+    path, _, query = rest[len(netloc) :].partition("?")
+    return SplitResult(scheme.lower(), netloc, path, query, "")
 
 
 def query_pairs(url: str) -> list[tuple[str, str]]:

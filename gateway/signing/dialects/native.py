@@ -197,7 +197,11 @@ class NativeDialect:
         path = parts.path or "/"
         if path_problem(path) is not None:
             raise VerificationFailed("non-canonical-path")
-        params, others, reuse = _query_part(parts.query)
+        # Memoised only for a prefix token's query, which every segment under it repeats: any other query
+        # carries a signature over its own path and comes back with the same URL (this memo's hit), so keeping
+        # it would only push out the prefix tokens' entries.
+        query_part = _query_part if _PREFIX in parts.query else _query_part_of
+        params, others, reuse = query_part(parts.query)
         in_path = path_tokens.split(path)
         if in_path is None:
             _require(params)
@@ -209,10 +213,10 @@ class NativeDialect:
         return NativeToken(path=rest, query=others, params=params, in_path=True, reuse=reuse)
 
 
-@functools.lru_cache(maxsize=1024)
-def _query_part(query: str) -> tuple[dict[str, str], list[tuple[str, str]], str | None]:
-    """A query's gw_ parameters, its other pairs and the reuse key they make. Memoised apart from the URL: every
-    segment under one prefix token carries the same query, and each segment's URL is new. Shared: never mutated."""
+def _query_part_of(query: str) -> tuple[dict[str, str], list[tuple[str, str]], str | None]:
+    """A query's gw_ parameters, its other pairs and the reuse key they make. ``_query_part`` memoises it apart
+    from the URL: every segment under one prefix token carries the same query, and each segment's URL is new.
+    What the memo returns is shared: never mutated."""
     params: dict[str, str] = {}
     others: list[tuple[str, str]] = []
     for name, value in split_query(query):
@@ -221,6 +225,10 @@ def _query_part(query: str) -> tuple[dict[str, str], list[tuple[str, str]], str 
         else:
             others.append((name, value))
     return params, others, _reuse(params)
+
+
+_query_part = functools.lru_cache(maxsize=1024)(_query_part_of)
+_PREFIX = "gw_pfx"
 
 
 @functools.lru_cache(maxsize=1024)
