@@ -38,6 +38,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.frozen import quick_init
 from gateway.netaddr import mask_ip, mask_network
 
 ENGINEER = "engineer"
@@ -101,6 +102,7 @@ VIEWER_EVENTS = frozenset(
 )
 
 
+@quick_init
 @dataclass(frozen=True)
 class AuditRecord:
     time: float
@@ -279,6 +281,7 @@ def _record(time: float, event: AuditEvent, actor: str, detail: Mapping[str, Any
     return record
 
 
+@quick_init
 @dataclass(frozen=True)
 class RequestContext:
     """Who asked, from where: what every record about a request shares.

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_der_public_key,
 )
 
+from gateway.frozen import quick_init
 from gateway.model import CREDENTIAL_ID_PREFIX, KEY_ID_PREFIX, KeyAlgorithm
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
@@ -67,6 +68,7 @@ def b64url_decode(text: str) -> bytes:
     return raw
 
 
+@quick_init
 @dataclass(frozen=True, repr=False)
 class KeyMaterial:
     """What a dialect needs to sign or verify: the secret is absent for verify-only keys."""
