@@ -1,7 +1,7 @@
 """CPU per request of the whole HTTP path in-process: ``POST /v1/sign`` and ``GET /m/{id}/video`` (issue 18).
 
 Run: taskset -c 0 .venv/bin/python -m benchmarks.bench_handler_cpu [--requests 6000] [--profile sign|page|batch]
-     [--only sign|page|batch]
+     [--only sign|page|batch] [--cold-signatures]
 
 The real app (``create_app``, ``Runner``, durable SQLite audit, checkpoints on, as ``gatewayctl serve``) and an
 aiohttp hello-world are served on loopback in this process; 32 keep-alive connections, each a plain asyncio
@@ -12,6 +12,9 @@ parsing, issuance, the audit record and its commit, the response). Unlike ``benc
 JWT and body parsing and the middleware. ``batch`` is ``POST /v1/sign/batch`` with 100 items (4 requests for
 every 100 of ``--requests``); "batch, per URL" is its CPU less one hello-world POST, over 100. ``--profile``
 runs one path under cProfile and prints the top entries by own time (``SORT=cumulative``, ``TOP=60`` to change).
+Every request asks for the same item, so within the cache window each signs the very message the first signed
+and the signature memo (``gateway.keys.material.ed25519_sign``) answers it; ``--cold-signatures`` signs every
+one afresh, as a URL not issued before in its window is.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from benchmarks.hello import hello, hello_post
 from benchmarks.setup import principal_and_viewer
 from gateway.cli.main import main as gatewayctl
 from gateway.config import load_config
+from gateway.keys import material
 from gateway.services import freeze_start_up_heap, open_services
 from gateway.web.app import create_app
 from gateway.web.server import Runner
@@ -147,12 +151,19 @@ async def measure(
         await stop_hello()
 
 
+def _signed_afresh(seed: bytes, message: bytes) -> bytes:
+    return material.ed25519_private(seed).sign(message)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=6400)
     parser.add_argument("--profile", choices=["sign", "page", "batch"])
     parser.add_argument("--only", choices=["sign", "page", "batch"], help="that path alone (under py-spy, say)")
+    parser.add_argument("--cold-signatures", action="store_true", help="no signature memo: every URL signed afresh")
     args = parser.parse_args()
+    if args.cold_signatures:
+        material.ed25519_sign = _signed_afresh
     data = Path(tempfile.mkdtemp(prefix="gw-handler-cpu-"))
     try:
         gatewayctl(["init", "--data-dir", str(data)])

@@ -18,13 +18,16 @@ from gateway.audit.records import (
     AuditRecord,
     RequestContext,
     _fast_bytes,
+    _record,
     canonical_json,
+    denied,
     issued,
     leaf_at,
     leaf_input,
     redeemed,
 )
 from gateway.netaddr import mask_ip
+from gateway.store import rows
 
 records = st.builds(
     AuditRecord,
@@ -229,14 +232,103 @@ def test_a_batch_records_detail_takes_msgspecs_path() -> None:
     assert record.stored_parts()[2] == json.dumps(dict(record.detail), sort_keys=True, separators=(",", ":"))
 
 
-def _to_dict_field_by_field(record: AuditRecord) -> dict[str, object]:
-    """``to_dict`` as it read each field before it copied the instance's dict."""
-    data = {f.name: getattr(record, f.name) for f in dataclasses.fields(AuditRecord)}
+# The per-request builders skip the frozen dataclass's __init__ (issue 18): the shortcut must build exactly the
+# record the full path builds — the same fields, values and field order (to_dict copies the instance dict).
+_FIELD_ORDER = [f.name for f in dataclasses.fields(AuditRecord)]
+_optional_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "request_id": st.one_of(st.none(), _any_text),
+        "kid": st.one_of(st.none(), _any_text),
+        "media_id": st.one_of(st.none(), _any_text),
+        "rendition": st.one_of(st.none(), _any_text),
+        "subject": st.one_of(st.none(), _any_text),
+        "url_sha256": st.one_of(st.none(), st.text("0123456789abcdef", min_size=64, max_size=64)),
+        "expires_at": st.one_of(st.none(), st.integers(-(2**70), 2**70)),
+        "decision": st.one_of(st.none(), _any_text),
+        "reason": st.one_of(st.none(), _any_text),
+        "client_ip": st.one_of(st.none(), _any_text),
+        "user_agent": st.one_of(st.none(), _any_text),
+        "retention": st.sampled_from(["engineer", "viewer"]),
+        "personal": st.one_of(st.none(), st.binary(max_size=40)),
+        "seq": st.one_of(st.none(), st.integers(1, 10**12)),
+    },
+)
+
+
+def _reference_to_dict(record: AuditRecord) -> dict[str, object]:
+    """``to_dict`` as it was written before the instance-dict copy: every field read by name, in field order."""
+    data = {name: getattr(record, name) for name in _FIELD_ORDER}
     data["event"] = record.event.value
     data["time"] = float(record.time)
     data["detail"] = dict(record.detail)
     data["personal"] = None if record.personal is None else base64.b64encode(record.personal).decode()
     return data
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.floats(0, 2e9), st.integers(0, 2_000_000_000)), st.sampled_from(list(AuditEvent)), _any_text,
+       st.dictionaries(_any_text, _json, max_size=3), _optional_values)  # fmt: skip
+def test_the_builders_shortcut_builds_what_the_dataclass_builds(
+    time: float, event: AuditEvent, actor: str, detail: dict[str, object], values: dict[str, object]
+) -> None:
+    full = AuditRecord(time=time, event=event, actor=actor, detail=detail, **values)  # type: ignore[arg-type]
+    fast = _record(time=time, event=event, actor=actor, detail=detail, **values)
+    assert type(fast) is AuditRecord
+    assert fast == full
+    assert list(fast.__dict__) == list(full.__dict__) == _FIELD_ORDER
+    assert list(fast.to_dict().items()) == list(full.to_dict().items()) == list(_reference_to_dict(full).items())
+    assert _ours(_without_seq(fast)) == _ours(_without_seq(full))
+    assert fast.evolve(seq=9).to_dict() == _reference_to_dict(dataclasses.replace(full, seq=9))
+
+
+def _without_seq(record: AuditRecord) -> dict[str, object]:
+    data = record.to_dict()
+    data.pop("seq")
+    return data
+
+
+@given(any_records, st.sampled_from(["sub_abc", None]))
+def test_to_dict_is_every_field_in_field_order(record: AuditRecord, subject: str | None) -> None:
+    for each in (record, record.evolve(subject=subject, seq=4)):
+        assert list(each.to_dict().items()) == list(_reference_to_dict(each).items())
+
+
+def test_the_builders_shortcut_refuses_a_field_no_record_has() -> None:
+    with pytest.raises(TypeError, match="no field 'subjekt'"):
+        _record(time=1.0, event=AuditEvent.URL_ISSUED, actor="web", detail={}, subjekt="x")
+
+
+def test_the_per_request_builders_give_a_record_the_dataclass_would() -> None:
+    ctx = RequestContext(actor="web", request_id="req_1", client_ip="203.0.113.7", user_agent="curl/8",
+                         viewer_ip="198.51.100.9")  # fmt: skip
+    built = [
+        issued(ctx, now=1_800_000_000.25, kid="gwk_A", media_id="m1", rendition="video", subject="alice",
+               url="https://cdn.example/v/m1/a.m3u8?gw_sig=x", expires_at=1_800_000_300, reason="owner",
+               detail={"issuance_id": "gwi_1"}, bound_to="203.0.113.7"),
+        denied(ctx, now=1_800_000_000.5, media_id="m1", rendition="video", subject=None, reason="not-permitted"),
+        redeemed(ctx, now=1_800_000_001, kid="gwk_A", url="https://cdn.example/x", expires_at=5, profile="native"),
+    ]  # fmt: skip
+    for record in built:
+        full = AuditRecord(**{name: getattr(record, name) for name in _FIELD_ORDER})
+        assert record == full and list(record.__dict__) == list(full.__dict__)
+        assert record.leaf_bytes(3) == full.leaf_bytes(3)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(_any_text, _json, max_size=4))
+def test_the_stored_detail_text_is_json_dumps_sorted(detail: dict[str, object]) -> None:
+    """Without the leaf pass's text, ``rows.audit_values`` writes what ``json.dumps(sort_keys=True)`` wrote."""
+    record = AuditRecord(1.0, AuditEvent.URL_ISSUED, "web", detail=detail)
+    try:
+        expected: object = json.dumps(detail, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        expected = type(exc)
+    try:
+        got: object = rows.audit_values(record)[14]
+    except (TypeError, ValueError) as exc:
+        got = type(exc)
+    assert got == expected
 
 
 def _shuffled(record: AuditRecord) -> AuditRecord:
@@ -248,8 +340,8 @@ def _shuffled(record: AuditRecord) -> AuditRecord:
 
 @settings(max_examples=300)
 @given(any_records, st.sampled_from(["as built", "evolved", "shuffled"]))
-def test_to_dict_is_every_field_in_field_order(record: AuditRecord, made: str) -> None:
+def test_to_dict_is_every_field_in_field_order_however_the_record_was_made(record: AuditRecord, made: str) -> None:
     record = {"as built": record, "evolved": record.evolve(seq=5), "shuffled": _shuffled(record)}[made]
     data = record.to_dict()
-    assert list(data.items()) == list(_to_dict_field_by_field(record).items())
+    assert list(data.items()) == list(_reference_to_dict(record).items())
     assert data["detail"] is not record.detail  # a copy: the caller may change it

@@ -10,6 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_public_key
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.keys import material
 from gateway.keys.material import KeyMaterial, b64url, b64url_decode, ed25519_public, generate_secret, public_pem
@@ -134,3 +136,31 @@ def test_public_pem_for_each_key_type() -> None:
         assert pem is not None and pem.startswith("-----BEGIN PUBLIC KEY-----\n")
     assert public_pem(KeyAlgorithm.HMAC_SHA256, b"k" * 32) is None
     assert public_pem(KeyAlgorithm.HMAC_SHA1, b"k" * 16) is None
+
+
+# Remembered Ed25519 signatures (issue 18): the memo must give exactly what signing afresh gives, for every
+# seed and message, whatever was signed before — never one key's signature for another key, never one
+# message's for another — and stay bounded.
+_seeds = st.sampled_from([bytes([i]) * 32 for i in range(4)])
+_messages = st.binary(max_size=40)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(_seeds, _messages), min_size=1, max_size=12))
+def test_a_remembered_ed25519_signature_is_the_signature(calls: list[tuple[bytes, bytes]]) -> None:
+    for seed, message in calls + calls:  # each again with the memo warm
+        fresh = Ed25519PrivateKey.from_private_bytes(seed).sign(message)
+        assert material.ed25519_sign(seed, message) == fresh
+        key = KeyMaterial("gwk_t", KeyAlgorithm.ED25519, ed25519_public(seed), seed)
+        assert key.sign(message) == fresh
+        assert key.verify(message, key.sign(message))
+
+
+def test_the_remembered_signatures_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(material, "_MAX_SIGNATURES", 3)
+    monkeypatch.setattr(material, "_SIGNATURES", {})
+    for n in range(10):
+        assert material.ed25519_sign(b"\x07" * 32, bytes([n])) == Ed25519PrivateKey.from_private_bytes(
+            b"\x07" * 32
+        ).sign(bytes([n]))
+        assert len(material._SIGNATURES) <= 3

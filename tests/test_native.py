@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, b64url, b64url_decode, ed25519_public
 from gateway.model import KeyAlgorithm
+from gateway.signing import path_tokens
+from gateway.signing.dialects._common import split_url
 from gateway.signing.dialects.base import Capabilities, Redemption, SignRequest, Verified
-from gateway.signing.dialects.native import NativeDialect, presented_claims, string_to_sign, token_params
+from gateway.signing.dialects.native import (
+    NativeDialect,
+    params_text,
+    presented_claims,
+    string_to_sign,
+    token_params,
+)
+from gateway.signing.paths import canonical_path, canonical_prefix, canonical_query, split_query
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "native.json").read_text())
 SEED = bytes.fromhex(VECTORS["keys"]["ed25519_seed_hex"])
@@ -516,3 +529,64 @@ def test_a_path_token_that_is_not_ascii_text_is_malformed() -> None:
         with pytest.raises(VerificationFailed) as refused:
             token_params(b64url(raw))
         assert refused.value.reason == "malformed"
+
+
+# The signer remembers what it reads of each unsigned URL (issue 18): with the memo warm, every answer and every
+# refusal must be the one a cold signer gives, whichever URLs came before. Hostile spellings included.
+_url_parts = st.sampled_from(["", "/", "/v/m1/a.m3u8", "/v/m1/", "/v/%2e%2e/x", "/v/a/../b", "/_t/x/a.ts", "/_t",
+                              "/v/é.mp4", "/v//a", "/v/a%2Fb", "/v/a?x", "/v/seg 1.ts", "/V/M1/A.M3U8"])  # fmt: skip
+_queries = st.sampled_from(["", "a=1", "a=1&b=2", "gw_sig=x", "b=2&a=1&&", "x=%41", "GW_exp=1", "q=a+b", "=", "&"])
+_hosts = st.sampled_from(["https://cdn.example", "https://cdn.example:8443", "http://[::1]", "https://[::1",
+                          "", "//cdn.example", "HTTPS://CDN.example"])  # fmt: skip
+
+
+def _reference_sign(request: SignRequest, key: KeyMaterial) -> str:
+    """The signer as written before the memo (issue 18): every URL parsed and checked from scratch."""
+    parts = split_url(request.url)
+    path = path_tokens.check_not_reserved(canonical_path(parts.path or "/"))
+    pairs = split_query(parts.query)
+    if any(name.startswith("gw_") for name, _ in pairs):
+        raise InvalidInput("the URL already carries gw_ parameters")
+    prefix = canonical_prefix(request.prefix) if request.prefix is not None else None
+    if prefix is not None and not path.startswith(prefix):
+        raise InvalidInput("the URL does not lie under the requested prefix")
+    if request.path_token and prefix is None:
+        raise InvalidInput("a path token is a prefix token: it needs a prefix (scope 'prefix')")
+    assert request.issued_at is not None and request.ip is None and request.starts is None
+    message = string_to_sign(
+        algorithm=key.algorithm.value, kid=key.kid, issued_at=request.issued_at, expires=request.expires,
+        starts=None, ip=None, scope=f"prefix:{prefix}" if prefix is not None else f"path:{path}",
+        query="" if prefix is not None else canonical_query(pairs),
+    )  # fmt: skip
+    params = [("gw_exp", str(request.expires)), ("gw_iat", str(request.issued_at))]
+    params += [("gw_pfx", quote(prefix, safe="/%-._~!$'()*,:@"))] if prefix is not None else []
+    params += [("gw_kid", key.kid), ("gw_sig", b64url(key.sign(message)))]
+    others = [p for p in parts.query.split("&") if p]
+    base = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+    if request.path_token:
+        token = b64url(params_text(dict(params)).encode("ascii"))
+        return base + path_tokens.join(token, path) + ("?" + "&".join(others) if others else "")
+    return f"{base}{path}?" + "&".join(others + [f"{n}={v}" for n, v in params])
+
+
+def _outcome(sign: Callable[[SignRequest, KeyMaterial], str], request: SignRequest) -> str:
+    try:
+        return sign(request, HS)
+    except InvalidInput as exc:
+        return f"InvalidInput: {exc.message}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_hosts, _url_parts, _queries, st.sampled_from([None, "/v/m1/", "/v/", "/w/"]),
+                          st.booleans()), min_size=1, max_size=6))  # fmt: skip
+def test_the_remembered_unsigned_url_gives_what_the_full_path_gives(
+    urls: list[tuple[str, str, str, str | None, bool]],
+) -> None:
+    requests = [
+        SignRequest(url=host + path + (f"?{query}" if query else ""), expires=NOW + 300, starts=None, ip=None,
+                    prefix=prefix, attribution=None, issued_at=NOW, path_token=token and prefix is not None)
+        for host, path, query, prefix, token in urls
+    ]  # fmt: skip
+    # Each URL twice, after the others: the memo is warm for every one of them the second time.
+    warm = [_outcome(lambda r, k: native.sign(r, k).url, r) for r in requests + requests]
+    assert warm == [_outcome(_reference_sign, r) for r in requests + requests]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gateway.frozen import quick_init
 from gateway.model import (
     Grant,
     MediaItem,
@@ -31,6 +32,7 @@ from gateway.model import (
 )
 
 
+@quick_init
 @dataclass(frozen=True)
 class Decision:
     allowed: bool

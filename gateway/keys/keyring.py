@@ -14,6 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from gateway.errors import Forbidden, StoreUnavailable, VerificationFailed
+from gateway.frozen import quick_init
 from gateway.keys.material import KeyMaterial
 from gateway.keys.sealing import MasterKey
 from gateway.model import KeyAlgorithm, KeyState, SigningKey
@@ -34,6 +35,7 @@ def newest_active(keys: list[SigningKey], now: float) -> SigningKey | None:
     return max(active, key=lambda k: (k.created_at, k.kid), default=None)
 
 
+@quick_init
 @dataclass(frozen=True)
 class SigningChoice:
     row: SigningKey

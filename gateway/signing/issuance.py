@@ -49,6 +49,7 @@ from gateway.audit.behind import WriteBehind
 from gateway.audit.log import AuditBatcher, AuditLog, Pending
 from gateway.audit.records import ENGINEER, VIEWER, AuditEvent, AuditRecord, RequestContext
 from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, StateStale
+from gateway.frozen import quick_init
 from gateway.keys.keyring import Keyring, SigningChoice
 from gateway.model import Grant, KeyAlgorithm, MediaItem, Principal, PrincipalKind, Rendition, Viewer
 from gateway.netaddr import unmapped
@@ -60,6 +61,7 @@ from gateway.state.view import StateView
 from gateway.store.base import RawEntry
 
 
+@quick_init
 @dataclass(frozen=True)
 class SignItem:
     media_id: str
@@ -75,6 +77,7 @@ class SignItem:
     or_file: bool = False
 
 
+@quick_init
 @dataclass(frozen=True)
 class Issued:
     url: str
@@ -85,6 +88,7 @@ class Issued:
     cookies: Mapping[str, str] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Outcome:
     item: SignItem

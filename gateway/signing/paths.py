@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections.abc import Sequence
 
 from gateway.errors import InvalidInput
 
@@ -248,7 +249,7 @@ def _canonical_query_text(text: str) -> str:
     return "".join(out)
 
 
-def canonical_query(pairs: list[tuple[str, str]]) -> str:
+def canonical_query(pairs: Sequence[tuple[str, str]]) -> str:
     """Pairs canonicalised and sorted by (name, value): the native format's signed query."""
     canonical = [(_canonical_query_text(n), _canonical_query_text(v)) for n, v in pairs]
     return "&".join(f"{n}={v}" for n, v in sorted(canonical))

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from gateway.audit.merkle import Frontier
 from gateway.audit.records import AuditRecord
+from gateway.frozen import quick_init
 from gateway.model import Credential, Grant, MediaItem, Principal, SigningKey
 
 
@@ -118,6 +119,7 @@ class RevokedPath:
     principal_id: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class LogEntry:
     """One position of the Merkle log; ``record`` is None once pruned (the leaf's input stays), or when
@@ -142,6 +144,7 @@ class Checkpoint:
     signature: bytes
 
 
+@quick_init
 @dataclass(frozen=True)
 class RawEntry:
     """Short-lived technical log: the unmasked client address, purged after days."""

@@ -23,10 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.frozen import quick_init
 from gateway.keys.material import KeyMaterial
 from gateway.model import KeyAlgorithm
 
 
+@quick_init
 @dataclass(frozen=True)
 class SignRequest:
     url: str
@@ -45,12 +47,14 @@ class SignRequest:
     options: Mapping[str, str] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Signed:
     url: str
     cookies: Mapping[str, str] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Redemption:
     """A URL presented for verification, with what the verifier knows about the request."""
@@ -73,6 +77,7 @@ class Redemption:
         return made
 
 
+@quick_init
 @dataclass(frozen=True)
 class Verified:
     key_id: str | None

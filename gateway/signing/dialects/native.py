@@ -128,11 +128,7 @@ class NativeDialect:
         return True  # gw_kid picks the verifying key and is in the string to sign
 
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
-        parts = split_url(request.url)
-        path = path_tokens.check_not_reserved(canonical_path(parts.path or "/"))
-        pairs = split_query(parts.query)
-        if any(name.startswith("gw_") for name, _ in pairs):
-            raise InvalidInput("the URL already carries gw_ parameters")
+        base, path, pairs, others = _unsigned(request.url)
         prefix = canonical_prefix(request.prefix) if request.prefix is not None else None
         if prefix is not None and not path.startswith(prefix):
             raise InvalidInput("the URL does not lie under the requested prefix")
@@ -155,12 +151,10 @@ class NativeDialect:
         params += [("gw_ip", ip)] if ip else []
         params += [("gw_pfx", _pfx_text(prefix))] if prefix is not None else []
         params += [("gw_kid", key.kid), ("gw_sig", b64url(key.sign(message)))]
-        others = [p for p in parts.query.split("&") if p]
-        base = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
         if request.path_token:
             token = b64url(params_text(dict(params)).encode("ascii"))
             return Signed(base + path_tokens.join(token, path) + ("?" + "&".join(others) if others else ""))
-        query = "&".join(others + [f"{n}={v}" for n, v in params])
+        query = "&".join([*others, *(f"{n}={v}" for n, v in params)])
         return Signed(f"{base}{path}?{query}")
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
@@ -211,6 +205,22 @@ class NativeDialect:
         segment, rest = in_path
         params, reuse = _path_token(segment)
         return NativeToken(path=rest, query=others, params=params, in_path=True, reuse=reuse)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unsigned(url: str) -> tuple[str, str, tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """What signing reads of the unsigned URL: (scheme and host, canonical path, query pairs, query parts as sent).
+
+    Memoised: a deployment signs the same few thousand media URLs over and over, and each is parsed and checked
+    alike every time. A URL that is refused raises, and a raise is not remembered. Shared: tuples, never mutated.
+    """
+    parts = split_url(url)
+    path = path_tokens.check_not_reserved(canonical_path(parts.path or "/"))
+    pairs = tuple(split_query(parts.query))
+    if any(name.startswith("gw_") for name, _ in pairs):
+        raise InvalidInput("the URL already carries gw_ parameters")
+    base = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+    return base, path, pairs, tuple(p for p in parts.query.split("&") if p)
 
 
 def _query_part_of(query: str) -> tuple[dict[str, str], list[tuple[str, str]], str | None]:
