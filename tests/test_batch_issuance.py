@@ -35,23 +35,9 @@ from gateway.services import Services, open_services
 from gateway.signing.issuance import Outcome, SignItem, _Call
 from gateway.state.view import StateView
 from gateway.store.base import RevokedPath
+from tests.dialect_fixtures import install_profiles
 from tests.support import ADMIN, Clock, World, init_data_dir
 
-PROFILES = """
-[profiles.cf]
-dialect = "cloudfront"
-base_url = "https://d111111abcdef8.cloudfront.net"
-
-[profiles.akamai]
-dialect = "akamai"
-base_url = "https://media.example.com"
-secret_file = "keys/profiles/akamai.hex"
-
-[profiles.bunny]
-dialect = "bunny"
-base_url = "https://zone.b-cdn.net"
-secret_file = "keys/profiles/bunny.key"
-"""
 MEDIA = ["m0", "m1", "m1", "m2", "m3", "pub", "pub", "other", "gone", "cut", "videoonly", "nope"]
 PROFILE_NAMES = [None] * 8 + ["native", "akamai", "bunny", "cf", "missing"]
 TTLS = [None] * 8 + [60, 3600, 0, 10**9]
@@ -68,16 +54,8 @@ def initialised(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def services(initialised: Path, clock: Clock) -> AsyncIterator[Services]:
-    tmp_path = initialised
-    secrets_dir = tmp_path / "keys" / "profiles"
-    secrets_dir.mkdir()
-    (secrets_dir / "akamai.hex").write_text("eee7e9157f81b2f6d471bf2c\n")
-    (secrets_dir / "bunny.key").write_text("SecurityKey\n")
-    for secret in secrets_dir.iterdir():
-        secret.chmod(0o600)
-    with (tmp_path / "gateway.toml").open("a") as config:
-        config.write(PROFILES)
-    opened = await open_services(load_config(tmp_path, environ={}), clock=clock)
+    install_profiles(initialised)  # every dialect's profile: cf (ECDSA keys), akamai and bunny (shared secrets)
+    opened = await open_services(load_config(initialised, environ={}), clock=clock)
     yield opened
     await opened.close()
 

@@ -22,7 +22,7 @@ from gateway.config import ConfigError, load_config
 from gateway.edge.feed import ChangeLog
 from gateway.errors import Unauthenticated
 from gateway.keys.material import b64url
-from gateway.model import KeyAlgorithm, Permission, Visibility
+from gateway.model import KeyAlgorithm, Permission, PrincipalKind, Visibility
 from gateway.services import open_services
 from gateway.store.base import AuditQuery
 from gateway.web.app import create_app
@@ -187,7 +187,7 @@ async def test_a_report_from_long_ago_or_from_the_future_writes_nothing(edge: tu
     reports = [
         {"url": uri, "client_ip": "198.51.100.7", "at": 1.0},
         {"url": uri, "client_ip": "198.51.100.8", "at": now - 3601},
-        {"url": uri, "client_ip": "198.51.100.9", "at": now + 61},
+        {"url": uri, "client_ip": "198.51.100.9", "at": now + 6},
         {"url": uri, "client_ip": "203.0.113.5", "at": 32503680000.0},  # the year 3000
     ]
     response = await client.post("/v1/edge/redemptions", json={"redemptions": reports}, headers=AUTH)
@@ -195,7 +195,7 @@ async def test_a_report_from_long_ago_or_from_the_future_writes_nothing(edge: tu
     assert await world.services.store.audit.search(AuditQuery(event="url:redeemed")) == []
     within = [
         {"url": uri, "client_ip": "198.51.100.7", "at": now - 3600},
-        {"url": fresh.removeprefix("https://cdn.example.com"), "client_ip": "203.0.113.5", "at": now + 60},
+        {"url": fresh.removeprefix("https://cdn.example.com"), "client_ip": "203.0.113.5", "at": now + 5},
     ]
     response = await client.post("/v1/edge/redemptions", json={"redemptions": within}, headers=AUTH)
     assert await response.json() == {"recorded": 2, "repeated": 0, "refused": 0}
@@ -299,3 +299,97 @@ async def test_a_report_records_only_what_the_key_really_signed(edge: tuple[Test
     await world.services.behind.flush()
     records = await world.services.store.audit.search(AuditQuery(event="url:redeemed"))
     assert [(r.kid, r.client_ip) for r in records] == [(kid, "198.51.100.0/24")] * 2
+
+
+def _spellings(uri: str) -> list[str]:
+    """One signed URL, spelled as its verifiers accept it: as issued, its parameters reversed, empty '&' parts."""
+    path, query = uri.split("?", 1)
+    pairs = query.split("&")
+    return [uri, f"{path}?{'&'.join(reversed(pairs))}", f"{path}?&{query}&&", f"{path}?{'&&'.join(pairs)}"]
+
+
+async def _signed(client: TestClient, world: World, **body: object) -> str:
+    response = await client.post("/v1/sign", json={"rendition": "video", **body}, headers=world.auth("web"))
+    assert response.status == 200, await response.text()
+    url: str = (await response.json())["url"]
+    return url.removeprefix("https://cdn.example.com")
+
+
+async def _redeemed(world: World) -> list[str]:
+    await world.services.behind.flush()
+    return [r.kid or "" for r in await world.services.store.audit.search(AuditQuery(event="url:redeemed"))]
+
+
+async def test_one_url_however_spelled_is_one_first_use_at_verify_and_from_the_edge(
+    edge: tuple[TestClient, World],
+) -> None:
+    """The signature covers the parameters, not their order or empty '&' parts: each spelling verifies, and each
+    must count as the one URL it is, or anyone could write a first use per spelling (red team round 8, F1)."""
+    client, world = edge
+    await world.media("m1", visibility=Visibility.UNLISTED)
+    plain, prefix = (
+        await _signed(client, world, media_id="m1"),
+        await _signed(client, world, media_id="m1", scope="prefix"),
+    )
+    for uri in (plain, prefix.replace("master.m3u8", "seg-1.ts")):
+        for spelled in _spellings(uri):
+            response = await client.get("/v1/verify" + spelled, headers={"X-Forwarded-For": "198.51.100.7"})
+            assert response.status == 200, spelled
+    assert len(await _redeemed(world)) == 2  # one per token, from this network
+    now = world.clock()
+    reports = [{"url": s, "client_ip": "203.0.113.5", "at": now} for uri in (plain, prefix) for s in _spellings(uri)]
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": reports}, headers=AUTH)
+    assert await response.json() == {"recorded": 2, "repeated": 6, "refused": 0}
+    assert len(await _redeemed(world)) == 4
+
+
+@pytest.mark.parametrize("ended", ["links revoked", "media deleted", "grant revoked", "key expired"])
+async def test_a_use_reported_for_when_no_verifier_would_allow_it_is_refused(
+    edge: tuple[TestClient, World], ended: str
+) -> None:
+    """Everything /v1/verify checks, as of the reported time: a use just after the URL stopped working (within an
+    edge's lag) is still a use; one long after it is no use an edge allowed (red team round 8, F2)."""
+    client, world = edge
+    admin, clock = world.services.admin, world.clock
+    await world.media("m1", visibility=Visibility.UNLISTED)
+    if ended == "grant revoked":
+        await world.principal("eng", Permission.SIGN, kind=PrincipalKind.ENGINEER)
+        grant = await admin.add_grant(ADMIN, "eng", "m1", "ticket 1", 3600, clock())
+        signed = await client.post("/v1/sign", json={"media_id": "m1", "rendition": "video"}, headers=world.auth("eng"))
+        uri = (await signed.json())["url"].removeprefix("https://cdn.example.com")
+        await admin.revoke_grant(ADMIN, grant.id, clock())
+    elif ended == "key expired":
+        await world.principal("short", Permission.SIGN, key=None)
+        await admin.create_key(ADMIN, "short", KeyAlgorithm.ED25519, clock(), not_after=clock() + 30)
+        await world.services.state.catch_up()
+        signed = await client.post(
+            "/v1/sign", json={"media_id": "m1", "rendition": "video"}, headers=world.auth("short")
+        )
+        uri = (await signed.json())["url"].removeprefix("https://cdn.example.com")
+        clock.advance(30)
+    else:
+        uri = await _signed(client, world, media_id="m1")
+        stop = admin.revoke_links(ADMIN, "m1", "leaked", clock()) if ended == "links revoked" else None
+        await (stop or admin.delete_media(ADMIN, "m1", clock()))
+    await world.services.state.catch_up()
+    assert (await client.get("/v1/verify" + uri)).status == 403  # no verifier allows it now
+    at = clock()
+    late = [{"url": uri, "client_ip": "198.51.100.7", "at": at}, {"url": uri, "client_ip": "198.51.100.8", "at": at}]
+    clock.advance(10)
+    late[1]["at"] = clock()  # the second: 10 s after the end, beyond any edge's lag
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": late}, headers=AUTH)
+    assert await response.json() == {"recorded": 1, "repeated": 0, "refused": 1}
+
+
+async def test_a_use_dated_before_the_url_was_issued_is_refused(edge: tuple[TestClient, World]) -> None:
+    """``gw_iat`` is the issue time rounded down to the cache window: a use before it is before the URL existed
+    (beyond a few seconds of clock skew between the edge and the gateway; red team round 8, F3)."""
+    client, world = edge
+    await world.media("m1", visibility=Visibility.UNLISTED)
+    world.clock.advance(40)  # inside a cache window: the URL's gw_iat lies before the issuance
+    uri = await _signed(client, world, media_id="m1")
+    issued = int(uri.split("gw_iat=", 1)[1].split("&", 1)[0])
+    reports = [{"url": uri, "client_ip": f"198.51.100.{n}", "at": issued + offset}
+               for n, offset in enumerate((-6, -4))]  # fmt: skip
+    response = await client.post("/v1/edge/redemptions", json={"redemptions": reports}, headers=AUTH)
+    assert await response.json() == {"recorded": 1, "repeated": 0, "refused": 1}

@@ -158,3 +158,30 @@ async def test_a_key_linked_to_a_cdn_id_signs_gateway_urls_under_its_own_kid(
     assert (native.row.kid, native.material.kid) == (key.kid, key.kid)
     cdn = await keyring.signing_key("linked", world.clock(), by_external_id=True)
     assert (cdn.row.kid, cdn.material.kid) == (key.kid, "KLINKEDEXAMPLE")
+
+
+async def test_a_key_revoked_while_its_secret_is_read_is_not_the_one_chosen(
+    deployment: tuple[World, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key's first use reads its secret from the store: a revocation applied meanwhile must not be signed past
+    (red team round 8, F4). The choice is made again from the view as it is after the read."""
+    world, _ = deployment
+    older = await _mac_principal(world)
+    world.clock.advance(1)
+    newer = await world.services.admin.create_key(ADMIN, "mac", KeyAlgorithm.HMAC_SHA256, world.clock())
+    await world.services.state.catch_up()
+    keyring = Keyring(world.services.state, world.services.store, world.services.keyring._master_key)
+    master, original = keyring._master_key, keyring._master_key.unseal
+
+    async def revoked_meanwhile(sealed: bytes, context: bytes) -> bytes:
+        if context == f"gateway-signing-key:{newer.kid}".encode():
+            await world.services.admin.revoke_key(ADMIN, newer.kid, "leaked", world.clock())
+            await world.services.state.catch_up()
+        return await original(sealed, context)
+
+    monkeypatch.setattr(master, "unseal", revoked_meanwhile)
+    assert (await keyring.signing_key("mac", world.clock())).row.kid == older
+    await world.services.admin.revoke_key(ADMIN, older, "leaked too", world.clock())
+    await world.services.state.catch_up()
+    with pytest.raises(Forbidden):
+        await keyring.signing_key("mac", world.clock())

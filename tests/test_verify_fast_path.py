@@ -23,7 +23,7 @@ from gateway.signing import path_tokens
 from gateway.signing.dialects import native
 from gateway.signing.dialects._common import split_url
 from gateway.signing.dialects.base import Redemption
-from gateway.signing.dialects.native import NativeDialect
+from gateway.signing.dialects.native import NativeDialect, params_text
 from gateway.signing.paths import path_problem, split_query, strip_authority
 from gateway.signing.verification import Accepted, Decisions, _token_key
 from gateway.web.middleware import json_response
@@ -67,14 +67,15 @@ def _old_parse(url: str) -> tuple[str, list[tuple[str, str]], dict[str, str], bo
 
 
 def _old_reuse_key(url: str) -> str | None:
-    """The reuse key as it was computed before: the parsed gw_ parameters, joined per call."""
+    """The reuse key as it was computed before the memos: the parsed gw_ parameters, joined per call (in the
+    spec's order, as the signer writes them: one key per token however its parameters were ordered)."""
     try:
         params = _old_parse(url)[2]
     except VerificationFailed:
         return None
     if "gw_pfx" not in params:
         return None
-    return "&".join(f"{name}={value}" for name, value in params.items())
+    return params_text(params)
 
 
 def _parsed(url: str, parse: Any = None) -> tuple[str, object]:

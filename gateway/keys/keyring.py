@@ -85,7 +85,12 @@ class Keyring:
         if key is None:
             raise Forbidden(f"principal {principal_id} has no active signing key for this CDN", code="no_active_key")
         url_id = key.external_id if by_external_id and key.external_id else key.kid
-        return SigningChoice(key, KeyMaterial(url_id, key.algorithm, key.public_key, await self.secret(key)))
+        secret = await self.secret(key)
+        current = self._state.view.keys.get(key.kid)
+        if current is None or current.state(now) is not KeyState.ACTIVE:
+            # Revoked (or gone) while its secret was read from the store: choose again, from the view as it is now.
+            return await self.signing_key(principal_id, now, algorithms, by_external_id)
+        return SigningChoice(key, KeyMaterial(url_id, key.algorithm, key.public_key, secret))
 
     def active_key(self, key_id: str, now: float, by_external_id: bool = False) -> SigningKey:
         """The key a URL names, if it and its principal may still be trusted."""

@@ -45,6 +45,7 @@ from gateway.signing.path_tokens import resource_path
 from gateway.signing.paths import is_canonical_path, url_path
 from gateway.signing.profiles import NATIVE, Profile
 from gateway.state.sync import StateSync
+from gateway.state.view import StateView
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,24 @@ def _within(path: str, accepted: Accepted, verified_path: str) -> bool:
 
 
 # Clock difference tolerated between the replica that signed and the one that verifies.
-_SKEW = 60
+EXPIRY_SKEW = 60
+
+
+def redemption_token(named: bytes) -> bytes:
+    """The digest a redemption is recorded once per network under: of what the signature covers where the
+    dialect says (``Verified.identity``), else of the URL or prefix token as presented."""
+    return hashlib.sha256(named).digest()[:16]
+
+
+def revocation_ending(view: StateView, path: str, principal_id: str, issued_at: int) -> tuple[str, float] | None:
+    """The link or grant revocation that ends a URL for ``path`` issued at ``issued_at`` (its reason and time)."""
+    revoked_at = view.links_revoked_at(path)
+    if revoked_at is not None and issued_at <= revoked_at:
+        return "links-revoked", revoked_at
+    revoked_at = view.grant_revoked_at(path, principal_id)
+    if revoked_at is not None and issued_at <= revoked_at:
+        return "grant-revoked", revoked_at
+    return None
 
 
 class Verifier:
@@ -150,7 +168,7 @@ class Verifier:
         accepted = self.decisions.get(key, path) if remember else None
         if accepted is None:
             # Named by its digest (``Accepted.token``), given to the one Accepted made rather than copied in after.
-            digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16]
+            digest = redemption_token(token.encode("utf-8", "surrogatepass"))
             try:
                 accepted = await self._verify(redemption, profile, digest)
             except (InvalidInput, UnicodeError):
@@ -160,10 +178,10 @@ class Verifier:
                 self.decisions.put(key, accepted, path)
         else:
             self._still_good(accepted, redemption.now)
-        if accepted.expires > redemption.now + self._max_ttl + _SKEW:
+        if accepted.expires > redemption.now + self._max_ttl + EXPIRY_SKEW:
             # The gateway never signs that far ahead: a format whose fields run together (Bunny's path and
             # expiry) can be re-read with a digit moved from one into the other, an expiry centuries away.
-            raise VerificationFailed("expiry-too-far", expires=accepted.expires, limit=self._max_ttl + _SKEW)
+            raise VerificationFailed("expiry-too-far", expires=accepted.expires, limit=self._max_ttl + EXPIRY_SKEW)
         self._not_revoked(path, accepted)
         return accepted
 
@@ -171,16 +189,16 @@ class Verifier:
         """Link revocations (anyone's URLs for the path) and revoked grants (the grantee's), by signed issue time."""
         if accepted.issued_at is None:
             return  # a format with no signed issue time: documented (docs/dialects.md), never issued under a grant
-        view = self._state.view
-        revoked_at = view.links_revoked_at(path)
-        if revoked_at is not None and accepted.issued_at <= revoked_at:
+        ended = revocation_ending(self._state.view, path, accepted.principal_id, accepted.issued_at)
+        if ended is None:
+            return
+        reason, revoked_at = ended
+        if reason == "links-revoked":
             raise VerificationFailed("links-revoked", revoked_at=revoked_at, issued_at=accepted.issued_at, path=path)
-        revoked_at = view.grant_revoked_at(path, accepted.principal_id)
-        if revoked_at is not None and accepted.issued_at <= revoked_at:
-            raise VerificationFailed(
-                "grant-revoked", revoked_at=revoked_at, issued_at=accepted.issued_at, path=path,
-                principal=accepted.principal_id,
-            )  # fmt: skip
+        raise VerificationFailed(
+            "grant-revoked", revoked_at=revoked_at, issued_at=accepted.issued_at, path=path,
+            principal=accepted.principal_id,
+        )  # fmt: skip
 
     def _still_good(self, accepted: Accepted, now: float) -> None:
         """What a remembered decision must still pass: everything but the signature."""
@@ -198,6 +216,7 @@ class Verifier:
             key = self._keyring.active_key(presented, redemption.now, by_external)
             material = await self._keyring.verification_material(key, presented)
             verified = dialect.verify(redemption, material)
+            token = token if verified.identity is None else redemption_token(verified.identity)
             return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix, token)
         if profile.secret is None:
             raise VerificationFailed("no-secret")
@@ -205,4 +224,5 @@ class Verifier:
         if not verified.attribution:
             raise VerificationFailed("unattributable")
         key = self._keyring.active_key(verified.attribution, redemption.now)
+        token = token if verified.identity is None else redemption_token(verified.identity)
         return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix, token)

@@ -18,7 +18,6 @@ are sent only over mutual TLS with ``edge.hmac_secrets``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from typing import Annotated, Any
 
@@ -30,9 +29,12 @@ from gateway.errors import InvalidInput, NotFound, StateStale, Unauthenticated, 
 from gateway.model import KeyAlgorithm, SigningKey
 from gateway.netaddr import parse_ip
 from gateway.services import Services
-from gateway.signing.dialects.base import Redemption
+from gateway.signing.dialects.base import Redemption, Verified
 from gateway.signing.dialects.native import NativeDialect, presented_claims
+from gateway.signing.path_tokens import resource_path
+from gateway.signing.paths import url_path
 from gateway.signing.profiles import NATIVE
+from gateway.signing.verification import EXPIRY_SKEW, redemption_token, revocation_ending
 from gateway.web import parsing
 from gateway.web.appkeys import SERVICES
 from gateway.web.clientcert import certificate_names
@@ -44,7 +46,7 @@ MAX_REPORTS = 500
 # A first use the edge reports is recent: its write-behind flushes every 200 ms and keeps at most 10 000 waiting.
 # Anything older than this, or from the future beyond clock skew, is refused rather than written into the log.
 REPORT_AGE_LIMIT = 3600.0
-REPORT_SKEW = 60.0
+REPORT_SKEW = 5.0  # between the edge's clock and this one
 # How long after a revocation an edge may still allow under it: its feed is long-polled, and an edge whose
 # state was not proved current for 2.5 s denies everything (docs/edge.md).
 EDGE_STATE_LAG = 5.0
@@ -53,15 +55,27 @@ _NATIVE = NativeDialect()
 
 
 def _allowable(services: Services, key: SigningKey, claims: dict[str, str], at: float) -> bool:
-    """Whether an edge could have allowed this URL at ``at``: not before it was issued, nor once its key was
-    revoked or its principal disabled longer ago than an edge's state may lag (a use just before a revocation
-    reached the edge is still a use)."""
+    """Whether an edge could have allowed this URL at ``at``: not before it was issued (``gw_iat`` is rounded
+    down, never up), nor once its key was revoked or expired or its principal disabled longer ago than an
+    edge's state may lag (a use just before a revocation reached the edge is still a use)."""
     issued = claims.get("gw_iat", "")
     if issued.isdigit() and at < int(issued) - REPORT_SKEW:
         return False
     principal = services.state.view.principals.get(key.principal_id)
-    ended = [t for t in (key.revoked_at, principal.disabled_at if principal else None) if t is not None]
+    ends = (key.revoked_at, key.not_after, principal.disabled_at if principal else None)
+    ended = [t for t in ends if t is not None]
     return not ended or at < min(ended) + EDGE_STATE_LAG
+
+
+def _still_good(services: Services, key: SigningKey, verified: Verified, path: str, at: float) -> bool:
+    """What /v1/verify checks beyond the signature, as of ``at``: an expiry no gateway would sign, and the link
+    and grant revocations (a media item's deletion among them), each with the edge's lag."""
+    if verified.expires > at + services.config.max_ttl + EXPIRY_SKEW:
+        return False
+    if verified.issued_at is None:
+        return True
+    ended = revocation_ending(services.state.view, path, key.principal_id, verified.issued_at)
+    return ended is None or at < ended[1] + EDGE_STATE_LAG
 
 
 class EdgeState(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -169,13 +183,14 @@ async def _record(request: web.Request, services: Services, item: EdgeRedemption
     redemption = Redemption(url=url, now=item.at, client_ip=client_ip, options=profile.options)
     try:
         # Signed by that key, good when the edge allowed it, bound to that address if bound: a report can record
-        # only a URL the key really signed, never one made up to blame a key (a revocation since does not matter:
-        # the use happened before it).
-        _NATIVE.verify(redemption, await services.keyring.verification_material(key, key.kid))
-        token = _NATIVE.reuse_key(redemption) or url
+        # only a URL the key really signed, never one made up to blame a key.
+        verified = _NATIVE.verify(redemption, await services.keyring.verification_material(key, key.kid))
+        path = resource_path(url_path(url))
     except (VerificationFailed, InvalidInput):
         return "refused"
-    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16]
+    if not _still_good(services, key, verified, path, item.at):
+        return "refused"
+    digest = redemption_token(verified.identity or url.encode())  # one per token, however it is spelled
     if not services.redemptions.first_from(digest, client_ip):
         return "repeated"
     ctx = dataclasses.replace(request_context(request, services, key.principal_id), client_ip=client_ip)

@@ -88,6 +88,9 @@ class Verified:
     issued_at: int | None = None
     # The directory a prefix token was verified for: it holds for every path under it (see reuse_key).
     prefix: str | None = None
+    # What the signature covers, one value however the URL is spelled (parameters reordered, empty '&' parts):
+    # the redemption log's "one token" (gateway.audit.redemptions). None: the URL as presented names it.
+    identity: bytes | None = field(default=None, compare=False)  # derived from what the fields above come from
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ class NativeDialect:
         return self._parse(redemption.url).params["gw_kid"]
 
     def reuse_key(self, redemption: Redemption) -> str | None:
-        """A prefix token's gw_ parameters (in the order sent): the path and other parameters are not signed.
+        """A prefix token's gw_ parameters (in the spec's order): the path and other parameters are not signed.
 
         Read with the same parser as ``verify`` (a fragment is not part of the query), so a URL is keyed
         as a prefix token exactly when it is verified as one.
@@ -181,7 +181,7 @@ class NativeDialect:
         if params["gw_kid"] != key.kid or not key.verify(message, signature):
             raise VerificationFailed("bad-signature", signed=message.decode("ascii"))
         _check_claims(token.path, prefix, expires, starts, ip, redemption)
-        return Verified(key_id=key.kid, expires=expires, issued_at=issued_at, prefix=prefix)
+        return Verified(key_id=key.kid, expires=expires, issued_at=issued_at, prefix=prefix, identity=message)
 
     @staticmethod
     @functools.lru_cache(maxsize=1024)
@@ -249,10 +249,11 @@ def _path_token(segment: str) -> tuple[dict[str, str], str | None]:
 
 
 def _reuse(params: dict[str, str]) -> str | None:
-    """What a prefix token's decision is remembered by: its gw_ parameters as sent (None: not a prefix token)."""
+    """What a prefix token's decision is remembered by: its gw_ parameters in the spec's order, whatever order
+    they were sent in (the signature does not depend on it: one token, one key). None: not a prefix token."""
     if "gw_pfx" not in params:
         return None
-    return "&".join(f"{name}={value}" for name, value in params.items())
+    return params_text(params)
 
 
 def params_text(params: Mapping[str, str]) -> str:

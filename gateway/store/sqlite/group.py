@@ -75,17 +75,16 @@ class _Turn:
         self._state = "waiting"
 
     def take(self) -> bool:
-        with self._lock:
-            if self._state == "given up":
-                return False
-            self._state = "taken"
-            return True
+        return self._move("taken", unless="given up")
 
     def give_up(self) -> bool:
+        return self._move("given up", unless="taken")
+
+    def _move(self, to: str, *, unless: str) -> bool:
         with self._lock:
-            if self._state == "taken":
+            if self._state == unless:
                 return False
-            self._state = "given up"
+            self._state = to
             return True
 
 
