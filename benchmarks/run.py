@@ -12,7 +12,7 @@ hello-world request (wrk against ``benchmarks.hello`` on the same core, same run
 cryptographic operation the path needs (an Ed25519 signature to issue a URL, a verification to check
 a new one; measured in-process on the server's core). ``limit/s = 1 / (1/hello/s + t_crypto)``.
 
-Steps: idle, sign, page, verify-same, verify-distinct, nginx, batch, cloudfront, workers, memory.
+Steps: idle, sign, sign-new, page, verify-same, verify-distinct, nginx, batch, cloudfront, workers, memory.
 ``idle`` comes first (the server's CPU over 30 s with no load); ``memory`` runs
 ``benchmarks.bench_memory`` (its own data: 100 000 keys, 1 M media items; minutes).
 Revocation across replicas (``benchmarks.bench_revocation``) needs PostgreSQL: a separate command.
@@ -274,6 +274,22 @@ def step_sign(bench: Bench, gw: Gateway) -> None:
     body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
     lua = lua_post(body, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign")
     _issuing_step(bench, gw, "POST /v1/sign (JWT + authz + durable audit)", lua_post(body, {}, "/"), lua)
+
+
+def step_sign_new(bench: Bench, gw: Gateway) -> None:
+    """Every request a URL not issued before in its cache window (its ttl differs: 3 000 in turn, more than the
+    signature memo holds), so each pays its Ed25519 signature, as a long tail of items would."""
+    headers = {"Authorization": f"Bearer {gw.token}", "Content-Type": "application/json"}
+    entries = ", ".join(f'["{k}"] = {json.dumps(v)}' for k, v in headers.items())
+    lua = (
+        f"local h = {{{entries}}}\nlocal i = 0\n"
+        "request = function()\n  i = i % 3000 + 1\n"
+        '  local b = \'{"media_id":"m1","rendition":"video","ttl":\' .. (59 + i) .. '
+        '\',"viewer":{"id":"alice","workspaces":["w1"]}}\'\n'
+        '  return wrk.format("POST", "/v1/sign", h, b)\nend\n'
+    )
+    body = json.dumps({"media_id": "m1", "rendition": "video", "ttl": 1000, "viewer": {"id": "alice"}})
+    _issuing_step(bench, gw, "POST /v1/sign, every URL new (no signature remembered)", lua_post(body, {}, "/"), lua)
 
 
 def step_page(bench: Bench, gw: Gateway) -> None:
@@ -598,6 +614,7 @@ def main() -> int:
 STEPS: dict[str, Step] = {
     "idle": step_idle,  # first: before any load has warmed anything up
     "sign": step_sign,
+    "sign-new": step_sign_new,
     "page": step_page,
     "verify-same": step_verify_same,
     "verify-distinct": step_verify_distinct,
