@@ -12,7 +12,7 @@ hello-world request (wrk against ``benchmarks.hello`` on the same core, same run
 cryptographic operation the path needs (an Ed25519 signature to issue a URL, a verification to check
 a new one; measured in-process on the server's core). ``limit/s = 1 / (1/hello/s + t_crypto)``.
 
-Steps: idle, sign, sign-new, page, verify-same, verify-distinct, nginx, batch, cloudfront, workers, memory.
+Steps: idle, sign, sign-new, page, verify-same, verify-distinct, nginx, batch, batch-new, cloudfront, workers, memory.
 ``idle`` comes first (the server's CPU over 30 s with no load); ``memory`` runs
 ``benchmarks.bench_memory`` (its own data: 100 000 keys, 1 M media items; minutes).
 Revocation across replicas (``benchmarks.bench_revocation``) needs PostgreSQL: a separate command.
@@ -386,6 +386,25 @@ def step_batch(bench: Bench, gw: Gateway) -> None:
                   ratio >= 0.60, f"floor: raw Ed25519 signing in-process; p99 {result.p99_ms:.1f} ms"))  # fmt: skip
 
 
+def step_batch_new(bench: Bench, gw: Gateway) -> None:
+    """As ``batch``, but every call's URLs new (its ttl differs, 3 000 in turn): each URL pays its signature."""
+    items = [{"media_id": f"m{i}", "rendition": "video", "ttl": 999999} for i in range(100)]
+    template = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}}, separators=(",", ":"))
+    headers = {"Authorization": f"Bearer {gw.token}", "Content-Type": "application/json"}
+    entries = ", ".join(f'["{k}"] = {json.dumps(v)}' for k, v in headers.items())
+    lua = (
+        f"local h = {{{entries}}}\nlocal template = {json.dumps(template)}\nlocal i = 0\n"
+        "request = function()\n  i = i % 3000 + 1\n"
+        '  local b = string.gsub(template, "999999", tostring(59 + i))\n'
+        '  return wrk.format("POST", "/v1/sign/batch", h, b)\nend\n'
+    )
+    runs = [checked(wrk(gw.url, lua, bench.duration, connections=4), "batch, new URLs") for _ in range(bench.rounds)]
+    result = sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+    urls, floor = result.rate * 100, run_pinned(ed25519_sign_rate)
+    bench.add(Row("POST /v1/sign/batch, 100 new URLs: URLs/s", f"{urls:,.0f}/s", f"{floor:,.0f}/s", urls / floor,
+                  ">=0.60", urls / floor >= 0.60, f"every URL signed afresh; p99 {result.p99_ms:.1f} ms"))  # fmt: skip
+
+
 def run_pinned(measure: Callable[[], float]) -> float:
     """A floor measured in-process, on the server's core (as the server runs), by this interpreter."""
     previous = os.sched_getaffinity(0)
@@ -620,6 +639,7 @@ STEPS: dict[str, Step] = {
     "verify-distinct": step_verify_distinct,
     "nginx": step_nginx,
     "batch": step_batch,
+    "batch-new": step_batch_new,
     "cloudfront": step_cloudfront,
     "workers": step_workers,
     "memory": step_memory,
