@@ -12,6 +12,13 @@ Both are queued in memory and committed together, through the same group commit,
 dropped, counted (``dropped``, exposed in /metrics) and logged at most every ``_LOG_EVERY`` seconds. A crash
 loses what waits, at most the last second's entries (docs/audit.md, "Loss window"); an audit record of an
 issuance is never among them. A failed commit keeps its entries for the next attempt while they fit.
+
+One entry no database accepts (text it cannot store) must not hold back every entry after it forever: when a
+commit fails, each half is tried on its own. The half the database takes is written; the other waits for the
+next attempt (where it is halved again) — or, when it is a single entry that failed on its own while the
+database took the rest, in two flushes, is dropped, counted with the drops and logged. If both halves fail,
+the database is taken to be down and everything waits: at most three commits per flush, and no entry dropped
+for an outage.
 """
 
 from __future__ import annotations
@@ -46,6 +53,15 @@ class _Waiting:
         return len(self.records) + len(self.raw)
 
 
+def _halves(waiting: _Waiting) -> tuple[_Waiting, _Waiting]:
+    """The entries in queue order (redemptions, then raw entries) cut in two; the first half is the smaller."""
+    cut = len(waiting) // 2
+    records, raw = list(waiting.records), list(waiting.raw)
+    first = _Waiting(deque(records[:cut]), deque(raw[: max(cut - len(records), 0)]))
+    second = _Waiting(deque(records[cut:]), deque(raw[max(cut - len(records), 0) :]))
+    return first, second
+
+
 class WriteBehind:
     def __init__(self, batcher: AuditBatcher, capacity: int = DEFAULT_CAPACITY) -> None:
         self._batcher = batcher
@@ -55,6 +71,7 @@ class WriteBehind:
         self._flushing: asyncio.Lock | None = None
         self.dropped: dict[str, int] = {RAW: 0, REDEMPTION: 0}
         self._logged_at = float("-inf")
+        self._suspected: object = None  # the entry that alone failed a commit while the rest was written
 
     def raw(self, entries: list[RawEntry]) -> None:
         """Queue raw technical log entries; never blocks (drops, counted, when full)."""
@@ -103,15 +120,55 @@ class WriteBehind:
             taken, self._waiting = self._waiting, _Waiting()
             if not len(taken):
                 return
-            records = [record for record, _ in taken.records]
-            raw = [entry for _, entry in taken.records if entry is not None] + list(taken.raw)
-            now = max([r.time for r in records] + [e.time for e in raw])
             try:
-                await self._batcher.submit(Pending(records, now, raw))
+                await self._commit(taken)
             except GatewayError as exc:
+                kept = await self._isolate(taken)
                 log.error("audit write-behind commit failed (%d entries kept for the next attempt): %s",
-                          len(taken), exc)  # fmt: skip
-                self._requeue(taken)
+                          len(kept), exc)  # fmt: skip
+                self._requeue(kept)
+
+    async def _commit(self, taken: _Waiting) -> None:
+        records = [record for record, _ in taken.records]
+        raw = [entry for _, entry in taken.records if entry is not None] + list(taken.raw)
+        now = max([r.time for r in records] + [e.time for e in raw])
+        await self._batcher.submit(Pending(records, now, raw))
+
+    async def _isolate(self, failed: _Waiting) -> _Waiting:
+        """What of a failed flush is kept for the next attempt (see the module docstring)."""
+        if len(failed) < 2:
+            return failed
+        first, second = _halves(failed)
+        try:
+            await self._commit(second)
+        except GatewayError:
+            try:
+                await self._commit(first)
+            except GatewayError:
+                return failed  # the database is down, or the fault is in both halves: all of it waits
+            return self._suspect(second)  # it failed alone just now, beside a commit that worked
+        if len(first) > 1:
+            return first
+        try:
+            await self._commit(first)  # alone, once more: the first failure may have been the database's
+        except GatewayError:
+            return self._suspect(first)
+        return _Waiting()
+
+    def _suspect(self, part: _Waiting) -> _Waiting:
+        """``part`` failed while the database took the rest: kept to be halved again; a single entry that failed
+        on its own so in two flushes (not one: the database may have failed once), dropped (counted, logged)."""
+        if len(part) > 1:
+            return part
+        entry = (part.records or part.raw)[0]
+        if entry is not self._suspected:
+            self._suspected = entry
+            return part
+        self._suspected = None
+        kind = REDEMPTION if part.records else RAW
+        self.dropped[kind] += 1
+        log.error("audit write-behind: dropped one %s entry the database refuses on its own", kind)
+        return _Waiting()
 
     def _requeue(self, taken: _Waiting) -> None:
         """Put a failed flush back in front of what arrived since, as far as the bound allows."""
