@@ -169,16 +169,18 @@ def wrk(url: str, lua: str, duration: int, *, pid: int | None = None, connection
     )  # fmt: skip
 
 
-def lua_get(headers: dict[str, str], path: str = "/") -> str:
+def lua_headers(headers: dict[str, str]) -> str:
+    """``local h = {...}``: the request headers as a Lua table."""
     entries = ", ".join(f'["{k}"] = {json.dumps(v)}' for k, v in headers.items())
-    return f'local h = {{{entries}}}\nrequest = function() return wrk.format("GET", {json.dumps(path)}, h) end\n'
+    return f"local h = {{{entries}}}\n"
+
+
+def lua_get(headers: dict[str, str], path: str = "/") -> str:
+    return lua_headers(headers) + f'request = function() return wrk.format("GET", {json.dumps(path)}, h) end\n'
 
 
 def lua_post(body: str, headers: dict[str, str], path: str) -> str:
-    entries = ", ".join(
-        f'["{k}"] = {json.dumps(v)}' for k, v in {**headers, "Content-Type": "application/json"}.items()
-    )
-    return (f"local h = {{{entries}}}\nlocal b = {json.dumps(body)}\n"
+    return (lua_headers({**headers, "Content-Type": "application/json"}) + f"local b = {json.dumps(body)}\n"
             f'request = function() return wrk.format("POST", {json.dumps(path)}, h, b) end\n')  # fmt: skip
 
 
@@ -279,11 +281,9 @@ def step_sign(bench: Bench, gw: Gateway) -> None:
 def step_sign_new(bench: Bench, gw: Gateway) -> None:
     """Every request a URL not issued before in its cache window (its ttl differs: 3 000 in turn, more than the
     signature memo holds), so each pays its Ed25519 signature, as a long tail of items would."""
-    headers = {"Authorization": f"Bearer {gw.token}", "Content-Type": "application/json"}
-    entries = ", ".join(f'["{k}"] = {json.dumps(v)}' for k, v in headers.items())
     lua = (
-        f"local h = {{{entries}}}\nlocal i = 0\n"
-        "request = function()\n  i = i % 3000 + 1\n"
+        lua_headers({"Authorization": f"Bearer {gw.token}", "Content-Type": "application/json"})
+        + "local i = 0\nrequest = function()\n  i = i % 3000 + 1\n"
         '  local b = \'{"media_id":"m1","rendition":"video","ttl":\' .. (59 + i) .. '
         '\',"viewer":{"id":"alice","workspaces":["w1"]}}\'\n'
         '  return wrk.format("POST", "/v1/sign", h, b)\nend\n'
@@ -390,10 +390,9 @@ def step_batch_new(bench: Bench, gw: Gateway) -> None:
     """As ``batch``, but every call's URLs new (its ttl differs, 3 000 in turn): each URL pays its signature."""
     items = [{"media_id": f"m{i}", "rendition": "video", "ttl": 999999} for i in range(100)]
     template = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}}, separators=(",", ":"))
-    headers = {"Authorization": f"Bearer {gw.token}", "Content-Type": "application/json"}
-    entries = ", ".join(f'["{k}"] = {json.dumps(v)}' for k, v in headers.items())
     lua = (
-        f"local h = {{{entries}}}\nlocal template = {json.dumps(template)}\nlocal i = 0\n"
+        lua_headers({"Authorization": f"Bearer {gw.token}", "Content-Type": "application/json"})
+        + f"local template = {json.dumps(template)}\nlocal i = 0\n"
         "request = function()\n  i = i % 3000 + 1\n"
         '  local b = string.gsub(template, "999999", tostring(59 + i))\n'
         '  return wrk.format("POST", "/v1/sign/batch", h, b)\nend\n'

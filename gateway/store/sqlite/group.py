@@ -33,7 +33,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.audit.merkle import Frontier
 from gateway.audit.records import AuditRecord
@@ -56,6 +56,16 @@ def _insert_rows(
         chunk = values[start : start + _ROWS_PER_STATEMENT]
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(row for _ in chunk)}"  # noqa: S608
         conn.execute(sql, [v for item in chunk for v in item])
+
+
+class _Group(NamedTuple):
+    """One group commit's rows, prepared on the event loop's side (the JSON work) for the writer thread."""
+
+    prepared: Sequence[rows.Prepared]
+    urls: Sequence[rows.UrlTemplate]
+    raw: Sequence[RawEntry]
+    touches: Sequence[str]
+    at: float
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -119,24 +129,16 @@ class GroupWriter:
         loop = asyncio.get_running_loop()
         prepared = rows.prepare_rows(records)  # the JSON work, before the transaction opens
         urls = rows.url_templates(records)
-        turn = _Turn()
+        turn, group = _Turn(), _Group(prepared, urls, raw, touches, at)
         with db_errors(audit=True):
-            written = loop.run_in_executor(self._executor, self._append, turn, prepared, urls, raw, touches, at)
+            written = loop.run_in_executor(self._executor, self._append, turn, group)
             done, _ = await asyncio.wait({written}, timeout=WAIT_SECONDS)
             if not done and turn.give_up():
                 written.add_done_callback(_consume)  # the writer thread refuses the group when its turn comes
                 raise AuditUnavailable(f"the audit log's writer lock was not free within {WAIT_SECONDS:g} s")
             return await written
 
-    def _append(
-        self,
-        turn: _Turn,
-        prepared: Sequence[rows.Prepared],
-        urls: Sequence[rows.UrlTemplate],
-        raw: Sequence[RawEntry],
-        touches: Sequence[str],
-        at: float,
-    ) -> list[tuple[Any, ...]]:
+    def _append(self, turn: _Turn, group: _Group) -> list[tuple[Any, ...]]:
         conn = self._connection()
         try:
             lock = self._writer_lock()
@@ -146,19 +148,13 @@ class GroupWriter:
         try:
             if not turn.take():
                 raise AuditUnavailable("given up waiting for the audit log's writer lock")
-            return self._write(conn, prepared, urls, raw, touches, at)
+            return self._write(conn, group)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
     @staticmethod
-    def _write(
-        conn: sqlite3.Connection,
-        prepared: Sequence[rows.Prepared],
-        urls: Sequence[rows.UrlTemplate],
-        raw: Sequence[RawEntry],
-        touches: Sequence[str],
-        at: float,
-    ) -> list[tuple[Any, ...]]:
+    def _write(conn: sqlite3.Connection, group: _Group) -> list[tuple[Any, ...]]:
+        prepared, urls, raw, touches, at = group
         conn.execute("BEGIN IMMEDIATE")
         try:
             found = conn.execute("SELECT value FROM meta WHERE key = ?", (FRONTIER,)).fetchone()
