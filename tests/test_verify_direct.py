@@ -23,7 +23,6 @@ from gateway.config import Config, load_config
 from gateway.model import Permission, Rendition, Viewer
 from gateway.observe import logs
 from gateway.services import open_services
-from gateway.signing.dialects.base import Redemption
 from gateway.signing.issuance import SignItem
 from gateway.store.base import AuditQuery
 from gateway.web import direct, middleware
@@ -229,11 +228,3 @@ async def test_the_direct_path_answers_as_the_router_and_middlewares_do(
     if world.services.config.tls_require_client_cert != ("verify",):  # else every verify answer is that 403
         assert sum(s.response.startswith(b"HTTP/1.1 200") for s in fast) >= 3
         assert fast_records  # first redemptions were recorded
-
-
-def test_a_presented_redemption_is_the_dataclass_s_own() -> None:
-    made = Redemption.presented("https://cdn.example.com/v/x.ts", 1.5, "198.51.100.7", {"a": "b"}, {"o": "p"})
-    assert made == Redemption("https://cdn.example.com/v/x.ts", 1.5, "198.51.100.7", {"a": "b"}, {"o": "p"})
-    assert repr(made) == repr(Redemption("https://cdn.example.com/v/x.ts", 1.5, "198.51.100.7", {"a": "b"}, {"o": "p"}))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        made.url = "x"  # type: ignore[misc]

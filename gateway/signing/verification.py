@@ -40,7 +40,8 @@ from dataclasses import dataclass
 
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.keyring import Keyring
-from gateway.signing.dialects.base import Redemption
+from gateway.model import SigningKey
+from gateway.signing.dialects.base import Redemption, Verified
 from gateway.signing.path_tokens import resource_path
 from gateway.signing.paths import is_canonical_path, url_path
 from gateway.signing.profiles import NATIVE, Profile
@@ -167,10 +168,8 @@ class Verifier:
         key = Decisions.key(redemption, profile, token, reusable=reuse is not None)
         accepted = self.decisions.get(key, path) if remember else None
         if accepted is None:
-            # Named by its digest (``Accepted.token``), given to the one Accepted made rather than copied in after.
-            digest = redemption_token(token.encode("utf-8", "surrogatepass"))
             try:
-                accepted = await self._verify(redemption, profile, digest)
+                accepted = await self._verify(redemption, profile, token)
             except (InvalidInput, UnicodeError):
                 # A URL no parser can split, or text that is no Unicode (a cookie's stray byte): never a 500.
                 raise VerificationFailed("malformed") from None
@@ -206,7 +205,9 @@ class Verifier:
             raise VerificationFailed("expired", expires=accepted.expires)
         self._keyring.active_key(accepted.kid, now)
 
-    async def _verify(self, redemption: Redemption, profile: Profile, token: bytes) -> Accepted:
+    async def _verify(self, redemption: Redemption, profile: Profile, token: str) -> Accepted:
+        """``token``: the URL or prefix token as presented, what ``Accepted.token`` names when the dialect names
+        nothing itself (``Verified.identity``)."""
         dialect = profile.dialect
         if profile.keyed:
             presented = dialect.presented_key_id(redemption)
@@ -216,13 +217,18 @@ class Verifier:
             key = self._keyring.active_key(presented, redemption.now, by_external)
             material = await self._keyring.verification_material(key, presented)
             verified = dialect.verify(redemption, material)
-            token = token if verified.identity is None else redemption_token(verified.identity)
-            return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix, token)
+            return _accepted(key, verified, token)
         if profile.secret is None:
             raise VerificationFailed("no-secret")
         verified = dialect.verify(redemption, profile.secret)
         if not verified.attribution:
             raise VerificationFailed("unattributable")
         key = self._keyring.active_key(verified.attribution, redemption.now)
-        token = token if verified.identity is None else redemption_token(verified.identity)
-        return Accepted(key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix, token)
+        return _accepted(key, verified, token)
+
+
+def _accepted(key: SigningKey, verified: Verified, token: str) -> Accepted:
+    named = verified.identity if verified.identity is not None else token.encode("utf-8", "surrogatepass")
+    return Accepted(
+        key.kid, key.principal_id, verified.expires, verified.issued_at, verified.prefix, redemption_token(named)
+    )

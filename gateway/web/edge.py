@@ -17,7 +17,6 @@ are sent only over mutual TLS with ``edge.hmac_secrets``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Annotated, Any
 
@@ -30,7 +29,7 @@ from gateway.model import KeyAlgorithm, SigningKey
 from gateway.netaddr import parse_ip
 from gateway.services import Services
 from gateway.signing.dialects.base import Redemption, Verified
-from gateway.signing.dialects.native import NativeDialect, presented_claims
+from gateway.signing.dialects.native import NativeDialect
 from gateway.signing.path_tokens import resource_path
 from gateway.signing.paths import url_path
 from gateway.signing.profiles import NATIVE
@@ -54,28 +53,24 @@ log = logging.getLogger("gateway.edge")
 _NATIVE = NativeDialect()
 
 
-def _allowable(services: Services, key: SigningKey, claims: dict[str, str], at: float) -> bool:
-    """Whether an edge could have allowed this URL at ``at``: not before it was issued (``gw_iat`` is rounded
-    down, never up), nor once its key was revoked or expired or its principal disabled longer ago than an
-    edge's state may lag (a use just before a revocation reached the edge is still a use)."""
-    issued = claims.get("gw_iat", "")
-    if issued.isdigit() and at < int(issued) - REPORT_SKEW:
+def _allowable(services: Services, key: SigningKey, verified: Verified, path: str, at: float) -> bool:
+    """Whether an edge could have allowed this verified URL at ``at``: what /v1/verify checks beyond the
+    signature, as of then. Not before it was issued (``gw_iat`` is rounded down, never up); not with an expiry
+    no gateway signs; not once its key was revoked or expired, its principal disabled, or a link or grant
+    revocation (a media item's deletion among them) ended it, longer ago than an edge's state may lag (a use
+    just before a revocation reached the edge is still a use)."""
+    if verified.issued_at is not None and at < verified.issued_at - REPORT_SKEW:
         return False
-    principal = services.state.view.principals.get(key.principal_id)
-    ends = (key.revoked_at, key.not_after, principal.disabled_at if principal else None)
-    ended = [t for t in ends if t is not None]
-    return not ended or at < min(ended) + EDGE_STATE_LAG
-
-
-def _still_good(services: Services, key: SigningKey, verified: Verified, path: str, at: float) -> bool:
-    """What /v1/verify checks beyond the signature, as of ``at``: an expiry no gateway would sign, and the link
-    and grant revocations (a media item's deletion among them), each with the edge's lag."""
     if verified.expires > at + services.config.max_ttl + EXPIRY_SKEW:
         return False
-    if verified.issued_at is None:
-        return True
-    ended = revocation_ending(services.state.view, path, key.principal_id, verified.issued_at)
-    return ended is None or at < ended[1] + EDGE_STATE_LAG
+    view = services.state.view
+    principal = view.principals.get(key.principal_id)
+    ends = [key.revoked_at, key.not_after, principal.disabled_at if principal else None]
+    if verified.issued_at is not None:
+        revoked = revocation_ending(view, path, key.principal_id, verified.issued_at)
+        ends.append(revoked[1] if revoked else None)
+    ended = [t for t in ends if t is not None]
+    return not ended or at < min(ended) + EDGE_STATE_LAG
 
 
 class EdgeState(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -176,25 +171,24 @@ async def _record(request: web.Request, services: Services, item: EdgeRedemption
         return "refused"
     profile = services.profiles.get(NATIVE)
     url = profile.base_url + item.url
-    claims = presented_claims(url)
-    key = services.state.view.keys.get(claims.get("gw_kid", ""))
-    if key is None or not claims.get("gw_exp", "").isdigit() or not _allowable(services, key, claims, item.at):
-        return "refused"
     redemption = Redemption(url=url, now=item.at, client_ip=client_ip, options=profile.options)
     try:
+        key = services.state.view.keys.get(_NATIVE.presented_key_id(redemption) or "")
+        if key is None:
+            return "refused"
         # Signed by that key, good when the edge allowed it, bound to that address if bound: a report can record
         # only a URL the key really signed, never one made up to blame a key.
         verified = _NATIVE.verify(redemption, await services.keyring.verification_material(key, key.kid))
         path = resource_path(url_path(url))
     except (VerificationFailed, InvalidInput):
         return "refused"
-    if not _still_good(services, key, verified, path, item.at):
+    if not _allowable(services, key, verified, path, item.at):
         return "refused"
     digest = redemption_token(verified.identity or url.encode())  # one per token, however it is spelled
     if not services.redemptions.first_from(digest, client_ip):
         return "repeated"
-    ctx = dataclasses.replace(request_context(request, services, key.principal_id), client_ip=client_ip)
+    ctx = request_context(request, services, key.principal_id, client_ip=client_ip)
     recorded = await services.redemptions.record(
-        ctx, token=digest, kid=key.kid, url=url, expires=int(claims["gw_exp"]), profile=NATIVE, now=item.at
+        ctx, token=digest, kid=key.kid, url=url, expires=verified.expires, profile=NATIVE, now=item.at
     )
     return "recorded" if recorded else "repeated"

@@ -27,14 +27,15 @@ def storable(text: str | None) -> str | None:
 
 
 def request_context(
-    request: web.Request, services: Services, actor: str, viewer_ip: str | None = None
+    request: web.Request, services: Services, actor: str, viewer_ip: str | None = None, client_ip: str | None = None
 ) -> RequestContext:
-    """Who asks, from where: the caller's own address always (from the connection, behind trusted proxies);
+    """Who asks, from where: the caller's own address always (from the connection, behind trusted proxies;
+    ``client_ip`` when the caller has resolved it already or, for an edge's report, knows it better);
     ``viewer_ip``, a backend's word for its viewer's address, beside it."""
     return RequestContext(
         actor=actor,
         request_id=request_id(request),
-        client_ip=services.addresses.resolve(request.remote, forwarded_for(request)),
+        client_ip=client_ip or services.addresses.resolve(request.remote, forwarded_for(request)),
         user_agent=storable(request.headers.get("User-Agent")),
         viewer_ip=viewer_ip,
     )

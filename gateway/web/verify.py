@@ -30,7 +30,6 @@ import logging
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from gateway.audit.records import RequestContext
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.services import Services
 from gateway.signing.dialects.base import Redemption
@@ -40,7 +39,7 @@ from gateway.web.appkeys import SERVICES
 from gateway.web.headers import forwarded_for, only_one
 from gateway.web.middleware import JSON_CONTENT_TYPE, REQUEST_ID, encode_json, error_response
 from gateway.web.schemas import VerifyAllowed
-from gateway.web.sign import storable
+from gateway.web.sign import request_context
 
 PREFIX = "/v1/verify"
 PROFILE_HEADER = "X-Gateway-Profile"
@@ -129,7 +128,7 @@ async def answer(request: web.Request, services: Services) -> web.Response:
     client_ip = services.addresses.resolve(request.remote, forwarded_for(request))
     try:
         profile = _profile(request, services)
-        redemption = Redemption.presented(
+        redemption = Redemption(
             profile.base_url + path_and_query(uri), services.clock(), client_ip, ascii_cookies(request), profile.options
         )
         accepted = await services.verifier.verify(redemption, profile)
@@ -140,9 +139,7 @@ async def answer(request: web.Request, services: Services) -> web.Response:
     services.metrics.verified()
     token = accepted.token
     if services.redemptions.first_from(token, client_ip):
-        # request_context's fields, with the client address already resolved above (the same resolution).
-        agent = storable(request.headers.get(hdrs.USER_AGENT))
-        ctx = RequestContext(accepted.principal_id, request[REQUEST_ID], client_ip, agent)
+        ctx = request_context(request, services, accepted.principal_id, client_ip=client_ip)  # resolved above
         await services.redemptions.record(
             ctx, token=token, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name,
             now=redemption.now,

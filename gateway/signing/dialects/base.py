@@ -66,16 +66,6 @@ class Redemption:
     # The same dialect options the URL was signed with (a profile's, or the CLI's --option).
     options: Mapping[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def presented(
-        cls, url: str, now: float, client_ip: str | None, cookies: Mapping[str, str], options: Mapping[str, str]
-    ) -> Redemption:
-        """``Redemption(...)`` with every field given, made without ``__init__``: a frozen dataclass sets each
-        field through ``object.__setattr__``, which costs /v1/verify more than some of its checks (issue 18)."""
-        made = object.__new__(cls)
-        made.__dict__.update(url=url, now=now, client_ip=client_ip, cookies=cookies, options=options)
-        return made
-
 
 @quick_init
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class NativeToken:
     query: list[tuple[str, str]]
     params: dict[str, str]
     in_path: bool = False
-    # A prefix token's gw_ parameters in the order sent (``reuse_key``), joined once per parse, not per request.
+    # A prefix token's gw_ parameters in the spec's order (``reuse_key``), joined once per parse, not per request.
     reuse: str | None = None
 
 
