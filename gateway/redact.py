@@ -30,6 +30,8 @@ _SECRET_NAMES = (
     "private_token", "api[-_]?key", "key", "secret", "client_secret", "signature", "sig", "hmac", "md5",
     "wmsauthsign", "wowzatokenhash", "x-amz-signature", "x-amz-security-token", "x-goog-signature",
 )  # fmt: skip
+# Schemes whose user name is a role, not a credential: shown, so that an operator sees who connects.
+_ROLE_SCHEMES = frozenset({"postgres", "postgresql"})
 _PASSWORD_PARAMETER = re.compile(r"(?i)((?<![A-Za-z0-9])(?:" + "|".join(_SECRET_NAMES) + r")\s*=\s*)([^\s&#\"']+)")
 
 
@@ -37,7 +39,9 @@ def url(value: str) -> str:
     """``value`` with the password of its user information and any password parameter masked.
 
     The user information is what precedes the authority's last ``@`` (the authority ends at the first
-    ``/``, ``?`` or ``#``), so an ``@`` in a path is left alone. A URL without a password is unchanged."""
+    ``/``, ``?`` or ``#``), so an ``@`` in a path is left alone. A user name without a password is kept in a
+    database URL (a role name) and masked in any other (there it is the secret). A URL with neither is
+    unchanged."""
     scheme, sep, rest = value.partition("://")
     if not sep:
         return _PASSWORD_PARAMETER.sub(_mask_parameter, value)
@@ -47,6 +51,8 @@ def url(value: str) -> str:
     user, colon, _ = userinfo.partition(":")
     if at and colon:
         authority = f"{user}:{MASK}@{host}"
+    elif at and scheme.lower() not in _ROLE_SCHEMES:
+        authority = f"{MASK}@{host}"  # a user name alone is a bearer key here (a Sentry DSN, a token in a git URL)
     return scheme + sep + authority + _PASSWORD_PARAMETER.sub(_mask_parameter, tail)
 
 

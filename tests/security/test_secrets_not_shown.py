@@ -238,7 +238,12 @@ def test_reprs_hold_no_secrets(tmp_path: Path) -> None:
         (f"postgresql://gw:p@ss{PASSWORD}@db/gw", "postgresql://gw:***@db/gw"),  # an unescaped @ in the password
         (f"postgresql://gw@db/gw?sslmode=require&password={PASSWORD}",
          "postgresql://gw@db/gw?sslmode=require&password=***"),
-        ("postgresql://gw@db:5432/gw", "postgresql://gw@db:5432/gw"),  # nothing to mask
+        ("postgresql://gw@db:5432/gw", "postgresql://gw@db:5432/gw"),  # nothing to mask: a role name
+        ("https://0a1b2c3d4e5f@o1.ingest.sentry.io/42", "https://***@o1.ingest.sentry.io/42"),  # a DSN's key
+        ("https://ghp_Secret@github.com/org/repo.git", "https://***@github.com/org/repo.git"),
+        ("HTTPS://tok@host/", "HTTPS://***@host/"),
+        ("http://a@b@host/x", "http://***@host/x"),
+        (f"see https://key@hooks.example.com/x?sig={PASSWORD}", "see https://***@hooks.example.com/x?sig=***"),
         ("https://cdn.example.com/v/a@b/x.mp4?gw_exp=1", "https://cdn.example.com/v/a@b/x.mp4?gw_exp=1"),  # @ in a path
         (f'failed: "https://u:{PASSWORD}@hooks.example.com/x" (attempt 2)',
          'failed: "https://u:***@hooks.example.com/x" (attempt 2)'),
