@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from gateway.cli.main import build_parser, main
-from gateway.config import _FIELDS, NOT_SETTINGS, Config, _env_name, load_config
+from gateway.config import NOT_SETTINGS, Config, load_config
+from gateway.config.settings import FIELDS, env_name
 from gateway.errors import ConfigError
 from gateway.model import KeyAlgorithm
 
@@ -123,7 +124,7 @@ def test_every_gateway_variable_the_project_uses_is_a_setting_or_named_as_none()
     scanned = [ROOT / f for f in files if f.endswith((".py", ".md", ".sh", ".yaml", ".toml", "Dockerfile", "run"))]
     used = {name for path in scanned if path.exists() for name in _USED.findall(path.read_text(errors="replace"))}
     assert {"GATEWAY_REQUIRE_SERVICES", "GATEWAY_DATABASE_URL", "GATEWAY_DEMO_SCREENSHOT"} <= used
-    known = {_env_name(*key) for key in _FIELDS} | NOT_SETTINGS
+    known = {env_name(*key) for key in FIELDS} | NOT_SETTINGS
     assert sorted(used - known) == []
 
 

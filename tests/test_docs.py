@@ -24,10 +24,10 @@ def test_every_dialect_documents_its_key_file_and_revocation() -> None:
 
 
 def test_readme_configuration_table_lists_every_key() -> None:
-    from gateway.config import _FIELDS
+    from gateway.config.settings import FIELDS
 
     table = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
-    for section, key in _FIELDS:
+    for section, key in FIELDS:
         name = f"`{section}.{key}`" if section else f"`{key}`"
         assert any(name in line for line in table), f"README's configuration table misses {name}"
 
