@@ -397,10 +397,15 @@ def test_a_valid_signed_url_carries_no_write_to_the_origin(cached: local.Stack, 
     assert fetch(segment, cached.client_context(), headers=OVERRIDES)[0] == 200  # a read, whatever it claims
     smuggled = b"PUT /v/intro/seg-1.ts HTTP/1.1\r\nHost: origin\r\nContent-Length: 0\r\n\r\n"
     assert fetch(segment, cached.client_context(), body=smuggled)[0] == 200  # served; the body goes nowhere
+    # A query the token does not sign (an object store's versionId, response-content-type) is not passed on.
+    unsigned = ("&" if "?" in segment else "?") + "versionId=3&response-content-type=text%2Fhtml"
+    assert fetch(segment + unsigned, cached.client_context())[0] == 200
     origin_log = cached.layout.nginx_dir / "logs" / "origin.log"
     lines = origin_requests(origin_log, cached.client_context(), segment.replace(name, after), after)
-    assert [line.split(" ")[0] for line in lines if name in line] == ["HEAD", "GET", "GET"], lines
-    assert overrides_seen(origin_log, name) == [NONE_SEEN] * 3  # no override header, no body
+    assert [line for line in lines if name in line] == [
+        f"{method} /v/intro/{name} HTTP/1.1" for method in ("HEAD", "GET", "GET", "GET")
+    ], lines
+    assert overrides_seen(origin_log, name) == [NONE_SEEN] * 4  # no override header, no body
     # Behind any proxy, the gateway refuses too: nginx's auth subrequest names the method, Envoy's is the request's.
     uri, port, proxy = segment.removeprefix(cached.edge_url), cached.ports.gateway, cached.client_context("proxy")
     assert https(port, proxy, "/v1/verify", headers={"X-Original-URI": uri, "X-Original-Method": "GET"})[0] == 200

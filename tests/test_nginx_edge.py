@@ -44,6 +44,8 @@ FILES = {
     "v/a/master.m3u8": b"#EXTM3U\n",
     "v/a/seg-1.ts": b"segment one",
     "v/a/720p/seg-2.ts": b"segment two",
+    "v/a/seg-reads.ts": b"read only",
+    "v/a/seg-reads-sentinel.ts": b"after the reads",  # the origin test's own
     "v/ab/master.m3u8": b"a sibling",
     "v/other/master.m3u8": b"PRIVATE",
     "v/m1/master.m3u8": b"alice's private video",
@@ -403,9 +405,10 @@ async def _many_keys(database: Path, count: int) -> None:
 
 
 def test_a_valid_url_carries_no_write_to_the_origin_through_the_edge(edge: EdgeStack, web: Principal) -> None:
-    url = web.url("a", **VIEWER, scope="prefix", ttl=131)  # a ttl of its own: URLs no other test has
-    path_token = web.url("a", **VIEWER, scope="prefix", form="path")
-    signature = url.rsplit("gw_sig=", 1)[1]  # in the origin's log line: this URL's requests and no other's
+    """Only GET and HEAD pass; no override header, no body, and no query (not signed by a prefix or path token:
+    an object store's versionId or response-content-type) reach the origin. Files of this test's own."""
+    url = _at(web.url("a", **VIEWER, scope="prefix", ttl=131), "/v/a/seg-reads.ts")
+    path_token = web.url("a", **VIEWER, scope="prefix", form="path").replace("master.m3u8", "seg-reads.ts")
     methods = ("DELETE", "PUT", "POST", "PROPFIND", "PATCH", "OPTIONS")
     before = edge.status()
     for method in methods:
@@ -414,15 +417,17 @@ def test_a_valid_url_carries_no_write_to_the_origin_through_the_edge(edge: EdgeS
     assert fetch(edge.edge + url, edge.stack.client_context(), method="HEAD")[0] == 200
     assert fetch(edge.edge + url, edge.stack.client_context(), headers=OVERRIDES)[0] == 200
     assert fetch(edge.edge + url, edge.stack.client_context(), body=b"PUT / HTTP/1.1\r\n\r\n")[0] == 200
+    for target in (url, path_token + "?"):
+        assert edge.get(edge.edge, target + "&versionId=3&response-content-type=text%2Fhtml") == 200, target
     after = edge.status()
     assert after["denied_by_reason"]["method-not-allowed"] - before["denied_by_reason"]["method-not-allowed"] == 12
     assert after["asked"] == before["asked"]  # decided at the edge, before anything else
-    sentinel = web.url("a", **VIEWER, ttl=137)
-    marker = sentinel.rsplit("gw_sig=", 1)[1]
+    sentinel = _at(web.url("a", **VIEWER, scope="prefix", ttl=137), "/v/a/seg-reads-sentinel.ts")
     origin_log = edge.stack.layout.nginx_dir / "logs" / "origin.log"
-    lines = origin_requests(origin_log, edge.stack.client_context(), edge.edge + sentinel, marker)
-    assert [line.split(" ")[0] for line in lines if signature in line] == ["HEAD", "GET", "GET"], lines
-    assert overrides_seen(origin_log, signature) == [NONE_SEEN] * 3  # no override header, no body
+    lines = origin_requests(origin_log, edge.stack.client_context(), edge.edge + sentinel, "seg-reads-sentinel.ts")
+    reads = [line for line in lines if "/seg-reads.ts" in line]
+    assert reads == [f"{m} /v/a/seg-reads.ts HTTP/1.1" for m in ("HEAD", "GET", "GET", "GET", "GET")], lines
+    assert overrides_seen(origin_log, "/seg-reads.ts ") == [NONE_SEEN] * 5  # no override header, no body
 
 
 def _loopback(edge: EdgeStack, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, bytes]:
