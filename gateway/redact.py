@@ -19,48 +19,61 @@ import re
 from typing import Any
 
 MASK = "***"
-# A URL in free text: a scheme, "://", then everything up to white space or a quote.
-_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
+_SCHEME = r"[A-Za-z0-9+.\-]"
+# A URL in free text: a run of scheme characters, "://", then everything up to white space or a quote. A run
+# starts only where no scheme character precedes it: a long run without "://" is then tried once, not once per
+# character (quadratic time on "a.a.a…", red team round 9), and a scheme glued to "_" or a digit still counts.
+_URL = re.compile(rf"(?<!{_SCHEME}){_SCHEME}+://[^\s\"'<>`]+")
+# Each "://" and the authority after it (up to the path, query, fragment, a backslash, white space or a quote):
+# a URL quoted inside another's query has user information of its own.
+_AUTHORITY = re.compile(rf"(?<!{_SCHEME})({_SCHEME}*)://((?:[^/?#\\\s\"'<>`@]*@)+)")
 # password=… and sslpassword=… (libpq's query parameters; also the key=value form in free text), and the
-# query parameters that carry a bearer secret in the URLs of webhooks, object stores and OAuth.
-# A name counts after any non-alphanumeric (so gw_sig's sig, X-Amz-Signature's signature); a value runs to the
-# next parameter, white space or quote (a comma or semicolon may be part of a password).
+# query parameters that carry a bearer secret in the URLs of webhooks, object stores and OAuth. A value runs to
+# the next parameter, white space or quote (a comma or semicolon may be part of a password), or is quoted
+# (bounded, so that an unclosed quote is not scanned to the end once per name).
 _SECRET_NAMES = (
-    "(?:ssl)?password", "passwd", "pwd", "token", "access_token", "refresh_token", "id_token", "auth_token",
-    "private_token", "api[-_]?key", "key", "secret", "client_secret", "signature", "sig", "hmac", "md5",
-    "wmsauthsign", "wowzatokenhash", "x-amz-signature", "x-amz-security-token", "x-goog-signature",
+    "(?:ssl|pg)?password", "passwd", "pwd", "passphrase", "token", "access_?token", "refresh_?token", "id_token",
+    "auth_?token", "private_token", "api_?token", "api[-_]?key", "key", "secret", "client_?secret", "signature",
+    "sig", "hmac", "md5", "wmsauthsign", "wowzatokenhash", "x-amz-signature", "x-amz-security-token",
+    "x-goog-signature", "accountkey", "sharedaccesskey", "gw_viewer",
 )  # fmt: skip
+_SECRET_NAME = re.compile("(?i)" + "|".join(_SECRET_NAMES))
+# A name=: the name is a run of name characters (tried once per run: linear time), checked in Python against
+# the secret names, each of its suffixes after a "_" or "-" too (gw_sig is a sig); then the value it masks.
+_NAME = re.compile(r"(?<![A-Za-z0-9_\-])([A-Za-z0-9_\-]+)\s*=\s*")
+_VALUE = re.compile(r"'[^'\n]{0,256}'|\"[^\"\n]{0,256}\"|[^\s&#\"']+")
+# The same names as JSON members ("password": "…"), and an Authorization header's credentials.
+_JSON_MEMBER = re.compile(r'"([A-Za-z0-9_\-]+)"(\s*:\s*)"[^"\\\n]{0,256}"')
+_AUTHORIZATION = re.compile(r"(?i)\b((?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+")
+# Text longer than this is cut before it is masked (and said to be): what is shown is for people, and masking
+# must not let one request's 256 KiB body hold the event loop.
+LONGEST = 8192
+# What any text with something to mask holds (or an Authorization scheme's name).
+_MARKS = ("://", "=", '"')
 # Schemes whose user name is a role, not a credential: shown, so that an operator sees who connects.
 _ROLE_SCHEMES = frozenset({"postgres", "postgresql"})
-_PASSWORD_PARAMETER = re.compile(r"(?i)((?<![A-Za-z0-9])(?:" + "|".join(_SECRET_NAMES) + r")\s*=\s*)([^\s&#\"']+)")
 
 
 def url(value: str) -> str:
-    """``value`` with the password of its user information and any password parameter masked.
+    """``value`` with the user information of each URL in it and any secret parameter masked.
 
     The user information is what precedes the authority's last ``@`` (the authority ends at the first
-    ``/``, ``?`` or ``#``), so an ``@`` in a path is left alone. A user name without a password is kept in a
-    database URL (a role name) and masked in any other (there it is the secret). A URL with neither is
-    unchanged."""
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        return _PASSWORD_PARAMETER.sub(_mask_parameter, value)
-    end = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
-    authority, tail = rest[:end], rest[end:]
-    userinfo, at, host = authority.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if at and colon:
-        authority = f"{user}:{MASK}@{host}"
-    elif at and scheme.lower() not in _ROLE_SCHEMES:
-        authority = f"{MASK}@{host}"  # a user name alone is a bearer key here (a Sentry DSN, a token in a git URL)
-    return scheme + sep + authority + _PASSWORD_PARAMETER.sub(_mask_parameter, tail)
+    ``/``, ``?``, ``#`` or backslash), so an ``@`` in a path is left alone. A password is masked; a user name
+    without one is kept in a database URL (a role name) and masked in any other (there it is the secret). A URL
+    with neither is unchanged."""
+    return _masked_parameters(_AUTHORITY.sub(_mask_userinfo, value))
 
 
 def text(value: str) -> str:
-    """``value`` with every URL's password and every secret parameter's value masked (see ``url``)."""
-    if "://" not in value and "=" not in value:  # the common case: nothing to look at
-        return value
-    return _PASSWORD_PARAMETER.sub(_mask_parameter, _URL.sub(lambda match: url(match.group(0)), value))
+    """``value`` with every URL's user information and every secret's value masked (see ``url``); longer than
+    ``LONGEST``, cut there first."""
+    if len(value) > LONGEST:
+        return url(value[:LONGEST]) + f"… ({len(value) - LONGEST} more characters)"
+    if not any(mark in value for mark in _MARKS):
+        lowered = value.lower()
+        if "bearer" not in lowered and "basic" not in lowered:
+            return value  # the common case: nothing to look at
+    return url(value)
 
 
 def without_path(value: str) -> str:
@@ -86,5 +99,48 @@ def data(value: Any) -> Any:
     return value
 
 
-def _mask_parameter(match: re.Match[str]) -> str:
-    return match.group(1) + MASK
+def _masked_parameters(value: str) -> str:
+    masked = _masked_pairs(value) if "=" in value else value
+    if '"' in masked:
+        masked = _JSON_MEMBER.sub(_mask_member, masked)
+    return _AUTHORIZATION.sub(lambda match: match.group(1) + MASK, masked)
+
+
+def _is_secret(name: str) -> bool:
+    """The name, or its part after any "_" or "-" (no secret name is longer than 32 characters)."""
+    if _SECRET_NAME.fullmatch(name):
+        return True
+    start = max(0, len(name) - 33)
+    return any(_SECRET_NAME.fullmatch(name[i + 1 :]) for i in range(start, len(name)) if name[i] in "_-")
+
+
+def _masked_pairs(value: str) -> str:
+    """Each secret name's value masked. A name that is no secret gives up only itself and its "=": its value
+    may hold one that is (hdnts=exp=9~acl=/v/*~hmac=…)."""
+    shown: list[str] = []
+    at = 0
+    while found := _NAME.search(value, at):
+        secret = _VALUE.match(value, found.end()) if _is_secret(found.group(1)) else None
+        shown.append(value[at : found.end()])
+        if secret is None:
+            at = found.end()
+        else:
+            shown.append(MASK)
+            at = secret.end()
+    shown.append(value[at:])
+    return "".join(shown)
+
+
+def _mask_member(match: re.Match[str]) -> str:
+    name, colon = match.group(1), match.group(2)
+    return f'"{name}"{colon}"{MASK}"' if _is_secret(name) else match.group(0)
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    scheme, userinfo = match.group(1), match.group(2)[:-1]  # up to the authority's last "@"
+    user, colon, _ = userinfo.partition(":")
+    if colon:
+        return f"{scheme}://{user}:{MASK}@"
+    if scheme.lower() in _ROLE_SCHEMES:
+        return match.group(0)
+    return f"{scheme}://{MASK}@"  # a user name alone is a bearer key here (a Sentry DSN, a token in a git URL)

@@ -386,6 +386,15 @@ def test_revocation_through_the_cli_is_audited(uncached: local.Stack) -> None:
 # --- a signed URL reads: any other method is refused before the origin ------------------------
 
 
+def test_an_origin_redirect_names_this_host_not_the_origin(cached: local.Stack) -> None:
+    """A directory asked for without its "/": the origin's 301 names itself as nginx reached it
+    (http://127.0.0.1:PORT/...); the viewer is sent to the path on this host (gateway-origin.conf's proxy_redirect)."""
+    (cached.layout.media_dir / "v" / "intro" / "sub").mkdir(exist_ok=True)
+    url = _at(Backend(cached, "web-redirect").url(scope="prefix"), "/v/intro/sub")
+    status, headers, _ = fetch(url, cached.client_context())
+    assert (status, headers["Location"]) == (301, f"{cached.edge_url}/v/intro/sub/"), headers
+
+
 @pytest.mark.parametrize(("form", "number"), [("query", 190), ("path", 192)])
 def test_a_valid_signed_url_carries_no_write_to_the_origin(cached: local.Stack, form: str, number: int) -> None:
     url = Backend(cached, f"web-method-{form}").url(scope="prefix", form=form)
@@ -406,6 +415,15 @@ def test_a_valid_signed_url_carries_no_write_to_the_origin(cached: local.Stack, 
         f"{method} /v/intro/{name} HTTP/1.1" for method in ("HEAD", "GET", "GET", "GET")
     ], lines
     assert overrides_seen(origin_log, name) == [NONE_SEEN] * 4  # no override header, no body
+    # The site's own access log shows the path, never the credential: no query, a path token as "/_t/***".
+    site_log = cached.layout.nginx_dir / "logs" / "media-gateway.access.log"
+    logged = wait_until(lambda: [line for line in site_log.read_text().splitlines() if after in line],
+                        "the site to log the sentinel request")  # fmt: skip
+    token_segment = segment.removeprefix(cached.edge_url).split("/")[2] if form == "path" else "gw_sig="
+    assert logged and all(token_segment not in line and "?" not in line for line in logged), logged
+    assert "gw_sig" not in site_log.read_text() and "versionId" not in site_log.read_text()
+    expected = f"/_t/***/v/intro/{after}" if form == "path" else f"/v/intro/{after}"
+    assert f'"GET {expected} HTTP/1.1" 200' in logged[-1], logged
     # Behind any proxy, the gateway refuses too: nginx's auth subrequest names the method, Envoy's is the request's.
     uri, port, proxy = segment.removeprefix(cached.edge_url), cached.ports.gateway, cached.client_context("proxy")
     assert https(port, proxy, "/v1/verify", headers={"X-Original-URI": uri, "X-Original-Method": "GET"})[0] == 200

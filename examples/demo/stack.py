@@ -209,6 +209,7 @@ def site_files(
         "/etc/nginx/media-gateway/": f"{pki.directory}/",
         "/etc/nginx/media-gateway.d/": f"{layout.hooks_dir}/",
         "/var/cache/nginx/media-gateway-verify": str(layout.nginx_dir / "decisions"),
+        "/var/log/nginx/media-gateway.access.log": str(layout.nginx_dir / "logs" / "media-gateway.access.log"),
         "server 127.0.0.1:8443;": f"server {LOOPBACK}:{ports.gateway};",
         "server 127.0.0.1:9000;": f"server {LOOPBACK}:{ports.origin};",
         "listen 443 ssl;": f"listen {LOOPBACK}:{ports.edge} ssl;",

@@ -6,6 +6,7 @@ setting. The environment gives text: numbers, booleans and comma-separated lists
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -123,12 +124,16 @@ def kinds(name: str, value: Any) -> tuple[str, ...]:
     return kinds
 
 
+def _head(given: str) -> str:
+    """A value that is no URL, cut before anything that could begin a credential or a secret path."""
+    head = re.split(r"[/\\:@?#]", given, maxsplit=1)[0]
+    return head if head == given else f"{head}/***"
+
+
 def url(name: str, value: Any) -> str:
     given = text(name, value).rstrip("/")
     if not given.startswith(("https://", "http://")):
         # Not the value itself: a webhook's URL may be its secret (a chat webhook's path).
-        shown = (
-            redact.without_path(given) if "://" in given else given.split("/", 1)[0] + ("/***" if "/" in given else "")
-        )
+        shown = redact.without_path(given) if "://" in given else _head(given)
         raise ConfigError(f"{name} must be an http(s) URL, got {shown!r}")
     return given

@@ -24,7 +24,7 @@ import pytest
 from gateway import redact
 from gateway.cli.main import main as gatewayctl
 from gateway.config import Config, WebhookEndpoint, load_config
-from gateway.errors import StoreUnavailable
+from gateway.errors import ConfigError, StoreUnavailable
 from gateway.observe.logs import JsonFormatter, TextFormatter
 from gateway.web.middleware import error_response
 
@@ -147,6 +147,33 @@ def test_a_message_quoting_the_url_is_masked_in_log_lines() -> None:
     assert TextFormatter("%(message)s").format(record) == f"listener down: {MASKED}"
 
 
+@pytest.mark.parametrize("run", ["a.", "a-", "a=", "password='", '"password": "', "://", "a://b@"])
+def test_a_long_text_is_cut_before_it_is_masked(run: str) -> None:
+    """Red team round 9: masking took quadratic time on a run like "a.a.a…" (an unknown field's name echoed in a
+    400 held the event loop for seconds). What is masked is at most ``LONGEST`` characters, the rest counted."""
+    long = run * (300_000 // len(run)) + f" password={PASSWORD}"
+    shown = redact.text(long)
+    cut = len(long) - redact.LONGEST
+    assert shown == redact.text(long[: redact.LONGEST]) + f"… ({cut} more characters)"
+    assert PASSWORD not in shown
+    body = error_response(400, "invalid_request", long).text
+    assert body is not None and json.loads(body)["message"] == shown
+
+
+@pytest.mark.parametrize(
+    "given",
+    [f"1https://hooks.slack.com/services/T0/B0/{PASSWORD}", f"_https://h/x/{PASSWORD}",
+     f"https:\\\\hooks.slack.com\\services\\{PASSWORD}", f"admin:{PASSWORD}@hooks.example.com",
+     f"hooks.example.com/x/{PASSWORD}"],
+)  # fmt: skip
+def test_a_webhook_url_that_is_no_url_is_not_echoed(tmp_path: Path, given: str) -> None:
+    (tmp_path / "gateway.toml").write_text(f"[webhooks.ops]\nurl = '{given}'\nsecret_file = 'keys/hook.secret'\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, environ={})
+    message = str(refused.value)
+    assert message.startswith("webhooks.ops.url must be an http(s) URL") and PASSWORD not in message, message
+
+
 def test_a_message_quoting_the_url_is_masked_in_http_error_bodies() -> None:
     response = error_response(503, "unavailable", QUOTED)
     assert response.text is not None and json.loads(response.text)["message"] == MASKED
@@ -261,6 +288,23 @@ def test_reprs_hold_no_secrets(tmp_path: Path) -> None:
          "https://maps.example.com/x?key=***&api-key=***&auth_token=***"),
         (f"password=ab,{PASSWORD};x", "password=***"),  # a comma or semicolon may be part of a password
         ("tokens=3 signatures=2 gw_kid=k Key-Pair-Id=K2", "tokens=3 signatures=2 gw_kid=k Key-Pair-Id=K2"),
+        # Red team round 9: quoted values, JSON members, Authorization, camelCase names, URLs inside URLs.
+        (f"host=db password='{PASSWORD} 2' dbname=test", "host=db password=*** dbname=test"),
+        (f'password="{PASSWORD}" x', "password=*** x"),
+        (f'{{"password": "{PASSWORD}", "api-key":"{PASSWORD}", "other": "y"}}',
+         '{"password": "***", "api-key":"***", "other": "y"}'),
+        (f"Authorization: Bearer {PASSWORD}.abc rest", "Authorization: Bearer *** rest"),
+        (f"gw_viewer={PASSWORD}; PGPASSWORD={PASSWORD} passphrase={PASSWORD}",
+         "gw_viewer=*** PGPASSWORD=*** passphrase=***"),
+        (f"?accessToken={PASSWORD}&clientSecret={PASSWORD}&authToken=a&apiToken=b AccountKey=c",
+         "?accessToken=***&clientSecret=***&authToken=***&apiToken=*** AccountKey=***"),
+        (f"https://a.example/cb?next=https://user:{PASSWORD}@b.example/x",
+         "https://a.example/cb?next=https://user:***@b.example/x"),
+        (f"https://a.example,https://user:{PASSWORD}@b.example", "https://a.example,https://user:***@b.example"),
+        ("?u=https://SENTRYKEY@o1.ingest.sentry.io/1", "?u=https://***@o1.ingest.sentry.io/1"),
+        (f"_https://{PASSWORD}@h/x", "_https://***@h/x"),  # a scheme glued to "_"
+        ("x_" * 40 + f"password={PASSWORD}", "x_" * 40 + "password=***"),
+        ("unknown key: gwk_abc (a=b)", "unknown key: gwk_abc (a=b)"),
     ],
 )  # fmt: skip
 def test_redact_masks_exactly_the_password(shown: str, masked: str) -> None:
