@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import quote, unquote
@@ -173,19 +173,6 @@ class NativeDialect:
 
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
         return _sign(_head(key.algorithm.value, key.kid), request, key)
-
-    def sign_many(self, requests: Sequence[SignRequest], key: KeyMaterial) -> list[Signed | InvalidInput]:
-        """``sign`` of each request with one key, in one pass: what every string to sign and every URL of the
-        key shares (version, algorithm, key id) is spelled once. A request ``sign`` refuses gives its refusal in
-        its place; the others are signed all the same (tests/test_native_many.py holds each to ``sign``)."""
-        head = _head(key.algorithm.value, key.kid)
-        signed: list[Signed | InvalidInput] = []
-        for request in requests:
-            try:
-                signed.append(_sign(head, request, key))
-            except InvalidInput as refused:
-                signed.append(refused)
-        return signed
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         token = self._parse(redemption.url)

@@ -1,11 +1,11 @@
-"""The native signer spelled once per key (``_head``, one format string per URL) and ``sign_many`` (issue 18).
+"""The native signer spelled once per key (``_head``: the string to sign's first fields and ``gw_kid``, memoised
+per key, so a batch's URLs share them) and one format string per URL (issue 18).
 
-Both are held to the signer they replaced, kept here as the reference: ``string_to_sign`` and the parameter list
+It is held to the signer it replaced, kept here as the reference: ``string_to_sign`` and the parameter list
 joined field by field (as ``params_text`` spells a path token), over many random requests — queries to keep
 and sort, prefixes and path tokens, addresses and networks of both families, start times, both key types, and
 requests the signer refuses (a URL outside its prefix, a path token without a prefix, a reserved path, times out
-of range, a ``gw_`` parameter already in the URL). A refusal is the same error with the same message, in the
-request's own place in ``sign_many``'s answer, and the requests around it are signed all the same.
+of range, a ``gw_`` parameter already in the URL). A refusal is the same error with the same message.
 """
 
 from __future__ import annotations
@@ -101,14 +101,13 @@ def _one(request: SignRequest, key: KeyMaterial, signer: object) -> tuple[str, o
 
 
 @pytest.mark.parametrize("key", [ED, ED2, HS], ids=["ed25519", "ed25519-other", "hmac"])
-def test_sign_and_sign_many_give_the_reference_signers_urls_and_refusals(key: KeyMaterial) -> None:
+def test_sign_gives_the_reference_signers_urls_and_refusals(key: KeyMaterial) -> None:
     rng = random.Random(18)
     signed = refused = 0
     for _ in range(60):
         requests = [_random_request(rng) for _ in range(rng.randint(1, 40))]
         expected = [_one(r, key, _reference) for r in requests]
         assert [_one(r, key, native.sign) for r in requests] == expected
-        assert [_answer(s) for s in native.sign_many(requests, key)] == expected
         signed += sum(kind == "signed" for kind, _ in expected)
         refused += sum(kind == "refused" for kind, _ in expected)
     assert signed > 300 and refused > 200, (signed, refused)  # both kinds well exercised
@@ -131,8 +130,3 @@ def test_arbitrary_paths_and_queries_sign_as_the_reference_does(
     )  # fmt: skip
     expected = _one(request, ED, _reference)
     assert _one(request, ED, native.sign) == expected
-    assert [_answer(s) for s in native.sign_many([request], ED)] == [expected]
-
-
-def test_sign_many_with_no_requests_signs_nothing() -> None:
-    assert native.sign_many([], ED) == []
