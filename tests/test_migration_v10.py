@@ -144,3 +144,47 @@ def test_every_query_on_the_child_table_reads_an_index_it_keeps(
         assert {row[0] for row in listed} == {"audit_urls_by_kid", "audit_urls_by_media"}
     finally:
         conn.close()
+
+
+async def test_on_a_sqlite_before_3_35_the_key_column_stays_unused_and_nothing_else_changes(
+    config: Config, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``DROP COLUMN`` before SQLite 3.35: v10 drops the index alone; the column is left NULL in new rows."""
+    services = await open_services(config, clock)
+    try:
+        urls = await _batches(services, clock)
+    finally:
+        await services.close()
+    await _back_to_v9(config)
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    store = await open_store(config, migrate=True)
+    try:
+        assert store.applied_migrations == [10]
+    finally:
+        await store.close()
+    services = await open_services(config, clock)
+    try:
+        more = await _batches_again(services, clock)
+        assert more == urls[:3]  # the same items in the same window: the same URLs, a third batch record
+        rows = await services.store.audit.urls(0, None)
+        assert len(rows) == 9 and all(len(row) == 7 for row in rows)
+        digest = hashlib.sha256(urls[0].encode()).hexdigest()
+        assert len(await services.store.audit.search(AuditQuery(url_sha256=digest))) == 3
+        assert await services.store.audit.index_problems() == []
+        assert (await verify(services)).ok
+    finally:
+        await services.close()
+    conn = sqlite3.connect(config.sqlite_path)
+    try:
+        keys = conn.execute("SELECT url_key IS NULL FROM audit_urls ORDER BY seq, position").fetchall()
+        assert [k for (k,) in keys] == [0] * 6 + [1] * 3  # v9's keys kept, none written since
+    finally:
+        conn.close()
+
+
+async def _batches_again(services: Services, clock: Clock) -> list[str]:
+    principal = await services.store.principals.get("web")
+    assert principal is not None
+    items = [SignItem("m1", Rendition.THUMBNAIL), SignItem("m2", Rendition.VIDEO), SignItem("m2", Rendition.THUMBNAIL)]
+    outcomes = await services.issuer.issue(principal, Viewer("alice", source="asserted"), items, ADMIN, clock())
+    return [o.issued.url for o in outcomes if o.issued]
