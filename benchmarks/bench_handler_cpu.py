@@ -1,7 +1,7 @@
 """CPU per request of the whole HTTP path in-process: ``POST /v1/sign`` and ``GET /m/{id}/video`` (issue 18).
 
 Run: taskset -c 0 .venv/bin/python -m benchmarks.bench_handler_cpu [--requests 6000] [--profile sign|page|batch]
-     [--only sign|page|batch] [--cold-signatures]
+     [--only sign|page|batch] [--cold-signatures] [--new-urls]
 
 The real app (``create_app``, ``Runner``, durable SQLite audit, checkpoints on, as ``gatewayctl serve``) and an
 aiohttp hello-world are served on loopback in this process; 32 keep-alive connections, each a plain asyncio
@@ -14,7 +14,9 @@ every 100 of ``--requests``); "batch, per URL" is its CPU less one hello-world P
 runs one path under cProfile and prints the top entries by own time (``SORT=cumulative``, ``TOP=60`` to change).
 Every request asks for the same item, so within the cache window each signs the very message the first signed
 and the signature memo (``gateway.keys.material.ed25519_sign``) answers it; ``--cold-signatures`` signs every
-one afresh, as a URL not issued before in its window is.
+one afresh, as a URL not issued before in its window is. ``--new-urls`` (batch only) goes further, as
+``benchmarks.run``'s batch-new does: each batch request's items carry a ttl no earlier request had, so every URL
+is new (its signature, its digest in the child rows' index, its answer) and is signed afresh.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import itertools
 import json
 import os
 import pstats
@@ -55,14 +58,17 @@ def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+Request = bytes | Callable[[], bytes]  # a fixed request, or one made anew for each send
+
+
 async def _connection(
-    port: int, request: bytes, count: int, statuses: dict[int, int], latencies: list[float] | None = None
+    port: int, request: Request, count: int, statuses: dict[int, int], latencies: list[float] | None = None
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for _ in range(count):
             started = time.perf_counter()
-            writer.write(request)
+            writer.write(request if isinstance(request, bytes) else request())
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
             statuses[status] = statuses.get(status, 0) + 1
@@ -75,7 +81,7 @@ async def _connection(
 
 
 async def _cpu_per_request(
-    port: int, request: bytes, requests: int, profile: cProfile.Profile | None
+    port: int, request: Request, requests: int, profile: cProfile.Profile | None
 ) -> tuple[float, float]:
     """(all threads, other threads than the event loop's: the audit writer) in µs per request."""
     statuses: dict[int, int] = {}
@@ -106,8 +112,21 @@ async def _serve(app: web.Application, runner: web.AppRunner) -> tuple[int, Call
     return sock.getsockname()[1], runner.cleanup
 
 
+def _new_batches(headers: dict[str, str]) -> Callable[[], bytes]:
+    """Batch requests whose URLs no earlier one had: the items' ttl differs from call to call."""
+    counter = itertools.count(60)
+
+    def make() -> bytes:
+        ttl = next(counter)
+        items = [{"media_id": f"m{i}", "rendition": "video", "ttl": ttl} for i in range(BATCH)]
+        body = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}}, separators=(",", ":"))
+        return _request("POST", "/v1/sign/batch", headers, body.encode())
+
+    return make
+
+
 async def measure(
-    data: Path, requests: int, profiled: str | None, only: str | None = None
+    data: Path, requests: int, profiled: str | None, only: str | None = None, new_urls: bool = False
 ) -> dict[str, tuple[float, float]]:
     hello_app = web.Application()
     hello_app.router.add_get("/", hello)
@@ -124,15 +143,16 @@ async def measure(
     sign_body = body.encode()
     items = [{"media_id": f"m{i}", "rendition": "video"} for i in range(BATCH)]  # as benchmarks.run's batch step
     batch_body = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}}).encode()
-    paths = {
+    batch_headers = {"Authorization": f"Bearer {token}", **json_headers}
+    batch: Request = (
+        _new_batches(batch_headers) if new_urls else _request("POST", "/v1/sign/batch", batch_headers, batch_body)
+    )
+    paths: dict[str, tuple[int, Request]] = {
         "hello GET": (hello_port, _request("GET", "/", {})),
         "hello POST": (hello_port, _request("POST", "/", json_headers, body.encode())),
         "sign": (port, _request("POST", "/v1/sign", {"Authorization": f"Bearer {token}", **json_headers}, sign_body)),
         "page": (port, _request("GET", "/m/m1/video", {"Authorization": f"Bearer {viewer}"})),
-        "batch": (
-            port,
-            _request("POST", "/v1/sign/batch", {"Authorization": f"Bearer {token}", **json_headers}, batch_body),
-        ),
+        "batch": (port, batch),
     }
     profile = cProfile.Profile(time.thread_time) if profiled else None  # CPU, not wall time: threads
     try:
@@ -161,13 +181,14 @@ def main() -> None:
     parser.add_argument("--profile", choices=["sign", "page", "batch"])
     parser.add_argument("--only", choices=["sign", "page", "batch"], help="that path alone (under py-spy, say)")
     parser.add_argument("--cold-signatures", action="store_true", help="no signature memo: every URL signed afresh")
+    parser.add_argument("--new-urls", action="store_true", help="batch: every URL new (ttl differs per request)")
     args = parser.parse_args()
     if args.cold_signatures:
         material.ed25519_sign = _signed_afresh
     data = Path(tempfile.mkdtemp(prefix="gw-handler-cpu-"))
     try:
         gatewayctl(["init", "--data-dir", str(data)])
-        results = asyncio.run(measure(data, args.requests, args.profile, args.only))
+        results = asyncio.run(measure(data, args.requests, args.profile, args.only, args.new_urls))
         for name, (us, writer) in results.items():
             print(f"{name:12} {us:7.1f} us CPU per request ({writer:5.1f} us in other threads)")
         if not args.only:

@@ -1,16 +1,20 @@
 """CPU per issued URL in-process: the issuer with the durable audit log, 32 requests in flight (issue 18).
 
-Run: .venv/bin/python -m benchmarks.bench_issue_cpu [--only single|batch] [--rounds N]   (pin it: taskset -c 0 ...)
+Run: .venv/bin/python -m benchmarks.bench_issue_cpu [--only single|batch] [--rounds N] [--new-urls]
+     (pin it: taskset -c 0 ...)
 
 ``time.process_time`` covers the event loop and the audit writer thread, so a neighbour's load on a shared
 machine inflates it far less than wall time. No checkpoint task runs here (``benchmarks.run`` has the
-server); the state view is caught up between rounds, as the sync task would.
+server); the state view is caught up between rounds, as the sync task would. Every call asks for the same
+items, so within the cache window the signature memo answers; ``--new-urls`` gives each batch call its own ttl,
+so its 100 URLs are new (each signed afresh, as ``benchmarks.run``'s batch-new).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import shutil
 import tempfile
 import time
@@ -50,7 +54,7 @@ async def _cpu_per_url(
     return cpu / (calls * urls) * 1e6
 
 
-async def measure(data: Path, only: str | None = None, rounds: int = 1) -> dict[str, float]:
+async def measure(data: Path, only: str | None = None, rounds: int = 1, new_urls: bool = False) -> dict[str, float]:
     services = await open_services(load_config(data, environ={}))
     try:
         await _set_up(services)
@@ -61,8 +65,11 @@ async def measure(data: Path, only: str | None = None, rounds: int = 1) -> dict[
             return await services.issuer.issue(principal, viewer, [SignItem(f"m{n % 100}", Rendition.VIDEO)], CTX,
                                                 time.time())  # fmt: skip
 
+        ttls = itertools.count(60)
+
         async def batch(n: int) -> object:
-            items = [SignItem(f"m{i}", Rendition.VIDEO) for i in range(100)]
+            ttl = next(ttls) if new_urls else None
+            items = [SignItem(f"m{i}", Rendition.VIDEO, ttl) for i in range(100)]
             return await services.issuer.issue(principal, viewer, items, CTX, time.time())
 
         found = {}
@@ -79,11 +86,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=["single", "batch"], help="that path alone (under py-spy, say)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds after the warm one; the last is printed")
+    parser.add_argument("--new-urls", action="store_true", help="batch: every call's URLs new (its own ttl)")
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="gw-issue-cpu-"))
     try:
         gatewayctl(["init", "--data-dir", str(data)])
-        for name, us in asyncio.run(measure(data, args.only, args.rounds)).items():
+        for name, us in asyncio.run(measure(data, args.only, args.rounds, args.new_urls)).items():
             print(f"{name:40} {us:8.1f} us CPU per issued URL")
     finally:
         shutil.rmtree(data, ignore_errors=True)

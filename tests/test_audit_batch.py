@@ -35,7 +35,7 @@ from tests.support import ADMIN, Clock, World
 
 VIEWER_IP = "198.51.100.23"
 BOUND = "192.0.2.7"
-FORGED = "'ab', 'm1', 'video', 1, 'gwk_x', NULL"  # a child row's values after (seq, position): a URL never issued
+FORGED = "'ab', 'm1', 'video', 1, 'gwk_x'"  # a child row's values after (seq, position): a URL never issued
 ITEMS = [
     {"media_id": "m1", "rendition": "video"},
     {"media_id": "m2", "rendition": "thumbnail", "client_ip": BOUND},
@@ -95,11 +95,6 @@ def _digest(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
-def _key(url: str) -> int:
-    """The digest's index key: its first 8 bytes, a signed 64-bit integer (docs/audit.md, "Batch records")."""
-    return int.from_bytes(hashlib.sha256(url.encode()).digest()[:8], "big", signed=True)
-
-
 async def _issuance_records(gw: Gateway) -> list[AuditRecord]:
     found = await gw.services.store.audit.tail(50)
     return [r for r in found if r.event in (AuditEvent.URL_ISSUED, AuditEvent.URL_ISSUED_BATCH, AuditEvent.URL_DENIED)]
@@ -119,16 +114,7 @@ async def test_a_batch_of_three_is_one_record_listing_every_url(gw: Gateway) -> 
     assert record.subject is not None and record.subject.startswith("sub_") and record.personal is not None
     assert record.client_ip is None and "bound_to" not in record.detail and "viewer_network" not in record.detail
     assert await gw.services.store.audit.urls(0, None) == [
-        (
-            record.seq,
-            i,
-            _digest(r["url"]),
-            r["media_id"],
-            r["rendition"],
-            r["expires_at"],
-            gw.kid,
-            _key(r["url"]),
-        )
+        (record.seq, i, _digest(r["url"]), r["media_id"], r["rendition"], r["expires_at"], gw.kid)
         for i, r in enumerate(results)
     ]
     assert (await verify(gw.services)).ok
@@ -232,12 +218,12 @@ async def test_subject_export_erasure_and_verify(gw: Gateway) -> None:
     ("tamper", "why"),
     [
         ("UPDATE audit_urls SET media_id = 'm9' WHERE position = 1", "1 missing or altered, 1 added or altered"),
-        ("UPDATE audit_urls SET url_key = url_key + 1 WHERE position = 0", "1 missing or altered, 1 added or altered"),
+        ("UPDATE audit_urls SET url_sha256 = 'ab' WHERE position = 0", "1 missing or altered, 1 added or altered"),
         ("DELETE FROM audit_urls WHERE position = 2", "1 missing or altered, 0 added or altered"),
         ("INSERT INTO audit_urls VALUES ({seq}, 3, {forged})", "0 missing or altered, 1 added"),
         ("INSERT INTO audit_urls VALUES ({before}, 0, {forged})", "0 missing or altered, 1 added"),
     ],
-    ids=["altered", "index-key-altered", "removed", "added", "added-to-a-record-of-another-kind"],
+    ids=["altered", "digest-altered", "removed", "added", "added-to-a-record-of-another-kind"],
 )
 async def test_a_child_row_altered_removed_or_added_fails_verify_naming_the_record(
     gw: Gateway, tamper: str, why: str

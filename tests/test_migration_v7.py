@@ -132,7 +132,11 @@ async def pg_world(tmp_path: Path, postgres_url: str) -> AsyncIterator[tuple[Wor
 async def _pg_back_to_v6(url: str, rows: list[tuple[str, bool, dict[str, str], dict[str, str]]]) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("DROP TABLE grant_revocations; DELETE FROM schema_migrations WHERE version >= 7")
+        # v9's audit_urls goes too: v10 reshaped it, and a v6 database had none.
+        await conn.execute(
+            "DROP TABLE grant_revocations; DROP TABLE IF EXISTS audit_urls; "
+            "DELETE FROM schema_migrations WHERE version >= 7"
+        )
         for media_id, live, paths, prefixes in rows:
             await conn.execute("UPDATE media SET paths = $1, prefixes = $2 WHERE id = $3",
                                json.dumps(paths), json.dumps(prefixes), media_id)  # fmt: skip

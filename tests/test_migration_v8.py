@@ -64,7 +64,7 @@ async def test_v7_database_loses_the_unused_indexes_and_keeps_its_records(world:
     conn.close()
     store = await SqliteStore.open(config.sqlite_path, migrate=True)
     try:
-        assert store.applied_migrations == [8, 9]  # and v9 (tests/test_migration_v9.py)
+        assert store.applied_migrations == [8, 9, 10]  # and v9, v10 (tests/test_migration_v9.py, _v10.py)
         assert len(await store.audit.tail(100)) == before
     finally:
         await store.close()

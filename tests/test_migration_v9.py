@@ -42,7 +42,7 @@ async def test_v8_database_gains_the_url_index_and_keeps_verifying(any_store_con
     await _back_to_v8(any_store_config)
     store = await open_store(any_store_config, migrate=True)
     try:
-        assert store.applied_migrations == [9]
+        assert store.applied_migrations == [9, 10]  # v10: the digest's index dropped (tests/test_migration_v10.py)
         assert await store.audit.tail(100) == before
         assert await store.audit.urls(0, None) == []
     finally:
@@ -65,7 +65,7 @@ async def test_v8_database_gains_the_url_index_and_keeps_verifying(any_store_con
 BATCH_QUERIES = [
     ("forensics: incident report", AuditQuery(kid="k", since=1.0, after_seq=5), "audit_urls_by_kid (kid=? AND seq>?)"),
     ("search by media", AuditQuery(media_id="m", since=1.0, until=2.0), "audit_urls_by_media (media_id=?)"),
-    ("search by URL digest", AuditQuery(url_sha256="d"), "audit_urls_by_url (url_key=?)"),
+    ("search by URL digest and key", AuditQuery(url_sha256="d", kid="k"), "audit_urls_by_kid (kid=?)"),
 ]
 
 
@@ -75,5 +75,5 @@ def test_batch_urls_are_found_through_an_index(config: Config, who: str, query: 
     plan = " / ".join(
         row[3] for row in sqlite3.connect(config.sqlite_path).execute(f"EXPLAIN QUERY PLAN {sql}", params)
     )
-    covering = "" if "url_key" in uses else "COVERING "  # a digest is compared whole too, after its key
+    covering = "" if query.url_sha256 else "COVERING "  # a digest is compared in the row (no index: schema v10)
     assert plan == f"SEARCH u USING {covering}INDEX {uses} / SEARCH a USING INTEGER PRIMARY KEY (rowid=?)", who

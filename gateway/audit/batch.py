@@ -25,6 +25,7 @@ from gateway.netaddr import mask_ip, mask_network
 URLS = "urls"
 BATCH_COLUMNS = ("url_sha256", "media_id", "rendition", "expires_at", "kid")
 _ENTRY_DETAIL = ("issuance_id", "profile", "dialect", "grant_id")
+_ENTRY_KEYS = frozenset(_ENTRY_DETAIL)
 
 
 def batched(records: Sequence[AuditRecord]) -> list[AuditRecord]:
@@ -95,13 +96,17 @@ def _batch_of(
 
 
 def _url_entry(url: IssuedUrl) -> dict[str, Any]:
-    """``_entry`` of the URL's ``url:issued`` record, in the same key order."""
+    """``_entry`` of the URL's ``url:issued`` record, in the same key order when the issuer's ``detail`` lists
+    its names in ``_ENTRY_DETAIL``'s order, as it does (the leaf sorts the keys: equal entries, equal bytes)."""
     entry: dict[str, Any] = {
         "url_sha256": records.url_digest(url.url), "media_id": url.media_id, "rendition": url.rendition,
         "expires_at": url.expires_at, "kid": url.kid, "reason": url.reason,
     }  # fmt: skip
     detail = url.detail
-    entry |= {name: detail[name] for name in _ENTRY_DETAIL if name in detail}
+    if detail.keys() <= _ENTRY_KEYS:  # nothing else in it: one copy, not a lookup per name
+        entry.update(detail)
+    else:
+        entry |= {name: detail[name] for name in _ENTRY_DETAIL if name in detail}
     return entry
 
 

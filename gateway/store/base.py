@@ -181,8 +181,8 @@ class AuditQuery:
     url_sha256: str | None = None
 
 
-# A batch record's URL as its child row holds it: (seq, position, url_sha256, media_id, rendition, expires_at, kid,
-# url_key); ``gateway.store.rows.child_rows``.
+# A batch record's URL as its child row holds it: (seq, position, url_sha256, media_id, rendition, expires_at, kid);
+# ``gateway.store.rows.child_rows``.
 AuditUrl = tuple[Any, ...]
 
 

@@ -274,32 +274,21 @@ def audit_rows(frontier: Frontier, records: Sequence[AuditRecord]) -> tuple[list
 AUDIT_INSERT_COLUMNS = (*AUDIT_COLUMNS, "body_sha256", "seq", "leaf_hash")
 # The child table of batch records (docs/audit.md, "Batch records"): derived from each record's list of URLs,
 # written in the same transaction, checked against it by ``audit verify``.
-# ``url_key`` is what the digest is indexed by: its first 8 bytes as a signed 64-bit integer. A random 64-character
-# text key made the index the dearest part of a batch's write (1.1 of 1.8 ms per 100 rows on SQLite, 0.5 as an
-# integer); a search compares ``url_sha256`` too, so a shared prefix never matches the wrong URL.
-AUDIT_URL_COLUMNS = ("seq", "position", *BATCH_COLUMNS, "url_key")
+# Schema v10 dropped ``url_key`` and its index (``audit_urls_by_url``): no query the gateway makes asks by digest
+# alone, and every digest is random, so each row's entry landed on an index page of its own (docs/audit.md).
+AUDIT_URL_COLUMNS = ("seq", "position", *BATCH_COLUMNS)
 # A record's child rows without their position in the log: (index of the record in its group, the rest).
 UrlTemplate = tuple[int, tuple[Any, ...]]
 
 
-def url_key(digest: object) -> int | None:
-    """The index key of a URL digest (SHA-256 hex); None for anything else (a list altered by hand)."""
-    if not isinstance(digest, str) or len(digest) != 64:
-        return None
-    try:
-        return int.from_bytes(bytes.fromhex(digest[:16]), "big", signed=True)
-    except ValueError:
-        return None
-
-
 def child_rows(record: AuditRecord) -> list[tuple[Any, ...]]:
-    """A record's child rows after its position: (position, *BATCH_COLUMNS, url_key); none but for a batch."""
-    return [(*url, url_key(url[1])) for url in batch_urls(record)]
+    """A record's child rows after its position: (position, *BATCH_COLUMNS); none but for a batch."""
+    return batch_urls(record)
 
 
 def url_templates(records: Sequence[AuditRecord]) -> list[UrlTemplate]:
     """The child rows of ``records`` (batch records have them), before positions are known."""
-    return [(i, url) for i, record in enumerate(records) for url in child_rows(record)]
+    return [(i, url) for i, record in enumerate(records) for url in batch_urls(record)]
 
 
 def url_rows(templates: Sequence[UrlTemplate], seqs: Sequence[int]) -> list[tuple[Any, ...]]:
@@ -308,17 +297,10 @@ def url_rows(templates: Sequence[UrlTemplate], seqs: Sequence[int]) -> list[tupl
 
 
 def url_filters(query: AuditQuery) -> list[tuple[str, str]]:
-    """The filters a batch record's child rows answer: (column, value) for each given."""
+    """The filters a batch record's child rows answer: (column, value) for each given. A digest has no index of
+    its own, as on ``audit`` (docs/audit.md, "Indexes"): with a key or media the index of those narrows it."""
     found = ((c, getattr(query, c)) for c in ("kid", "media_id", "url_sha256"))
     return [(column, value) for column, value in found if value is not None]
-
-
-def child_filters(query: AuditQuery) -> list[tuple[str, Any]]:
-    """``url_filters`` as the child table answers them through its indexes (a digest by its ``url_key`` too)."""
-    found: list[tuple[str, Any]] = list(url_filters(query))
-    if query.url_sha256 is not None:
-        found.insert(0, ("url_key", url_key(query.url_sha256.lower())))
-    return found
 
 
 def events_named(event: str) -> list[str]:

@@ -27,6 +27,7 @@ import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from gateway.errors import InvalidInput, VerificationFailed
@@ -80,6 +81,49 @@ def _scope(path: str, prefix: str | None) -> str:
     return f"prefix:{prefix}" if prefix is not None else f"path:{path}"
 
 
+class _Head(NamedTuple):
+    """What every URL one key signs shares: the string to sign's first fields, and the URL's last parameter
+    but one (``gw_kid``), each spelled once per key."""
+
+    message: str  # "GW2\n<algorithm>\n<kid>\n"
+    kid_param: str  # "&gw_kid=<kid>&gw_sig="
+
+
+@functools.lru_cache(maxsize=64)
+def _head(algorithm: str, kid: str) -> _Head:
+    return _Head("\n".join((VERSION, algorithm, kid, "")), f"&gw_kid={kid}&gw_sig=")
+
+
+def _sign(head: _Head, request: SignRequest, key: KeyMaterial) -> Signed:
+    """One URL, as ``string_to_sign`` and the parameter list in the spec's order spell it (``params_text``):
+    the same bytes, built from ``head`` and one format string rather than lists joined per field."""
+    base, path, pairs, others = _unsigned(request.url)
+    prefix = canonical_prefix(request.prefix) if request.prefix is not None else None
+    if prefix is not None and not path.startswith(prefix):
+        raise InvalidInput("the URL does not lie under the requested prefix")
+    if request.path_token and prefix is None:
+        raise InvalidInput("a path token is a prefix token: it needs a prefix (scope 'prefix')")
+    ip = str(parse_network(request.ip)) if request.ip else None
+    issued_at = _issue_time(request)
+    expires, starts = request.expires, request.starts
+    # The scope, then the signed query: none for a prefix token.
+    scoped = f"path:{path}\n{canonical_query(pairs) if pairs else ''}" if prefix is None else f"prefix:{prefix}\n"
+    message = f"{head.message}{issued_at}\n{expires}\n{_opt(starts)}\n{ip or ''}\n{scoped}"
+    signature = b64url(key.sign(message.encode("ascii")))
+    params = f"gw_exp={expires}&gw_iat={issued_at}"
+    if starts is not None:
+        params += f"&gw_nbf={starts}"
+    if ip:
+        params += f"&gw_ip={ip}"
+    if prefix is not None:
+        params += f"&gw_pfx={_pfx_text(prefix)}"
+    params += head.kid_param + signature
+    if request.path_token:
+        token = b64url(params.encode("ascii"))
+        return Signed(base + path_tokens.join(token, path) + ("?" + "&".join(others) if others else ""))
+    return Signed(f"{base}{path}?{'&'.join(others)}&{params}" if others else f"{base}{path}?{params}")
+
+
 class NativeDialect:
     name = "native"
     capabilities = Capabilities(
@@ -128,34 +172,7 @@ class NativeDialect:
         return True  # gw_kid picks the verifying key and is in the string to sign
 
     def sign(self, request: SignRequest, key: KeyMaterial) -> Signed:
-        base, path, pairs, others = _unsigned(request.url)
-        prefix = canonical_prefix(request.prefix) if request.prefix is not None else None
-        if prefix is not None and not path.startswith(prefix):
-            raise InvalidInput("the URL does not lie under the requested prefix")
-        if request.path_token and prefix is None:
-            raise InvalidInput("a path token is a prefix token: it needs a prefix (scope 'prefix')")
-        ip = str(parse_network(request.ip)) if request.ip else None
-        issued_at = _issue_time(request)
-        message = string_to_sign(
-            algorithm=key.algorithm.value,
-            kid=key.kid,
-            issued_at=issued_at,
-            expires=request.expires,
-            starts=request.starts,
-            ip=ip,
-            scope=_scope(path, prefix),
-            query="" if prefix is not None else canonical_query(pairs),
-        )
-        params = [("gw_exp", str(request.expires)), ("gw_iat", str(issued_at))]
-        params += [("gw_nbf", str(request.starts))] if request.starts is not None else []
-        params += [("gw_ip", ip)] if ip else []
-        params += [("gw_pfx", _pfx_text(prefix))] if prefix is not None else []
-        params += [("gw_kid", key.kid), ("gw_sig", b64url(key.sign(message)))]
-        if request.path_token:
-            token = b64url(params_text(dict(params)).encode("ascii"))
-            return Signed(base + path_tokens.join(token, path) + ("?" + "&".join(others) if others else ""))
-        query = "&".join([*others, *(f"{n}={v}" for n, v in params)])
-        return Signed(f"{base}{path}?{query}")
+        return _sign(_head(key.algorithm.value, key.kid), request, key)
 
     def verify(self, redemption: Redemption, key: KeyMaterial) -> Verified:
         token = self._parse(redemption.url)

@@ -428,8 +428,8 @@ def _audit_filters(
 def _batch_search(query: AuditQuery) -> tuple[str, list[Any]]:
     """Batch records one of whose URLs matches the key, media and digest filters, through their child rows'
     index in position order (``DISTINCT ON``: one row per record however many of its URLs match)."""
-    values = [v for _, v in rows.child_filters(query)] + ([query.after_seq] if query.after_seq else [])
-    own = [f"u.{column} = ${i}" for i, (column, _) in enumerate(rows.child_filters(query), 1)]
+    values = [v for _, v in rows.url_filters(query)] + ([query.after_seq] if query.after_seq else [])
+    own = [f"u.{column} = ${i}" for i, (column, _) in enumerate(rows.url_filters(query), 1)]
     own += [f"u.seq > ${len(values)}"] if query.after_seq else []
     clauses, params = _audit_filters(query, "a.", urls=False, first=len(values) + 1)
     where = " AND ".join([*own, "a.pruned_at IS NULL", *clauses])

@@ -199,6 +199,8 @@ CREATE INDEX IF NOT EXISTS audit_urls_by_media ON audit_urls(media_id, seq);
 CREATE INDEX IF NOT EXISTS audit_urls_by_url ON audit_urls(url_key, seq);
 """,
     ),
+    # The child table keeps only the indexes its queries use (docs/audit.md, "Indexes"), as on SQLite.
+    Migration(10, "DROP INDEX IF EXISTS audit_urls_by_url; ALTER TABLE audit_urls DROP COLUMN IF EXISTS url_key;"),
 ]
 
 
@@ -213,7 +215,6 @@ AUDIT_INDEXES = {
     "audit_urls_pkey": '(seq, "position")',
     "audit_urls_by_kid": "(kid, seq)",
     "audit_urls_by_media": "(media_id, seq)",
-    "audit_urls_by_url": "(url_key, seq)",
 }
 INDEXES_OF_AUDIT_TABLES = """
 SELECT ix.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, i.indisvalid AS valid

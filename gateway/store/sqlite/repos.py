@@ -481,7 +481,7 @@ def _audit_filters(query: AuditQuery, prefix: str = "", urls: bool = True) -> tu
 def _batch_search(query: AuditQuery) -> tuple[str, list[Any]]:
     """Batch records one of whose URLs matches the key, media and digest filters, found through their child
     rows' index in position order (``GROUP BY``: one row per record however many of its URLs match)."""
-    urls = rows.child_filters(query)
+    urls = rows.url_filters(query)
     clauses, params = _audit_filters(query, "a.", urls=False)
     own = [f"u.{column} = ?" for column, _ in urls] + (["u.seq > ?"] if query.after_seq else [])
     where = " AND ".join([*own, "a.pruned_at IS NULL", *clauses])

@@ -158,6 +158,13 @@ def _respell_paths_and_revoke_ended_grants(conn: sqlite3.Connection) -> None:
     conn.execute(_ENDED_GRANTS)
 
 
+def _drop_url_key(conn: sqlite3.Connection) -> None:
+    """v9's ``url_key`` column, which nothing reads or writes from v10 on (inserts name their columns): dropped
+    where SQLite can (3.35 and later), else left as NULL for the rows to come."""
+    if sqlite3.sqlite_version_info >= (3, 35, 0):
+        conn.execute("ALTER TABLE audit_urls DROP COLUMN url_key")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(2, _BASELINE),
     Migration(
@@ -226,6 +233,9 @@ MIGRATIONS: list[Migration] = [
     # media and digest. Derived data, written with its record and checked against it by audit verify; no log
     # before v9 has a batch record, so there is nothing to fill.
     Migration(9, AUDIT_URLS),
+    # The child table keeps only the indexes its queries use (docs/audit.md, "Indexes"): no query asks by digest
+    # alone (a single record's digest has no index either), and a random key wrote an index page per URL.
+    Migration(10, ("DROP INDEX IF EXISTS audit_urls_by_url",), _drop_url_key),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
