@@ -40,7 +40,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway.access.authz import Decision, decide
 from gateway.audit import records as audit
@@ -51,7 +51,7 @@ from gateway.audit.records import ENGINEER, VIEWER, AuditEvent, AuditRecord, Req
 from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, StateStale
 from gateway.frozen import quick_init
 from gateway.keys.keyring import Keyring, SigningChoice
-from gateway.model import Grant, KeyAlgorithm, MediaItem, Principal, PrincipalKind, Rendition, Viewer
+from gateway.model import Grant, KeyAlgorithm, KeyState, MediaItem, Principal, PrincipalKind, Rendition, Viewer
 from gateway.netaddr import unmapped
 from gateway.signing.dialects.base import SignRequest
 from gateway.signing.paths import canonical_path
@@ -148,6 +148,7 @@ class Issuer:
         self._batcher = batcher
         self._behind = behind
         self._touched: dict[str, float] = {}
+        self._choices: dict[_ChoiceKey, _Kept] = {}
         # Set by gateway.services: abuse limits, and the metrics' count of outcomes (both in memory, O(1)).
         self.limits: IssueLimits = _Unlimited()
         self.count: Callable[[list[Counted]], None] = _uncounted
@@ -268,9 +269,15 @@ class Issuer:
         if kept is not None and kept[0] is view and kept[1] == view.seq:
             return kept[2]
         seq = view.seq
-        choice = await self._keyring.signing_key(call.principal.id, call.now, algorithms, by_external)
+        remembered = (call.principal.id, algorithms, by_external)
+        choice = _still_chosen(self._choices.get(remembered), view, call.now)
+        if choice is None:
+            choice = await self._keyring.signing_key(call.principal.id, call.now, algorithms, by_external)
         if self._state.view is view and view.seq == seq:  # the secret's first read may have let a change in
             call.keys[wanted] = (view, seq, choice)
+            if len(self._choices) >= _CHOICES:
+                self._choices.clear()  # bounded; choosing again is a few µs, only not per request
+            self._choices[remembered] = _Kept(view, seq, call.now, choice)
         return choice
 
     def _issue_time(self, now: float, ttl: int, scope: tuple[str, str], principal_id: str) -> tuple[int, int]:
@@ -380,6 +387,29 @@ class Issuer:
         if principal.kind is PrincipalKind.ENGINEER:
             return self._state.view.grants_for(principal.id, media.id)
         return []
+
+
+_CHOICES = 1024  # principals whose signing key is remembered between calls (a few hundred bytes each)
+_ChoiceKey = tuple[str, tuple[KeyAlgorithm, ...] | None, bool]
+
+
+class _Kept(NamedTuple):
+    """A principal's signing key as ``Keyring.signing_key`` chose it at ``now`` from ``view`` at ``seq``."""
+
+    view: StateView
+    seq: int
+    now: float
+    choice: SigningChoice
+
+
+def _still_chosen(kept: _Kept | None, view: StateView, now: float) -> SigningChoice | None:
+    """The remembered choice if choosing again now would give the same: the view has not moved (every key
+    change moves ``seq``; a reload makes a new view), time has not gone back, and the key is still active.
+    In one view the active keys only drop out as time passes, so the newest of them stays the newest while it
+    stays active."""
+    if kept is None or kept.view is not view or kept.seq != view.seq or now < kept.now:
+        return None
+    return kept.choice if kept.choice.row.state(now) is KeyState.ACTIVE else None
 
 
 def _expiry(issued_at: int, ttl: int, grant: Grant | None, profile: Profile, now: float) -> int:

@@ -4,6 +4,11 @@ A body is read in two strict steps: ``gateway.strictjson`` (no NaN, Infinity,
 out-of-range numbers or duplicate keys), then ``msgspec.convert`` into the
 model from ``gateway.web.schemas`` with ``strict=True`` (no coercion: ``"60"``
 is not an integer) and unknown fields refused by name.
+
+``POST /v1/sign``'s body is first tried in one step (``_direct``): msgspec reading it straight into the model,
+a third of the time of the two. Only when that is certain to give what the two steps give; anything else,
+every refusal included, is decided by the two steps, so each answer and message is theirs
+(tests/test_parsing_direct.py holds the two to the same answers over arbitrary bodies).
 """
 
 from __future__ import annotations
@@ -17,13 +22,25 @@ from aiohttp import web
 
 from gateway import strictjson
 from gateway.errors import InvalidInput, RequestTimeout
+from gateway.web import schemas
 from gateway.web.appkeys import SERVICES
 
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
 
+# Models read in one step: every field text, an integer, a choice, a list or a nested model of the same (no float,
+# no ``Any``), so no number or value msgspec reads differently from ``json`` can reach a successful result.
+_DIRECT: frozenset[type] = frozenset({schemas.SignRequest})
+_decode_tree = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
 def decode(raw: bytes, model: type[T]) -> T:
+    if model in _DIRECT:
+        body = _direct(raw, model)
+        if body is not None:
+            return body
     try:
         data = strictjson.loads(raw)
     except strictjson.StrictJSONError as exc:
@@ -32,6 +49,26 @@ def decode(raw: bytes, model: type[T]) -> T:
         return msgspec.convert(data, model, strict=True)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid request body: {exc}") from None
+
+
+def _direct(raw: bytes, model: type[T]) -> T | None:
+    """``raw`` read by msgspec alone when that is certain to be what ``strictjson`` then ``convert`` give; None:
+    let the two steps decide.
+
+    msgspec refuses what ``strictjson`` refuses (NaN, Infinity, out-of-range numbers, control characters,
+    invalid UTF-8, a BOM) but one thing: a repeated key, which it reads as its last value. That drops a member
+    (its colon and every colon in it), so the text re-encoded has fewer colons than the body: ``strictjson``'s
+    own count. A ``\\u`` escape (a lone surrogate, or a colon spelt so) is left to the two steps.
+    """
+    if b"\\u" in raw:
+        return None
+    try:
+        tree = _decode_tree(raw)
+        if _encode(tree).count(b":") != raw.count(b":"):
+            return None
+        return msgspec.convert(tree, model, strict=True)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 async def body(request: web.Request, model: type[T]) -> T:
