@@ -50,12 +50,38 @@ WAIT_SECONDS = 10.0  # as the connection's busy timeout: a group not begun by th
 def _insert_rows(
     conn: sqlite3.Connection, table: str, columns: Sequence[str], values: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Multi-row INSERTs: one statement step per chunk, so the thread gives up the GIL once, not per row."""
-    row = "(" + ", ".join("?" for _ in columns) + ")"
+    """Multi-row INSERTs: one statement step per chunk, so the thread gives up the GIL once, not per row.
+
+    Each chunk is bound as cheaply as sqlite3 allows (``_bindable``): the writer binds ~20 values per record
+    with the GIL held, and ``None`` or ``bytes`` cost sqlite3 4-5 times what text or a number does.
+    """
     for start in range(0, len(values), _ROWS_PER_STATEMENT):
-        chunk = values[start : start + _ROWS_PER_STATEMENT]
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(row for _ in chunk)}"  # noqa: S608
-        conn.execute(sql, [v for item in chunk for v in item])
+        names, params = _bindable(columns, values[start : start + _ROWS_PER_STATEMENT])
+        row = "(" + ", ".join("?" for _ in names) + ")"
+        rows = ", ".join(row for _ in range(len(params) // len(names)))
+        conn.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES {rows}", params)  # noqa: S608
+
+
+def _bindable(columns: Sequence[str], chunk: Sequence[tuple[Any, ...]]) -> tuple[list[str], list[Any]]:
+    """(the columns named, the chunk's values flattened): the same rows stored, bound faster.
+
+    sqlite3 (3.11) looks each ``None`` and ``bytes`` parameter up in its adapter registry, attributes
+    included (0.76 and 0.97 µs against 0.17-0.29 for int, float and str; a ``bytearray`` is bound directly).
+    So a column ``None`` in every row of the chunk is left out (it is NULL all the same: the tables written
+    here declare no DEFAULT, which tests/test_sqlite_group_writer.py holds them to) and ``bytes`` go in as
+    ``bytearray``, stored as the same BLOB.
+    """
+    size = len(chunk)
+    names: list[str] = []
+    kept: list[tuple[Any, ...]] = []
+    for name, column in zip(columns, zip(*chunk, strict=True), strict=True):
+        if names and column.count(None) == size:  # the first column always stays: a statement names one
+            continue
+        if type(column[0]) is bytes or type(column[-1]) is bytes:  # a blob column (any other bytes: bound as is)
+            column = tuple(bytearray(value) if type(value) is bytes else value for value in column)
+        names.append(name)
+        kept.append(column)
+    return names, [value for row in zip(*kept, strict=True) for value in row]
 
 
 class _Group(NamedTuple):
