@@ -112,3 +112,33 @@ async def test_closing_does_not_wait_for_a_lock_another_process_keeps(
             await own.append_audit_group(_records("given up", 1), [], [], 0.0)
         await own.close()  # returns while the lock is still held
         assert "the audit writer is still waiting for its lock: closed without it" in caplog.messages
+
+
+async def test_a_group_cancelled_before_its_turn_is_never_written(store: SqliteStore, tmp_path: Path) -> None:
+    """The writer thread of its own (a queue, not an executor) drops a group whose waiter was cancelled first."""
+    with writer_lock_held(tmp_path / "g.db"):
+        task = asyncio.create_task(store.append_audit_group(_records("cancelled", 2), [], [], 0.0))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await store.append_audit_group(_records("next", 1), [], [], 0.0) == [1]
+    assert await _tags(store) == ["next"]
+
+
+async def test_groups_queued_together_are_written_in_order_and_each_answered(store: SqliteStore) -> None:
+    appends = [store.append_audit_group(_records(f"g{i}", 1 + i % 3), [], [], 0.0) for i in range(40)]
+    seqs = await asyncio.gather(*appends)
+    assert [seq for written in seqs for seq in written] == list(range(1, sum(1 + i % 3 for i in range(40)) + 1))
+    assert await _tags(store) == [f"g{i}" for i in range(40) for _ in range(1 + i % 3)]
+
+
+async def test_closing_ends_the_writer_thread(tmp_path: Path) -> None:
+    own = await SqliteStore.open(tmp_path / "own.db", create=True)
+    await own.append_audit_group(_records("a", 1), [], [], 0.0)
+    thread = own._group._thread
+    assert thread is not None and thread.is_alive()
+    await own.close()
+    assert not thread.is_alive()
+    with pytest.raises(AuditUnavailable, match="closed"):
+        await own._group.append(_records("late", 1), [], [], 0.0)

@@ -20,18 +20,26 @@ in C with the GIL released. It stays bounded like SQLite's busy timeout: a
 group whose turn has not come after ``WAIT_SECONDS`` is given up (the
 issuance fails closed) and is not written when the turn comes after all
 (``_Turn``).
+
+The hand-off is one queue put and one ``call_soon_threadsafe`` back: the writer is a thread of its own
+reading a ``SimpleQueue``, and the waiting side's bound is a timer. A ``ThreadPoolExecutor`` and
+``asyncio.wait`` cost the event loop's thread a future chained to a future, condition variables and a
+waiter per group: at a light load (groups of one or two records) that machinery was the largest part of
+the audit's CPU on the loop's side (py-spy, GIL held: ``ThreadPoolExecutor.submit``, ``_copy_future_state``,
+``Condition.__enter__``/``__exit__``, ``Future.done``: ≈ 11 % of the samples).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
+import queue
 import sqlite3
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -94,9 +102,32 @@ class _Group(NamedTuple):
     at: float
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: a given-up group's refusal is expected, not an error to report
+Written = list[tuple[Any, ...]]
+
+
+class _Job(NamedTuple):
+    """A group for the writer thread, and where its outcome goes (a future of the loop that waits for it)."""
+
+    turn: _Turn
+    group: _Group
+    loop: asyncio.AbstractEventLoop
+    written: asyncio.Future[Written]
+
+
+def _settle(written: asyncio.Future[Written], rows: Written | None, error: BaseException | None) -> None:
+    """On the loop: the writer's outcome, unless the waiting side has already given up or been cancelled."""
+    if written.done():
+        return
+    if error is not None:
+        written.set_exception(error)
+    else:
+        written.set_result(rows or [])
+
+
+def _give_up(turn: _Turn, written: asyncio.Future[Written]) -> None:
+    """On the loop, ``WAIT_SECONDS`` after the group was queued: refused, unless its writing has begun."""
+    if not written.done() and turn.give_up():
+        written.set_exception(AuditUnavailable(f"the audit log's writer lock was not free within {WAIT_SECONDS:g} s"))
 
 
 class _Turn:
@@ -126,7 +157,8 @@ class _Turn:
 
 class GroupWriter:
     def __init__(self, path: Path) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # None: close
+        self._thread: threading.Thread | None = None
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -156,13 +188,38 @@ class GroupWriter:
         prepared = rows.prepare_rows(records)  # the JSON work, before the transaction opens
         urls = rows.url_templates(records)
         turn, group = _Turn(), _Group(prepared, urls, raw, touches, at)
-        with db_errors(audit=True):
-            written = loop.run_in_executor(self._executor, self._append, turn, group)
-            done, _ = await asyncio.wait({written}, timeout=WAIT_SECONDS)
-            if not done and turn.give_up():
-                written.add_done_callback(_consume)  # the writer thread refuses the group when its turn comes
-                raise AuditUnavailable(f"the audit log's writer lock was not free within {WAIT_SECONDS:g} s")
-            return await written
+        written: asyncio.Future[Written] = loop.create_future()
+        self._started().put(_Job(turn, group, loop, written))
+        bound = loop.call_later(WAIT_SECONDS, _give_up, turn, written)  # the writer refuses it when its turn comes
+        try:
+            with db_errors(audit=True):
+                return await written
+        except asyncio.CancelledError:
+            turn.give_up()  # not yet begun: never written (begun: it completes, as a transaction does)
+            raise
+        finally:
+            bound.cancel()
+
+    def _started(self) -> queue.SimpleQueue[_Job | None]:
+        if self._thread is None:
+            # A daemon: a store never closed must not hold the interpreter at exit waiting for work. A group cut off
+            # there was never answered (its transaction rolls back), as after kill -9.
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+        return self._jobs
+
+    def _run(self) -> None:
+        """The writer thread: each group in turn, its outcome handed back to the loop that waits for it."""
+        while (job := self._jobs.get()) is not None:
+            rows_written: Written | None = None
+            error: BaseException | None = None
+            try:
+                rows_written = self._append(job.turn, job.group)
+            except BaseException as exc:  # every failure is the waiting caller's to raise
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                job.loop.call_soon_threadsafe(_settle, job.written, rows_written, error)
+        self._close_connection()
 
     def _append(self, turn: _Turn, group: _Group) -> list[tuple[Any, ...]]:
         conn = self._connection()
@@ -200,24 +257,22 @@ class GroupWriter:
             raise
         return values
 
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-
-        closing = self._executor.submit(_close)
-        try:
-            closing.result(timeout=WAIT_SECONDS)
-        except TimeoutError:
+        if self._thread is None:
+            self._close_connection()
+            return
+        self._jobs.put(None)  # after every group queued before it
+        self._thread.join(WAIT_SECONDS)
+        if self._thread.is_alive():
             # Queued behind a group still waiting for the lock another process holds: shutdown does not wait
             # for it (the group is given up, so nothing is written when the turn comes; exit closes the file).
             log.error("the audit writer is still waiting for its lock: closed without it")
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            return
-        self._executor.shutdown(wait=True)
