@@ -199,7 +199,10 @@ def url_path(url: str) -> str:
     A '#' is deliberately kept: clients never send fragments, so one in the
     path makes it non-canonical rather than silently cut off.
     """
-    return strip_authority(url).split("?", 1)[0]
+    match = _AUTHORITY.match(url)
+    start = match.end() if match else 0
+    end = url.find("?", start)  # found in place: a signed URL's query is most of it, and is not copied
+    return url[start:end] if end >= 0 else url[start:]
 
 
 def origin_and_path(url: str, *, keep_query: bool = False) -> tuple[str, str]:

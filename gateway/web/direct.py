@@ -71,7 +71,8 @@ def direct_verify(app: web.Application, ordinary: RequestHandler, *, access_log:
         try:
             if certificate:
                 require_certificate(request)
-            response = await verify.answer(request, services)
+            # A remembered decision is answered without a coroutine; anything else, by the full path.
+            response = verify.recall(request, services) or await verify.answer(request, services)
         except Exception as exc:
             response = error_answer(exc, rid)
         response.headers["X-Request-Id"] = rid
