@@ -42,7 +42,7 @@ from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.keyring import Keyring
 from gateway.model import SigningKey
 from gateway.signing.dialects.base import Redemption, Verified
-from gateway.signing.path_tokens import resource_path
+from gateway.signing.path_tokens import MARKER, resource_path
 from gateway.signing.paths import is_canonical_path, url_path
 from gateway.signing.profiles import NATIVE, Profile
 from gateway.state.sync import StateSync
@@ -200,7 +200,7 @@ class Verifier:
         path = url_path(redemption.url)
         if not is_canonical_path(path):
             raise VerificationFailed("non-canonical-path")
-        if profile.dialect.capabilities.path_token:
+        if profile.dialect.capabilities.path_token and path.startswith(MARKER):
             path = resource_path(path)  # a path token's claims are about the path after its segment
         if not profile.attributable:
             raise VerificationFailed("unattributable")

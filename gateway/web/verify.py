@@ -156,17 +156,21 @@ def recall(request: web.Request, services: Services) -> web.Response | None:
     """``answer``'s allow for a remembered decision, given without a coroutine; None whenever ``answer`` must
     decide (``gateway.web.direct`` tries this first).
 
-    An HLS player asks about the same prefix token for every segment: once the decision is remembered, the
-    checks are a few dictionary lookups and ``answer``'s coroutines cost more than they do (issue 18). The same
-    checks run here, in the same order, through the same functions (``Verifier.recall`` for the verifier's).
-    This only ever allows: a refusal, a decision not remembered, a first redemption to record — each returns
-    None, with nothing counted or logged, and ``answer`` then decides from the start, so every refusal, its
-    reason, log line and metric are its own.
+    An HLS player asks about the same prefix token for every segment: once the decision is remembered, what is
+    left is the checks, and the request read around them (issue 18). Here the request is read in one pass
+    (``_presented``: the usual nginx and Envoy requests only) and the verifier's checks are ``verify``'s own
+    (``Verifier.recall``). This only ever allows: a refusal, an unusual request, a decision not remembered, a
+    first redemption to record — each returns None, with nothing counted or logged, and ``answer`` then decides
+    from the start, so every refusal, its reason, log line and metric are its own
+    (``tests/test_verify_direct.py`` compares the answers with ``answer`` alone).
     """
     try:
-        redemption, profile = _presented(request, services)
-    except (VerificationFailed, InvalidInput):
+        presented = _presented(request, services)
+    except VerificationFailed:
         return None
+    if presented is None:
+        return None
+    redemption, profile = presented
     accepted = services.verifier.recall(redemption, profile)
     if accepted is None or services.redemptions.first_from(accepted.token, redemption.client_ip):
         return None
@@ -175,12 +179,29 @@ def recall(request: web.Request, services: Services) -> web.Response | None:
     return _allowed(accepted)
 
 
-def _presented(request: web.Request, services: Services) -> tuple[Redemption, Profile]:
-    """What ``answer`` verifies, read and checked as it does (raising what it would)."""
-    require_read(request)
-    uri = original_uri(request, services)
-    client_ip = services.addresses.resolve(request.remote, forwarded_for(request))
-    profile = _profile(request, services)
+def _presented(request: web.Request, services: Services) -> tuple[Redemption, Profile] | None:
+    """What ``answer`` verifies, for the usual request: nginx's (``X-Original-URI`` from a trusted proxy) or
+    Envoy's (the path tail), naming no profile. None (or a raise) for anything ``answer`` would refuse, and for
+    an unusual request (``answer`` reads that itself). The headers are read once each, in one place: the rules
+    are ``require_read``'s, ``original_uri``'s and ``_profile``'s."""
+    headers = request.headers
+    named, uris = headers.getall(METHOD_HEADER, ()), headers.getall(URI_HEADER, ())
+    if len(named) > 1 or len(uris) > 1 or PROFILE_HEADER in headers or request.method not in READS:
+        return None
+    if named and named[0] not in READS:
+        return None
+    tail, peer = request.raw_path[len(PREFIX) :], request.remote
+    if uris:
+        if (tail not in ("", "?") and not tail.startswith("?")) or not services.addresses.is_trusted(peer):
+            return None
+        uri = uris[0]
+    elif tail.startswith("/"):
+        uri = tail
+    else:
+        return None
+    forwarded = headers.getall(hdrs.X_FORWARDED_FOR, ())
+    client_ip = services.addresses.resolve(peer, ", ".join(forwarded) if forwarded else None)
+    profile = services.profiles.for_verification(None, False)
     url = profile.base_url + path_and_query(uri)
     return Redemption(url, services.clock(), client_ip, ascii_cookies(request), profile.options), profile
 
