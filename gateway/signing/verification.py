@@ -42,7 +42,7 @@ from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.keyring import Keyring
 from gateway.model import SigningKey
 from gateway.signing.dialects.base import Redemption, Verified
-from gateway.signing.path_tokens import resource_path
+from gateway.signing.path_tokens import MARKER, resource_path
 from gateway.signing.paths import is_canonical_path, url_path
 from gateway.signing.profiles import NATIVE, Profile
 from gateway.state.sync import StateSync
@@ -89,12 +89,21 @@ class Decisions:
 
     def get(self, key: bytes, path: str) -> Accepted | None:
         """The remembered decision, only for the scope its signature covered: the very path, or under the prefix."""
-        found = self._items.get(key)
-        if found is None or not _within(path, *found):
+        found = self.peek(key, path)
+        if found is None:
             self.misses += 1
             return None
         self.hits += 1
-        return found[0]
+        return found
+
+    def peek(self, key: bytes, path: str) -> Accepted | None:
+        """``get`` without counting: ``Verifier.recall``, whose caller counts a hit only if it answers."""
+        found = self._items.get(key)
+        return found[0] if found is not None and _within(path, *found) else None
+
+    def hit(self) -> None:
+        """Count a hit ``peek`` found (its caller answered from it)."""
+        self.hits += 1
 
     def put(self, key: bytes, accepted: Accepted, path: str) -> None:
         if len(self._items) >= self._capacity:
@@ -149,23 +158,7 @@ class Verifier:
 
         ``remember=False`` (``gatewayctl explain``): decided afresh, as if never asked before, and not kept.
         """
-        if not self._state.current():
-            raise VerificationFailed("state-stale")
-        if "#" in redemption.url:
-            raise VerificationFailed("malformed")  # never sent by a client; parsers disagree about it
-        path = url_path(redemption.url)
-        if not is_canonical_path(path):
-            raise VerificationFailed("non-canonical-path")
-        if profile.dialect.capabilities.path_token:
-            path = resource_path(path)  # a path token's claims are about the path after its segment
-        if not profile.attributable:
-            raise VerificationFailed("unattributable")
-        try:
-            reuse = profile.dialect.reuse_key(redemption)
-        except (InvalidInput, UnicodeError):
-            raise VerificationFailed("malformed") from None
-        token = reuse or redemption.url
-        key = Decisions.key(redemption, profile, token, reusable=reuse is not None)
+        key, path, token = self._scope(redemption, profile)
         accepted = self.decisions.get(key, path) if remember else None
         if accepted is None:
             try:
@@ -177,12 +170,55 @@ class Verifier:
                 self.decisions.put(key, accepted, path)
         else:
             self._still_good(accepted, redemption.now)
-        if accepted.expires > redemption.now + self._max_ttl + EXPIRY_SKEW:
+        self._in_force(path, accepted, redemption.now)
+        return accepted
+
+    def recall(self, redemption: Redemption, profile: Profile) -> Accepted | None:
+        """The remembered decision, if there is one and every check ``verify`` makes of it passes now; else None.
+
+        Synchronous, for ``gateway.web.recall``: the same checks as ``verify``'s remembered branch, through the
+        same functions. It refuses nothing itself and counts nothing (``Decisions.hits`` is the caller's, once
+        it answers): on None the caller asks ``verify``, which decides afresh and names the reason.
+        """
+        try:
+            key, path, _ = self._scope(redemption, profile)
+            accepted = self.decisions.peek(key, path)
+            if accepted is not None:
+                self._still_good(accepted, redemption.now)
+                self._in_force(path, accepted, redemption.now)
+        except VerificationFailed:
+            return None
+        return accepted
+
+    def _scope(self, redemption: Redemption, profile: Profile) -> tuple[bytes, str, str]:
+        """(decision key, the path the claims are about, the URL or prefix token presented), after the checks
+        that come before any decision: the view is current, the path canonical, the profile attributable."""
+        if not self._state.current():
+            raise VerificationFailed("state-stale")
+        if "#" in redemption.url:
+            raise VerificationFailed("malformed")  # never sent by a client; parsers disagree about it
+        path = url_path(redemption.url)
+        if not is_canonical_path(path):
+            raise VerificationFailed("non-canonical-path")
+        if profile.dialect.capabilities.path_token and path.startswith(MARKER):
+            path = resource_path(path)  # a path token's claims are about the path after its segment
+        if not profile.attributable:
+            raise VerificationFailed("unattributable")
+        try:
+            reuse = profile.dialect.reuse_key(redemption)
+        except (InvalidInput, UnicodeError):
+            raise VerificationFailed("malformed") from None
+        token = reuse or redemption.url
+        return Decisions.key(redemption, profile, token, reusable=reuse is not None), path, token
+
+    def _in_force(self, path: str, accepted: Accepted, now: float) -> None:
+        """What every decision, new or remembered, must pass last: an expiry the gateway could have signed, and
+        no link or grant revocation since the URL was issued."""
+        if accepted.expires > now + self._max_ttl + EXPIRY_SKEW:
             # The gateway never signs that far ahead: a format whose fields run together (Bunny's path and
             # expiry) can be re-read with a digit moved from one into the other, an expiry centuries away.
             raise VerificationFailed("expiry-too-far", expires=accepted.expires, limit=self._max_ttl + EXPIRY_SKEW)
         self._not_revoked(path, accepted)
-        return accepted
 
     def _not_revoked(self, path: str, accepted: Accepted) -> None:
         """Link revocations (anyone's URLs for the path) and revoked grants (the grantee's), by signed issue time."""

@@ -18,7 +18,9 @@ ways and compares):
 - the rest goes the ordinary way: every other path; every other method (the handler refuses them all, so
   they are rare, and a ``CONNECT`` target is not a path to the router); a request with ``Expect``, which
   ``Application._handle`` answers before any middleware;
-- the access log, when on, names the route: the request is then given the match info the router gives it.
+- the access log, when on, names the route: the request is then given the match info the router gives it;
+- a remembered decision is answered by ``verify.recall`` without a coroutine (the same checks; anything it
+  cannot allow goes to ``verify.answer``, which decides from the start: ``tests/test_verify_recall.py``).
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def direct_verify(app: web.Application, ordinary: RequestHandler, *, access_log:
         try:
             if certificate:
                 require_certificate(request)
-            response = await verify.answer(request, services)
+            # A remembered decision is answered without a coroutine; anything else, by the full path.
+            response = verify.recall(request, services) or await verify.answer(request, services)
         except Exception as exc:
             response = error_answer(exc, rid)
         response.headers["X-Request-Id"] = rid

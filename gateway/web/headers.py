@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import hmac
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.errors import VerificationFailed
 
 
 def forwarded_for(request: web.Request) -> str | None:
     """Every ``X-Forwarded-For`` line, joined in order: the rightmost entries are the nearest proxies'."""
-    lines = request.headers.getall("X-Forwarded-For", [])
+    lines = request.headers.getall(hdrs.X_FORWARDED_FOR, ())
     return ", ".join(lines) if lines else None
 
 
 def only_one(request: web.Request, name: str) -> str | None:
-    """A header that names one thing (the URI to verify, the profile): two copies are refused, not picked from."""
-    lines = request.headers.getall(name, [])
+    """A header that names one thing (the URI to verify, the profile): two copies are refused, not picked from.
+
+    ``name``: an ``istr`` where it is asked per request (``multidict`` then skips folding its case each time)."""
+    lines = request.headers.getall(name, ())
     if len(lines) > 1:
         raise VerificationFailed("duplicate-header")
     return lines[0] if lines else None

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 from aiohttp import web
+from multidict import istr
 
 from gateway import redact
 from gateway.errors import GatewayError, RateLimited, RequestTimeout
@@ -21,6 +22,7 @@ log = logging.getLogger("gateway.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("request_id", str)
+_REQUEST_ID_HEADER = istr("X-Request-Id")  # istr: read on every request, its case folded once
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HTTP_CODES = {
     400: "invalid_request",
@@ -79,7 +81,7 @@ os.register_at_fork(after_in_child=_new_id_prefix)
 
 def identify(request: web.Request) -> str:
     """The request's id (the caller's, if well-formed), kept on the request and in this task's log context."""
-    incoming = request.headers.get("X-Request-Id", "")
+    incoming = request.headers.get(_REQUEST_ID_HEADER, "")
     rid = request[REQUEST_ID] = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else _new_request_id()
     REQUEST_ID_VAR.set(rid)  # every log line of this request carries it (gateway.observe.logs)
     return rid
