@@ -325,9 +325,15 @@ def _shuffled(record: AuditRecord) -> AuditRecord:
 
 
 @settings(max_examples=300)
-@given(any_records, st.sampled_from(["as built", "evolved", "shuffled"]))
+@given(any_records, st.sampled_from(["as built", "evolved", "placed", "shuffled"]))
 def test_to_dict_is_every_field_in_field_order_however_the_record_was_made(record: AuditRecord, made: str) -> None:
-    record = {"as built": record, "evolved": record.evolve(seq=5), "shuffled": _shuffled(record)}[made]
+    made_as = {
+        "as built": record,
+        "evolved": record.evolve(seq=5),
+        "placed": record.at(5),
+        "shuffled": _shuffled(record),
+    }
+    record = made_as[made]
     data = record.to_dict()
     assert list(data.items()) == list(_reference_to_dict(record).items())
     assert data["detail"] is not record.detail  # a copy: the caller may change it
@@ -366,3 +372,11 @@ def test_stored_parts_hash_json_modules_bytes_whatever_the_fields_hold(record: A
     assert isinstance(expected, bytes)
     assert body == hashlib.sha256(expected).digest()
     assert after == record.leaf_parts()[1]
+
+
+@given(any_records, st.integers(1, 10**12))
+def test_a_record_placed_at_a_position_is_the_record_evolve_gives(record: AuditRecord, seq: int) -> None:
+    placed = record.at(seq)
+    assert placed == record.evolve(seq=seq) == dataclasses.replace(record, seq=seq)
+    assert list(placed.__dict__) == list(record.evolve(seq=seq).__dict__)
+    assert record.seq is None and placed is not record  # the record itself is not changed

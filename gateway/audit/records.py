@@ -138,6 +138,15 @@ class AuditRecord:
         copy.__dict__.update(changes)
         return copy
 
+    def at(self, seq: int) -> AuditRecord:
+        """``evolve(seq=seq)`` without checking names it does not take: the copy of every record a store writes
+        that it hands on (``rows.log_entries``), 1.4 -> 0.5 µs."""
+        copy = object.__new__(AuditRecord)
+        state = copy.__dict__
+        state.update(self.__dict__)
+        state["seq"] = seq
+        return copy
+
     def to_dict(self) -> dict[str, Any]:
         # A shallow copy: dataclasses.asdict deep-copies and was most of issuance's audit cost. The instance's
         # own dict when it holds exactly the fields in field order, as every way of making a record here leaves
