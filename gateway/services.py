@@ -130,9 +130,22 @@ def freeze_start_up_heap() -> None:
     every few seconds under load, with every request in flight waiting behind it (issue 18: the sign and page
     p99). Frozen, it walks only what was made since (≈ 3 ms). Reference counting still frees frozen objects;
     only a cycle among them would stay, and start-up's objects live as long as the process.
+
+    Then the young generation is sized for serving (``SERVING_GC_THRESHOLDS``).
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+
+
+# A serving process's young generation: 10 000 net allocations, not 700. What outlives a request by up to a second
+# is the write-behind queue (gateway.audit.behind: ≈ 4 tracked objects per entry, flushed at 2 000 entries): at
+# 700, every queued redemption was walked by a young collection, again by a middle one, then promoted and counted
+# towards full ones (25-40 ms each, every few thousand requests). At 10 000 a flush frees them before any
+# collection walks them: verify-distinct's collections 11 -> 5 µs of CPU per request (gc.callbacks, under
+# `bench_verify_server_cpu --distinct`), young pauses ≈ 3 ms every ≈ 700 requests, full ones far rarer.
+# Few request objects form cycles (≈ 0.1 per request), so the garbage a larger generation holds is small.
+SERVING_GC_THRESHOLDS = (10_000, 10, 10)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ anything an engineer signs: six years) and ``viewer`` (viewer technical data:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -137,6 +138,15 @@ class AuditRecord:
         copy.__dict__.update(changes)
         return copy
 
+    def at(self, seq: int) -> AuditRecord:
+        """``evolve(seq=seq)`` without checking names it does not take: the copy of every record a store writes
+        that it hands on (``rows.log_entries``), 1.4 -> 0.5 µs."""
+        copy = object.__new__(AuditRecord)
+        state = copy.__dict__
+        state.update(self.__dict__)
+        state["seq"] = seq
+        return copy
+
     def to_dict(self) -> dict[str, Any]:
         # A shallow copy: dataclasses.asdict deep-copies and was most of issuance's audit cost. The instance's
         # own dict when it holds exactly the fields in field order, as every way of making a record here leaves
@@ -215,11 +225,10 @@ def _fast_bytes(data: Mapping[str, Any]) -> bytes | None:
 
 def _fast_bytes_with(data: Mapping[str, Any], detail: bytes) -> bytes | None:
     """``_fast_bytes(data)`` where ``detail`` is already ``_fast_bytes(data["detail"])``: written in as it is."""
-    rest = {name: value for name, value in data.items() if name != "detail"}
-    if not _plain_values(rest):
+    if not _plain_besides_detail(data):
         return None
     try:
-        out = _fast_dump({**rest, "detail": msgspec.Raw(detail)})
+        out = _fast_dump({**data, "detail": msgspec.Raw(detail)})
     except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
         return None
     return out if out.isascii() and b"\\" not in out and b"\x7f" not in out else None
@@ -247,6 +256,28 @@ def _plain_values(value: object) -> bool:
     return isinstance(value, str | int)  # their subclasses (a StrEnum): both write the plain value
 
 
+_RECORD_KINDS = _SIMPLE | {float, dict}
+
+
+def _plain_besides_detail(data: Mapping[str, Any]) -> bool:
+    """``_plain_values`` of a record's ``to_dict`` but its ``detail``, the usual case at C speed (2.6 -> 1.0 µs).
+
+    ``to_dict`` makes ``time`` a float and ``detail`` a dict: when they are the only float and the only dict, and
+    every other value is exactly a str, int, bool or None, only ``time`` needs looking into. Anything else (a
+    float or a dict elsewhere, a str subclass) takes the general walk.
+    """
+    kinds = list(map(type, data.values()))
+    if (
+        kinds.count(float) == 1
+        and kinds.count(dict) == 1
+        and _RECORD_KINDS.issuperset(kinds)
+        and type(data.get("time")) is float
+        and type(data.get("detail")) is dict
+    ):
+        return _plain_values(data["time"])
+    return _plain_values({name: value for name, value in data.items() if name != "detail"})
+
+
 LEAF_VERSION = b"\x02"
 
 
@@ -255,7 +286,13 @@ def leaf_after_seq(time: float, retention: str, event: str, body_sha256: bytes) 
 
     Raises ValueError, TypeError or OverflowError for values no record has (a tampered row).
     """
-    return struct.pack(">d", float(time)) + _counted(retention) + _counted(event) + body_sha256
+    return struct.pack(">d", float(time)) + _class_and_event(retention, event) + body_sha256
+
+
+@functools.lru_cache(maxsize=256)
+def _class_and_event(retention: str, event: str) -> bytes:
+    """The leaf header's two counted texts: a handful of pairs, spelled once each, not per record."""
+    return _counted(retention) + _counted(event)
 
 
 def leaf_at(seq: int, after_seq: bytes) -> bytes:

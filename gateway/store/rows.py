@@ -261,7 +261,7 @@ def log_entries(records: Sequence[AuditRecord], values: Sequence[tuple[Any, ...]
     found: list[LogEntry] = []
     for record, row in zip(records, values, strict=True):
         body, seq, leaf = row[-3:]
-        found.append(LogEntry(seq, leaf, float(record.time), record.retention, record.evolve(seq=seq),
+        found.append(LogEntry(seq, leaf, float(record.time), record.retention, record.at(seq),
                               None, record.event.value, body))  # fmt: skip
     return found
 
