@@ -44,7 +44,12 @@ _NAME = re.compile(r"(?<![A-Za-z0-9_\-])([A-Za-z0-9_\-]+)\s*=\s*")
 _VALUE = re.compile(r"'[^'\n]{0,256}'|\"[^\"\n]{0,256}\"|[^\s&#\"']+")
 # The same names as JSON members ("password": "…"), and an Authorization header's credentials.
 _JSON_MEMBER = re.compile(r'"([A-Za-z0-9_\-]+)"(\s*:\s*)"[^"\\\n]{0,256}"')
-_AUTHORIZATION = re.compile(r"(?i)\b((?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+")
+# After "Authorization:", whatever the scheme's credentials; elsewhere, a Bearer or Basic credential of 8
+# characters or more, one of them no letter ("bearer token has no key id" is prose).
+_AUTHORIZATION = re.compile(
+    r"(?i)(\bauthorization\s*:\s*[A-Za-z]+\s+)[A-Za-z0-9._~+/=-]+"
+    r"|\b((?:bearer|basic)\s+)(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}"
+)
 # Text longer than this is cut before it is masked (and said to be): what is shown is for people, and masking
 # must not let one request's 256 KiB body hold the event loop.
 LONGEST = 8192
@@ -103,7 +108,7 @@ def _masked_parameters(value: str) -> str:
     masked = _masked_pairs(value) if "=" in value else value
     if '"' in masked:
         masked = _JSON_MEMBER.sub(_mask_member, masked)
-    return _AUTHORIZATION.sub(lambda match: match.group(1) + MASK, masked)
+    return _AUTHORIZATION.sub(lambda match: (match.group(1) or match.group(2)) + MASK, masked)
 
 
 def _is_secret(name: str) -> bool:

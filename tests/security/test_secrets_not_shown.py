@@ -294,6 +294,8 @@ def test_reprs_hold_no_secrets(tmp_path: Path) -> None:
         (f'{{"password": "{PASSWORD}", "api-key":"{PASSWORD}", "other": "y"}}',
          '{"password": "***", "api-key":"***", "other": "y"}'),
         (f"Authorization: Bearer {PASSWORD}.abc rest", "Authorization: Bearer *** rest"),
+        ("authorization: Basic dXNlcjpwYXNz rest", "authorization: Basic *** rest"),
+        ("bearer token has no key id", "bearer token has no key id"),
         (f"gw_viewer={PASSWORD}; PGPASSWORD={PASSWORD} passphrase={PASSWORD}",
          "gw_viewer=*** PGPASSWORD=*** passphrase=***"),
         (f"?accessToken={PASSWORD}&clientSecret={PASSWORD}&authToken=a&apiToken=b AccountKey=c",
