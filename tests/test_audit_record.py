@@ -12,17 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.audit.batch import IssuedUrl, call_records
+from gateway.audit.leaf import canonical_json, fast_bytes, leaf_at, leaf_input
 from gateway.audit.merkle import leaf_hash
 from gateway.audit.records import (
     AuditEvent,
     AuditRecord,
     RequestContext,
-    _fast_bytes,
-    canonical_json,
     denied,
     issued,
-    leaf_at,
-    leaf_input,
     redeemed,
 )
 from gateway.netaddr import mask_ip
@@ -202,7 +199,7 @@ def test_an_ordinary_issuance_takes_msgspecs_path() -> None:
                     detail={"issuance_id": "gwi_1", "profile": "native"})  # fmt: skip
     data = record.to_dict()
     data.pop("seq")
-    assert _fast_bytes(data) == _json_module(data)
+    assert fast_bytes(data) == _json_module(data)
 
 
 @settings(max_examples=1000)

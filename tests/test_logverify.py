@@ -15,8 +15,9 @@ import pytest
 from gateway.audit import records as audit
 from gateway.audit.checkpoints import LogSigner, load_public_keys
 from gateway.audit.export import checkpoint_json
+from gateway.audit.leaf import leaf_input
 from gateway.audit.merkle import Frontier, leaf_hash
-from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, AuditEvent, leaf_input
+from gateway.audit.records import ERASED_VIEWER_RETENTION, RETENTION_SECONDS, AuditEvent
 from gateway.audit.retention import CLOCK_SKEW, DAY
 from gateway.audit.verify import Report, _ExportedLeaves, verify_log
 from gateway.services import Services

@@ -77,6 +77,8 @@ def _answer(raw: bytes, direct: bool, monkeypatch: pytest.MonkeyPatch) -> object
 @example(b'{"media_id":"m1","rendition":"video"}\n')
 @example(b'[{"media_id":"m1","rendition":"video"}]')
 @example(b"")
+@example(b'{"media_id":"m1","rendition":"video","x":' + b"[" * 3000 + b"]" * 3000 + b"}")  # msgspec: RecursionError
+@example(b'{"media_id":"m1","rendition":"video","x":' + b'{"a":' * 3000 + b"1" + b"}" * 3000 + b"}")
 def test_one_step_and_two_steps_give_the_same_answer(raw: bytes) -> None:
     with pytest.MonkeyPatch.context() as monkeypatch:
         assert _answer(raw, True, monkeypatch) == _answer(raw, False, monkeypatch)
@@ -97,3 +99,12 @@ def test_a_valid_body_takes_the_one_step_path(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(InvalidInput, match="duplicate key 'media_id'"):
         parsing.decode(b'{"media_id":"m1","rendition":"video","media_id":"m2"}', schemas.SignRequest)
     assert taken[0] is not None and taken[1] is None
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red team round 10: msgspec raises RecursionError past the interpreter's depth; the one-step path let it out
+    (a 500 and a traceback per request) where the two steps refuse: the same refusal either way now."""
+    raw = b'{"media_id":"m1","rendition":"video","x":' + b"[" * 1200 + b"]" * 1200 + b"}"
+    with pytest.raises(InvalidInput, match="nested too deeply") as refused:
+        parsing.decode(raw, schemas.SignRequest)
+    assert refused.value.status == 400

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway.audit.leaf import leaf_input
 from gateway.audit.merkle import leaf_hash
-from gateway.audit.records import ENGINEER, VIEWER, AuditEvent, AuditRecord, leaf_input
+from gateway.audit.records import ENGINEER, VIEWER, AuditEvent, AuditRecord
 from gateway.audit.verify import verify_log
 from gateway.store.base import PrunePolicy, Store
 from gateway.store.sqlite import SqliteStore

@@ -46,7 +46,7 @@ def checkpoint_from_json(data: dict[str, Any]) -> Checkpoint:
 
 
 def segment_lines(entries: Sequence[LogEntry]) -> str:
-    """One JSON line per record: its leaf hash and the leaf's input (``records.leaf_input``), then the record.
+    """One JSON line per record: its leaf hash and the leaf's input (``leaf.leaf_input``), then the record.
 
     The header and body hash let whoever holds the segment recompute each leaf without the gateway's code.
     """

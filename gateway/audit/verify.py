@@ -42,13 +42,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit.checkpoints import signature_ok
 from gateway.audit.export import checkpoint_from_json
+from gateway.audit.leaf import leaf_input
 from gateway.audit.merkle import Frontier, leaf_hash
 from gateway.audit.records import (
     ERASED_VIEWER_RETENTION,
     RETENTION_SECONDS,
     VIEWER,
     AuditEvent,
-    leaf_input,
 )
 from gateway.audit.retention import CLOCK_SKEW
 from gateway.store.base import Checkpoint, LogEntry, Store

@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gateway.audit.batch import BATCH_COLUMNS, batch_urls
+from gateway.audit.leaf import leaf_at
 from gateway.audit.merkle import Frontier, leaf_hash
-from gateway.audit.records import AuditEvent, AuditRecord, leaf_at
+from gateway.audit.records import AuditEvent, AuditRecord
 from gateway.model import (
     Credential,
     Grant,

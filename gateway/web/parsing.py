@@ -58,7 +58,8 @@ def _direct(raw: bytes, model: type[T]) -> T | None:
     msgspec refuses what ``strictjson`` refuses (NaN, Infinity, out-of-range numbers, control characters,
     invalid UTF-8, a BOM) but one thing: a repeated key, which it reads as its last value. That drops a member
     (its colon and every colon in it), so the text re-encoded has fewer colons than the body: ``strictjson``'s
-    own count. A ``\\u`` escape (a lone surrogate, or a colon spelt so) is left to the two steps.
+    own count. A ``\\u`` escape (a lone surrogate, or a colon spelt so) is left to the two steps, and so is a
+    body nested too deeply for msgspec (it raises RecursionError where ``strictjson`` refuses with a 400).
     """
     if b"\\u" in raw:
         return None
@@ -67,7 +68,7 @@ def _direct(raw: bytes, model: type[T]) -> T | None:
         if _encode(tree).count(b":") != raw.count(b":"):
             return None
         return msgspec.convert(tree, model, strict=True)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
 
 

@@ -113,7 +113,7 @@ async def test_a_stored_body_hash_that_does_not_match_the_record_is_caught_befor
 
 async def test_exported_segments_carry_what_recomputes_every_leaf(sealed: World) -> None:
     """Off-box, a segment line alone gives its leaf: header, body hash, and the record that hashes to it."""
-    from gateway.audit.records import leaf_input  # here: the module imports on the code before the fix
+    from gateway.audit.leaf import leaf_input  # here: the module imports on the code before the fix
 
     export_dir = sealed.services.config.export_dir
     assert export_dir is not None
