@@ -33,10 +33,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_nginx(workdir: Path, server_block: str, http_block: str = "") -> Iterator[str]:
+def running_nginx(workdir: Path, server_block: str, http_block: str = "", modules: str = "") -> Iterator[str]:
     """Start nginx in the foreground with ``server_block`` on a free loopback port; yield its base URL.
 
-    ``http_block`` goes into the http { } block (an upstream, a map).
+    ``http_block`` goes into the http { } block (an upstream, a map); ``modules``, first in the main context
+    (``load_module`` lines).
     """
     binary = nginx_binary()
     port = free_port()
@@ -47,7 +48,7 @@ def running_nginx(workdir: Path, server_block: str, http_block: str = "") -> Ite
     user = "user root;" if os.geteuid() == 0 else ""
     conf.write_text(
         f"""
-{user}
+{modules}{user}
 worker_processes 1;
 daemon off;
 pid {workdir}/nginx.pid;

@@ -12,8 +12,6 @@ serves the documents GET /v1/edge/state serves (docs/edge.md), which the edge's 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
 import urllib.request
@@ -28,7 +26,7 @@ import pytest
 
 from examples.demo import stack as local
 from tests.edge_stack import require_lua
-from tests.nginx_server import free_port, nginx_binary
+from tests.nginx_server import running_nginx
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "lua"
 PUBLIC = "A" * 43  # a 32-byte Ed25519 public key, base64url: every key entry the same size
@@ -92,25 +90,8 @@ def feed_server(feed: Feed) -> Iterator[int]:
 
 @contextmanager
 def edge_nginx(work: Path, feed_port: int, zone: str) -> Iterator[str]:
-    for name in ("logs", "temp"):
-        (work / name).mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf = work / "nginx.conf"
-    conf.write_text(f"""
-{local.lua_modules()}{user}
-worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/logs/error.log notice;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/temp/body;
-    proxy_temp_path {work}/temp/proxy;
-    fastcgi_temp_path {work}/temp/fastcgi;
-    uwsgi_temp_path {work}/temp/uwsgi;
-    scgi_temp_path {work}/temp/scgi;
+    """nginx with the edge's Lua and shared zones, fed from ``feed_port``; yields the status URL."""
+    http_block = f"""
     lua_package_path "{LUA_DIR}/?.lua;;";
     lua_shared_dict media_gateway_edge_state {zone};
     lua_shared_dict media_gateway_edge_decisions 1m;
@@ -120,18 +101,10 @@ http {{
             feed_url = "http://127.0.0.1:{feed_port}/state", stale_after = 60, wait = 0.05, retry_every = 0.02,
         }})
     }}
-    server {{
-        listen 127.0.0.1:{port};
-        location = /status {{ content_by_lua_block {{ require("media_gateway.edge").status() }} }}
-    }}
-}}
-""")
-    proc = subprocess.Popen([nginx_binary(), "-p", str(work), "-c", str(conf)], stderr=subprocess.PIPE)
-    try:
-        yield f"http://127.0.0.1:{port}/status"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+"""
+    server_block = '        location = /status { content_by_lua_block { require("media_gateway.edge").status() } }'
+    with running_nginx(work, server_block, http_block, modules=local.lua_modules()) as base:
+        yield f"{base}/status"
 
 
 def _status(url: str) -> dict[str, Any] | None:
