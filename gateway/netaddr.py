@@ -106,7 +106,7 @@ class ClientAddresses:
     def _is_trusted(self, peer: str | None) -> bool:
         """Whether the TCP peer is one of the proxies whose headers are believed."""
         try:
-            return in_networks(ipaddress.ip_address(peer or ""), self._trusted)
+            return in_networks(_plain(ipaddress.ip_address(peer or "")), self._trusted)
         except ValueError:
             return False
 
@@ -120,12 +120,12 @@ def resolve_client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequ
 
     Behind trusted proxies, ``X-Forwarded-For`` is read from the right and the
     first hop that is not itself a trusted proxy is the client; anything to its
-    left was supplied by the client and is ignored.
+    left was supplied by the client and is ignored. IPv4-mapped addresses count, and are given, as IPv4.
     """
     if peer is None:
         return None
     try:
-        peer_ip = ipaddress.ip_address(peer)
+        peer_ip = _plain(ipaddress.ip_address(peer))
     except ValueError:
         return None
     if not forwarded_for or not in_networks(peer_ip, trusted):
@@ -133,9 +133,18 @@ def resolve_client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequ
     candidate = peer_ip
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
         try:
-            candidate = ipaddress.ip_address(hop)
+            candidate = _plain(ipaddress.ip_address(hop))
         except ValueError:
             break
         if not in_networks(candidate, trusted):
             break
     return str(candidate)
+
+
+def _plain(address: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address (``::ffff:10.0.0.5``, what a dual-stack socket or proxy reports for an IPv4
+    peer) as the IPv4 it is: a proxy listed as ``10.0.0.5`` is that proxy in either spelling, and a client is
+    recorded, masked and bound in one."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address

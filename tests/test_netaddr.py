@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from gateway.errors import InvalidInput
-from gateway.netaddr import mask_ip, parse_ip, parse_network, resolve_client_ip, unmapped
+from gateway.netaddr import ClientAddresses, mask_ip, parse_ip, parse_network, resolve_client_ip, unmapped
 
 TRUSTED = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
 
@@ -49,6 +49,19 @@ def test_forwarded_header_is_read_right_to_left_behind_trusted_proxies() -> None
     assert resolve_client_ip("10.0.0.5", "6.6.6.6, 203.0.113.9, 10.0.0.7", TRUSTED) == "203.0.113.9"
     assert resolve_client_ip("::1", "2001:db8::5", TRUSTED) == "2001:db8::5"
     assert resolve_client_ip("10.0.0.5", None, TRUSTED) == "10.0.0.5"
+
+
+def test_an_ipv4_mapped_proxy_or_client_is_the_ipv4_it_is() -> None:
+    """Red team round 10's note: a proxy listed as 10.0.0.5 whose connection arrives on a dual-stack socket
+    (::ffff:10.0.0.5) was not trusted; a mapped hop in X-Forwarded-For ended the chain at the proxy, so every
+    viewer behind it was the proxy's address (its network, its rate limits)."""
+    assert resolve_client_ip("::ffff:10.0.0.5", "203.0.113.9", TRUSTED) == "203.0.113.9"
+    assert resolve_client_ip("10.0.0.5", "6.6.6.6, ::ffff:203.0.113.9, ::ffff:10.0.0.7", TRUSTED) == "203.0.113.9"
+    assert resolve_client_ip("::ffff:198.51.100.1", None, TRUSTED) == "198.51.100.1"
+    assert resolve_client_ip("::ffff:198.51.100.1", "1.2.3.4", TRUSTED) == "198.51.100.1"  # not a proxy of ours
+    addresses = ClientAddresses(tuple(TRUSTED))
+    assert addresses.is_trusted("::ffff:10.0.0.5") and addresses.is_trusted("10.0.0.5")
+    assert not addresses.is_trusted("::ffff:198.51.100.1")
 
 
 @pytest.mark.parametrize(
