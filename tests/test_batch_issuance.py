@@ -32,7 +32,8 @@ from gateway.config import load_config
 from gateway.errors import Forbidden, GatewayError
 from gateway.model import KeyAlgorithm, Permission, Principal, PrincipalKind, Rendition, Viewer, Visibility
 from gateway.services import Services, open_services
-from gateway.signing.issuance import Outcome, SignItem, _Call
+from gateway.signing.calls import Call
+from gateway.signing.issuance import Outcome, SignItem
 from gateway.state.view import StateView
 from gateway.store.base import RevokedPath
 from tests.dialect_fixtures import install_profiles
@@ -200,15 +201,15 @@ async def test_a_key_revoked_between_two_items_is_not_used_for_the_second(servic
     second = await services.admin.create_key(ADMIN, "web", KeyAlgorithm.ED25519, clock())
     await services.state.catch_up()
     issuer, principal = services.issuer, services.state.view.principals["web"]
-    call = _Call(principal, None, RequestContext(actor="web"), clock(), False, 2)
-    assert (await issuer._signing_key(call, None, False)).row.kid == second.kid
+    call = Call(principal, None, RequestContext(actor="web"), clock(), False, 2)
+    assert (await issuer.keys.choose(principal.id, call.now, (None, False), call.keys)).row.kid == second.kid
     await services.admin.revoke_key(ADMIN, second.kid, "leaked", clock())
     await services.state.catch_up()
-    assert (await issuer._signing_key(call, None, False)).row.kid == first.kid
+    assert (await issuer.keys.choose(principal.id, call.now, (None, False), call.keys)).row.kid == first.kid
     await services.admin.revoke_key(ADMIN, first.kid, "leaked", clock())
     await services.state.catch_up()
     with pytest.raises(Forbidden):
-        await issuer._signing_key(call, None, False)
+        await issuer.keys.choose(principal.id, call.now, (None, False), call.keys)
 
 
 # -- the batch record built directly vs folded from single records --

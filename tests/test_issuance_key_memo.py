@@ -1,4 +1,4 @@
-"""The signing key remembered between calls (``Issuer._signing_key``): the key ``Keyring.signing_key`` would
+"""The signing key remembered between calls (``gateway.signing.key_choice``): the key ``Keyring.signing_key`` would
 choose afresh, every time.
 
 A call used to choose its principal's key from the state view on every request (the keys listed, each one's
@@ -23,7 +23,6 @@ from gateway.errors import Forbidden
 from gateway.keys.keyring import SigningChoice
 from gateway.model import KeyAlgorithm, Permission
 from gateway.services import Services, open_services
-from gateway.signing.issuance import _Call
 from tests.support import ADMIN, Clock, World, init_data_dir
 
 CTX = RequestContext(actor="web")
@@ -46,7 +45,7 @@ async def _remembered(services: Services, now: float) -> SigningChoice | Forbidd
     """The key a new call chooses (through the memo), or the refusal."""
     principal = services.state.view.principals["web"]
     try:
-        return await services.issuer._signing_key(_Call(principal, None, CTX, now, False, 1), None, False)
+        return await services.issuer.keys.choose(principal.id, now, (None, False), {})
     except Forbidden as refused:
         return refused
 
@@ -126,14 +125,14 @@ async def test_a_newer_key_signs_from_the_next_call(services: Services, clock: C
 
 
 async def test_the_memo_is_bounded(services: Services, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.signing import issuance
+    from gateway.signing import key_choice
 
-    monkeypatch.setattr(issuance, "_CHOICES", 3)
+    monkeypatch.setattr(key_choice, "CHOICES", 3)
     world = World(services, clock)
     for n in range(5):
         await world.principal(f"p{n}", Permission.SIGN)
     await services.state.catch_up()
     for n in range(5):
         principal = services.state.view.principals[f"p{n}"]
-        await services.issuer._signing_key(_Call(principal, None, CTX, clock(), False, 1), None, False)
-        assert len(services.issuer._choices) <= 3
+        await services.issuer.keys.choose(principal.id, clock(), (None, False), {})
+        assert len(services.issuer.keys) <= 3

@@ -11,10 +11,10 @@ fails no URL leaves this module (503). The raw technical log entries (full
 address, user agent) follow within a second (``gateway.audit.behind``). A viewer whose data was erased gets
 no URLs: issuing would start a new record of them.
 
-What a call's items share is worked out once per call (``_Call``): the masked request fields of its one
-record, the principal's key for each kind of profile (kept only while the state view has not moved), the
-issuance ids; every item is still judged on its own (tests/test_batch_issuance.py holds a batch's answers and
-records to issuing each item singly).
+What a call's items share is worked out once per call (``gateway.signing.calls``): the masked request fields of its one
+record, the principal's key for each kind of profile (``gateway.signing.key_choice``), the issuance ids; every
+item is still judged on its own (tests/test_batch_issuance.py holds a batch's answers and records to issuing
+each item singly).
 
 Principals, keys, grants and erased viewers come from the state view, media
 items from its cache (``gateway.state``): no database read on the way, and a
@@ -37,27 +37,27 @@ instead (``_issue_time``). Each issuance still has its own audit record.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from gateway.access.authz import Decision, decide
 from gateway.audit import records as audit
 from gateway.audit.batch import IssuedUrl, call_records
 from gateway.audit.behind import WriteBehind
 from gateway.audit.log import AuditBatcher, AuditLog, Pending
-from gateway.audit.records import ENGINEER, VIEWER, AuditEvent, AuditRecord, RequestContext
+from gateway.audit.records import AuditEvent, AuditRecord, RequestContext
 from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, StateStale
 from gateway.frozen import quick_init
-from gateway.keys.keyring import Keyring, SigningChoice
-from gateway.model import Grant, KeyAlgorithm, KeyState, MediaItem, Principal, PrincipalKind, Rendition, Viewer
+from gateway.keys.keyring import Keyring
+from gateway.model import Grant, MediaItem, Principal, PrincipalKind, Rendition, Viewer
 from gateway.netaddr import unmapped
+from gateway.signing.calls import Call
 from gateway.signing.dialects.base import SignRequest
+from gateway.signing.key_choice import KeyChoices
 from gateway.signing.paths import canonical_path
 from gateway.signing.profiles import NATIVE, Profile, Profiles
 from gateway.state.sync import StateSync
-from gateway.state.view import StateView
 from gateway.store.base import RawEntry
 
 
@@ -141,14 +141,13 @@ class Issuer:
         behind: WriteBehind,
     ) -> None:
         self._state = state
-        self._keyring = keyring
         self._profiles = profiles
         self._policy = policy
         self._audit_log = audit_log
         self._batcher = batcher
         self._behind = behind
         self._touched: dict[str, float] = {}
-        self._choices: dict[_ChoiceKey, _Kept] = {}
+        self.keys = KeyChoices(state, keyring)
         # Set by gateway.services: abuse limits, and the metrics' count of outcomes (both in memory, O(1)).
         self.limits: IssueLimits = _Unlimited()
         self.count: Callable[[list[Counted]], None] = _uncounted
@@ -164,7 +163,7 @@ class Issuer:
         if not self._state.current():
             raise StateStale("this replica's view of keys and principals is stale: nothing is issued")
         self.limits.admit(principal.id, len(items), now)
-        call = _Call(principal, viewer, ctx, now, viewer is not None and self._erased(viewer.subject), len(items))
+        call = Call(principal, viewer, ctx, now, viewer is not None and self._erased(viewer.subject), len(items))
         outcomes: list[Outcome] = []
         logged: list[AuditRecord | IssuedUrl] = []
         for item in items:
@@ -191,7 +190,7 @@ class Issuer:
         """Keys whose last_used is older than a minute: kept to the minute, not written per request."""
         return [kid for kid in sorted(kids) if now - self._touched.get(kid, float("-inf")) >= _TOUCH_EVERY]
 
-    async def _one(self, call: _Call, item: SignItem) -> tuple[Outcome, AuditRecord | IssuedUrl]:
+    async def _one(self, call: Call, item: SignItem) -> tuple[Outcome, AuditRecord | IssuedUrl]:
         """One item, judged on its own (media, rendition, grant, revocations, profile, expiry): the call shares
         only who asks, for whom and when, and the key chosen for each kind of profile."""
         principal, viewer, now = call.principal, call.viewer, call.now
@@ -225,7 +224,7 @@ class Issuer:
         return Outcome(item, issued=issued), url
 
     async def _sign(
-        self, call: _Call, profile: Profile, path: str, prefix: str | None, item: SignItem, times: tuple[int, int]
+        self, call: Call, profile: Profile, path: str, prefix: str | None, item: SignItem, times: tuple[int, int]
     ) -> Issued:
         """Keyed formats sign with the principal's own key; shared-secret ones name it in a signed field."""
         now = call.now
@@ -235,7 +234,7 @@ class Issuer:
             raise InvalidInput(f"profile {profile.name} ({profile.dialect.name}) has no path tokens: use form 'query'")
         by_external = profile.keyed and profile.dialect.name != NATIVE  # as the verifier looks it up
         algorithms = capabilities.key_types if profile.keyed else None
-        choice = await self._signing_key(call, algorithms, by_external)
+        choice = await self.keys.choose(call.principal.id, call.now, (algorithms, by_external), call.keys)
         self.limits.signing(choice.row.kid, now)
         key = choice.material if profile.keyed else profile.secret
         if key is None:
@@ -256,29 +255,6 @@ class Issuer:
         )
         signed = profile.dialect.sign(request, key)
         return Issued(signed.url, expires, choice.row.kid, call.issuance_id(), profile.name, signed.cookies)
-
-    async def _signing_key(
-        self, call: _Call, algorithms: tuple[KeyAlgorithm, ...] | None, by_external: bool
-    ) -> SigningChoice:
-        """``Keyring.signing_key`` for the call's principal, chosen once per kind of profile while the state view
-        stays as it was: any change to it (a key revoked, created, expired: every change moves ``seq``, a reload
-        makes a new view) and the next item chooses again, as it would on its own."""
-        view = self._state.view
-        wanted = (algorithms, by_external)
-        kept = call.keys.get(wanted)
-        if kept is not None and kept[0] is view and kept[1] == view.seq:
-            return kept[2]
-        seq = view.seq
-        remembered = (call.principal.id, algorithms, by_external)
-        choice = _still_chosen(self._choices.get(remembered), view, call.now)
-        if choice is None:
-            choice = await self._keyring.signing_key(call.principal.id, call.now, algorithms, by_external)
-        if self._state.view is view and view.seq == seq:  # the secret's first read may have let a change in
-            call.keys[wanted] = (view, seq, choice)
-            if len(self._choices) >= _CHOICES:
-                self._choices.clear()  # bounded; choosing again is a few µs, only not per request
-            self._choices[remembered] = _Kept(view, seq, call.now, choice)
-        return choice
 
     def _issue_time(self, now: float, ttl: int, scope: tuple[str, str], principal_id: str) -> tuple[int, int]:
         """(issue time, lifetime from it): aligned to the cache window, never before a revocation it follows.
@@ -389,29 +365,6 @@ class Issuer:
         return []
 
 
-_CHOICES = 1024  # principals whose signing key is remembered between calls (a few hundred bytes each)
-_ChoiceKey = tuple[str, tuple[KeyAlgorithm, ...] | None, bool]
-
-
-class _Kept(NamedTuple):
-    """A principal's signing key as ``Keyring.signing_key`` chose it at ``now`` from ``view`` at ``seq``."""
-
-    view: StateView
-    seq: int
-    now: float
-    choice: SigningChoice
-
-
-def _still_chosen(kept: _Kept | None, view: StateView, now: float) -> SigningChoice | None:
-    """The remembered choice if choosing again now would give the same: the view has not moved (every key
-    change moves ``seq``; a reload makes a new view), time has not gone back, and the key is still active.
-    In one view the active keys only drop out as time passes, so the newest of them stays the newest while it
-    stays active."""
-    if kept is None or kept.view is not view or kept.seq != view.seq or now < kept.now:
-        return None
-    return kept.choice if kept.choice.row.state(now) is KeyState.ACTIVE else None
-
-
 def _expiry(issued_at: int, ttl: int, grant: Grant | None, profile: Profile, now: float) -> int:
     """``issued_at + ttl``; under an access grant, no later than the grant's end.
 
@@ -441,35 +394,6 @@ def covered_renditions(media: MediaItem, prefix: str) -> set[Rendition]:
     covered = {rendition for rendition, path in media.paths.items() if canonical_path(path).startswith(prefix)}
     covered |= {rendition for rendition, own in media.prefixes.items() if own.startswith(prefix)}
     return covered
-
-
-class _Call:
-    """What one call's items share, worked out once: who asks, for whom, when; the keys chosen so far; the
-    issuance ids, drawn from the CSPRNG in one read for the whole call (each is still 96 random bits)."""
-
-    def __init__(
-        self, principal: Principal, viewer: Viewer | None, ctx: RequestContext, now: float, erased: bool, items: int
-    ) -> None:
-        self.principal = principal
-        self.viewer = viewer
-        self.ctx = ctx
-        self.now = now
-        self.erased = erased
-        self.subject = viewer.subject if viewer else None
-        self.retention = ENGINEER if principal.kind is PrincipalKind.ENGINEER else VIEWER
-        self.keys: dict[tuple[tuple[KeyAlgorithm, ...] | None, bool], tuple[StateView, int, SigningChoice]] = {}
-        self._ids = secrets.token_hex(_ID_BYTES * items)
-        self._next_id = 0
-
-    def issuance_id(self) -> str:
-        at = self._next_id
-        self._next_id += 2 * _ID_BYTES
-        if at >= len(self._ids):  # never: at most one id per item
-            return "gwi_" + secrets.token_hex(_ID_BYTES)
-        return "gwi_" + self._ids[at : at + 2 * _ID_BYTES]
-
-
-_ID_BYTES = 12
 
 
 def _raw_entries(logged: list[AuditRecord | IssuedUrl], ctx: RequestContext, now: float) -> list[RawEntry]:
