@@ -69,8 +69,7 @@ def mask_ip(value: str | None) -> str | None:
         address = ipaddress.ip_address(value)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = plain_ip(address)
     prefix = _MASK_V4 if address.version == 4 else _MASK_V6
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
@@ -106,7 +105,7 @@ class ClientAddresses:
     def _is_trusted(self, peer: str | None) -> bool:
         """Whether the TCP peer is one of the proxies whose headers are believed."""
         try:
-            return in_networks(_plain(ipaddress.ip_address(peer or "")), self._trusted)
+            return in_networks(plain_ip(ipaddress.ip_address(peer or "")), self._trusted)
         except ValueError:
             return False
 
@@ -125,7 +124,7 @@ def resolve_client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequ
     if peer is None:
         return None
     try:
-        peer_ip = _plain(ipaddress.ip_address(peer))
+        peer_ip = plain_ip(ipaddress.ip_address(peer))
     except ValueError:
         return None
     if not forwarded_for or not in_networks(peer_ip, trusted):
@@ -133,7 +132,7 @@ def resolve_client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequ
     candidate = peer_ip
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
         try:
-            candidate = _plain(ipaddress.ip_address(hop))
+            candidate = plain_ip(ipaddress.ip_address(hop))
         except ValueError:
             break
         if not in_networks(candidate, trusted):
@@ -141,7 +140,7 @@ def resolve_client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequ
     return str(candidate)
 
 
-def _plain(address: IPAddress) -> IPAddress:
+def plain_ip(address: IPAddress) -> IPAddress:
     """An IPv4-mapped IPv6 address (``::ffff:10.0.0.5``, what a dual-stack socket or proxy reports for an IPv4
     peer) as the IPv4 it is: a proxy listed as ``10.0.0.5`` is that proxy in either spelling, and a client is
     recorded, masked and bound in one."""

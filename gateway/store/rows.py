@@ -275,8 +275,9 @@ def audit_rows(frontier: Frontier, records: Sequence[AuditRecord]) -> tuple[list
 AUDIT_INSERT_COLUMNS = (*AUDIT_COLUMNS, "body_sha256", "seq", "leaf_hash")
 # The child table of batch records (docs/audit.md, "Batch records"): derived from each record's list of URLs,
 # written in the same transaction, checked against it by ``audit verify``.
-# Schema v10 dropped ``url_key`` and its index (``audit_urls_by_url``): no query the gateway makes asks by digest
-# alone, and every digest is random, so each row's entry landed on an index page of its own (docs/audit.md).
+# Schema v10 dropped ``url_key`` and its index (``audit_urls_by_url``): none of the gateway's own queries asks by
+# digest alone (an operator's ``audit search --url-digest`` reads the table in order, as it reads ``audit``), and
+# every digest is random, so each row's entry landed on an index page of its own (docs/audit.md).
 AUDIT_URL_COLUMNS = ("seq", "position", *BATCH_COLUMNS)
 # A record's child rows without their position in the log: (index of the record in its group, the rest).
 UrlTemplate = tuple[int, tuple[Any, ...]]

@@ -199,8 +199,7 @@ def _presented(request: web.Request, services: Services) -> tuple[Redemption, Pr
         uri = tail
     else:
         return None
-    forwarded = headers.getall(hdrs.X_FORWARDED_FOR, ())
-    client_ip = services.addresses.resolve(peer, ", ".join(forwarded) if forwarded else None)
+    client_ip = services.addresses.resolve(peer, forwarded_for(request))
     profile = services.profiles.for_verification(None, False)
     url = profile.base_url + path_and_query(uri)
     return Redemption(url, services.clock(), client_ip, ascii_cookies(request), profile.options), profile

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.model import KeyAlgorithm
+from gateway.netaddr import plain_ip
 from gateway.signing.paths import origin_and_path, path_problem, path_within
 
 
@@ -160,9 +161,7 @@ def client_address(client_ip: str | None) -> ipaddress.IPv4Address | ipaddress.I
         address = ipaddress.ip_address(client_ip)
     except ValueError:
         raise VerificationFailed("wrong-ip") from None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    return plain_ip(address)
 
 
 def check_ip_in(networks: list[str], client_ip: str | None) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import quote, unquote
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial
 from gateway.model import KeyAlgorithm
+from gateway.netaddr import plain_ip
 from gateway.signing.dialects._common import (
     b64url_nopad,
     check_window,
@@ -41,9 +42,7 @@ _DIRECTORY_MARK = "/bcdn_token="
 
 
 def ip_bytes(ip: str) -> bytes:
-    address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = plain_ip(ipaddress.ip_address(ip))
     if address.version == 4:
         return address.packed
     return address.packed[:8] + bytes(8)

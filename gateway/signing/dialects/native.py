@@ -33,7 +33,7 @@ from urllib.parse import quote, unquote
 from gateway.errors import InvalidInput, VerificationFailed
 from gateway.keys.material import KeyMaterial, b64url, b64url_decode
 from gateway.model import KeyAlgorithm
-from gateway.netaddr import parse_network
+from gateway.netaddr import parse_network, plain_ip
 from gateway.signing import path_tokens
 from gateway.signing.dialects._common import b64url_any_decode, b64url_exact_decode, decimal, load_pem_key, split_url
 from gateway.signing.dialects.base import Capabilities, Redemption, Signed, SignRequest, Verified
@@ -383,8 +383,7 @@ def _ip_matches(network_text: str, client_ip: str | None) -> bool:
         address = ipaddress.ip_address(client_ip)
     except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = plain_ip(address)
     return address.version == network.version and address in network
 
 

@@ -233,8 +233,9 @@ MIGRATIONS: list[Migration] = [
     # media and digest. Derived data, written with its record and checked against it by audit verify; no log
     # before v9 has a batch record, so there is nothing to fill.
     Migration(9, AUDIT_URLS),
-    # The child table keeps only the indexes its queries use (docs/audit.md, "Indexes"): no query asks by digest
-    # alone (a single record's digest has no index either), and a random key wrote an index page per URL.
+    # The child table keeps only the indexes its queries use (docs/audit.md, "Indexes"): none of the gateway's own
+    # asks by digest alone (`audit search --url-digest` reads in order, as a single record's digest search always
+    # has), and a random key wrote an index page per URL.
     Migration(10, ("DROP INDEX IF EXISTS audit_urls_by_url",), _drop_url_key),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
