@@ -164,6 +164,17 @@ def _requests(uri: str, ip_uri: str) -> list[bytes]:
         out.append(("\r\n".join([*lines, "Connection: close"]) + "\r\n\r\n" + body).encode("utf-8", "surrogateescape"))
     out.append(f"GET /v1/verify HTTP/1.0\r\nX-Original-URI: {seg}\r\n\r\n".encode())
     out.append(f"HEAD /v1/verify{seg} HTTP/1.0\r\n\r\n".encode())
+    out.append(
+        f"GET /v1/verify HTTP/1.0\r\nConnection: keep-alive\r\nX-Original-URI: {seg}\r\n\r\n"
+        f"GET /v1/verify HTTP/1.1\r\nX-Original-URI: {seg}\r\nConnection: close\r\n\r\n".encode()
+    )
+    # Kept alive (HTTP/1.1's default): several answers on one connection, pipelined, the last one closing it.
+    keep = [f"GET /v1/verify HTTP/1.1\r\nHost: gw\r\nX-Original-URI: {seg}\r\n\r\n",
+            f"HEAD /v1/verify{seg} HTTP/1.1\r\nHost: gw\r\n\r\n",
+            f"GET /v1/verify HTTP/1.1\r\nHost: gw\r\nX-Original-URI: {tampered}\r\n\r\n",
+            f"GET /v1/verify HTTP/1.1\r\nHost: gw\r\nX-Original-URI: {seg}\r\nX-Request-Id: r-1\r\n\r\n",
+            f"GET /v1/verify{seg} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"]  # fmt: skip
+    out.append("".join(keep).encode())
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiohttp.http_writer import _serialize_headers
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
@@ -204,9 +205,19 @@ def test_the_allow_answer_is_the_one_json_response_writes(kid: str, principal: s
         VerifyAllowed(status="allow", kid=kid, expires_at=expires),
         headers={"X-Gateway-Kid": kid, "X-Gateway-Principal": principal},
     )
-    body, headers = _allow_parts(kid, principal, expires)
+    body, headers, fixed = _allow_parts(kid, principal, expires)
     assert body == expected.body
     assert list(headers.items()) == list(expected.headers.items())  # in order: `curl -i` in the README shows it
+    # The bytes written below web.Response (gateway.web.fixed) start as aiohttp serialises those headers.
+    assert fixed is not None and fixed.body == body
+    assert fixed.head == _serialize_headers("HTTP/1.1 200 OK", headers)[:-2] + b"X-Request-Id: "
+    assert fixed.length == f"\r\nContent-Length: {len(body)}\r\nDate: ".encode()
+
+
+@pytest.mark.parametrize("principal", ["caf\u00e9", "a\tb", "a\x7fb"])
+def test_an_allow_with_a_header_value_not_printable_ascii_is_not_fixed(principal: str) -> None:
+    """web.Response then spells (or refuses) it: the fixed bytes are only ever the plain case."""
+    assert _allow_parts("gwk_a", principal, 1)[2] is None
 
 
 @settings(max_examples=300, deadline=None)

@@ -19,8 +19,9 @@ ways and compares):
   they are rare, and a ``CONNECT`` target is not a path to the router); a request with ``Expect``, which
   ``Application._handle`` answers before any middleware;
 - the access log, when on, names the route: the request is then given the match info the router gives it;
-- a remembered decision is answered by ``verify.recall`` without a coroutine (the same checks; anything it
-  cannot allow goes to ``verify.answer``, which decides from the start: ``tests/test_verify_recall.py``).
+- a remembered decision is decided by ``verify.recall`` without a coroutine (the same checks; anything it
+  cannot allow goes to ``verify.answer``, which decides from the start: ``tests/test_verify_recall.py``), and
+  over HTTP/1.1 its allow is written in one transport write (``gateway.web.fixed``: the same bytes).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 
 from gateway.web import verify
 from gateway.web.appkeys import SERVICES
@@ -58,6 +60,9 @@ def direct_verify(app: web.Application, ordinary: RequestHandler, *, access_log:
     services = app[SERVICES]
     certificate = route_group(verify.PREFIX) in services.config.tls_require_client_cert
     router = app.router
+    # A fixed answer is written below web.Response, so no on_response_prepare hook would see it: none is
+    # connected (the app is frozen by now, so none can be later), and should one ever be, answers are ordinary.
+    fixed = not app.on_response_prepare
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         if not takes(request):
@@ -73,8 +78,13 @@ def direct_verify(app: web.Application, ordinary: RequestHandler, *, access_log:
         try:
             if certificate:
                 require_certificate(request)
-            # A remembered decision is answered without a coroutine; anything else, by the full path.
-            response = verify.recall(request, services) or await verify.answer(request, services)
+            # A remembered decision is decided without a coroutine; anything else, by the full path.
+            accepted = verify.recall(request, services)
+            if accepted is not None and fixed and request.version == HttpVersion11:
+                answer = verify.fixed_allow(accepted, rid)  # its bytes ready but for the id and date
+                if answer is not None:
+                    return answer
+            response = await verify.answer(request, services) if accepted is None else verify.allowed(accepted)
         except Exception as exc:
             response = error_answer(exc, rid)
         response.headers["X-Request-Id"] = rid

@@ -37,6 +37,7 @@ from gateway.signing.paths import strip_authority
 from gateway.signing.profiles import Profile
 from gateway.signing.verification import Accepted
 from gateway.web.appkeys import SERVICES
+from gateway.web.fixed import FixedAnswer, FixedParts, fixed_parts
 from gateway.web.headers import forwarded_for, only_one
 from gateway.web.middleware import JSON_CONTENT_TYPE, REQUEST_ID, encode_json, error_response
 from gateway.web.schemas import VerifyAllowed
@@ -149,12 +150,12 @@ async def answer(request: web.Request, services: Services) -> web.Response:
             ctx, token=token, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name,
             now=redemption.now,
         )  # fmt: skip
-    return _allowed(accepted)
+    return allowed(accepted)
 
 
-def recall(request: web.Request, services: Services) -> web.Response | None:
-    """``answer``'s allow for a remembered decision, given without a coroutine; None whenever ``answer`` must
-    decide (``gateway.web.direct`` tries this first).
+def recall(request: web.Request, services: Services) -> Accepted | None:
+    """``answer``'s allow for a remembered decision, decided without a coroutine; None whenever ``answer`` must
+    decide (``gateway.web.direct`` tries this first, and answers an allow with ``allowed`` or ``fixed_allow``).
 
     An HLS player asks about the same prefix token for every segment: once the decision is remembered, what is
     left is the checks, and the request read around them (issue 18). Here the request is read in one pass
@@ -176,7 +177,7 @@ def recall(request: web.Request, services: Services) -> web.Response | None:
         return None
     services.verifier.decisions.hit()
     services.metrics.verified()
-    return _allowed(accepted)
+    return accepted
 
 
 def _presented(request: web.Request, services: Services) -> tuple[Redemption, Profile] | None:
@@ -205,18 +206,26 @@ def _presented(request: web.Request, services: Services) -> tuple[Redemption, Pr
     return Redemption(url, services.clock(), client_ip, ascii_cookies(request), profile.options), profile
 
 
-def _allowed(accepted: Accepted) -> web.Response:
-    body, headers = _allow_parts(accepted.kid, accepted.principal_id, accepted.expires)
+def allowed(accepted: Accepted) -> web.Response:
+    """The allow answer (200, the key id and principal in headers, the expiry in the body)."""
+    body, headers, _ = _allow_parts(accepted.kid, accepted.principal_id, accepted.expires)
     return web.Response(body=body, headers=headers)  # the headers are copied: the cached ones stay as built
 
 
+def fixed_allow(accepted: Accepted, request_id: str) -> FixedAnswer | None:
+    """``allowed``'s bytes with ``request_id``, written below ``web.Response`` (``gateway.web.fixed``); None when
+    they cannot be (a header value ``web.Response`` would spell otherwise)."""
+    parts = _allow_parts(accepted.kid, accepted.principal_id, accepted.expires)[2]
+    return None if parts is None else FixedAnswer(parts, request_id)
+
+
 @functools.lru_cache(maxsize=1024)
-def _allow_parts(kid: str, principal_id: str, expires: int) -> tuple[bytes, CIMultiDict[str]]:
-    """The allow answer's body and headers, as ``json_response`` writes them: built once per token, not per
-    segment (a player asks for the same answer every few seconds)."""
+def _allow_parts(kid: str, principal_id: str, expires: int) -> tuple[bytes, CIMultiDict[str], FixedParts | None]:
+    """The allow answer's body and headers, as ``json_response`` writes them, and its fixed bytes: built once
+    per token, not per segment (a player asks for the same answer every few seconds)."""
     body = encode_json(VerifyAllowed(status="allow", kid=kid, expires_at=expires))
     # In json_response's order too (its headers, then Content-Type): what `curl -i` shows in the README.
     headers = CIMultiDict(
         {"X-Gateway-Kid": kid, "X-Gateway-Principal": principal_id, hdrs.CONTENT_TYPE: JSON_CONTENT_TYPE}
     )
-    return body, headers
+    return body, headers, fixed_parts(headers, body)
