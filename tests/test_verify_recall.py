@@ -2,7 +2,7 @@
 when anything it stood on changes: the same refusal, reason, metric and log line as a fresh verification.
 
 Through the real server (``gateway.web.server.Runner``, direct path on) over real sockets. Each test first
-shows the recall answering (a second request allowed without ``verify.answer``), then changes one thing and
+shows the recall answering (a second request allowed without ``verify.decide``), then changes one thing and
 expects the next request refused with the exact reason in the metrics and in the deny log line.
 ``tests/test_verify_direct.py`` compares whole answers with the direct path on and off.
 """
@@ -34,20 +34,20 @@ async def served(
     config: Config, clock: Clock, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Served]:
     """The world (principal ``web`` and its key, media m1), a client of the real server, and every URI
-    ``verify.answer`` (the full path) was asked about."""
+    ``verify.decide`` (the full path) was asked about."""
     services = await open_services(config, clock=clock)
     world = World(services, clock)
     key = await world.principal("web", Permission.SIGN, Permission.SIGN_ON_BEHALF)
     assert key is not None
     await world.media("m1")
     answered: list[str] = []
-    full = verify.answer
+    full = verify.decide
 
     async def spied(request: Any, services: Any) -> Any:
         answered.append(request.headers.get("X-Original-URI", request.raw_path))
         return await full(request, services)
 
-    monkeypatch.setattr(verify, "answer", spied)
+    monkeypatch.setattr(verify, "decide", spied)
     server = GatewayTestServer(create_app(services, close_services=False, checkpoints=False))
     await server.start_server()
     client = await aiohttp_client(server)

@@ -20,8 +20,8 @@ ways and compares):
   ``Application._handle`` answers before any middleware;
 - the access log, when on, names the route: the request is then given the match info the router gives it;
 - a remembered decision is decided by ``verify.recall`` without a coroutine (the same checks; anything it
-  cannot allow goes to ``verify.answer``, which decides from the start: ``tests/test_verify_recall.py``), and
-  over HTTP/1.1 its allow is written in one transport write (``gateway.web.fixed``: the same bytes).
+  cannot allow goes to ``verify.decide``, which decides from the start: ``tests/test_verify_recall.py``), and
+  over HTTP/1.1 an allow is written in one transport write (``gateway.web.fixed``: the same bytes).
 """
 
 from __future__ import annotations
@@ -79,12 +79,13 @@ def direct_verify(app: web.Application, ordinary: RequestHandler, *, access_log:
             if certificate:
                 require_certificate(request)
             # A remembered decision is decided without a coroutine; anything else, by the full path.
-            accepted = verify.recall(request, services)
-            if accepted is not None and fixed and request.version == HttpVersion11:
-                answer = verify.fixed_allow(accepted, rid)  # its bytes ready but for the id and date
-                if answer is not None:
-                    return answer
-            response = await verify.answer(request, services) if accepted is None else verify.allowed(accepted)
+            decided = verify.recall(request, services) or await verify.decide(request, services)
+            if isinstance(decided, web.Response):  # refused
+                response = decided
+            elif fixed and request.version == HttpVersion11 and (answer := verify.fixed_allow(decided, rid)):
+                return answer  # the allow's bytes ready but for the id and date
+            else:
+                response = verify.allowed(decided)
         except Exception as exc:
             response = error_answer(exc, rid)
         response.headers["X-Request-Id"] = rid

@@ -122,8 +122,14 @@ async def verify(request: web.Request) -> web.Response:
 
 
 async def answer(request: web.Request, services: Services) -> web.Response:
-    """The answer to a verify request, with ``services`` given: ``gateway.web.direct`` calls it without the
-    router, which is what sets ``request.app``."""
+    """The answer to a verify request, with ``services`` given."""
+    decided = await decide(request, services)
+    return decided if isinstance(decided, web.Response) else allowed(decided)
+
+
+async def decide(request: web.Request, services: Services) -> Accepted | web.Response:
+    """The URL accepted, or the refusal's answer (logged and counted): ``gateway.web.direct`` calls it without the
+    router, which is what sets ``request.app``, and writes an allow itself."""
     try:
         require_read(request)
         uri = original_uri(request, services)
@@ -150,18 +156,19 @@ async def answer(request: web.Request, services: Services) -> web.Response:
             ctx, token=token, kid=accepted.kid, url=redemption.url, expires=accepted.expires, profile=profile.name,
             now=redemption.now,
         )  # fmt: skip
-    return allowed(accepted)
+    return accepted
 
 
 def recall(request: web.Request, services: Services) -> Accepted | None:
     """``answer``'s allow for a remembered decision, decided without a coroutine; None whenever ``answer`` must
-    decide (``gateway.web.direct`` tries this first, and answers an allow with ``allowed`` or ``fixed_allow``).
+    decide (``gateway.web.direct`` tries this first, then ``decide``, and answers an allow with ``fixed_allow`` or
+    ``allowed``).
 
     An HLS player asks about the same prefix token for every segment: once the decision is remembered, what is
     left is the checks, and the request read around them (issue 18). Here the request is read in one pass
     (``_presented``: the usual nginx and Envoy requests only) and the verifier's checks are ``verify``'s own
     (``Verifier.recall``). This only ever allows: a refusal, an unusual request, a decision not remembered, a
-    first redemption to record — each returns None, with nothing counted or logged, and ``answer`` then decides
+    first redemption to record — each returns None, with nothing counted or logged, and ``decide`` then decides
     from the start, so every refusal, its reason, log line and metric are its own
     (``tests/test_verify_direct.py`` compares the answers with ``answer`` alone).
     """
