@@ -1,6 +1,6 @@
 """Server instructions per request by callgrind, over real sockets: hello-world and a remembered ``/v1/verify``.
 
-Run: .venv/bin/python -m benchmarks.callgrind_verify [--requests 2000] [--only verify] [--source DIR]
+Run: .venv/bin/python -m benchmarks.callgrind_verify [--requests 2000] [--only verify] [--source DIR] [--distinct]
 
 The setup of ``benchmarks.bench_verify_server_cpu`` (``gatewayctl serve`` on a fresh data directory, 1000
 segments under one prefix token, a few keep-alive connections), with the server run under ``valgrind
@@ -10,7 +10,8 @@ a neighbour's load, so two trees can be compared on a busy machine. The state po
 60 s) so that valgrind's slowness does not bill background polling to the requests.
 
 ``--source DIR``: serve the ``gateway`` package found in DIR (a checkout of another commit, e.g. ``git
-archive main``) instead of this one: the same harness, the same minutes.
+archive main``) instead of this one: the same harness, the same minutes. ``--distinct``: every verified URL
+new (a warm-up of as many other new URLs first), as ``benchmarks.run``'s verify-distinct row.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from benchmarks import setup
 from benchmarks.bench_verify_server_cpu import _read_answer, _request
@@ -79,15 +81,22 @@ def _total(out_dir: Path) -> int:
 
 
 def measure(
-    args: list[str], url: str, port: int, requests: list[bytes], env: dict[str, str], cwd: Path | None = None
+    args: list[str],
+    url: str,
+    port: int,
+    requests: list[bytes],
+    env: dict[str, str],
+    cwd: Path | None = None,
+    warm: list[bytes] | None = None,
 ) -> float:
-    """Instructions per request of the server ``args`` (run under callgrind) answering ``requests``."""
+    """Instructions per request of the server ``args`` (run under callgrind) answering ``requests``, after
+    ``warm`` (the same requests unless given)."""
     out_dir = Path(tempfile.mkdtemp(prefix="gw-callgrind-"))
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/callgrind.out"]
     with _server([*valgrind, *args], env, cwd, out_dir / "server.log") as server:
         wait_http(url, timeout=300)
         pid = str(server)
-        _send(port, requests)  # warm-up, not counted
+        _send(port, requests if warm is None else warm)  # warm-up, not counted
         _control("-i", "on", pid)
         _send(port, requests)
         _control("-i", "off", pid)
@@ -106,6 +115,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--only", choices=["verify", "hello"])
     parser.add_argument("--source", type=Path, help="a directory holding the gateway package to serve")
+    parser.add_argument("--distinct", action="store_true", help="every verified URL new (verify-distinct's load)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     n = args.requests
@@ -113,13 +123,18 @@ def main() -> int:
     # ``python -m`` puts the working directory first on sys.path: the package found there is the one served.
     source = args.source.resolve() if args.source is not None else None
     data = Path(tempfile.mkdtemp(prefix="gw-callgrind-data-"))
-    setup.DISTINCT_URLS = 0
+    setup.DISTINCT_URLS = 2 * n if args.distinct else 0
+    warm = None
     try:
         if args.only != "hello":
             setup.init(data)
             fixture = asyncio.run(setup.prepare(data))
             uris = [f"/v/m1/seg{i}.ts?{fixture.prefix_token}" for i in range(1000)]
             verify = [_request("/v1/verify", {"X-Original-URI": uris[i % 1000]}) for i in range(n)]
+            if args.distinct:  # the warm-up's URLs, then as many others: none asked about before
+                urls = [urlsplit(line) for line in fixture.distinct_file.read_text().split()]
+                every = [_request("/v1/verify", {"X-Original-URI": f"{u.path}?{u.query}"}) for u in urls]
+                warm, verify = every[:n], every[n:]
         if args.only != "verify":
             port = free_port()
             hello = [PY, "-m", "benchmarks.hello", "--port", str(port)]
@@ -128,8 +143,9 @@ def main() -> int:
         if args.only != "hello":
             port = free_port()
             serve = [PY, "-m", "gateway.cli.main", "serve", "--data-dir", str(data), "--port", str(port)]
-            cost = measure(serve, f"http://127.0.0.1:{port}/healthz", port, verify, env, source)
-            print(f"/v1/verify   {cost:9.0f} instructions/request ({args.source or 'this tree'})")
+            cost = measure(serve, f"http://127.0.0.1:{port}/healthz", port, verify, env, source, warm)
+            what = "distinct" if args.distinct else "remembered"
+            print(f"/v1/verify   {cost:9.0f} instructions/request, {what} ({args.source or 'this tree'})")
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return 0

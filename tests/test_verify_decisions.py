@@ -95,3 +95,31 @@ async def test_an_ip_bound_url_remembered_for_one_address_is_refused_from_anothe
     url = await _signed(world, client, client_ip="198.51.100.7")
     await _verify(world, url, ip="198.51.100.7")
     assert await _reason(world, url, ip="203.0.113.9") == "wrong-ip"
+
+
+async def test_verify_goes_on_from_a_missed_recall_of_the_very_same_redemption_only(
+    world: World, client: TestClient
+) -> None:
+    """``Verifier.recall`` keeps its reading for ``verify`` of the same objects (a new URL: parsed once). Another
+    redemption, even an equal one, is read afresh; and the view going stale in between still refuses."""
+    services, profile = world.services, world.services.profiles.get(None)
+    url = await _signed(world, client)
+    tampered = url.replace("/v/m1/", "/v/m2/")
+    good = Redemption(url, world.clock(), "198.51.100.7")
+    assert services.verifier.recall(good, profile) is None  # not remembered yet: the reading is kept
+    bad = Redemption(tampered, world.clock(), "198.51.100.7")
+    with pytest.raises(VerificationFailed) as refused:  # not good's reading: its own path, its own refusal
+        await services.verifier.verify(bad, profile)
+    assert refused.value.reason == "bad-signature"
+    assert services.verifier.recall(bad, profile) is None
+    accepted = await services.verifier.verify(good, profile)  # not bad's reading either
+    assert accepted.kid and services.verifier.decisions.misses == 2
+    other = Redemption(url.replace("/v/m1/", "/v/m1/./"), world.clock(), "198.51.100.7")
+    assert services.verifier.recall(other, profile) is None  # refused inside: nothing kept for it
+    assert await _reason(world, other.url) == "non-canonical-path"
+    fresh = Redemption(tampered, world.clock(), "198.51.100.7")
+    assert services.verifier.recall(fresh, profile) is None
+    services.state.confirmed_at = float("-inf")  # the view stale between the two
+    with pytest.raises(VerificationFailed) as stale:
+        await services.verifier.verify(fresh, profile)
+    assert stale.value.reason == "state-stale"

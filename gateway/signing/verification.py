@@ -152,13 +152,22 @@ class Verifier:
         self._state = state
         self._max_ttl = max_ttl
         self.decisions = decisions or Decisions(50_000)
+        # ``recall``'s last reading (redemption, profile, scope): ``verify`` of the very same objects goes on from
+        # it. A new URL is recalled first, missed, then verified: without this, parsed and hashed twice.
+        self._recalled: tuple[Redemption, Profile, tuple[bytes, str, str]] | None = None
 
     async def verify(self, redemption: Redemption, profile: Profile, *, remember: bool = True) -> Accepted:
         """Accepted, or VerificationFailed carrying the precise reason.
 
         ``remember=False`` (``gatewayctl explain``): decided afresh, as if never asked before, and not kept.
         """
-        key, path, token = self._scope(redemption, profile)
+        recalled, self._recalled = self._recalled, None
+        if recalled is not None and recalled[0] is redemption and recalled[1] is profile:
+            if not self._state.current():  # the one check of ``_scope`` that depends on more than its arguments
+                raise VerificationFailed("state-stale")
+            key, path, token = recalled[2]
+        else:
+            key, path, token = self._scope(redemption, profile)
         accepted = self.decisions.get(key, path) if remember else None
         if accepted is None:
             try:
@@ -181,7 +190,9 @@ class Verifier:
         it answers): on None the caller asks ``verify``, which decides afresh and names the reason.
         """
         try:
-            key, path, _ = self._scope(redemption, profile)
+            scope = self._scope(redemption, profile)
+            self._recalled = (redemption, profile, scope)
+            key, path, _ = scope
             accepted = self.decisions.peek(key, path)
             if accepted is not None:
                 self._still_good(accepted, redemption.now)

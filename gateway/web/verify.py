@@ -49,6 +49,8 @@ PROFILE_HEADER = istr("X-Gateway-Profile")
 METHOD_HEADER = istr("X-Original-Method")
 URI_HEADER = istr("X-Original-URI")
 READS = frozenset({"GET", "HEAD"})
+# What ``recall`` read of a request it could not answer, for ``decide`` to go on from.
+PRESENTED = web.RequestKey("verify_presented", tuple)
 _PRINTABLE_BUT_HASH = bytes(b for b in range(0x20, 0x7F) if b != ord("#"))
 log = logging.getLogger("gateway.verify")
 
@@ -130,26 +132,21 @@ async def answer(request: web.Request, services: Services) -> web.Response:
 async def decide(request: web.Request, services: Services) -> Accepted | web.Response:
     """The URL accepted, or the refusal's answer (logged and counted): ``gateway.web.direct`` calls it without the
     router, which is what sets ``request.app``, and writes an allow itself."""
+    # What ``recall`` read of this request when it could not answer (the same reading: ``_presented``), or None.
+    presented = request.get(PRESENTED)
+    if presented is None:
+        try:
+            require_read(request)
+            uri = original_uri(request, services)  # no URL at all: the caller's mistake (InvalidInput, a 400)
+        except VerificationFailed as exc:
+            return _denied(request, services, exc)
     try:
-        require_read(request)
-        uri = original_uri(request, services)
-    except VerificationFailed as exc:
-        log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)
-        services.metrics.verified(exc.reason)
-        return error_response(403, "denied", "the signed URL is not valid")
-    client_ip = services.addresses.resolve(request.remote, forwarded_for(request))
-    try:
-        profile = _profile(request, services)
-        redemption = Redemption(
-            profile.base_url + path_and_query(uri), services.clock(), client_ip, ascii_cookies(request), profile.options
-        )
+        redemption, profile = presented or _presentation(request, services, uri, _profile(request, services))
         accepted = await services.verifier.verify(redemption, profile)
     except (VerificationFailed, InvalidInput) as exc:
-        log.info("deny %s: %s", request.get(REQUEST_ID), exc.reason)
-        services.metrics.verified(exc.reason)
-        return error_response(403, "denied", "the signed URL is not valid")
+        return _denied(request, services, exc)
     services.metrics.verified()
-    token = accepted.token
+    token, client_ip = accepted.token, redemption.client_ip
     if services.redemptions.first_from(token, client_ip):
         ctx = request_context(request, services, accepted.principal_id, client_ip=client_ip)  # resolved above
         await services.redemptions.record(
@@ -157,6 +154,19 @@ async def decide(request: web.Request, services: Services) -> Accepted | web.Res
             now=redemption.now,
         )  # fmt: skip
     return accepted
+
+
+def _presentation(request: web.Request, services: Services, uri: str, profile: Profile) -> tuple[Redemption, Profile]:
+    """What to verify of ``uri`` by ``profile``: its URL, now, the viewer's address and the cookies."""
+    client_ip = services.addresses.resolve(request.remote, forwarded_for(request))
+    url = profile.base_url + path_and_query(uri)
+    return Redemption(url, services.clock(), client_ip, ascii_cookies(request), profile.options), profile
+
+
+def _denied(request: web.Request, services: Services, refusal: VerificationFailed | InvalidInput) -> web.Response:
+    log.info("deny %s: %s", request.get(REQUEST_ID), refusal.reason)
+    services.metrics.verified(refusal.reason)
+    return error_response(403, "denied", "the signed URL is not valid")
 
 
 def recall(request: web.Request, services: Services) -> Accepted | None:
@@ -181,6 +191,7 @@ def recall(request: web.Request, services: Services) -> Accepted | None:
     redemption, profile = presented
     accepted = services.verifier.recall(redemption, profile)
     if accepted is None or services.redemptions.first_from(accepted.token, redemption.client_ip):
+        request[PRESENTED] = presented  # ``decide`` goes on from this reading, not from the start
         return None
     services.verifier.decisions.hit()
     services.metrics.verified()
@@ -207,10 +218,7 @@ def _presented(request: web.Request, services: Services) -> tuple[Redemption, Pr
         uri = tail
     else:
         return None
-    client_ip = services.addresses.resolve(peer, forwarded_for(request))
-    profile = services.profiles.for_verification(None, False)
-    url = profile.base_url + path_and_query(uri)
-    return Redemption(url, services.clock(), client_ip, ascii_cookies(request), profile.options), profile
+    return _presentation(request, services, uri, services.profiles.for_verification(None, False))
 
 
 def allowed(accepted: Accepted) -> web.Response:
