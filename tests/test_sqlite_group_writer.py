@@ -142,3 +142,16 @@ async def test_closing_ends_the_writer_thread(tmp_path: Path) -> None:
     assert not thread.is_alive()
     with pytest.raises(AuditUnavailable, match="closed"):
         await own._group.append(_records("late", 1), [], [], 0.0)
+
+
+def test_the_writer_connection_keeps_its_statement_journal_in_memory_and_stays_durable(tmp_path: Path) -> None:
+    """A batch's multi-row INSERT spilled its statement journal to a temporary file; the crash journal (WAL,
+    synchronous=FULL: every commit fsync'd) is what durability rests on, and it is unchanged."""
+    writer = group.GroupWriter(tmp_path / "g.db")
+    try:
+        conn = writer._connection()
+        pragmas = {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("temp_store", "synchronous")}
+        assert pragmas == {"temp_store": 2, "synchronous": 2}  # MEMORY, FULL
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        writer.close()
