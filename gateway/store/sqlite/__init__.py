@@ -28,7 +28,7 @@ from gateway.store.sqlite import schema
 from gateway.store.sqlite.group import GroupWriter
 from gateway.store.sqlite.repos import SqliteRepos, db_errors
 from gateway.store.sqlite.schema import SCHEMA_VERSION
-from gateway.store.sqlite.watch import HeadWatcher
+from gateway.store.sqlite.watch import HeadWatcher, announce
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -173,6 +173,8 @@ class SqliteStore:
                 await self._rollback()
                 raise
             await self._commit(repos)
+            if repos.fed.appended:
+                announce(self._path)  # other processes' watchers sleep until this (gateway.store.sqlite.watch)
 
     async def _begin(self) -> None:
         try:
@@ -208,8 +210,8 @@ class SqliteStore:
         return [row[-2] for row in written]
 
     def listen(self, wake: Callable[[], None]) -> Listening:
-        """SQLite cannot notify: a thread reads the feed head when the database's log is written (inotify) on
-        a connection of its own and wakes the state sync when it moved (gateway.store.sqlite.watch)."""
+        """SQLite cannot notify: a thread reads the feed head when a change-feed commit is announced (inotify)
+        on a connection of its own and wakes the state sync when it moved (gateway.store.sqlite.watch)."""
         return HeadWatcher(self._path, wake, asyncio.get_running_loop())
 
     @asynccontextmanager

@@ -42,10 +42,21 @@ _PEPPER = "audit_pepper"
 _DATA_KEY = "master_data_key:"  # + master key id: a KMS-wrapped data key (gateway.keys.kms)
 
 
+class Fed:
+    """Whether a write transaction appended to the change feed: its commit is then announced to the other
+    processes' watchers (``gateway.store.sqlite.watch``), which otherwise sleep through every other write."""
+
+    __slots__ = ("appended",)
+
+    def __init__(self) -> None:
+        self.appended = False
+
+
 class _Repo:
-    def __init__(self, conn: aiosqlite.Connection, in_transaction: bool = False) -> None:
+    def __init__(self, conn: aiosqlite.Connection, in_transaction: bool = False, fed: Fed | None = None) -> None:
         self._conn = conn
         self._in_transaction = in_transaction
+        self._fed = fed
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         # Execute and fetch to the end in one call on the connection's thread: a statement left
@@ -71,6 +82,8 @@ class _Repo:
         await self._run(
             "INSERT INTO changes (kind, ref, at) VALUES (?, ?, (julianday('now') - 2440587.5) * 86400.0)", (kind, ref)
         )
+        if self._fed is not None:
+            self._fed.appended = True
 
 
 def _insert(table: str, columns: Sequence[str]) -> str:
@@ -495,13 +508,14 @@ def _batch_search(query: AuditQuery) -> tuple[str, list[Any]]:
 
 class SqliteRepos:
     def __init__(self, conn: aiosqlite.Connection, in_transaction: bool = False) -> None:
-        self.principals = SqlitePrincipals(conn, in_transaction)
-        self.keys = SqliteKeys(conn, in_transaction)
-        self.media = SqliteMedia(conn, in_transaction)
-        self.grants = SqliteGrants(conn, in_transaction)
-        self.audit = SqliteAudit(conn, in_transaction)
-        self.subjects = SqliteSubjects(conn, in_transaction)
-        self.changes = SqliteChanges(conn, in_transaction)
+        self.fed = fed = Fed()
+        self.principals = SqlitePrincipals(conn, in_transaction, fed)
+        self.keys = SqliteKeys(conn, in_transaction, fed)
+        self.media = SqliteMedia(conn, in_transaction, fed)
+        self.grants = SqliteGrants(conn, in_transaction, fed)
+        self.audit = SqliteAudit(conn, in_transaction, fed)
+        self.subjects = SqliteSubjects(conn, in_transaction, fed)
+        self.changes = SqliteChanges(conn, in_transaction, fed)
         from gateway.store.sqlite.ops import ops_repos  # operations tables (webhooks, limits, detection)
 
         self.outbox, self.limits, self.watch = ops_repos(conn, in_transaction)

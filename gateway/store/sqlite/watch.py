@@ -1,13 +1,15 @@
-"""Noticing another process's change to a SQLite database within milliseconds, at no cost while idle.
+"""Noticing another process's change to a SQLite database within milliseconds, at no cost while idle or busy.
 
 SQLite cannot notify. The state sync polls the change feed every 250 ms; this watcher makes a revocation
 by ``gatewayctl`` (another process) reach the view within a few milliseconds. It used to read the feed's
-head every 5 ms, which kept an idle ``serve`` at 2-4 % of a core (issue 18). Every commit, from any
-process, writes the database's write-ahead log, so on Linux the watcher sleeps in ``inotify`` until the
-``-wal`` file (or one created in its place) is written, then reads the head — at most once per
-``_COALESCE`` seconds however many commits land, and once more ``_RECHECK`` later if it had not moved yet —
-so a busy writer costs what the old poll did and an idle database costs nothing. The state sync's own poll
-remains the bound if a notification is ever missed. Where inotify is unavailable it polls every
+head every 5 ms, which kept an idle ``serve`` at 2-4 % of a core; then it slept in ``inotify`` until the
+database's write-ahead log was written, which every commit does — under issuance load every audit group
+commit woke it, ≈ 150 reads of the head a second, ≈ 3 % of the serving core (issue 18). Now a transaction
+that appends to the change feed announces its commit (``announce``: one byte written to ``<database>-feed``
+after the COMMIT returns), and the watcher sleeps in ``inotify`` until that file is written, then reads the
+head once: the commit is complete by then, so no second look is needed, and no other write wakes it. A
+process that commits without announcing (one killed between its COMMIT and the write, an older release) is
+caught by the state sync's own poll, which remains the bound. Where inotify is unavailable it polls every
 ``POLL_EVERY`` seconds as before.
 """
 
@@ -28,11 +30,8 @@ from pathlib import Path
 
 log = logging.getLogger("gateway.store.sqlite")
 POLL_EVERY = 0.005  # without inotify
-_COALESCE = 0.005  # after a write: let the burst land, then read the head once
-# The log is written before the commit completes (fsync, then the shared index, which raises no event):
-# a read 5 ms after the write may come too early, so a read that found nothing new is made once more.
-_RECHECK = 0.03
-_IN_MODIFY, _IN_CREATE, _IN_MOVED_TO = 0x2, 0x100, 0x80
+# One event per announcement (its close after the write): creating the file and writing it would be two.
+_IN_CLOSE_WRITE, _IN_MOVED_TO = 0x8, 0x80
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then len bytes of name)
 
 
@@ -44,7 +43,7 @@ class _Inotify:
         self._fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if self._fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1")
-        if libc.inotify_add_watch(self._fd, os.fsencode(directory), _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO) < 0:
+        if libc.inotify_add_watch(self._fd, os.fsencode(directory), _IN_CLOSE_WRITE | _IN_MOVED_TO) < 0:
             errno = ctypes.get_errno()
             os.close(self._fd)
             raise OSError(errno, f"inotify_add_watch {directory}")
@@ -72,10 +71,32 @@ class _Inotify:
         os.close(self._fd)
 
 
-def _inotify(path: Path) -> _Inotify | None:
-    wal = path.with_name(path.name + "-wal")
+def announcement(path: Path) -> Path:
+    """The file whose writes announce a change-feed commit to the database at ``path``."""
+    return path.with_name(path.name + "-feed")
+
+
+def announce(path: Path) -> None:
+    """Tell every watcher of the database at ``path`` that a change-feed commit completed (call after COMMIT).
+
+    Best effort: the commit stands whatever happens here, and a watcher that misses it is bounded by the state
+    sync's poll. The file takes the database's permissions (whoever may write one may write the other)."""
+    target = announcement(path)
     try:
-        return _Inotify(wal.parent, wal.name)
+        mode = path.stat().st_mode & 0o666
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode)
+        try:
+            os.pwrite(fd, b"\n", 0)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("could not announce a change to other processes (%s): they see it within a poll", exc)
+
+
+def _inotify(path: Path) -> _Inotify | None:
+    target = announcement(path)
+    try:
+        return _Inotify(target.parent, target.name)
     except (OSError, AttributeError) as exc:  # not Linux, or out of watches: poll instead
         log.info("change-feed watcher polls every %.0f ms (no inotify: %s)", POLL_EVERY * 1000, exc)
         return None
@@ -84,15 +105,14 @@ def _inotify(path: Path) -> _Inotify | None:
 class _Cause(enum.Enum):
     """Why the watcher reads the feed head."""
 
-    WRITTEN = "the log was written"
-    RECHECK = "a write showed nothing new yet"
+    ANNOUNCED = "a change-feed commit was announced"
     POLLED = "no inotify: the poll is due"
     STOP = "closing"
 
 
 class HeadWatcher:
-    """Reads ``max(seq)`` of the change feed (one indexed read, in its own thread) when the database may have
-    changed, and wakes the state sync when it moved."""
+    """Reads ``max(seq)`` of the change feed (one indexed read, in its own thread) when a change was announced,
+    and wakes the state sync when it moved."""
 
     def __init__(self, path: Path, wake: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
         self._path = path
@@ -101,7 +121,6 @@ class HeadWatcher:
         self._stop = threading.Event()
         self._stop_read, self._stop_write = os.pipe()
         self._inotify = _inotify(path)
-        self._recheck = False
         self.reads = 0  # reads of the feed head: what the watcher costs
         self.sleeping = threading.Event()  # set while it waits for a write with no timeout: idle costs nothing
         self._thread = threading.Thread(target=self._run, name="change-feed-watch", daemon=True)
@@ -111,15 +130,12 @@ class HeadWatcher:
         conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         seen: int | None = None
         try:
-            while (cause := self._changed()) is not _Cause.STOP:
+            while self._changed() is not _Cause.STOP:
                 try:
                     head = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
                 except sqlite3.Error:
                     continue  # the sync's own polls fail too, and the view goes stale: fail closed there
                 self.reads += 1
-                # Once, after a write that showed nothing new yet; a recheck that finds nothing waits for the next
-                # write (rechecking after every recheck kept an idle serve reading 28 times a second).
-                self._recheck = cause is _Cause.WRITTEN and head == seen
                 if head != seen:
                     seen = head
                     self._loop.call_soon_threadsafe(self._wake)
@@ -127,22 +143,16 @@ class HeadWatcher:
             conn.close()
 
     def _changed(self) -> _Cause:
-        """Block until the database may have changed, and say why; STOP when closing."""
+        """Block until a change may have been committed, and say why; STOP when closing."""
         if self._inotify is None:
             return _Cause.STOP if self._stop.wait(POLL_EVERY) else _Cause.POLLED
-        if self._stop.wait(_COALESCE):
-            return _Cause.STOP
-        timeout = _RECHECK if self._recheck else None
-        while not self._inotify.written():
-            if timeout is None:
-                self.sleeping.set()
-            ready, _, _ = select.select([self._inotify.fileno(), self._stop_read], [], [], timeout)
+        while not self._inotify.written():  # a burst of announcements is drained here: one read for all of it
+            self.sleeping.set()
+            ready, _, _ = select.select([self._inotify.fileno(), self._stop_read], [], [])
             self.sleeping.clear()
             if self._stop_read in ready:
                 return _Cause.STOP
-            if not ready:
-                return _Cause.RECHECK
-        return _Cause.WRITTEN
+        return _Cause.ANNOUNCED
 
     async def close(self) -> None:
         self._stop.set()
