@@ -73,7 +73,8 @@ class FixedAnswer(web.StreamResponse):
         parts = self._parts
         if self._keep_alive is None:
             self._keep_alive = request.keep_alive
-        writer: StreamWriter = request._payload_writer  # type: ignore[assignment]
+        writer = request.writer
+        assert isinstance(writer, StreamWriter)  # aiohttp's, whose _write the answer uses
         self._req, self._payload_writer = request, writer
         body = b"" if request.method == hdrs.METH_HEAD else parts.body
         ending = _SERVER if self._keep_alive else _SERVER + _CLOSE
