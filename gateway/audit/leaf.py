@@ -53,9 +53,14 @@ def fast_bytes(data: Mapping[str, Any]) -> bytes | None:
         out = _fast_dump(data)
     except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
         return None
-    # Both spell printable ASCII alike. msgspec escapes control characters (a backslash: json may spell the
-    # escape otherwise) and writes DEL and non-ASCII as they are, where json escapes them.
-    return out if out.isascii() and b"\\" not in out and b"\x7f" not in out else None
+    return out if _same_in_json(out) else None
+
+
+def _same_in_json(out: bytes) -> bool:
+    """Both spell printable ASCII alike. msgspec escapes control characters (a backslash: json may spell the
+    escape otherwise) and writes DEL and non-ASCII as they are, where json escapes them. ``find``, not ``in``:
+    ``bytes.__contains__`` first tries its argument as an integer, and formats and drops a TypeError per test."""
+    return out.isascii() and out.find(b"\\") < 0 and out.find(b"\x7f") < 0
 
 
 def fast_bytes_with(data: Mapping[str, Any], detail: bytes) -> bytes | None:
@@ -66,7 +71,7 @@ def fast_bytes_with(data: Mapping[str, Any], detail: bytes) -> bytes | None:
         out = _fast_dump({**data, "detail": msgspec.Raw(detail)})
     except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
         return None
-    return out if out.isascii() and b"\\" not in out and b"\x7f" not in out else None
+    return out if _same_in_json(out) else None
 
 
 _SIMPLE = frozenset({str, int, bool, type(None)})
@@ -87,8 +92,16 @@ def _plain_values(value: object) -> bool:
     if kind is list or kind is tuple:
         return all(_plain_values(item) for item in value)  # type: ignore[attr-defined]
     if isinstance(value, float):
-        return math.isfinite(value) and "e" not in float.__repr__(value)
+        return _plain_float(value)
     return isinstance(value, str | int)  # their subclasses (a StrEnum): both write the plain value
+
+
+def _plain_float(value: float) -> bool:
+    """Finite and written without an exponent. ``repr`` uses one from 1e16 up and below 1e-4; between 1 and
+    1e15 it never does (a timestamp, the usual float here), without spelling the number to find out."""
+    if 1.0 <= abs(value) < 1e15:
+        return True
+    return math.isfinite(value) and "e" not in float.__repr__(value)
 
 
 _RECORD_KINDS = _SIMPLE | {float, dict}
@@ -101,16 +114,24 @@ def _plain_besides_detail(data: Mapping[str, Any]) -> bool:
     every other value is exactly a str, int, bool or None, only ``time`` needs looking into. Anything else (a
     float or a dict elsewhere, a str subclass) takes the general walk.
     """
-    kinds = list(map(type, data.values()))
-    if (
+    if _usual_shape(tuple(data), tuple(map(type, data.values()))):
+        return _plain_values(data["time"])
+    return _plain_values({name: value for name, value in data.items() if name != "detail"})
+
+
+@functools.lru_cache(maxsize=64)
+def _usual_shape(names: tuple[str, ...], kinds: tuple[type, ...]) -> bool:
+    """Whether a record's dict of these names and value types is the usual case of ``_plain_besides_detail``:
+    its only float is ``time``, its only dict ``detail``, every other value exactly a str, int, bool or None.
+    A function of the names and types alone, so remembered: records come in a handful of shapes."""
+    found = dict(zip(names, kinds, strict=True))
+    return (
         kinds.count(float) == 1
         and kinds.count(dict) == 1
         and _RECORD_KINDS.issuperset(kinds)
-        and type(data.get("time")) is float
-        and type(data.get("detail")) is dict
-    ):
-        return _plain_values(data["time"])
-    return _plain_values({name: value for name, value in data.items() if name != "detail"})
+        and found.get("time") is float
+        and found.get("detail") is dict
+    )
 
 
 LEAF_VERSION = b"\x02"

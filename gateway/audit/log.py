@@ -98,12 +98,15 @@ class AuditLog:
         return key, True
 
     async def prepare(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[AuditRecord]:
+        sealing = [privacy.needs_protection(record) for record in records]
+        fresh = iter(privacy.nonces(sum(sealing)))  # one CSPRNG read for the group's nonces
         prepared: list[AuditRecord] = []
-        for record in records:
-            if privacy.needs_protection(record):
+        for record, seals in zip(records, sealing, strict=True):
+            if seals:
                 assert record.subject is not None
                 ref = self.ref(record.subject)
-                record = privacy.protect(record, ref, await self._key_for_writing(repos, ref, now))
+                aead = self._keys.get(ref) or await self._key_for_writing(repos, ref, now)
+                record = privacy.protect(record, ref, aead, next(fresh))
             elif privacy.needs_pseudonym(record):
                 assert record.subject is not None
                 record = record.evolve(subject=self.ref(record.subject))
@@ -112,13 +115,16 @@ class AuditLog:
 
     async def prepare_standalone(self, records: Sequence[AuditRecord], now: float) -> list[AuditRecord]:
         """Like ``prepare``, outside any transaction: a missing subject key is created in one of its own."""
-        for ref in {self.ref(r.subject) for r in records if privacy.needs_protection(r) and r.subject}:
-            if ref not in self._keys:
-                # Read and create under the write lock: another process may create the same subject's key.
-                async with self._store.transaction() as tx:
-                    key, _ = await self._load_or_create_key(tx, ref, now)
-                self._keys[ref] = privacy.cipher(key)
+        for record in records:
+            if privacy.needs_protection(record) and record.subject and self.ref(record.subject) not in self._keys:
+                await self._create_key_standalone(self.ref(record.subject), now)
         return await self.prepare(self._store, records, now)
+
+    async def _create_key_standalone(self, ref: str, now: float) -> None:
+        # Read and create under the write lock: another process may create the same subject's key.
+        async with self._store.transaction() as tx:
+            key, _ = await self._load_or_create_key(tx, ref, now)
+        self._keys[ref] = privacy.cipher(key)
 
     async def append(self, repos: Repos, records: Sequence[AuditRecord], now: float) -> list[int]:
         return await repos.audit.append(await self.prepare(repos, records, now))

@@ -50,14 +50,34 @@ def protect(record: AuditRecord, ref: str, key: bytes | AESGCM, nonce: bytes | N
     The viewer's networks an issuance keeps in ``detail`` (the address a backend asserted for the viewer, the
     URL's binding) are sealed with them: ``reveal`` returns them beside ``client_ip``. ``key`` may be the
     subject's cipher already built (``cipher``): the log keeps one per subject rather than one per record.
+    ``nonce``: 12 bytes fresh from the CSPRNG for this record alone (``nonces`` draws a group's in one read).
     """
-    fields = {name: getattr(record, name) for name in PERSONAL_FIELDS}
-    fields |= {name: record.detail[name] for name in NETWORK_DETAIL if name in record.detail}
-    detail = {name: value for name, value in record.detail.items() if name not in NETWORK_DETAIL}
+    fields = {"subject": record.subject, "client_ip": record.client_ip, "user_agent": record.user_agent}
+    detail = record.detail
+    if not _NETWORKS.isdisjoint(detail):  # one walk sorts the networks out; most records have none
+        kept = {}
+        for name, value in detail.items():
+            if name in _NETWORKS:
+                fields[name] = value  # the encoder sorts the keys: the plaintext is the same in any order
+            else:
+                kept[name] = value
+        detail = kept
+    else:
+        detail = dict(detail)
     nonce = nonce or secrets.token_bytes(_NONCE)
     aead = key if isinstance(key, AESGCM) else AESGCM(key)
     sealed = nonce + aead.encrypt(nonce, _encode_fields(fields), ref.encode())
     return record.evolve(subject=ref, client_ip=None, user_agent=None, personal=sealed, detail=detail)
+
+
+_NETWORKS = frozenset(NETWORK_DETAIL)
+
+
+def nonces(count: int) -> list[bytes]:
+    """``count`` sealing nonces from one CSPRNG read (each 96 fresh random bits, as ``secrets.token_bytes``
+    would draw them one by one: a read per record was a system call per record)."""
+    pool = secrets.token_bytes(_NONCE * count)
+    return [pool[at : at + _NONCE] for at in range(0, len(pool), _NONCE)]
 
 
 def reveal(record: AuditRecord, key: bytes | None) -> dict[str, Any] | None:
