@@ -200,7 +200,7 @@ class RequestContext:
     viewer_ip: str | None = None
 
 
-_MAX_USER_AGENT = 256
+MAX_USER_AGENT = 256  # what a record keeps of a user agent
 
 
 def url_digest(url: str) -> str:
@@ -208,7 +208,7 @@ def url_digest(url: str) -> str:
 
 
 def request_fields(ctx: RequestContext) -> dict[str, Any]:
-    agent = ctx.user_agent[:_MAX_USER_AGENT] if ctx.user_agent else None
+    agent = ctx.user_agent[:MAX_USER_AGENT] if ctx.user_agent else None
     return {
         "actor": ctx.actor,
         "request_id": ctx.request_id,

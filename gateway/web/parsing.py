@@ -61,7 +61,7 @@ def _direct(raw: bytes, model: type[T]) -> T | None:
     own count. A ``\\u`` escape (a lone surrogate, or a colon spelt so) is left to the two steps, and so is a
     body nested too deeply for msgspec (it raises RecursionError where ``strictjson`` refuses with a 400).
     """
-    if b"\\u" in raw:
+    if raw.find(b"\\u") >= 0:  # not ``in``: bytes.__contains__ tries an int first and drops a TypeError it formats
         return None
     try:
         tree = _decode_tree(raw)
