@@ -11,6 +11,7 @@ reading of a batch record to its reading of ``unbatched``; ``newest_revocation``
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections import Counter
@@ -333,13 +334,19 @@ def test_the_joined_revocation_lookup_is_the_newest_of_the_two(
 
 
 def test_a_single_issuance_record_is_unchanged() -> None:
-    """One URL keeps its own ``url:issued`` record, byte for byte."""
-    ctx = RequestContext(actor="web", request_id="r", client_ip="203.0.113.7", viewer_ip="198.51.100.2")
+    """One URL keeps its own ``url:issued`` record, field by field as it always was: the caller's and the viewer's
+    addresses and the binding masked, the user agent cut to 256 characters, the URL kept only as its digest."""
+    ctx = RequestContext(actor="web", request_id="r", client_ip="203.0.113.7", user_agent="curl/8 " + "x" * 300,
+                         viewer_ip="198.51.100.2")  # fmt: skip
     detail = {"issuance_id": "gwi_1", "profile": "native", "dialect": "native"}
     url = IssuedUrl("gwk_a", "m1", "video", "https://x/v", 99, "owner", detail, "192.0.2.1")
     [record] = call_records(ctx, 5.0, "alice", audit.VIEWER, [url])
-    single = audit.issued(
-        ctx, now=5.0, kid="gwk_a", media_id="m1", rendition="video", subject="alice", url="https://x/v",
-        expires_at=99, reason="owner", detail=detail, bound_to="192.0.2.1",
+    assert record == audit.AuditRecord(
+        time=5.0, event=audit.AuditEvent.URL_ISSUED, actor="web", request_id="r", kid="gwk_a", media_id="m1",
+        rendition="video", subject="alice", url_sha256=hashlib.sha256(b"https://x/v").hexdigest(), expires_at=99,
+        decision="allow", reason="owner", client_ip="203.0.113.0/24", user_agent=("curl/8 " + "x" * 300)[:256],
+        detail={**detail, "viewer_network": "198.51.100.0/24", "bound_to": "192.0.2.0/24"}, retention=audit.VIEWER,
     )  # fmt: skip
-    assert record == single and record.body_sha256() == single.body_sha256()
+    assert list(record.detail) == [*detail, "viewer_network", "bound_to"]
+    unbound = call_records(RequestContext(actor="web"), 5.0, None, audit.VIEWER, [url._replace(bound_to=None)])[0]
+    assert (unbound.client_ip, unbound.user_agent, unbound.detail) == (None, None, detail)

@@ -70,20 +70,9 @@ def call_records(
 
 
 def _single(ctx: RequestContext, now: float, subject: str | None, retention: str, url: IssuedUrl) -> AuditRecord:
-    """``records.issued`` for ``url``, built directly (no keyword dicts merged on the way: one per sign request)."""
-    detail = dict(url.detail)
-    viewer = mask_ip(ctx.viewer_ip)
-    if viewer is not None:
-        detail[VIEWER_NETWORK] = viewer
-    bound = mask_network(url.bound_to) if url.bound_to else None
-    if bound is not None:
-        detail[BOUND_TO] = bound
-    agent = ctx.user_agent[: records.MAX_USER_AGENT] if ctx.user_agent else None
-    return AuditRecord(
-        time=now, event=AuditEvent.URL_ISSUED, actor=ctx.actor, request_id=ctx.request_id, kid=url.kid,
-        media_id=url.media_id, rendition=url.rendition, subject=subject, url_sha256=records.url_digest(url.url),
-        expires_at=url.expires_at, decision="allow", reason=url.reason, client_ip=mask_ip(ctx.client_ip),
-        user_agent=agent, detail=detail, retention=retention,
+    return records.issued(
+        ctx, now=now, kid=url.kid, media_id=url.media_id, rendition=url.rendition, subject=subject, url=url.url,
+        expires_at=url.expires_at, reason=url.reason, detail=url.detail, retention=retention, bound_to=url.bound_to,
     )  # fmt: skip
 
 

@@ -116,8 +116,10 @@ class AuditLog:
     async def prepare_standalone(self, records: Sequence[AuditRecord], now: float) -> list[AuditRecord]:
         """Like ``prepare``, outside any transaction: a missing subject key is created in one of its own."""
         for record in records:
-            if privacy.needs_protection(record) and record.subject and self.ref(record.subject) not in self._keys:
-                await self._create_key_standalone(self.ref(record.subject), now)
+            if privacy.needs_protection(record) and record.subject:
+                ref = self.ref(record.subject)
+                if ref not in self._keys:
+                    await self._create_key_standalone(ref, now)
         return await self.prepare(self._store, records, now)
 
     async def _create_key_standalone(self, ref: str, now: float) -> None:

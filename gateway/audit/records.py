@@ -232,23 +232,24 @@ def issued(
     retention: str = VIEWER,
     bound_to: str | None = None,
 ) -> AuditRecord:
-    """``bound_to``: the address or network the URL is bound to (its client IP), recorded masked."""
-    detail = {**(detail or {}), **_networks(ctx, bound_to)}
+    """``bound_to``: the address or network the URL is bound to (its client IP), recorded masked.
+
+    Built field by field, without ``request_fields`` and ``_networks``' dicts merged on the way: one of these per
+    sign request (``gateway.audit.batch``), on the event loop."""
+    kept = dict(detail or {})
+    viewer = mask_ip(ctx.viewer_ip)
+    if viewer is not None:
+        kept[VIEWER_NETWORK] = viewer
+    bound = mask_network(bound_to) if bound_to else None
+    if bound is not None:
+        kept[BOUND_TO] = bound
+    agent = ctx.user_agent[:MAX_USER_AGENT] if ctx.user_agent else None
     return AuditRecord(
-        time=now,
-        event=AuditEvent.URL_ISSUED,
+        time=now, event=AuditEvent.URL_ISSUED, actor=ctx.actor, request_id=ctx.request_id, kid=kid,
+        media_id=media_id, rendition=rendition, subject=subject, url_sha256=url_digest(url), expires_at=expires_at,
+        decision="allow", reason=reason, client_ip=mask_ip(ctx.client_ip), user_agent=agent, detail=kept,
         retention=retention,
-        kid=kid,
-        media_id=media_id,
-        rendition=rendition,
-        subject=subject,
-        url_sha256=url_digest(url),
-        expires_at=expires_at,
-        decision="allow",
-        reason=reason,
-        detail=detail,
-        **request_fields(ctx),
-    )
+    )  # fmt: skip
 
 
 # Networks an issuance record keeps in ``detail`` besides the caller's own (``client_ip``): personal data of
