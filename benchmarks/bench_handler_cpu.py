@@ -38,7 +38,7 @@ from pathlib import Path
 from aiohttp import web
 
 from benchmarks.hello import hello, hello_post
-from benchmarks.setup import principal_and_viewer
+from benchmarks.setup import SIGN_BODY, principal_and_viewer
 from gateway.cli.main import main as gatewayctl
 from gateway.config import load_config
 from gateway.keys import material
@@ -138,9 +138,8 @@ async def measure(
     port, stop = await _serve(app, Runner(app, access_log=None))
     if os.environ.get("NO_FREEZE") != "1":
         freeze_start_up_heap()  # as gatewayctl serve does
-    body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
     json_headers = {"Content-Type": "application/json"}
-    sign_body = body.encode()
+    sign_body = SIGN_BODY.encode()
     items = [{"media_id": f"m{i}", "rendition": "video"} for i in range(BATCH)]  # as benchmarks.run's batch step
     batch_body = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}}).encode()
     batch_headers = {"Authorization": f"Bearer {token}", **json_headers}
@@ -149,7 +148,7 @@ async def measure(
     )
     paths: dict[str, tuple[int, Request]] = {
         "hello GET": (hello_port, _request("GET", "/", {})),
-        "hello POST": (hello_port, _request("POST", "/", json_headers, body.encode())),
+        "hello POST": (hello_port, _request("POST", "/", json_headers, sign_body)),
         "sign": (port, _request("POST", "/v1/sign", {"Authorization": f"Bearer {token}", **json_headers}, sign_body)),
         "page": (port, _request("GET", "/m/m1/video", {"Authorization": f"Bearer {viewer}"})),
         "batch": (port, batch),
@@ -183,6 +182,10 @@ def main() -> None:
     parser.add_argument("--cold-signatures", action="store_true", help="no signature memo: every URL signed afresh")
     parser.add_argument("--new-urls", action="store_true", help="batch: every URL new (ttl differs per request)")
     args = parser.parse_args()
+    # Each connection sends requests // CONNECTIONS (a batch path a 25th of that): fewer would measure nothing.
+    least = CONNECTIONS * (BATCH // 4 if args.only in (None, "batch") else 1)
+    if args.requests < least:
+        parser.error(f"--requests must be at least {least} here ({CONNECTIONS} connections, each sending some)")
     if args.cold_signatures:
         material.ed25519_sign = _signed_afresh
     data = Path(tempfile.mkdtemp(prefix="gw-handler-cpu-"))

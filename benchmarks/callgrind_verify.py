@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from benchmarks import setup
+from benchmarks.bench_handler_cpu import _request as _post
 from benchmarks.bench_verify_server_cpu import _read_answer, _request
 from benchmarks.run import PY, SERVER_CORE, free_port, wait_http
 
@@ -47,23 +47,25 @@ CONNECTIONS = 8
 _SLOW_POLL = {"GATEWAY_STATE_POLL_EVERY": "10", "GATEWAY_STATE_STALE_AFTER": "60"}
 
 
-def _post(path: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
-    lines += [f"{name}: {value}" for name, value in headers.items()] + [f"Content-Length: {len(body)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
+_JSON = {"Content-Type": "application/json"}
+# What each path answers: every other status fails the run (a refusal is not the path measured).
+_ANSWERS = {"verify": 200, "sign": 200, "page": 302}
 
 
-def _issuing(path: str, fixture: setup.Fixture, n: int) -> tuple[list[bytes], list[bytes]]:
-    """(the gateway's requests, hello-world's) for the sign or page path: ``benchmarks.run``'s bodies."""
+def _floor(path: str) -> bytes:
+    """hello-world's request for ``path``: a POST of the same body for sign, else a GET."""
+    return _post("POST", "/", _JSON, setup.SIGN_BODY.encode()) if path == "sign" else _request("/", {})
+
+
+def _issuing(path: str, fixture: setup.Fixture) -> bytes:
+    """The gateway's request for the sign or page path: ``benchmarks.run``'s."""
     if path == "sign":
-        body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
-        sign = _post("/v1/sign", {"Authorization": f"Bearer {fixture.token}"}, body.encode())
-        return [sign] * n, [_post("/", {}, body.encode())] * n
-    page = _request("/m/m1/video", {"Authorization": f"Bearer {fixture.viewer}"})
-    return [page] * n, [_request("/", {})] * n
+        return _post("POST", "/v1/sign", {**_JSON, "Authorization": f"Bearer {fixture.token}"},
+                     setup.SIGN_BODY.encode())  # fmt: skip
+    return _request("/m/m1/video", {"Authorization": f"Bearer {fixture.viewer}"})
 
 
-def _send(port: int, requests: list[bytes]) -> None:
+def _send(port: int, requests: list[bytes], answer: int = 200) -> None:
     import socket
 
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONNECTIONS)]
@@ -74,7 +76,7 @@ def _send(port: int, requests: list[bytes]) -> None:
             sock.sendall(data)
         for sock, buffer, _ in zip(socks, buffers, batch, strict=False):
             status = _read_answer(sock, buffer)
-            assert status in (200, 302), status
+            assert status == answer, status
     for sock in socks:
         sock.close()
 
@@ -113,17 +115,18 @@ def measure(
     env: dict[str, str],
     cwd: Path | None = None,
     warm: list[bytes] | None = None,
+    answer: int = 200,
 ) -> float:
-    """Instructions per request of the server ``args`` (run under callgrind) answering ``requests``, after
-    ``warm`` (the same requests unless given)."""
+    """Instructions per request of the server ``args`` (run under callgrind) answering ``requests`` (each with
+    status ``answer``), after ``warm`` (the same requests unless given)."""
     out_dir = Path(tempfile.mkdtemp(prefix="gw-callgrind-"))
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/callgrind.out"]
     with _server([*valgrind, *args], env, cwd, out_dir / "server.log") as server:
         wait_http(url, timeout=300)
         pid = str(server)
-        _send(port, requests if warm is None else warm)  # warm-up, not counted
+        _send(port, requests if warm is None else warm, answer)  # warm-up, not counted
         _control("-i", "on", pid)
-        _send(port, requests)
+        _send(port, requests, answer)
         _control("-i", "off", pid)
         _control("-d", pid)
         time.sleep(1)
@@ -143,6 +146,8 @@ def main() -> int:
     parser.add_argument("--distinct", action="store_true", help="every verified URL new (verify-distinct's load)")
     parser.add_argument("--path", choices=["verify", "sign", "page"], default="verify", help="the path measured")
     args = parser.parse_args()
+    if args.distinct and args.path != "verify":
+        parser.error("--distinct is verify-distinct's load: it goes with --path verify")
     os.sched_setaffinity(0, {1})
     n = args.requests
     env = dict(_SLOW_POLL)
@@ -151,28 +156,29 @@ def main() -> int:
     data = Path(tempfile.mkdtemp(prefix="gw-callgrind-data-"))
     setup.DISTINCT_URLS = 2 * n if args.distinct else 0
     warm = None
-    floor = [_request("/", {})] * n
     try:
-        setup.init(data)
-        fixture = asyncio.run(setup.prepare(data))
-        if args.path != "verify":
-            measured, floor = _issuing(args.path, fixture, n)
-        else:
-            uris = [f"/v/m1/seg{i}.ts?{fixture.prefix_token}" for i in range(1000)]
-            measured = [_request("/v1/verify", {"X-Original-URI": uris[i % 1000]}) for i in range(n)]
-            if args.distinct:  # the warm-up's URLs, then as many others: none asked about before
-                urls = [urlsplit(line) for line in fixture.distinct_file.read_text().split()]
-                every = [_request("/v1/verify", {"X-Original-URI": f"{u.path}?{u.query}"}) for u in urls]
-                warm, measured = every[:n], every[n:]
+        if args.only != "hello":
+            setup.init(data)
+            fixture = asyncio.run(setup.prepare(data))
+            if args.path != "verify":
+                measured = [_issuing(args.path, fixture)] * n
+            else:
+                uris = [f"/v/m1/seg{i}.ts?{fixture.prefix_token}" for i in range(1000)]
+                measured = [_request("/v1/verify", {"X-Original-URI": uris[i % 1000]}) for i in range(n)]
+                if args.distinct:  # the warm-up's URLs, then as many others: none asked about before
+                    urls = [urlsplit(line) for line in fixture.distinct_file.read_text().split()]
+                    every = [_request("/v1/verify", {"X-Original-URI": f"{u.path}?{u.query}"}) for u in urls]
+                    warm, measured = every[:n], every[n:]
         if args.only != "verify":
             port = free_port()
             hello = [PY, "-m", "benchmarks.hello", "--port", str(port)]
-            cost = measure(hello, f"http://127.0.0.1:{port}/", port, floor, env)
+            cost = measure(hello, f"http://127.0.0.1:{port}/", port, [_floor(args.path)] * n, env)
             print(f"hello-world  {cost:9.0f} instructions/request ({'POST' if args.path == 'sign' else 'GET'})")
         if args.only != "hello":
             port = free_port()
             serve = [PY, "-m", "gateway.cli.main", "serve", "--data-dir", str(data), "--port", str(port)]
-            cost = measure(serve, f"http://127.0.0.1:{port}/healthz", port, measured, env, source, warm)
+            cost = measure(serve, f"http://127.0.0.1:{port}/healthz", port, measured, env, source, warm,
+                           _ANSWERS[args.path])  # fmt: skip
             what = {"verify": "distinct" if args.distinct else "remembered", "sign": "POST /v1/sign",
                     "page": "GET /m/m1/video"}[args.path]  # fmt: skip
             print(f"{args.path:12} {cost:9.0f} instructions/request, {what} ({args.source or 'this tree'})")

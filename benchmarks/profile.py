@@ -28,15 +28,14 @@ from benchmarks.run import (
     process,
     wait_http,
 )
-from benchmarks.setup import init, prepare
+from benchmarks.setup import SIGN_BODY, init, prepare
 
 
 def _lua(step: str, fixture: object, data_dir: Path) -> tuple[str, str]:
     token, viewer, prefix, distinct = (getattr(fixture, n) for n in ("token", "viewer", "prefix_token",
                                                                       "distinct_file"))  # fmt: skip
     if step == "sign":
-        body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
-        return "/v1/sign", lua_post(body, {"Authorization": f"Bearer {token}"}, "/v1/sign")
+        return "/v1/sign", lua_post(SIGN_BODY, {"Authorization": f"Bearer {token}"}, "/v1/sign")
     if step == "batch":
         items = [{"media_id": f"m{i}", "rendition": "video"} for i in range(100)]
         body = json.dumps({"items": items, "viewer": {"id": "alice", "workspaces": ["w1"]}})

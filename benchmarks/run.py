@@ -273,9 +273,10 @@ def _issuing_step(bench: Bench, gw: Gateway, name: str, hello_lua: str, lua: str
 
 
 def step_sign(bench: Bench, gw: Gateway) -> None:
-    body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
-    lua = lua_post(body, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign")
-    _issuing_step(bench, gw, "POST /v1/sign (JWT + authz + durable audit)", lua_post(body, {}, "/"), lua)
+    from benchmarks.setup import SIGN_BODY
+
+    lua = lua_post(SIGN_BODY, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign")
+    _issuing_step(bench, gw, "POST /v1/sign (JWT + authz + durable audit)", lua_post(SIGN_BODY, {}, "/"), lua)
 
 
 def step_sign_new(bench: Bench, gw: Gateway) -> None:
@@ -553,10 +554,11 @@ def step_workers(bench: Bench, gw: Gateway) -> None:
     """
     segments = bench.data_dir / "segments.txt"
     segments.write_text("".join(f"/v/m1/seg{i}.ts?{gw.prefix_token}\n" for i in range(1000)))
-    body = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
+    from benchmarks.setup import SIGN_BODY
+
     loads = {
         "verify, same token": lua_cycle_header("X-Original-URI", segments),
-        "sign": lua_post(body, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign"),
+        "sign": lua_post(SIGN_BODY, {"Authorization": f"Bearer {gw.token}"}, "/v1/sign"),
     }
     ceiling = _hello_two_processes(bench, gw)
     port = free_port()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from gateway.signing.dialects.native import NativeDialect
 CTX = RequestContext(actor="bench")
 MEDIA = 100
 DISTINCT_URLS = 450_000  # three runs of up to 150 000 requests, none repeated
+# The sign rows' request body (benchmarks.run, profile, bench_handler_cpu, callgrind_verify): item m1 for alice.
+SIGN_BODY = json.dumps({"media_id": "m1", "rendition": "video", "viewer": {"id": "alice", "workspaces": ["w1"]}})
 
 
 @dataclass(frozen=True)
